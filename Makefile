@@ -1,0 +1,91 @@
+# Selor - build, run, test.
+#
+#   make          build/selor, build/selorctl, build/mod/*.so
+#   make deps     install the Debian packages the build and the tests need
+#   make run      build and start one node in the foreground (conf/selor.dev.conf)
+#   make test     unit tests (cmocka) and system tests (pytest) against the
+#                 sanitizer build; the last line is "N passed, N failed"
+#   make bench    accept (and delivery) throughput against Postfix
+#   make asan     the AddressSanitizer + UBSan build in build/asan
+
+CC      ?= cc
+PKGS    := libuv hiredis libcares openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PQ_INC  := $(shell pg_config --includedir 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+           -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -Icluster \
+           $(PKG_CFLAGS) -I$(PQ_INC) -fPIC
+OPT     ?= -O2 -g
+SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+           -fno-sanitize-recover=undefined
+LIBS    := $(PKG_LIBS) -luuid -lcrypt -ldl -lm
+
+# Code shared by every program.
+CORE_SRC := src/mem.c src/buf.c src/arena.c src/log.c src/config.c src/net.c \
+            src/queue_id.c src/queue_file.c src/spool.c src/addr.c \
+            src/module.c src/accounts.c
+# The daemon.
+SELOR_SRC := src/main.c src/master.c src/smtp_worker.c src/smtp_server.c \
+             src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c \
+             src/queue.c cluster/coord.c cluster/coord_embedded.c
+CTL_SRC  := src/selorctl.c
+MODULES  := passwd
+
+# Build flavours: build/ (optimised) and build/asan (sanitizers).
+B  ?= build
+BF ?= $(OPT)
+
+all: $(B)/selor $(B)/selorctl $(foreach m,$(MODULES),$(B)/mod/selor_$(m).so)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(BF) -MMD -MP -c -o $@ $<
+
+$(B)/selor: $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(SELOR_SRC))
+	$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+
+$(B)/selorctl: $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(CTL_SRC))
+	$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+
+$(B)/mod/selor_%.so: $(B)/obj/modules/%/selor_%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(BF) -shared -o $@ $^ -lcrypt
+
+# Unit tests: one cmocka program per tests/unit/test_*.c, linked with the
+# core objects of the same flavour.
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+UNIT_EXTRA := src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
+	@mkdir -p $(dir $@)
+	$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS) -lcmocka
+
+unit-bins: $(UNIT_BIN)
+
+asan:
+	$(MAKE) B=build/asan BF="$(SAN)" all unit-bins
+
+deps:
+	@sh ha/install-deps.sh
+
+run: deps all
+	@sh ha/run-dev.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory asan
+	@sh tests/run.sh
+
+bench: deps all
+	@sh tests/bench/bench.sh
+
+clean:
+	rm -rf build var
+
+.PHONY: all asan deps run test bench clean unit-bins
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,359 @@
+/*
+ * accounts.c - account lookups through the modules (see accounts.h).
+ *
+ * A recipient goes through up to four phases, each asking the modules of
+ * its Modseq_* list in order until one finds the key:
+ *   domain   (Modseq_domain, key "domain")      not found: remote
+ *   mailbox  (Modseq_mail,   key "user@domain")
+ *   alias    (Modseq_alias,  key "user@domain") also after a mailbox when
+ *                                               Force_alias_seek is 1
+ *   default  (Modseq_alias,  key "@domain")     when Seek_df_alias is 1
+ * In a phase, the first FOUND wins; TEMPFAIL from any module with no FOUND
+ * makes the whole answer TEMPFAIL (an unreachable database must not turn
+ * into "no such user").
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "accounts.h"
+#include "arena.h"
+#include "config.h"
+#include "mem.h"
+#include "module.h"
+
+enum acc_phase { PH_DOMAIN, PH_MAILBOX, PH_ALIAS, PH_DEFAULT, PH_AUTH, PH_END };
+
+struct accounts_req {
+    struct selor_lookup lk;       /* first: host->alloc finds the arena */
+    struct arena mem;
+    const struct module_set *mods;
+    const struct config *conf;
+    enum acc_phase phase;
+    const struct module_inst *chain[MODULE_MAX];
+    size_t nchain, pos;
+    int tempfail;
+    const char *addr, *domain, *password;
+    struct accounts_result res;
+    size_t targets_alloc;
+    accounts_fn *fn;
+    void *arg;
+    const struct module_inst *asked;  /* module with a pending lookup */
+};
+
+void *accounts_lookup_alloc(struct selor_lookup *lk, size_t size)
+{
+    struct accounts_req *r = (struct accounts_req *)lk;
+
+    return arena_alloc(&r->mem, size);
+}
+
+static const char *acc_seq_option(const struct config *c, enum acc_phase ph)
+{
+    switch (ph) {
+    case PH_DOMAIN: return c->Modseq_domain;
+    case PH_MAILBOX: return c->Modseq_mail;
+    case PH_AUTH: return c->Modseq_auth;
+    default: return c->Modseq_alias;
+    }
+}
+
+static enum selor_lookup_kind acc_kind(enum acc_phase ph)
+{
+    switch (ph) {
+    case PH_DOMAIN: return SELOR_LOOKUP_DOMAIN;
+    case PH_MAILBOX: return SELOR_LOOKUP_MAILBOX;
+    case PH_AUTH: return SELOR_LOOKUP_AUTH;
+    default: return SELOR_LOOKUP_ALIAS;
+    }
+}
+
+/*
+ * The modules to ask, in order: those named in the Modseq_* option, or
+ * every loaded module that answers this kind when the option is empty.
+ * Returns the name of an unknown module, or NULL.
+ */
+static const char *acc_chain(const struct module_set *mods, const char *seq,
+                             enum selor_lookup_kind kind,
+                             const struct module_inst **chain, size_t *n)
+{
+    char name[64];
+    const char *p = seq;
+
+    *n = 0;
+    if (seq[0] == '\0') {
+        for (size_t i = 0; i < mods->n; i++)
+            if (mods->m[i].mod->kinds & (1u << kind))
+                chain[(*n)++] = &mods->m[i];
+        return NULL;
+    }
+    while (*p) {
+        size_t len = strcspn(p, " ,\t");
+        if (len > 0) {
+            const struct module_inst *mi;
+            snprintf(name, sizeof(name), "%.*s", (int)len, p);
+            mi = module_find(mods, name);
+            if (mi == NULL)
+                return p;
+            if ((mi->mod->kinds & (1u << kind)) && *n < MODULE_MAX)
+                chain[(*n)++] = mi;
+        }
+        p += len;
+        p += strspn(p, " ,\t");
+    }
+    return NULL;
+}
+
+int accounts_check_config(const struct module_set *mods,
+                          const struct config *conf, struct buf *err)
+{
+    static const struct { int idx; enum acc_phase ph; } seqs[] = {
+        {CONF_IDX_Modseq_domain, PH_DOMAIN}, {CONF_IDX_Modseq_mail, PH_MAILBOX},
+        {CONF_IDX_Modseq_alias, PH_ALIAS}, {CONF_IDX_Modseq_auth, PH_AUTH},
+    };
+    const struct module_inst *chain[MODULE_MAX];
+    size_t n;
+
+    for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+        const char *bad = acc_chain(mods, acc_seq_option(conf, seqs[i].ph),
+                                    acc_kind(seqs[i].ph), chain, &n);
+        if (bad) {
+            buf_printf(err, "%s:%d: %s names a module that is not loaded: %.*s",
+                       conf->path, conf->line[seqs[i].idx],
+                       config_option(seqs[i].idx)->name,
+                       (int)strcspn(bad, " ,\t"), bad);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void acc_add_target(struct accounts_req *r, const char *t)
+{
+    struct accounts_result *res = &r->res;
+
+    if (res->ntargets >= SELOR_ALIAS_MAX_TARGETS)
+        return;
+    for (size_t i = 0; i < res->ntargets; i++)
+        if (strcmp(res->targets[i], t) == 0)
+            return;
+    if (res->ntargets == r->targets_alloc) {
+        size_t n = r->targets_alloc ? r->targets_alloc * 2 : 4;
+        const char **nt = arena_alloc(&r->mem, n * sizeof(*nt));
+        if (res->ntargets)
+            memcpy(nt, res->targets, res->ntargets * sizeof(*nt));
+        res->targets = nt;
+        r->targets_alloc = n;
+    }
+    res->targets[res->ntargets++] = arena_strdup(&r->mem, t);
+}
+
+static const char *acc_dup(struct accounts_req *r, const char *s)
+{
+    return arena_strdup(&r->mem, s ? s : "");
+}
+
+static void acc_take_mailbox(struct accounts_req *r)
+{
+    struct selor_mailbox *m = &r->res.mbox;
+
+    *m = r->lk.mbox;
+    m->user = acc_dup(r, m->user);
+    m->home = acc_dup(r, m->home);
+    m->dlocal = acc_dup(r, m->dlocal);
+    r->res.has_mailbox = 1;
+}
+
+static void acc_begin_phase(struct accounts_req *r, enum acc_phase ph)
+{
+    r->phase = ph;
+    r->pos = 0;
+    r->tempfail = 0;
+    if (ph != PH_END)
+        acc_chain(r->mods, acc_seq_option(r->conf, ph), acc_kind(ph), r->chain,
+                  &r->nchain);
+}
+
+static void acc_finish(struct accounts_req *r, enum accounts_status st)
+{
+    r->res.status = st;
+    r->phase = PH_END;
+}
+
+/* A phase ended with found (1), not found (0) or tempfail (-1). */
+static void acc_phase_done(struct accounts_req *r, int found)
+{
+    int mbox = r->res.has_mailbox;
+
+    if (found < 0) {
+        acc_finish(r, ACCOUNTS_TEMPFAIL);
+        return;
+    }
+    switch (r->phase) {
+    case PH_DOMAIN:
+        if (found)
+            acc_begin_phase(r, PH_MAILBOX);
+        else
+            acc_finish(r, ACCOUNTS_REMOTE);
+        return;
+    case PH_MAILBOX:
+        if (found)
+            acc_add_target(r, r->addr);
+        if (!found || r->conf->Force_alias_seek)
+            acc_begin_phase(r, PH_ALIAS);
+        else
+            acc_finish(r, ACCOUNTS_LOCAL);
+        return;
+    case PH_ALIAS:
+        if (found || mbox)
+            acc_finish(r, ACCOUNTS_LOCAL);
+        else if (r->conf->Seek_df_alias)
+            acc_begin_phase(r, PH_DEFAULT);
+        else
+            acc_finish(r, ACCOUNTS_NOMAILBOX);
+        return;
+    case PH_DEFAULT:
+        acc_finish(r, found ? ACCOUNTS_LOCAL : ACCOUNTS_NOMAILBOX);
+        return;
+    case PH_AUTH:
+        acc_finish(r, found ? ACCOUNTS_AUTH_OK : ACCOUNTS_AUTH_FAIL);
+        return;
+    case PH_END:
+        return;
+    }
+}
+
+static const char *acc_key(struct accounts_req *r)
+{
+    switch (r->phase) {
+    case PH_DOMAIN: return r->domain;
+    case PH_DEFAULT: return r->domain - 1;  /* "@domain" */
+    default: return r->addr;
+    }
+}
+
+/* Takes one module's answer; moves to the next module or phase. */
+static void acc_take(struct accounts_req *r, int result)
+{
+    if (result == SELOR_FOUND) {
+        if (r->phase == PH_MAILBOX || r->phase == PH_AUTH)
+            acc_take_mailbox(r);
+        if (r->phase == PH_ALIAS || r->phase == PH_DEFAULT)
+            for (size_t i = 0; i < r->lk.ntargets; i++)
+                acc_add_target(r, r->lk.targets[i]);
+        acc_phase_done(r, 1);
+        return;
+    }
+    if (result == SELOR_TEMPFAIL) {
+        r->tempfail = 1;
+        r->res.error = acc_dup(r, r->lk.error[0] ? r->lk.error : "module temporary failure");
+    }
+    if (++r->pos >= r->nchain)
+        acc_phase_done(r, r->tempfail ? -1 : 0);
+}
+
+static void acc_on_done(struct selor_lookup *lk);
+
+/* Asks modules until an answer is pending or the request is finished. */
+static enum accounts_wait acc_run(struct accounts_req *r)
+{
+    while (r->phase != PH_END) {
+        const struct module_inst *mi;
+        int result;
+        if (r->pos >= r->nchain) {
+            acc_phase_done(r, r->tempfail ? -1 : 0);
+            continue;
+        }
+        mi = r->chain[r->pos];
+        memset(&r->lk.mbox, 0, sizeof(r->lk.mbox));
+        r->lk.targets = NULL;
+        r->lk.ntargets = 0;
+        r->lk.error[0] = '\0';
+        r->lk.kind = acc_kind(r->phase);
+        r->lk.key = acc_key(r);
+        r->lk.password = r->password;
+        r->lk.done = acc_on_done;
+        result = mi->mod->lookup(mi->state, &r->lk);
+        if (result == SELOR_PENDING) {
+            r->asked = mi;
+            return ACCOUNTS_WAIT;
+        }
+        acc_take(r, result);
+    }
+    return ACCOUNTS_DONE;
+}
+
+static void acc_on_done(struct selor_lookup *lk)
+{
+    struct accounts_req *r = (struct accounts_req *)lk;
+
+    r->asked = NULL;
+    acc_take(r, lk->result);
+    if (acc_run(r) == ACCOUNTS_DONE)
+        r->fn(r->arg, r);
+}
+
+static struct accounts_req *acc_new(const struct module_set *mods,
+                                    const struct config *conf, accounts_fn *fn,
+                                    void *arg)
+{
+    struct accounts_req *r = mem_zalloc(sizeof(*r));
+
+    arena_init(&r->mem, 1024);
+    r->mods = mods;
+    r->conf = conf;
+    r->fn = fn;
+    r->arg = arg;
+    return r;
+}
+
+enum accounts_wait accounts_resolve(const struct module_set *mods,
+                                    const struct config *conf, const char *addr,
+                                    struct accounts_req **reqp, accounts_fn *fn,
+                                    void *arg)
+{
+    struct accounts_req *r = acc_new(mods, conf, fn, arg);
+    const char *at = strrchr(addr, '@');
+    char *copy = arena_strdup(&r->mem, addr);
+
+    *reqp = r;
+    r->addr = copy;
+    r->domain = at ? copy + (at - addr) + 1 : copy + strlen(copy);
+    if (at == NULL) {
+        acc_finish(r, ACCOUNTS_NOMAILBOX);
+        return ACCOUNTS_DONE;
+    }
+    acc_begin_phase(r, PH_DOMAIN);
+    return acc_run(r);
+}
+
+enum accounts_wait accounts_auth(const struct module_set *mods,
+                                 const struct config *conf, const char *user,
+                                 const char *password, struct accounts_req **reqp,
+                                 accounts_fn *fn, void *arg)
+{
+    struct accounts_req *r = acc_new(mods, conf, fn, arg);
+
+    *reqp = r;
+    r->addr = arena_strdup(&r->mem, user);
+    r->domain = "";
+    r->password = arena_strdup(&r->mem, password);
+    acc_begin_phase(r, PH_AUTH);
+    return acc_run(r);
+}
+
+const struct accounts_result *accounts_result(const struct accounts_req *req)
+{
+    return &req->res;
+}
+
+void accounts_free(struct accounts_req *r)
+{
+    if (r == NULL)
+        return;
+    if (r->asked && r->asked->mod->cancel)
+        r->asked->mod->cancel(r->asked->state, &r->lk);
+    if (r->password)
+        memset((char *)r->password, 0, strlen(r->password));
+    arena_clear(&r->mem);
+    mem_free(r);
+}

@@ -1,0 +1,67 @@
+/*
+ * accounts.h - what the account modules say about an address or a login.
+ *
+ * Owns: asking the modules in Modseq_* order and combining their answers:
+ * is a domain local, does a mailbox exist, what an alias expands to
+ * (Force_alias_seek, Seek_df_alias), does a password match.  Lookups may
+ * finish later (a module can answer asynchronously); the caller is told
+ * through a callback and never blocks.  Must not: know any module by name
+ * or decide SMTP replies.
+ */
+#ifndef SELOR_ACCOUNTS_H
+#define SELOR_ACCOUNTS_H
+
+#include "buf.h"
+#include "selor_module.h"
+
+struct config;
+struct module_set;
+
+enum accounts_status {
+    ACCOUNTS_LOCAL,      /* a local mailbox or alias: see targets */
+    ACCOUNTS_REMOTE,     /* not a local domain */
+    ACCOUNTS_NOMAILBOX,  /* local domain, no such mailbox or alias */
+    ACCOUNTS_AUTH_OK,    /* login accepted */
+    ACCOUNTS_AUTH_FAIL,  /* unknown login or wrong password */
+    ACCOUNTS_TEMPFAIL,   /* a module could not answer now */
+};
+
+struct accounts_result {
+    enum accounts_status status;
+    int has_mailbox;
+    struct selor_mailbox mbox;  /* when has_mailbox (or after AUTH_OK) */
+    const char **targets;       /* final recipients */
+    size_t ntargets;
+    const char *error;          /* TEMPFAIL: why */
+};
+
+struct accounts_req;
+typedef void accounts_fn(void *arg, struct accounts_req *req);
+
+enum accounts_wait { ACCOUNTS_DONE, ACCOUNTS_WAIT };
+
+/*
+ * Resolves a recipient "user@domain".  ACCOUNTS_DONE: the answer is ready
+ * in *reqp now and fn will not be called.  ACCOUNTS_WAIT: fn(arg, req)
+ * follows.  Either way the caller frees the request with accounts_free.
+ */
+enum accounts_wait accounts_resolve(const struct module_set *mods,
+                                    const struct config *conf, const char *addr,
+                                    struct accounts_req **reqp, accounts_fn *fn,
+                                    void *arg);
+/* Checks a login; same calling convention as accounts_resolve. */
+enum accounts_wait accounts_auth(const struct module_set *mods,
+                                 const struct config *conf, const char *user,
+                                 const char *password, struct accounts_req **reqp,
+                                 accounts_fn *fn, void *arg);
+const struct accounts_result *accounts_result(const struct accounts_req *req);
+/* Frees a finished request, or cancels a pending one. */
+void accounts_free(struct accounts_req *req);
+
+/* Checks every Modseq_* names loaded modules; -1 with err. */
+int accounts_check_config(const struct module_set *mods,
+                          const struct config *conf, struct buf *err);
+/* host->alloc for modules: memory that lives as long as the request. */
+void *accounts_lookup_alloc(struct selor_lookup *lk, size_t size);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * main.c - the selor command line.
+ *
+ *   selor [-c FILE] [-f] [-t] [-V]
+ *     -c FILE  configuration (default /usr/local/selor/selor.conf)
+ *     -f       stay in the foreground (warnings also go to stderr)
+ *     -t       check the configuration (and modules) and exit:
+ *              0 when valid, 1 with "FILE:LINE: message" otherwise
+ *     -V       print the version and exit
+ *
+ * Owns: option parsing and the checks shared by -t and a real start.
+ * Must not: start processes (master.c does).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "accounts.h"
+#include "config.h"
+#include "log.h"
+#include "master.h"
+#include "module.h"
+#include "node.h"
+#include "version.h"
+
+#define SELOR_DEFAULT_CONF "/usr/local/selor/selor.conf"
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: selor [-c FILE] [-f] [-t] [-V]\n");
+    exit(2);
+}
+
+/* Loads and checks everything -t checks; exits 1 on the first error. */
+static void main_load(const char *path, struct selor_node *node)
+{
+    struct buf err = BUF_INIT(0), warn = BUF_INIT(0);
+
+    selor_conf = config_load(path, &err, &warn);
+    if (warn.len)
+        fprintf(stderr, "%s", buf_cstr(&warn));
+    if (selor_conf == NULL) {
+        fprintf(stderr, "%s\n", buf_cstr(&err));
+        exit(1);
+    }
+    if (module_load_all(&node->mods, &err) < 0 ||
+        config_check_extras(selor_conf, module_claims_option, &node->mods, &err) < 0 ||
+        accounts_check_config(&node->mods, selor_conf, &err) < 0) {
+        fprintf(stderr, "%s\n", buf_cstr(&err));
+        exit(1);
+    }
+    buf_free(&err);
+    buf_free(&warn);
+}
+
+int main(int argc, char **argv)
+{
+    static struct selor_node node;
+    const char *path = SELOR_DEFAULT_CONF;
+    int opt, check = 0;
+
+    while ((opt = getopt(argc, argv, "c:ftVh")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 'f': node.foreground = 1; break;
+        case 't': check = 1; break;
+        case 'V': printf("selor %s\n", SELOR_VERSION); return 0;
+        default: usage();
+        }
+    }
+    if (optind != argc)
+        usage();
+    main_load(path, &node);
+    if (check) {
+        printf("%s: configuration is valid\n", path);
+        return 0;
+    }
+    master_run(&node);
+}

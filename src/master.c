@@ -1,0 +1,457 @@
+/*
+ * master.c - the master process of a node.
+ *
+ * Owns: everything done once, with privileges, before any mail flows:
+ * directories and log files, the pid file (refusing to start when a live
+ * Selor holds it), binding the SMTP port, dropping to User/Group; then
+ * starting the children (SMTP workers and the queue process), restarting a
+ * child that dies, and a clean stop on SIGTERM.  The master runs no event
+ * loop and handles no mail: it waits for signals.  Must not: touch the
+ * spool's queue files or serve a connection.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "coord.h"
+#include "log.h"
+#include "master.h"
+#include "net.h"
+#include "node.h"
+#include "queue.h"
+#include "smtp_worker.h"
+#include "spool.h"
+#include "version.h"
+
+#define MASTER_STOP_WAIT 30      /* seconds children get to finish */
+#define MASTER_RESTART_MAX 30    /* longest pause before a restart */
+
+struct master_child {
+    pid_t pid;
+    int index;                   /* worker index; -1 = queue process */
+    time_t restart_at;           /* 0 = running or not due */
+    int backoff;
+    time_t started;
+};
+
+struct master {
+    struct selor_node *node;
+    struct master_child child[NODE_MAX_WORKERS + 1];
+    int nchild;
+    int pid_fd;
+    uid_t uid;
+    gid_t gid;
+    int stopping;
+};
+
+/* ---- set-up ---- */
+
+static void master_lookup_user(struct master *m)
+{
+    const struct config *c = selor_conf;
+    struct passwd *pw;
+    struct group *gr;
+
+    m->uid = geteuid();
+    m->gid = getegid();
+    if (geteuid() != 0)
+        return;
+    if ((pw = getpwnam(c->User)) == NULL)
+        log_fatal("%s:%d: User \"%s\" does not exist on this system", c->path,
+                  c->line[CONF_IDX_User], c->User);
+    if ((gr = getgrnam(c->Group)) == NULL)
+        log_fatal("%s:%d: Group \"%s\" does not exist on this system", c->path,
+                  c->line[CONF_IDX_Group], c->Group);
+    m->uid = pw->pw_uid;
+    m->gid = gr->gr_gid;
+}
+
+static void master_dir(const char *path, struct master *m, mode_t mode)
+{
+    int e;
+
+    if (path[0] == '\0')
+        return;
+    if ((e = spool_mkdirs(path, m->uid, m->gid, mode)) != 0)
+        log_fatal("cannot create directory %s: %s", path, strerror(e));
+}
+
+static void master_parent_dir(const char *file, struct master *m)
+{
+    char tmp[4096];
+
+    if (file[0] == '\0')
+        return;
+    snprintf(tmp, sizeof(tmp), "%s", file);
+    master_dir(dirname(tmp), m, 0755);
+}
+
+static void master_prepare_files(struct master *m)
+{
+    struct config *c = selor_conf;
+    const char *logs[] = {c->Central_log, c->Sumary_log, c->Warning_log,
+                          c->Refused_log};
+    struct buf err = BUF_INIT(0);
+    struct stat qs, ts;
+
+    master_dir(c->Queue_path, m, 0750);
+    master_dir(c->Temp_path, m, 0750);
+    master_dir(c->Cp_errors_path, m, 0750);
+    for (size_t i = 0; i < sizeof(logs) / sizeof(logs[0]); i++)
+        master_parent_dir(logs[i], m);
+    master_parent_dir(c->Pid_file, m);
+    if (log_open(c, &err) < 0)
+        log_fatal("%s", buf_cstr(&err));
+    buf_free(&err);
+    for (int s = 0; s < LOG_NSTREAMS; s++)
+        if (c->logs.fd[s] >= 0 && geteuid() == 0 &&
+            fchown(c->logs.fd[s], m->uid, m->gid) < 0)
+            log_warn("cannot hand a log file to User: %s", strerror(errno));
+    if (stat(c->Queue_path, &qs) < 0 || stat(c->Temp_path, &ts) < 0)
+        log_fatal("cannot stat Queue_path or Temp_path: %s", strerror(errno));
+    if (qs.st_dev != ts.st_dev)
+        log_fatal("Temp_path %s must be on the same filesystem as Queue_path %s",
+                  c->Temp_path, c->Queue_path);
+}
+
+/* A pid file naming a live Selor stops this start. */
+static void master_check_pid_file(void)
+{
+    const char *path = selor_conf->Pid_file;
+    char buf[64] = "", comm[64] = "", proc[64];
+    FILE *f = fopen(path, "r");
+    long pid;
+
+    if (f == NULL)
+        return;
+    if (fgets(buf, sizeof(buf), f) == NULL)
+        buf[0] = '\0';
+    fclose(f);
+    pid = strtol(buf, NULL, 10);
+    if (pid <= 0 || pid == (long)getpid() || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+        return;
+    snprintf(proc, sizeof(proc), "/proc/%ld/comm", pid);
+    f = fopen(proc, "r");
+    if (f) {
+        if (fgets(comm, sizeof(comm), f) == NULL)
+            comm[0] = '\0';
+        fclose(f);
+        if (strncmp(comm, "selor", 5) != 0)
+            return;  /* the pid was reused by something else */
+    }
+    log_fatal("Selor is already running as pid %ld (Pid_file %s)", pid, path);
+}
+
+static void master_write_pid_file(struct master *m)
+{
+    char line[32];
+    int n;
+
+    m->pid_fd = open(selor_conf->Pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                     0644);
+    if (m->pid_fd < 0)
+        log_fatal("cannot write Pid_file %s: %s", selor_conf->Pid_file,
+                  strerror(errno));
+    n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+    if (write(m->pid_fd, line, (size_t)n) != n)
+        log_fatal("cannot write Pid_file %s: %s", selor_conf->Pid_file,
+                  strerror(errno));
+}
+
+/* Without privileges to unlink, an empty pid file also says "stopped". */
+static void master_remove_pid_file(struct master *m)
+{
+    if (unlink(selor_conf->Pid_file) < 0 && m->pid_fd >= 0 &&
+        ftruncate(m->pid_fd, 0) < 0)
+        log_warn("cannot remove Pid_file %s: %s", selor_conf->Pid_file,
+                 strerror(errno));
+}
+
+static void master_bind(struct master *m)
+{
+    struct selor_node *node = m->node;
+    const struct config *c = selor_conf;
+
+    for (int i = 0; i < node->nworkers; i++) {
+        node->listen_fd[i] = net_listen(c->Bind_address, (int)c->Port, 1, 1024);
+        if (node->listen_fd[i] < 0)
+            log_fatal("cannot listen on %s:%ld: %s",
+                      c->Bind_address[0] ? c->Bind_address : "*", c->Port,
+                      strerror(errno));
+    }
+}
+
+static void master_drop_privileges(struct master *m)
+{
+    if (geteuid() != 0) {
+        log_info("not started as root: running as uid %ld", (long)geteuid());
+        return;
+    }
+    if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0)
+        log_fatal("cannot drop privileges to %s:%s: %s", selor_conf->User,
+                  selor_conf->Group, strerror(errno));
+    if (m->uid != 0 && setuid(0) == 0)
+        log_fatal("privileges could be regained after dropping them");
+}
+
+static void master_raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (geteuid() == 0 && rl.rlim_max < 65536)
+        rl.rlim_max = 65536;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static void master_daemonize(void)
+{
+    pid_t pid = fork();
+    int fd;
+
+    if (pid < 0)
+        log_fatal("fork: %s", strerror(errno));
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    if (chdir("/") < 0)
+        log_warn("chdir /: %s", strerror(errno));
+    fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+}
+
+/* ---- children ---- */
+
+static void master_child_signals(void)
+{
+    sigset_t all;
+
+    sigemptyset(&all);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+static void master_spawn(struct master *m, struct master_child *ch)
+{
+    struct selor_node *node = m->node;
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        log_warn("fork: %s", strerror(errno));
+        ch->restart_at = time(NULL) + 1;
+        return;
+    }
+    if (pid == 0) {
+        master_child_signals();
+        if (m->pid_fd >= 0)
+            close(m->pid_fd);
+        for (int i = 0; i < node->nworkers; i++)
+            if (i != ch->index)
+                close(node->listen_fd[i]);
+        if (ch->index < 0)
+            queue_main(node);
+        smtp_worker_main(node, ch->index, node->listen_fd[ch->index]);
+    }
+    ch->pid = pid;
+    ch->restart_at = 0;
+    ch->started = time(NULL);
+}
+
+static const char *master_child_name(const struct master_child *ch, char *buf,
+                                     size_t size)
+{
+    if (ch->index < 0)
+        snprintf(buf, size, "queue process");
+    else
+        snprintf(buf, size, "smtp worker %d", ch->index);
+    return buf;
+}
+
+static void master_reap(struct master *m)
+{
+    int status;
+    pid_t pid;
+    char name[32];
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < m->nchild; i++) {
+            struct master_child *ch = &m->child[i];
+            if (ch->pid != pid)
+                continue;
+            ch->pid = 0;
+            if (m->stopping)
+                break;
+            /* A child that lived a while restarts at once; a crash loop backs off. */
+            ch->backoff = time(NULL) - ch->started > 60 ? 1
+                : (ch->backoff ? ch->backoff * 2 : 1);
+            if (ch->backoff > MASTER_RESTART_MAX)
+                ch->backoff = MASTER_RESTART_MAX;
+            ch->restart_at = time(NULL) + ch->backoff - 1;
+            if (WIFSIGNALED(status))
+                log_warn("%s (pid %ld) killed by signal %d; restarting",
+                         master_child_name(ch, name, sizeof(name)), (long)pid,
+                         WTERMSIG(status));
+            else
+                log_warn("%s (pid %ld) exited with status %d; restarting",
+                         master_child_name(ch, name, sizeof(name)), (long)pid,
+                         WEXITSTATUS(status));
+        }
+    }
+}
+
+static void master_restart_due(struct master *m)
+{
+    time_t now = time(NULL);
+
+    for (int i = 0; i < m->nchild; i++)
+        if (m->child[i].pid == 0 && m->child[i].restart_at &&
+            m->child[i].restart_at <= now)
+            master_spawn(m, &m->child[i]);
+}
+
+static int master_alive(const struct master *m)
+{
+    int n = 0;
+
+    for (int i = 0; i < m->nchild; i++)
+        n += m->child[i].pid != 0;
+    return n;
+}
+
+static void master_signal_all(struct master *m, int sig)
+{
+    for (int i = 0; i < m->nchild; i++)
+        if (m->child[i].pid)
+            kill(m->child[i].pid, sig);
+}
+
+__attribute__((noreturn)) static void master_stop(struct master *m)
+{
+    struct timespec tick = {1, 0};
+    time_t deadline = time(NULL) + MASTER_STOP_WAIT;
+    sigset_t set;
+    siginfo_t si;
+
+    m->stopping = 1;
+    log_info("stopping");
+    master_signal_all(m, SIGTERM);
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    while (master_alive(m) && time(NULL) < deadline) {
+        sigtimedwait(&set, &si, &tick);
+        master_reap(m);
+    }
+    if (master_alive(m)) {
+        log_warn("children did not stop in %d s; killing them", MASTER_STOP_WAIT);
+        master_signal_all(m, SIGKILL);
+        while (master_alive(m) && waitpid(-1, NULL, 0) > 0)
+            master_reap(m);
+    }
+    master_remove_pid_file(m);
+    log_info("stopped");
+    exit(0);
+}
+
+__attribute__((noreturn)) static void master_supervise(struct master *m)
+{
+    struct timespec tick = {1, 0};
+    sigset_t set;
+    siginfo_t si;
+    int sig;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    for (;;) {
+        sig = sigtimedwait(&set, &si, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            master_stop(m);
+        if (sig == SIGUSR1)
+            master_signal_all(m, SIGUSR1);
+        if (sig == SIGHUP)
+            log_info("SIGHUP ignored: restart Selor to apply a changed selor.conf");
+        master_reap(m);
+        master_restart_due(m);
+    }
+}
+
+static void master_block_signals(void)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+void master_run(struct selor_node *node)
+{
+    static struct master m;
+    struct buf err = BUF_INIT(0);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    m.node = node;
+    m.pid_fd = -1;
+    node->nworkers = selor_conf->Smtp_workers ? (int)selor_conf->Smtp_workers
+                                              : (int)(ncpu > 0 ? ncpu : 1);
+    if (node->nworkers > NODE_MAX_WORKERS)
+        node->nworkers = NODE_MAX_WORKERS;
+    selor_conf->logs.to_stderr = node->foreground;
+    log_set_role("master");
+    master_block_signals();
+    master_raise_fd_limit();
+    master_lookup_user(&m);
+    master_prepare_files(&m);
+    master_check_pid_file();
+    master_bind(&m);
+    node->coord = coord_create(selor_conf, &err);
+    if (node->coord == NULL)
+        log_fatal("%s", buf_cstr(&err));
+    if (!node->foreground)
+        master_daemonize();
+    master_write_pid_file(&m);
+    master_drop_privileges(&m);
+    for (size_t i = 0; i < node->mods.n; i++)
+        log_info("module %s %s loaded from %s", node->mods.m[i].mod->name,
+                 node->mods.m[i].mod->version, node->mods.m[i].path);
+    log_info("Selor %s started: port %ld, %d smtp worker(s), coordination %s",
+             SELOR_VERSION, selor_conf->Port, node->nworkers,
+             node->coord->ops->name);
+    m.nchild = node->nworkers + 1;
+    for (int i = 0; i < m.nchild; i++) {
+        m.child[i].index = i < node->nworkers ? i : -1;
+        master_spawn(&m, &m.child[i]);
+    }
+    master_supervise(&m);
+}

@@ -1,0 +1,41 @@
+/*
+ * net.h - socket address helpers: parsing "host[:port]" lists, numeric
+ * addresses to sockaddr and back, listening sockets.
+ *
+ * Owns: the textual forms of addresses in selor.conf.  Must not: resolve
+ * names (that is dns.c, asynchronously) or perform I/O beyond creating a
+ * listening socket.
+ */
+#ifndef SELOR_NET_H
+#define SELOR_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct net_hostport {
+    char host[256];  /* IP literal or name, without brackets */
+    int port;
+};
+
+/* "1.2.3.4", "1.2.3.4:25", "[::1]:25", "::1", "name:port"; out may be NULL. */
+int net_parse_hostport(const char *s, int default_port, struct net_hostport *out,
+                       char *why, size_t whylen);
+/* Comma-separated list of the above; checks every element. */
+int net_parse_list(const char *s, int default_port, char *why, size_t whylen);
+/* Splits element i (0-based) of a comma list; -1 past the end. */
+int net_list_item(const char *s, int i, int default_port, struct net_hostport *out);
+
+/* Numeric IP and port to sockaddr; -1 if ip is not an IP literal. */
+int net_sockaddr(const char *ip, int port, struct sockaddr_storage *ss,
+                 socklen_t *len);
+/* sockaddr to "1.2.3.4" (IPv4-mapped IPv6 shown as IPv4) and port. */
+void net_ntop(const struct sockaddr *sa, char *ip, size_t iplen, int *port);
+
+/*
+ * Creates a listening TCP socket on ip:port ("" = every address, IPv6
+ * dual-stack when the host has IPv6).  reuseport lets several processes
+ * bind the same address.  Returns the fd or -1 with errno set.
+ */
+int net_listen(const char *ip, int port, int reuseport, int backlog);
+
+#endif

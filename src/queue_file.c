@@ -1,0 +1,369 @@
+/*
+ * queue_file.c - l file text format (see queue_file.h, docs/spool.md).
+ *
+ * A file is lines "key field field ...", fields separated by one space and
+ * percent-encoded (%, space, control and non-ASCII bytes as %XX; an empty
+ * field is "-", a field that is "-" itself is "%2D").  It starts with
+ * "SELOR-L 1" and ends with "end N", N the number of rcpt lines.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+#include "queue_file.h"
+
+#define QF_MAX_FIELDS 8
+#define QF_MAX_RCPT 1000000
+
+void qf_init(struct queue_file *qf)
+{
+    memset(qf, 0, sizeof(*qf));
+    arena_init(&qf->mem, 2048);
+    qf->id = qf->sid = qf->from = qf->client_ip = qf->client_name = "";
+    qf->helo = qf->auth = "";
+    qf->body = "7BIT";
+}
+
+void qf_free(struct queue_file *qf)
+{
+    mem_free(qf->rcpt);
+    arena_clear(&qf->mem);
+    qf->rcpt = NULL;
+    qf->nrcpt = qf->rcpt_alloc = 0;
+}
+
+const char *qf_str(struct queue_file *qf, const char *s)
+{
+    return arena_strdup(&qf->mem, s ? s : "");
+}
+
+struct qf_rcpt *qf_add_rcpt(struct queue_file *qf, const char *addr,
+                            const char *orcpt)
+{
+    struct qf_rcpt *r;
+
+    if (qf->nrcpt == qf->rcpt_alloc) {
+        qf->rcpt_alloc = qf->rcpt_alloc ? qf->rcpt_alloc * 2 : 4;
+        qf->rcpt = mem_realloc(qf->rcpt, qf->rcpt_alloc * sizeof(*qf->rcpt));
+    }
+    r = &qf->rcpt[qf->nrcpt++];
+    memset(r, 0, sizeof(*r));
+    r->state = QF_PENDING;
+    r->addr = qf_str(qf, addr);
+    r->orcpt = qf_str(qf, orcpt);
+    r->answer = "";
+    return r;
+}
+
+/* ---- writing ---- */
+
+static void qf_put_field(struct buf *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    buf_putc(out, ' ');
+    if (s[0] == '\0') {
+        buf_putc(out, '-');
+        return;
+    }
+    if (strcmp(s, "-") == 0) {
+        buf_puts(out, "%2D");
+        return;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || c == '%') {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            buf_append(out, e, 3);
+        } else {
+            buf_putc(out, (char)c);
+        }
+    }
+}
+
+static void qf_put(struct buf *out, const char *key, int n, ...)
+{
+    va_list ap;
+
+    buf_puts(out, key);
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        qf_put_field(out, va_arg(ap, const char *));
+    va_end(ap);
+    buf_putc(out, '\n');
+}
+
+static const char *qf_num(char *tmp, size_t size, long long v)
+{
+    snprintf(tmp, size, "%lld", v);
+    return tmp;
+}
+
+void qf_format(const struct queue_file *qf, struct buf *out)
+{
+    char a[32], b[32], c[32], st[2] = {0, 0};
+
+    buf_printf(out, "%s %d\n", QF_MAGIC, QF_VERSION);
+    qf_put(out, "id", 1, qf->id);
+    qf_put(out, "sid", 1, qf->sid);
+    qf_put(out, "created", 1, qf_num(a, sizeof(a), qf->created));
+    qf_put(out, "size", 1, qf_num(a, sizeof(a), qf->size));
+    qf_put(out, "from", 1, qf->from);
+    qf_put(out, "client", 3, qf->client_ip, qf->client_name, qf->helo);
+    qf_put(out, "auth", 1, qf->auth);
+    qf_put(out, "body", 1, qf->body);
+    snprintf(a, sizeof(a), "%llu", qf->token);
+    qf_put(out, "token", 1, a);
+    qf_put(out, "flags", 1, qf_num(a, sizeof(a), qf->flags));
+    qf_put(out, "attempts", 1, qf_num(a, sizeof(a), qf->attempts));
+    qf_put(out, "next", 1, qf_num(a, sizeof(a), qf->next));
+    for (size_t i = 0; i < qf->nrcpt; i++) {
+        const struct qf_rcpt *r = &qf->rcpt[i];
+        st[0] = r->state;
+        qf_put(out, "rcpt", 6, st, qf_num(a, sizeof(a), r->attempts),
+               qf_num(b, sizeof(b), r->next), r->addr, r->orcpt, r->answer);
+    }
+    buf_printf(out, "end %s\n", qf_num(c, sizeof(c), (long long)qf->nrcpt));
+}
+
+/* ---- reading ---- */
+
+struct qf_reader {
+    struct queue_file *qf;
+    char *err;
+    size_t errlen;
+    int line;
+};
+
+static int qf_fail(struct qf_reader *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int qf_fail(struct qf_reader *r, const char *fmt, ...)
+{
+    va_list ap;
+    int k = snprintf(r->err, r->errlen, "line %d: ", r->line);
+
+    va_start(ap, fmt);
+    if (k > 0 && (size_t)k < r->errlen)
+        vsnprintf(r->err + k, r->errlen - (size_t)k, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int qf_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes one field in place; -1 on a bad escape. */
+static int qf_decode(char *f)
+{
+    char *w = f;
+
+    if (strcmp(f, "-") == 0) {
+        f[0] = '\0';
+        return 0;
+    }
+    for (char *p = f; *p; p++) {
+        if (*p != '%') {
+            *w++ = *p;
+            continue;
+        }
+        int hi = qf_hexval(p[1]), lo = hi < 0 ? -1 : qf_hexval(p[2]);
+        if (lo < 0)
+            return -1;
+        *w++ = (char)(hi * 16 + lo);
+        p += 2;
+    }
+    *w = '\0';
+    return 0;
+}
+
+static int qf_split(struct qf_reader *r, char *line, char **f, int max)
+{
+    int n = 0;
+
+    for (char *p = line; p; ) {
+        if (n == max)
+            return qf_fail(r, "too many fields");
+        f[n++] = p;
+        p = strchr(p, ' ');
+        if (p)
+            *p++ = '\0';
+    }
+    for (int i = 1; i < n; i++)
+        if (f[i][0] == '\0' || qf_decode(f[i]) < 0)
+            return qf_fail(r, "bad field %d", i);
+    return n;
+}
+
+static int qf_long(struct qf_reader *r, const char *s, long long min,
+                   long long max, long long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoll(s, &end, 10);
+    if (errno || *end || end == s || *out < min || *out > max)
+        return qf_fail(r, "bad number \"%s\"", s);
+    return 0;
+}
+
+static int qf_parse_rcpt(struct qf_reader *r, char **f, int n)
+{
+    struct queue_file *qf = r->qf;
+    struct qf_rcpt *rc;
+    long long att, next;
+
+    if (n != 7 || strlen(f[1]) != 1 || !strchr("PDFR", f[1][0]))
+        return qf_fail(r, "bad rcpt record");
+    if (qf_long(r, f[2], 0, 1000000, &att) < 0 || qf_long(r, f[3], 0, 1LL << 40, &next) < 0)
+        return -1;
+    if (f[4][0] == '\0')
+        return qf_fail(r, "rcpt without address");
+    if (qf->nrcpt >= QF_MAX_RCPT)
+        return qf_fail(r, "too many recipients");
+    rc = qf_add_rcpt(qf, f[4], f[5]);
+    rc->state = f[1][0];
+    rc->attempts = (int)att;
+    rc->next = (long)next;
+    rc->answer = qf_str(qf, f[6]);
+    return 0;
+}
+
+/* Fields of known header records: key, field count, where to store. */
+static int qf_parse_record(struct qf_reader *r, char **f, int n, unsigned *seen)
+{
+    struct queue_file *qf = r->qf;
+    static const struct { const char *key; int fields; } recs[] = {
+        {"id", 2}, {"sid", 2}, {"created", 2}, {"size", 2}, {"from", 2},
+        {"client", 4}, {"auth", 2}, {"body", 2}, {"token", 2}, {"flags", 2},
+        {"attempts", 2}, {"next", 2},
+    };
+    long long v;
+    size_t k;
+
+    if (strcmp(f[0], "rcpt") == 0)
+        return qf_parse_rcpt(r, f, n);
+    for (k = 0; k < sizeof(recs) / sizeof(recs[0]); k++)
+        if (strcmp(f[0], recs[k].key) == 0)
+            break;
+    if (k == sizeof(recs) / sizeof(recs[0]))
+        return qf_fail(r, "unknown record \"%s\"", f[0]);
+    if (n != recs[k].fields)
+        return qf_fail(r, "record %s needs %d fields", f[0], recs[k].fields - 1);
+    if (*seen & (1u << k))
+        return qf_fail(r, "record %s repeated", f[0]);
+    *seen |= 1u << k;
+    switch (k) {
+    case 0: qf->id = qf_str(qf, f[1]); return 0;
+    case 1: qf->sid = qf_str(qf, f[1]); return 0;
+    case 4: qf->from = qf_str(qf, f[1]); return 0;
+    case 5:
+        qf->client_ip = qf_str(qf, f[1]);
+        qf->client_name = qf_str(qf, f[2]);
+        qf->helo = qf_str(qf, f[3]);
+        return 0;
+    case 6: qf->auth = qf_str(qf, f[1]); return 0;
+    case 7: qf->body = qf_str(qf, f[1]); return 0;
+    case 8:
+        errno = 0;
+        qf->token = strtoull(f[1], NULL, 10);
+        return errno ? qf_fail(r, "bad token") : 0;
+    default: break;
+    }
+    if (qf_long(r, f[1], 0, 1LL << 40, &v) < 0)
+        return -1;
+    if (k == 2) qf->created = (long)v;
+    if (k == 3) qf->size = (long)v;
+    if (k == 9) qf->flags = (unsigned)v;
+    if (k == 10) qf->attempts = (int)v;
+    if (k == 11) qf->next = (long)v;
+    return 0;
+}
+
+static int qf_parse_magic(struct qf_reader *r, char *line)
+{
+    char *f[QF_MAX_FIELDS];
+    long long v;
+    int n = qf_split(r, line, f, QF_MAX_FIELDS);
+
+    if (n != 2 || strcmp(f[0], QF_MAGIC) != 0)
+        return qf_fail(r, "not an l file");
+    if (qf_long(r, f[1], 0, 1000, &v) < 0)
+        return -1;
+    if (v != QF_VERSION)
+        return qf_fail(r, "l file version %lld is not known to this reader", v);
+    return 0;
+}
+
+static int qf_parse_end(struct qf_reader *r, char **f, int n, unsigned seen)
+{
+    long long count;
+
+    if (n != 2 || qf_long(r, f[1], 0, QF_MAX_RCPT, &count) < 0)
+        return qf_fail(r, "bad end record");
+    if ((size_t)count != r->qf->nrcpt)
+        return qf_fail(r, "end says %lld recipients, file has %zu", count,
+                       r->qf->nrcpt);
+    if ((seen & 0xfffu) != 0xfffu)
+        return qf_fail(r, "a required record is missing");
+    if (r->qf->nrcpt == 0)
+        return qf_fail(r, "no recipients");
+    return 1;
+}
+
+int qf_parse(struct queue_file *qf, const char *text, size_t len, char *err,
+             size_t errlen)
+{
+    struct qf_reader r = {qf, err, errlen, 0};
+    char *copy = mem_strndup(text, len), *line = copy, *nl, *f[QF_MAX_FIELDS];
+    unsigned seen = 0;
+    int rc = -1, n;
+
+    qf_init(qf);
+    if (strlen(copy) != len) {
+        qf_fail(&r, "NUL byte in file");
+        goto out;
+    }
+    for (;;) {
+        r.line++;
+        nl = strchr(line, '\n');
+        if (nl == NULL) {
+            qf_fail(&r, "file ends without an end record");
+            goto out;
+        }
+        *nl = '\0';
+        if (r.line == 1) {
+            if (qf_parse_magic(&r, line) < 0)
+                goto out;
+        } else if ((n = qf_split(&r, line, f, QF_MAX_FIELDS)) < 0) {
+            goto out;
+        } else if (strcmp(f[0], "end") == 0) {
+            if (qf_parse_end(&r, f, n, seen) < 0)
+                goto out;
+            if (nl[1] != '\0') {
+                qf_fail(&r, "data after the end record");
+                goto out;
+            }
+            rc = 0;
+            goto out;
+        } else if (qf_parse_record(&r, f, n, &seen) < 0) {
+            goto out;
+        }
+        line = nl + 1;
+    }
+out:
+    mem_free(copy);
+    if (rc < 0)
+        qf_free(qf);
+    return rc;
+}

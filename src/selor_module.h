@@ -1,0 +1,110 @@
+/*
+ * selor_module.h - the ABI between Selor and its loadable modules.
+ *
+ * A module is a shared object that exports one symbol, `selor_module`, of
+ * type `const struct selor_module`.  Selor refuses a module whose `abi`
+ * differs from SELOR_MODULE_ABI; any incompatible change to this file
+ * increments it.  Account modules answer four kinds of lookup (domain,
+ * mailbox, alias, authentication), each either at once or later through a
+ * callback, so a module that talks to a database never blocks Selor's
+ * event loop.  Must not: include Selor's internal headers (a module sees
+ * only this file and libuv).
+ *
+ * Life of a module in a running node:
+ *   master:  dlopen, init()      read and check options, fail with a message
+ *   child:   attach(loop)        per process: timers, connections, files
+ *   child:   lookup() ...        from the event loop thread only
+ *   child:   detach()            at exit
+ */
+#ifndef SELOR_MODULE_H
+#define SELOR_MODULE_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#define SELOR_MODULE_ABI 1
+
+enum selor_lookup_kind {
+    SELOR_LOOKUP_DOMAIN,   /* key: domain; found = it is a local domain */
+    SELOR_LOOKUP_MAILBOX,  /* key: user@domain; fills mbox */
+    SELOR_LOOKUP_ALIAS,    /* key: user@domain or @domain; fills targets */
+    SELOR_LOOKUP_AUTH,     /* key: login name, password set; fills mbox.user */
+};
+
+enum selor_lookup_result {
+    SELOR_FOUND = 0,       /* for AUTH: the password is right */
+    SELOR_NOTFOUND = 1,    /* for AUTH: unknown user or wrong password */
+    SELOR_TEMPFAIL = 2,    /* cannot tell now (database down): try later */
+    SELOR_PENDING = 3,     /* returned by lookup(): done() will be called */
+};
+
+struct selor_mailbox {
+    const char *user;     /* %l: the name the MDA delivers to */
+    const char *home;     /* %C: home or mail directory ("" unknown) */
+    long uid, gid;        /* -1 = unknown */
+    const char *dlocal;   /* this mailbox's own MDA command ("" = Dlocal) */
+    long long quota;      /* bytes; 0 = no quota */
+};
+
+#define SELOR_ALIAS_MAX_TARGETS 1000
+
+struct selor_lookup {
+    /* set by Selor */
+    enum selor_lookup_kind kind;
+    const char *key;        /* lower case for DOMAIN, MAILBOX and ALIAS */
+    const char *password;   /* AUTH only */
+    void (*done)(struct selor_lookup *req);  /* after SELOR_PENDING */
+    void *owner;            /* Selor's; modules leave it alone */
+
+    /* set by the module before returning a result or calling done */
+    int result;                   /* enum selor_lookup_result */
+    struct selor_mailbox mbox;    /* MAILBOX, AUTH */
+    const char **targets;         /* ALIAS: addresses the alias expands to */
+    size_t ntargets;
+    char error[160];              /* TEMPFAIL: why, for Warning_log */
+
+    /*
+     * Strings and arrays the module puts in the result must stay valid
+     * until done() returns (or, for an immediate answer, until lookup()'s
+     * caller returns to the loop); the module may allocate them with
+     * host->alloc, which ties them to this request.
+     */
+    void *module_data;            /* the module's own, per request */
+};
+
+struct selor_host {
+    unsigned abi;
+    /* The value of an option in selor.conf (quotes removed), or NULL. */
+    const char *(*option)(const char *name);
+    /* Where an option was set, for error messages: "file:line" in out. */
+    void (*option_where)(const char *name, char *out, size_t outlen);
+    void (*log_warn)(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+    void (*log_info)(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+    /* Memory freed with the request. */
+    void *(*alloc)(struct selor_lookup *req, size_t size);
+};
+
+struct selor_module_option {
+    const char *name;   /* as written in selor.conf */
+    int is_text;        /* 1: "quoted text", 0: number */
+};
+
+struct selor_module {
+    unsigned abi;                                /* SELOR_MODULE_ABI */
+    const char *name;                            /* the name in Modseq_* */
+    const char *version;
+    const struct selor_module_option *options;   /* ends with {NULL, 0} */
+    /* Checks options, loads data; 0, or -1 with a message in err. */
+    int (*init)(const struct selor_host *host, void **state, char *err,
+                size_t errlen);
+    int (*attach)(void *state, uv_loop_t *loop);
+    void (*detach)(void *state);
+    /* Which lookup kinds this module answers (bit 1 << kind). */
+    unsigned kinds;
+    /* Returns a selor_lookup_result; SELOR_PENDING means done() follows. */
+    int (*lookup)(void *state, struct selor_lookup *req);
+    /* The owner of a pending request went away: done() must not be called. */
+    void (*cancel)(void *state, struct selor_lookup *req);
+};
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * smtp_reply.c - reply lines from Msg_* texts (see smtp_reply.h).
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp_reply.h"
+
+int smtp_reply_code(const char *msg)
+{
+    if (!isdigit((unsigned char)msg[0]) || !isdigit((unsigned char)msg[1]) ||
+        !isdigit((unsigned char)msg[2]))
+        return 0;
+    return (msg[0] - '0') * 100 + (msg[1] - '0') * 10 + (msg[2] - '0');
+}
+
+/* "5.1.1 " or "2.0.0 " at the start of a text. */
+static int smtp_reply_has_enhanced(const char *t)
+{
+    return (t[0] >= '2' && t[0] <= '5') && t[1] == '.' &&
+           isdigit((unsigned char)t[2]) && strchr(t + 2, '.') != NULL;
+}
+
+void smtp_reply_msg(struct buf *out, const char *msg, const char *detail,
+                    int enhanced, const char *prefix, const char *suffix)
+{
+    const char *text = msg + 3;
+
+    while (*text == ' ')
+        text++;
+    buf_append(out, msg, 3);
+    buf_putc(out, ' ');
+    if (enhanced && detail && !smtp_reply_has_enhanced(text))
+        buf_printf(out, "%c.%s ", msg[0], detail);
+    if (prefix && prefix[0])
+        buf_printf(out, "%s%s", prefix, text[0] ? " " : "");
+    buf_puts(out, text);
+    if (suffix && suffix[0])
+        buf_printf(out, "%s%s", text[0] ? " " : "", suffix);
+    while (out->len && out->data[out->len - 1] == ' ')
+        out->len--;
+    buf_puts(out, "\r\n");
+}

@@ -1,0 +1,505 @@
+/*
+ * spool.c - NFS-safe spool operations (see spool.h, docs/spool.md).
+ *
+ * Commit of one message, on the thread pool:
+ *   Temp_path/c<ID>: write, fsync, close
+ *   Temp_path/l<ID>: write, fsync, close
+ *   rename c into Queue_path, then l (the l file is the commit point)
+ * then, back on the loop, the message joins the next fsync of Queue_path
+ * (one fsync covers every rename finished before it started), and only
+ * then is its owner told.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "queue_id.h"
+#include "spool.h"
+
+#define SPOOL_FLUSH_AT (256 * 1024)      /* start a background write */
+#define SPOOL_BACKLOG_AT (1024 * 1024)   /* ask the sender to pause */
+
+struct spool_msg {
+    struct spool *sp;
+    char id[QUEUE_ID_MAX];
+    struct buf mem;      /* content not yet given to a job */
+    struct buf io;       /* content the running job writes */
+    struct buf ltext;
+    int cfd;             /* temp c file; -1 until first written */
+    int busy;            /* a job is running */
+    int committing, aborted, committed;
+    int err;             /* first errno; 0 = fine */
+    size_t size;
+    spool_done_fn *done;
+    void *done_arg;
+    spool_drain_fn *drain;
+    void *drain_arg;
+    uv_work_t work;
+    struct spool_msg *next;
+};
+
+int spool_err_is_nodisk(int err)
+{
+    return err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS ||
+           err == EFBIG;
+}
+
+/* ---- synchronous primitives ---- */
+
+static int spool_write_fd(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void spool_path(char *out, size_t size, const char *dir, char kind,
+                       const char *id)
+{
+    snprintf(out, size, "%s/%c%s", dir, kind, id);
+}
+
+int spool_rename_sync(const char *from, const char *to)
+{
+    struct stat src, dst;
+    int have_src = stat(from, &src) == 0, e;
+
+    if (rename(from, to) == 0)
+        return 0;
+    e = errno;
+    /* NFS: a retransmitted rename can fail after the first one worked. */
+    if (have_src && stat(to, &dst) == 0 && dst.st_ino == src.st_ino &&
+        dst.st_dev == src.st_dev && access(from, F_OK) < 0 && errno == ENOENT)
+        return 0;
+    return e;
+}
+
+int spool_unlink_sync(const char *path)
+{
+    if (unlink(path) == 0 || errno == ENOENT)
+        return 0;
+    return errno;
+}
+
+int spool_fsync_dir_sync(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), e = 0;
+
+    if (fd < 0)
+        return errno;
+    if (fsync(fd) < 0 && errno != EINVAL)
+        e = errno;
+    close(fd);
+    return e;
+}
+
+/* Creates path exclusively, writes data, fsyncs; 0 or errno. */
+static int spool_create_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), e;
+
+    if (fd < 0 && errno == EEXIST) {
+        unlink(path);  /* a leftover of a crash, with our unique name */
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
+    if (fd < 0)
+        return errno;
+    e = spool_write_fd(fd, data, len);
+    if (e == 0 && fsync(fd) < 0)
+        e = errno;
+    if (close(fd) < 0 && e == 0)
+        e = errno;
+    if (e)
+        unlink(path);
+    return e;
+}
+
+int spool_write_sync(const char *dir, const char *tmpdir, const char *name,
+                     const void *data, size_t len)
+{
+    char tmp[4096], dst[4096];
+    int e;
+
+    snprintf(tmp, sizeof(tmp), "%s/%s.%ld", tmpdir, name, (long)getpid());
+    snprintf(dst, sizeof(dst), "%s/%s", dir, name);
+    e = spool_create_file(tmp, data, len);
+    if (e == 0)
+        e = spool_rename_sync(tmp, dst);
+    if (e)
+        unlink(tmp);
+    return e;
+}
+
+int spool_read_sync(const char *path, struct buf *out, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
+    char chunk[16384];
+    ssize_t n;
+
+    if (fd < 0)
+        return errno;
+    while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            e = errno;
+            break;
+        }
+        if (out->len + (size_t)n > max || buf_append(out, chunk, (size_t)n) < 0) {
+            e = EFBIG;
+            break;
+        }
+    }
+    close(fd);
+    return e;
+}
+
+int spool_is_queue_name(const char *name)
+{
+    return (name[0] == 'c' || name[0] == 'l') && queue_id_valid(name + 1);
+}
+
+int spool_scan_sync(const char *dir, spool_scan_fn *fn, void *arg)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int r = 0;
+
+    if (d == NULL)
+        return errno;
+    while (r == 0 && (de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, ".nfs", 4) == 0 || !spool_is_queue_name(de->d_name))
+            continue;
+        r = fn(de->d_name, arg);
+    }
+    closedir(d);
+    return r < 0 ? 0 : r;
+}
+
+int spool_mkdirs(const char *path, uid_t uid, gid_t gid, mode_t mode)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(tmp))
+        return EINVAL;
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(tmp, c ? 0755 : mode) == 0) {
+            if (geteuid() == 0 && chown(tmp, uid, gid) < 0)
+                return errno;
+        } else if (errno != EEXIST) {
+            return errno;
+        }
+        *p = c;
+        if (c == '\0' || p[1] == '\0')
+            break;
+    }
+    return 0;
+}
+
+/* ---- the spool of one process ---- */
+
+int spool_open(struct spool *sp, uv_loop_t *loop, const char *queue_path,
+               const char *temp_path, struct buf *err)
+{
+    size_t n = strlen(queue_path);
+
+    memset(sp, 0, sizeof(*sp));
+    sp->loop = loop;
+    while (n > 1 && queue_path[n - 1] == '/')
+        n--;
+    sp->queue_path = mem_strndup(queue_path, n);
+    sp->temp_path = mem_strdup(temp_path);
+    sp->qdir_fd = open(sp->queue_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sp->qdir_fd < 0) {
+        buf_printf(err, "cannot open Queue_path %s: %s", sp->queue_path,
+                   strerror(errno));
+        spool_close(sp);
+        return -1;
+    }
+    return 0;
+}
+
+void spool_close(struct spool *sp)
+{
+    if (sp->qdir_fd >= 0)
+        close(sp->qdir_fd);
+    sp->qdir_fd = -1;
+    mem_free(sp->queue_path);
+    mem_free(sp->temp_path);
+    sp->queue_path = sp->temp_path = NULL;
+}
+
+struct spool_msg *spool_msg_new(struct spool *sp, const char *id)
+{
+    struct spool_msg *m = mem_zalloc(sizeof(*m));
+
+    m->sp = sp;
+    snprintf(m->id, sizeof(m->id), "%s", id);
+    buf_init(&m->mem, 0);
+    buf_init(&m->io, 0);
+    buf_init(&m->ltext, 0);
+    m->cfd = -1;
+    m->work.data = m;
+    return m;
+}
+
+static void spool_msg_free(struct spool_msg *m)
+{
+    buf_free(&m->mem);
+    buf_free(&m->io);
+    buf_free(&m->ltext);
+    mem_free(m);
+}
+
+size_t spool_msg_size(const struct spool_msg *m)
+{
+    return m->size;
+}
+
+int spool_msg_backlogged(const struct spool_msg *m)
+{
+    return m->mem.len >= SPOOL_BACKLOG_AT;
+}
+
+void spool_msg_on_drain(struct spool_msg *m, spool_drain_fn *fn, void *arg)
+{
+    m->drain = fn;
+    m->drain_arg = arg;
+}
+
+/* Thread pool: append io to the temp c file. */
+static void spool_flush_work(uv_work_t *w)
+{
+    struct spool_msg *m = w->data;
+    char path[4096];
+
+    if (m->err)
+        return;
+    if (m->cfd < 0) {
+        spool_path(path, sizeof(path), m->sp->temp_path, 'c', m->id);
+        m->cfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (m->cfd < 0) {
+            m->err = errno;
+            return;
+        }
+    }
+    m->err = spool_write_fd(m->cfd, m->io.data, m->io.len);
+}
+
+/* Thread pool: remove whatever the message left in Temp_path. */
+static void spool_cleanup_work(uv_work_t *w)
+{
+    struct spool_msg *m = w->data;
+    char path[4096];
+
+    if (m->cfd >= 0)
+        close(m->cfd);
+    m->cfd = -1;
+    spool_path(path, sizeof(path), m->sp->temp_path, 'c', m->id);
+    unlink(path);
+    spool_path(path, sizeof(path), m->sp->temp_path, 'l', m->id);
+    unlink(path);
+}
+
+static void spool_commit_unwind(struct spool_msg *m, int renamed_c)
+{
+    char path[4096];
+
+    if (renamed_c) {
+        spool_path(path, sizeof(path), m->sp->queue_path, 'c', m->id);
+        unlink(path);
+    }
+    spool_cleanup_work(&m->work);
+}
+
+/* Thread pool: the whole commit up to the renames (see the file comment). */
+static void spool_commit_work(uv_work_t *w)
+{
+    struct spool_msg *m = w->data;
+    char tmp[4096], dst[4096];
+    int e;
+
+    spool_flush_work(w);
+    if (m->err == 0 && fsync(m->cfd) < 0)
+        m->err = errno;
+    if (m->cfd >= 0 && close(m->cfd) < 0 && m->err == 0)
+        m->err = errno;
+    m->cfd = -1;
+    if (m->err == 0) {
+        spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'l', m->id);
+        m->err = spool_create_file(tmp, m->ltext.data, m->ltext.len);
+    }
+    if (m->err) {
+        spool_commit_unwind(m, 0);
+        return;
+    }
+    spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'c', m->id);
+    spool_path(dst, sizeof(dst), m->sp->queue_path, 'c', m->id);
+    e = spool_rename_sync(tmp, dst);
+    if (e == 0) {
+        spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'l', m->id);
+        spool_path(dst, sizeof(dst), m->sp->queue_path, 'l', m->id);
+        e = spool_rename_sync(tmp, dst);
+    }
+    if (e) {
+        m->err = e;
+        spool_commit_unwind(m, 1);
+    }
+}
+
+static void spool_dsync_work(uv_work_t *w)
+{
+    struct spool *sp = w->data;
+
+    sp->dsync_err = 0;
+    if (fsync(sp->qdir_fd) < 0 && errno != EINVAL)
+        sp->dsync_err = errno;
+}
+
+static void spool_dsync_start(struct spool *sp);
+
+static void spool_finish(struct spool_msg *m, int err)
+{
+    if (!m->aborted && m->done)
+        m->done(m->done_arg, err, m->id);
+    spool_msg_free(m);
+}
+
+static void spool_dsync_after(uv_work_t *w, int status)
+{
+    struct spool *sp = w->data;
+    struct spool_msg *m = sp->dsync_batch, *next;
+    int err = status ? EIO : sp->dsync_err;
+
+    sp->dsync_batch = NULL;
+    sp->dsync_busy = 0;
+    sp->dsyncs++;
+    for (; m; m = next) {
+        next = m->next;
+        spool_finish(m, err);
+    }
+    if (sp->dsync_wait)
+        spool_dsync_start(sp);
+}
+
+static void spool_dsync_start(struct spool *sp)
+{
+    sp->dsync_busy = 1;
+    sp->dsync_batch = sp->dsync_wait;
+    sp->dsync_wait = NULL;
+    sp->dsync_work.data = sp;
+    uv_queue_work(sp->loop, &sp->dsync_work, spool_dsync_work, spool_dsync_after);
+}
+
+static void spool_commit_after(uv_work_t *w, int status)
+{
+    struct spool_msg *m = w->data;
+    struct spool *sp = m->sp;
+
+    m->busy = 0;
+    if (status && m->err == 0)
+        m->err = EIO;
+    if (m->err) {
+        spool_finish(m, m->err);
+        return;
+    }
+    m->committed = 1;
+    sp->commits++;
+    m->next = sp->dsync_wait;
+    sp->dsync_wait = m;
+    if (!sp->dsync_busy)
+        spool_dsync_start(sp);
+}
+
+static void spool_start(struct spool_msg *m, uv_work_cb work, uv_after_work_cb after)
+{
+    buf_reset(&m->io);
+    buf_swap(&m->io, &m->mem);
+    m->busy = 1;
+    uv_queue_work(m->sp->loop, &m->work, work, after);
+}
+
+static void spool_flush_after(uv_work_t *w, int status);
+
+static void spool_cleanup_after(uv_work_t *w, int status)
+{
+    spool_msg_free(w->data);
+}
+
+/* What to do once no job runs: the next step of the message's life. */
+static void spool_next(struct spool_msg *m)
+{
+    if (m->aborted && !m->committing) {
+        m->busy = 1;
+        uv_queue_work(m->sp->loop, &m->work, spool_cleanup_work, spool_cleanup_after);
+    } else if (m->committing) {
+        spool_start(m, spool_commit_work, spool_commit_after);
+    } else if (m->mem.len >= SPOOL_FLUSH_AT && m->err == 0) {
+        spool_start(m, spool_flush_work, spool_flush_after);
+    }
+}
+
+static void spool_flush_after(uv_work_t *w, int status)
+{
+    struct spool_msg *m = w->data;
+    spool_drain_fn *drain = m->drain;
+
+    m->busy = 0;
+    if (status && m->err == 0)
+        m->err = EIO;
+    spool_next(m);
+    if (drain && !m->aborted && !spool_msg_backlogged(m)) {
+        m->drain = NULL;
+        drain(m->drain_arg);
+    }
+}
+
+int spool_msg_write(struct spool_msg *m, const void *p, size_t n)
+{
+    if (m->err)
+        return -1;
+    buf_append(&m->mem, p, n);
+    m->size += n;
+    if (!m->busy && m->mem.len >= SPOOL_FLUSH_AT)
+        spool_next(m);
+    return 0;
+}
+
+void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
+                      spool_done_fn *done, void *arg)
+{
+    buf_append(&m->ltext, ltext, llen);
+    m->done = done;
+    m->done_arg = arg;
+    m->committing = 1;
+    if (!m->busy)
+        spool_next(m);
+}
+
+void spool_msg_abort(struct spool_msg *m)
+{
+    m->aborted = 1;
+    m->drain = NULL;
+    if (!m->busy && !m->committing)
+        spool_next(m);
+}

@@ -1,0 +1,92 @@
+/*
+ * spool.h - every filesystem operation on the spool, made safe for NFS.
+ *
+ * Owns: creating queue files under Temp_path, fsync, rename into Queue_path
+ * (with the check that a rename which reported failure did not in fact
+ * succeed), directory fsync shared by many commits, replacing a file by
+ * write-new-and-rename, listing a spool directory (skipping .nfs* and any
+ * name that is not a queue file), and turning errno into "no disk space".
+ * Nothing else in Selor calls rename, unlink or fsync on the spool.
+ * Must not: rely on flock/fcntl locks, O_APPEND from several writers,
+ * inotify or fine mtimes; block the event loop (the asynchronous calls run
+ * their I/O on libuv's thread pool; the *_sync calls are for thread-pool
+ * jobs and command-line tools).
+ */
+#ifndef SELOR_SPOOL_H
+#define SELOR_SPOOL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "buf.h"
+
+struct spool_msg;
+
+struct spool {
+    uv_loop_t *loop;
+    char *queue_path;    /* no trailing slash */
+    char *temp_path;
+    int qdir_fd;         /* Queue_path, for directory fsync */
+    struct spool_msg *dsync_wait;   /* renamed, waiting for a dir fsync */
+    struct spool_msg *dsync_batch;  /* covered by the fsync under way */
+    int dsync_busy, dsync_err;
+    uv_work_t dsync_work;
+    unsigned long commits, dsyncs;  /* counters for the benchmark */
+};
+
+/* Result of a commit: 0, or the errno that stopped it. */
+typedef void spool_done_fn(void *arg, int err, const char *id);
+typedef void spool_drain_fn(void *arg);
+
+int spool_open(struct spool *sp, uv_loop_t *loop, const char *queue_path,
+               const char *temp_path, struct buf *err);
+void spool_close(struct spool *sp);
+
+/* A message being received: content is buffered, flushed in the background. */
+struct spool_msg *spool_msg_new(struct spool *sp, const char *id);
+/* Appends content; 0, or -1 once the message has failed (err kept). */
+int spool_msg_write(struct spool_msg *m, const void *p, size_t n);
+/* 1 when so much content waits for the disk that input should pause. */
+int spool_msg_backlogged(const struct spool_msg *m);
+/* Called once the backlog drains (at most once per registration). */
+void spool_msg_on_drain(struct spool_msg *m, spool_drain_fn *fn, void *arg);
+size_t spool_msg_size(const struct spool_msg *m);
+/*
+ * Makes the message durable: the c file, then the l file (ltext), each
+ * fsynced and renamed into Queue_path, then the directory fsynced.  done is
+ * called once, on the loop; the message is freed after it.
+ */
+void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
+                      spool_done_fn *done, void *arg);
+/*
+ * The owner goes away.  Before a commit: everything written is removed.
+ * During a commit: it completes (the message stays queued) but done is not
+ * called.
+ */
+void spool_msg_abort(struct spool_msg *m);
+
+/* 1 for errors that mean "the spool cannot be written" (Msg_nodisk_space). */
+int spool_err_is_nodisk(int err);
+
+/* ---- synchronous calls (thread-pool jobs, selorctl, start-up) ---- */
+
+/* Writes dir/name atomically (temp file, fsync, rename); 0 or errno. */
+int spool_write_sync(const char *dir, const char *tmpdir, const char *name,
+                     const void *data, size_t len);
+/* Reads a whole file of at most max bytes; 0, or errno (ENOENT: gone). */
+int spool_read_sync(const char *path, struct buf *out, size_t max);
+/* rename with the NFS check; 0 or errno. */
+int spool_rename_sync(const char *from, const char *to);
+/* unlink; a file already gone is success. */
+int spool_unlink_sync(const char *path);
+int spool_fsync_dir_sync(const char *dir);
+/* Calls fn for each queue file name ("c<ID>" or "l<ID>") in dir. */
+typedef int spool_scan_fn(const char *name, void *arg);
+int spool_scan_sync(const char *dir, spool_scan_fn *fn, void *arg);
+/* 1 if name is "c<ID>" or "l<ID>". */
+int spool_is_queue_name(const char *name);
+/* mkdir -p with owner and mode (when run as root); 0 or errno. */
+int spool_mkdirs(const char *path, uid_t uid, gid_t gid, mode_t mode);
+
+#endif
