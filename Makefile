@@ -26,11 +26,13 @@ LIBS    := $(PKG_LIBS) -luuid -lcrypt -ldl -lm
 # Code shared by every program.
 CORE_SRC := src/mem.c src/buf.c src/arena.c src/log.c src/config.c src/net.c \
             src/queue_id.c src/queue_file.c src/spool.c src/addr.c \
-            src/module.c src/accounts.c
+            src/module.c src/accounts.c src/bounce.c src/queue_edit.c
 # The daemon.
 SELOR_SRC := src/main.c src/master.c src/smtp_worker.c src/smtp_server.c \
              src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c \
-             src/queue.c cluster/coord.c cluster/coord_embedded.c
+             src/queue.c src/queue_ctl.c src/delivery.c src/deliver_smtp.c \
+             src/dns.c src/smtp_client.c src/deliver_local.c \
+             cluster/coord.c cluster/coord_embedded.c
 CTL_SRC  := src/selorctl.c
 MODULES  := passwd
 
@@ -42,32 +44,39 @@ all: $(B)/selor $(B)/selorctl $(foreach m,$(MODULES),$(B)/mod/selor_$(m).so)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(BF) -MMD -MP -c -o $@ $<
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_COMMON) $(BF) -MMD -MP -c -o $@ $<
 
 $(B)/selor: $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(SELOR_SRC))
-	$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+	@echo "  LD    $@"
+	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
 
 $(B)/selorctl: $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(CTL_SRC))
-	$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+	@echo "  LD    $@"
+	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
 
-$(B)/mod/selor_%.so: $(B)/obj/modules/%/selor_%.o
+.SECONDEXPANSION:
+$(B)/mod/selor_%.so: $(B)/obj/modules/$$*/selor_$$*.o
 	@mkdir -p $(dir $@)
-	$(CC) $(BF) -shared -o $@ $^ -lcrypt
+	@echo "  LD    $@"
+	@$(CC) $(BF) -shared -o $@ $^ -lcrypt
 
 # Unit tests: one cmocka program per tests/unit/test_*.c, linked with the
 # core objects of the same flavour.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
-UNIT_EXTRA := src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c
+UNIT_EXTRA := src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c src/smtp_client.c \
+              src/deliver_local.c src/dns.c
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
 	@mkdir -p $(dir $@)
-	$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS) -lcmocka
+	@echo "  LD    $@"
+	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS) -lcmocka
 
 unit-bins: $(UNIT_BIN)
 
 asan:
-	$(MAKE) B=build/asan BF="$(SAN)" all unit-bins
+	@$(MAKE) --no-print-directory B=build/asan BF="$(SAN)" all unit-bins
 
 deps:
 	@sh ha/install-deps.sh

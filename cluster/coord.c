@@ -33,8 +33,52 @@ void coord_destroy(struct coord *c)
         c->ops->destroy(c);
 }
 
-void coord_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn,
-                      void *arg)
+void coord_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn, void *arg)
 {
     c->ops->conn_check(c, ip, fn, arg);
+}
+
+void coord_announce(struct coord *c, const char *queue, const char *qid, long due,
+                    int mode)
+{
+    c->ops->announce(c, queue, qid, due, mode);
+}
+
+void coord_watch(struct coord *c, coord_wake_fn *fn, void *arg)
+{
+    c->ops->watch(c, fn, arg);
+}
+
+void coord_claim_next(struct coord *c, const char *queue, long limit, long now,
+                      coord_claim_fn *fn, void *arg)
+{
+    c->ops->claim_next(c, queue, limit, now, fn, arg);
+}
+
+void coord_claim_id(struct coord *c, const char *queue, const char *qid,
+                    coord_claim_fn *fn, void *arg)
+{
+    c->ops->claim_id(c, queue, qid, fn, arg);
+}
+
+void coord_renew(struct coord *c, const struct coord_claim *cl, coord_status_fn *fn,
+                 void *arg)
+{
+    c->ops->renew(c, cl, fn, arg);
+}
+
+void coord_release(struct coord *c, const struct coord_claim *cl, long next_due)
+{
+    c->ops->release(c, cl, next_due);
+}
+
+void coord_slot_acquire(struct coord *c, const char *pool, long limit,
+                        coord_slot_fn *fn, void *arg)
+{
+    c->ops->slot_acquire(c, pool, limit, fn, arg);
+}
+
+void coord_slot_release(struct coord *c, const char *pool, uint64_t slot)
+{
+    c->ops->slot_release(c, pool, slot);
 }

@@ -3,15 +3,23 @@
  * and the nodes of a cluster, decide together.
  *
  * Two backends sit behind one table of functions: the embedded backend
- * (one node, shared memory between its processes; the default when
- * Redis_server is empty) and the Redis backend (cluster).  Nothing above
- * this interface knows which one runs.  Calls answer through a callback,
- * which may run before the call returns (the embedded backend answers at
- * once).  Must not: touch the spool or speak SMTP.
+ * (one node; the default when Redis_server is empty) and the Redis backend
+ * (cluster).  Nothing above this interface knows which one runs.  Calls
+ * answer through a callback, which may run before the call returns (the
+ * embedded backend answers at once).  Must not: touch the spool or speak
+ * SMTP.
+ *
+ * Queue files are found through a due-time index per queue ("main",
+ * "qlimit"): the accepting side announces a new message, the holder of a
+ * deferred one announces its next try, and the directory scan announces
+ * whatever it finds that the index does not know.  A claim takes the next
+ * due file that nobody holds, with its lock (a lease, and a fencing token
+ * that only ever grows) and a delivery slot of the queue's limit.
  */
 #ifndef SELOR_COORD_H
 #define SELOR_COORD_H
 
+#include <stdint.h>
 #include <uv.h>
 
 #include "buf.h"
@@ -19,22 +27,55 @@
 struct config;
 struct coord;
 
-enum coord_verdict {
+enum coord_status {
     COORD_OK = 0,
-    COORD_LIMIT = 1,  /* anti-DoS: this connection trips Limit_cnx */
+    COORD_LIMIT = 1,    /* anti-DoS: this connection trips Limit_cnx */
+    COORD_EMPTY = 2,    /* claim: nothing is due */
+    COORD_FULL = 3,     /* claim or slot: every slot is taken */
+    COORD_BUSY = 4,     /* claim of one ID: someone holds it */
+    COORD_LOST = 5,     /* renew: the lock is no longer ours */
+    COORD_DOWN = 6,     /* the backend cannot answer now */
+};
+
+#define COORD_QID_MAX 64
+
+struct coord_claim {
+    char queue[16];             /* "main" or "qlimit" */
+    char qid[COORD_QID_MAX];
+    uint64_t token;             /* fencing token: write it into the l file */
+    uint64_t slot;              /* delivery slot held (0 = none) */
+};
+
+enum coord_announce_mode {
+    COORD_ANN_NEW,     /* add only if the index does not know it and nobody holds it */
+    COORD_ANN_FORCE,   /* set its due time (unless someone holds it) */
 };
 
 typedef void coord_conn_fn(void *arg, int verdict);
+typedef void coord_claim_fn(void *arg, int status, const struct coord_claim *cl);
+typedef void coord_status_fn(void *arg, int status);
+typedef void coord_slot_fn(void *arg, int status, uint64_t slot);
+typedef void coord_wake_fn(void *arg);
 
 struct coord_ops {
     const char *name;
-    /* Per process, after fork: hook into the process's loop. */
     int (*attach)(struct coord *c, uv_loop_t *loop);
     void (*detach)(struct coord *c);
     void (*destroy)(struct coord *c);
-    /* A new connection from ip: record it and judge it (Limit_*). */
-    void (*conn_check)(struct coord *c, const char *ip, coord_conn_fn *fn,
-                       void *arg);
+    void (*conn_check)(struct coord *c, const char *ip, coord_conn_fn *fn, void *arg);
+    void (*announce)(struct coord *c, const char *queue, const char *qid, long due,
+                     int mode);
+    void (*watch)(struct coord *c, coord_wake_fn *fn, void *arg);
+    void (*claim_next)(struct coord *c, const char *queue, long limit, long now,
+                       coord_claim_fn *fn, void *arg);
+    void (*claim_id)(struct coord *c, const char *queue, const char *qid,
+                     coord_claim_fn *fn, void *arg);
+    void (*renew)(struct coord *c, const struct coord_claim *cl, coord_status_fn *fn,
+                  void *arg);
+    void (*release)(struct coord *c, const struct coord_claim *cl, long next_due);
+    void (*slot_acquire)(struct coord *c, const char *pool, long limit,
+                         coord_slot_fn *fn, void *arg);
+    void (*slot_release)(struct coord *c, const char *pool, uint64_t slot);
 };
 
 struct coord {
@@ -43,11 +84,36 @@ struct coord {
 
 /* Creates the backend the configuration asks for (in the master). */
 struct coord *coord_create(const struct config *conf, struct buf *err);
+/* Per process, after fork: hook into the process's loop. */
 int coord_attach(struct coord *c, uv_loop_t *loop);
 void coord_detach(struct coord *c);
 void coord_destroy(struct coord *c);
-void coord_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn,
-                      void *arg);
+
+/* A new connection from ip: record it and judge it (Limit_*). */
+void coord_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn, void *arg);
+
+/* The file qid of queue is due at `due` (unix time; 0 = now). */
+void coord_announce(struct coord *c, const char *queue, const char *qid, long due,
+                    int mode);
+/* The queue process: fn runs when an announcement may have made work due. */
+void coord_watch(struct coord *c, coord_wake_fn *fn, void *arg);
+/* The next due file of queue nobody holds, with its lock and a slot of at
+ * most `limit` (0 = no limit). */
+void coord_claim_next(struct coord *c, const char *queue, long limit, long now,
+                      coord_claim_fn *fn, void *arg);
+/* The lock of one file (no slot), for operator commands. */
+void coord_claim_id(struct coord *c, const char *queue, const char *qid,
+                    coord_claim_fn *fn, void *arg);
+/* Extends the lease; COORD_LOST when the lock is gone. */
+void coord_renew(struct coord *c, const struct coord_claim *cl, coord_status_fn *fn,
+                 void *arg);
+/* Gives up lock and slot; next_due >= 0 puts the file back in the index
+ * due then, -1 means the file is gone (delivered, deleted). */
+void coord_release(struct coord *c, const struct coord_claim *cl, long next_due);
+/* Counting semaphores whose slots are leases (Dlocal_max_procs). */
+void coord_slot_acquire(struct coord *c, const char *pool, long limit,
+                        coord_slot_fn *fn, void *arg);
+void coord_slot_release(struct coord *c, const char *pool, uint64_t slot);
 
 /* Backends. */
 struct coord *coord_embedded_create(const struct config *conf, struct buf *err);

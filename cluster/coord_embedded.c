@@ -1,22 +1,40 @@
 /*
  * coord_embedded.c - the single-node coordination backend.
  *
- * Owns: state shared by the processes of one node, in an anonymous shared
- * mapping made by the master before it forks, guarded by a robust
- * process-shared mutex (a process killed while holding it cannot wedge the
- * others).  Must not: be used by more than one node (it sees only its own
- * processes) or block: every critical section is a few memory operations.
+ * Owns, for one node:
+ *  - the anti-DoS ring of recent connections, in an anonymous shared
+ *    mapping made by the master before it forks, guarded by a robust
+ *    process-shared mutex (a process killed while holding it cannot wedge
+ *    the others);
+ *  - the due-time index, locks and delivery slots.  Only the queue process
+ *    delivers, so these live in its memory; SMTP workers announce new mail
+ *    to it with a datagram over a socket pair the master made (if that
+ *    socket is full the announcement is dropped: the next directory scan
+ *    finds the file).  A fencing token is the wall clock in milliseconds,
+ *    bumped to stay strictly increasing: it survives a restart of the
+ *    queue process without being stored.
+ * Must not: be used by more than one node (it sees only its own processes)
+ * or block: every operation is a few memory operations or one send(2).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "coord.h"
+#include "log.h"
 #include "mem.h"
+
+#define EMB_QUEUES 2      /* "main" and "qlimit" */
+#define EMB_POOLS 8
+#define EMB_MSG_MAX 128
 
 struct emb_conn {
     uint64_t ip_hash;
@@ -29,12 +47,55 @@ struct emb_shared {
     struct emb_conn ring[];  /* Limit_buf entries */
 };
 
+/* A queue file the index knows about. */
+struct emb_file {
+    struct emb_file *next;   /* hash chain */
+    long due;                /* -1: known but not due (held) */
+    uint64_t gen;            /* the heap entry that is current for it */
+    int held;
+    char qid[COORD_QID_MAX];
+};
+
+/* Heap entries name their file, so a forgotten file can be freed at once;
+ * an entry whose generation is not its file's current one is stale. */
+struct emb_heap_entry {
+    long due;
+    uint64_t gen;
+    char qid[COORD_QID_MAX];
+};
+
+struct emb_queue {
+    char name[16];
+    struct emb_file **buckets;
+    size_t nbuckets, nfiles;
+    struct emb_heap_entry *heap;
+    size_t nheap, heap_alloc;
+    uint64_t gen;            /* generation counter for heap entries */
+    long used;               /* slots taken by claims of this queue */
+};
+
+struct emb_pool {
+    char name[16];
+    long used;
+};
+
 struct coord_embedded {
     struct coord base;
     struct emb_shared *sh;
     size_t map_size;
     long limit_cnx, limit_time_ms;
+    int sock[2];             /* [0] read by the queue process, [1] written by workers */
+    uv_loop_t *loop;
+    uv_poll_t poll;
+    int watching;
+    coord_wake_fn *wake;
+    void *wake_arg;
+    struct emb_queue queues[EMB_QUEUES];
+    struct emb_pool pools[EMB_POOLS];
+    uint64_t last_token, last_slot;
 };
+
+/* ---- anti-DoS ring (shared memory) ---- */
 
 static int64_t emb_now_ms(void)
 {
@@ -103,36 +164,388 @@ static void emb_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn,
     fn(arg, verdict);
 }
 
+/* ---- the due-time index of one queue (queue process memory) ---- */
+
+static struct emb_queue *emb_queue(struct coord_embedded *e, const char *name)
+{
+    for (int i = 0; i < EMB_QUEUES; i++)
+        if (strcmp(e->queues[i].name, name) == 0)
+            return &e->queues[i];
+    return &e->queues[0];
+}
+
+static struct emb_file **emb_slot(struct emb_queue *q, const char *qid)
+{
+    struct emb_file **pp = &q->buckets[emb_hash(qid) % q->nbuckets];
+
+    while (*pp && strcmp((*pp)->qid, qid) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void emb_rehash(struct emb_queue *q)
+{
+    size_t n = q->nbuckets ? q->nbuckets * 2 : 1024;
+    struct emb_file **b = mem_zalloc(n * sizeof(*b));
+
+    for (size_t i = 0; i < q->nbuckets; i++) {
+        for (struct emb_file *f = q->buckets[i], *next; f; f = next) {
+            next = f->next;
+            size_t k = emb_hash(f->qid) % n;
+            f->next = b[k];
+            b[k] = f;
+        }
+    }
+    mem_free(q->buckets);
+    q->buckets = b;
+    q->nbuckets = n;
+}
+
+static struct emb_file *emb_find(struct emb_queue *q, const char *qid, int create)
+{
+    struct emb_file **pp, *f;
+
+    if (q->nbuckets == 0 || q->nfiles >= q->nbuckets)
+        emb_rehash(q);
+    pp = emb_slot(q, qid);
+    if (*pp || !create)
+        return *pp;
+    f = mem_zalloc(sizeof(*f));
+    snprintf(f->qid, sizeof(f->qid), "%s", qid);
+    f->due = -1;
+    *pp = f;
+    q->nfiles++;
+    return f;
+}
+
+static void emb_forget(struct emb_queue *q, struct emb_file *f)
+{
+    struct emb_file **pp = emb_slot(q, f->qid);
+
+    *pp = f->next;
+    q->nfiles--;
+    mem_free(f);
+}
+
+static int emb_heap_less(const struct emb_heap_entry *a, const struct emb_heap_entry *b)
+{
+    return a->due < b->due;
+}
+
+static void emb_heap_swap(struct emb_queue *q, size_t a, size_t b)
+{
+    struct emb_heap_entry t = q->heap[a];
+
+    q->heap[a] = q->heap[b];
+    q->heap[b] = t;
+}
+
+static void emb_heap_push(struct emb_queue *q, const struct emb_file *f)
+{
+    size_t i;
+
+    if (q->nheap == q->heap_alloc) {
+        q->heap_alloc = q->heap_alloc ? q->heap_alloc * 2 : 1024;
+        q->heap = mem_realloc(q->heap, q->heap_alloc * sizeof(*q->heap));
+    }
+    i = q->nheap++;
+    q->heap[i].due = f->due;
+    q->heap[i].gen = f->gen;
+    memcpy(q->heap[i].qid, f->qid, sizeof(f->qid));
+    while (i > 0 && emb_heap_less(&q->heap[i], &q->heap[(i - 1) / 2])) {
+        emb_heap_swap(q, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void emb_heap_pop(struct emb_queue *q)
+{
+    size_t i = 0;
+
+    q->heap[0] = q->heap[--q->nheap];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < q->nheap && emb_heap_less(&q->heap[l], &q->heap[m]))
+            m = l;
+        if (r < q->nheap && emb_heap_less(&q->heap[r], &q->heap[m]))
+            m = r;
+        if (m == i)
+            break;
+        emb_heap_swap(q, i, m);
+        i = m;
+    }
+}
+
+/* The file of the top entry if that entry is current, else NULL. */
+static struct emb_file *emb_heap_top(struct emb_queue *q)
+{
+    while (q->nheap > 0) {
+        struct emb_file *f = emb_find(q, q->heap[0].qid, 0);
+        if (f && !f->held && f->gen == q->heap[0].gen)
+            return f;
+        emb_heap_pop(q);
+    }
+    return NULL;
+}
+
+static void emb_set_due(struct emb_queue *q, struct emb_file *f, long due)
+{
+    f->due = due;
+    f->gen = ++q->gen;
+    emb_heap_push(q, f);
+}
+
+static void emb_announce_local(struct coord_embedded *e, const char *queue,
+                               const char *qid, long due, int mode)
+{
+    struct emb_queue *q = emb_queue(e, queue);
+    struct emb_file *f = emb_find(q, qid, 1);
+
+    if (f->held)
+        return;
+    if (mode == COORD_ANN_NEW && f->due >= 0)
+        return;
+    emb_set_due(q, f, due < 0 ? 0 : due);
+}
+
+static uint64_t emb_token(struct coord_embedded *e)
+{
+    uint64_t now = (uint64_t)emb_now_ms();
+
+    e->last_token = now > e->last_token ? now : e->last_token + 1;
+    return e->last_token;
+}
+
+static void emb_claim_fill(struct coord_embedded *e, struct coord_claim *cl,
+                           const char *queue, const char *qid, int with_slot)
+{
+    memset(cl, 0, sizeof(*cl));
+    snprintf(cl->queue, sizeof(cl->queue), "%s", queue);
+    snprintf(cl->qid, sizeof(cl->qid), "%s", qid);
+    cl->token = emb_token(e);
+    cl->slot = with_slot ? ++e->last_slot : 0;
+}
+
+static void emb_claim_next(struct coord *c, const char *queue, long limit, long now,
+                           coord_claim_fn *fn, void *arg)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    struct emb_queue *q = emb_queue(e, queue);
+    struct emb_file *f;
+    struct coord_claim cl;
+
+    if (limit > 0 && q->used >= limit) {
+        fn(arg, COORD_FULL, NULL);
+        return;
+    }
+    f = emb_heap_top(q);
+    if (f == NULL || f->due > now) {
+        fn(arg, COORD_EMPTY, NULL);
+        return;
+    }
+    emb_heap_pop(q);
+    f->held = 1;
+    f->due = -1;
+    q->used++;
+    emb_claim_fill(e, &cl, queue, f->qid, 1);
+    fn(arg, COORD_OK, &cl);
+}
+
+static void emb_claim_id(struct coord *c, const char *queue, const char *qid,
+                         coord_claim_fn *fn, void *arg)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    struct emb_file *f = emb_find(emb_queue(e, queue), qid, 1);
+    struct coord_claim cl;
+
+    if (f->held) {
+        fn(arg, COORD_BUSY, NULL);
+        return;
+    }
+    f->held = 1;
+    f->due = -1;
+    emb_claim_fill(e, &cl, queue, qid, 0);
+    fn(arg, COORD_OK, &cl);
+}
+
+static void emb_renew(struct coord *c, const struct coord_claim *cl,
+                      coord_status_fn *fn, void *arg)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    struct emb_file *f = emb_find(emb_queue(e, cl->queue), cl->qid, 0);
+
+    fn(arg, f && f->held ? COORD_OK : COORD_LOST);
+}
+
+static void emb_release(struct coord *c, const struct coord_claim *cl, long next_due)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    struct emb_queue *q = emb_queue(e, cl->queue);
+    struct emb_file *f = emb_find(q, cl->qid, 0);
+
+    if (cl->slot && q->used > 0)
+        q->used--;
+    if (f == NULL)
+        return;
+    f->held = 0;
+    if (next_due < 0)
+        emb_forget(q, f);
+    else
+        emb_set_due(q, f, next_due);
+}
+
+/* ---- announcements ---- */
+
+static void emb_announce(struct coord *c, const char *queue, const char *qid,
+                         long due, int mode)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    char msg[EMB_MSG_MAX];
+    int n;
+
+    if (e->watching) {
+        emb_announce_local(e, queue, qid, due, mode);
+        return;
+    }
+    n = snprintf(msg, sizeof(msg), "%s %s %ld %d", queue, qid, due, mode);
+    if (n > 0 && (size_t)n < sizeof(msg))
+        (void)send(e->sock[1], msg, (size_t)n, MSG_DONTWAIT);
+}
+
+static void emb_on_datagram(uv_poll_t *p, int status, int events)
+{
+    struct coord_embedded *e = p->data;
+    char msg[EMB_MSG_MAX + 1], queue[16], qid[COORD_QID_MAX];
+    long due;
+    int mode, got = 0;
+    ssize_t n;
+
+    while ((n = recv(e->sock[0], msg, EMB_MSG_MAX, MSG_DONTWAIT)) > 0) {
+        msg[n] = '\0';
+        if (sscanf(msg, "%15s %63s %ld %d", queue, qid, &due, &mode) == 4) {
+            emb_announce_local(e, queue, qid, due, mode);
+            got = 1;
+        }
+    }
+    if (got && e->wake)
+        e->wake(e->wake_arg);
+}
+
+static void emb_watch(struct coord *c, coord_wake_fn *fn, void *arg)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+
+    e->wake = fn;
+    e->wake_arg = arg;
+    e->watching = 1;
+    if (e->loop && uv_poll_init(e->loop, &e->poll, e->sock[0]) == 0) {
+        e->poll.data = e;
+        uv_poll_start(&e->poll, UV_READABLE, emb_on_datagram);
+    }
+}
+
+/* ---- slots ---- */
+
+static struct emb_pool *emb_pool(struct coord_embedded *e, const char *name)
+{
+    for (int i = 0; i < EMB_POOLS; i++) {
+        if (e->pools[i].name[0] == '\0')
+            snprintf(e->pools[i].name, sizeof(e->pools[i].name), "%s", name);
+        if (strcmp(e->pools[i].name, name) == 0)
+            return &e->pools[i];
+    }
+    return &e->pools[EMB_POOLS - 1];
+}
+
+static void emb_slot_acquire(struct coord *c, const char *pool, long limit,
+                             coord_slot_fn *fn, void *arg)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    struct emb_pool *p = emb_pool(e, pool);
+
+    if (limit > 0 && p->used >= limit) {
+        fn(arg, COORD_FULL, 0);
+        return;
+    }
+    p->used++;
+    fn(arg, COORD_OK, ++e->last_slot);
+}
+
+static void emb_slot_release(struct coord *c, const char *pool, uint64_t slot)
+{
+    struct emb_pool *p = emb_pool((struct coord_embedded *)c, pool);
+
+    if (slot && p->used > 0)
+        p->used--;
+}
+
+/* ---- life ---- */
+
+static int emb_attach(struct coord *c, uv_loop_t *loop)
+{
+    ((struct coord_embedded *)c)->loop = loop;
+    return 0;
+}
+
+static void emb_poll_closed(uv_handle_t *h)
+{
+}
+
+static void emb_detach(struct coord *c)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+
+    if (e->watching && e->loop)
+        uv_close((uv_handle_t *)&e->poll, emb_poll_closed);
+    e->watching = 0;
+}
+
 static void emb_destroy(struct coord *c)
 {
     struct coord_embedded *e = (struct coord_embedded *)c;
 
+    for (int i = 0; i < EMB_QUEUES; i++) {
+        struct emb_queue *q = &e->queues[i];
+        for (size_t b = 0; b < q->nbuckets; b++)
+            for (struct emb_file *f = q->buckets[b], *next; f; f = next) {
+                next = f->next;
+                mem_free(f);
+            }
+        mem_free(q->buckets);
+        mem_free(q->heap);
+    }
+    close(e->sock[0]);
+    close(e->sock[1]);
     munmap(e->sh, e->map_size);
     mem_free(e);
 }
 
 static const struct coord_ops emb_ops = {
     .name = "embedded",
+    .attach = emb_attach,
+    .detach = emb_detach,
     .destroy = emb_destroy,
     .conn_check = emb_conn_check,
+    .announce = emb_announce,
+    .watch = emb_watch,
+    .claim_next = emb_claim_next,
+    .claim_id = emb_claim_id,
+    .renew = emb_renew,
+    .release = emb_release,
+    .slot_acquire = emb_slot_acquire,
+    .slot_release = emb_slot_release,
 };
 
-struct coord *coord_embedded_create(const struct config *conf, struct buf *err)
+static int emb_shared_map(struct coord_embedded *e, size_t ring, struct buf *err)
 {
-    struct coord_embedded *e = mem_zalloc(sizeof(*e));
     pthread_mutexattr_t ma;
-    size_t ring = (size_t)conf->Limit_buf;
 
-    e->base.ops = &emb_ops;
-    e->limit_cnx = conf->Limit_cnx;
-    e->limit_time_ms = conf->Limit_time * 1000;
     e->map_size = sizeof(struct emb_shared) + ring * sizeof(struct emb_conn);
     e->sh = mmap(NULL, e->map_size, PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (e->sh == MAP_FAILED) {
         buf_printf(err, "cannot map shared memory: %s", strerror(errno));
-        mem_free(e);
-        return NULL;
+        return -1;
     }
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
@@ -140,5 +553,28 @@ struct coord *coord_embedded_create(const struct config *conf, struct buf *err)
     pthread_mutex_init(&e->sh->lock, &ma);
     pthread_mutexattr_destroy(&ma);
     e->sh->ring_size = ring;
+    return 0;
+}
+
+struct coord *coord_embedded_create(const struct config *conf, struct buf *err)
+{
+    struct coord_embedded *e = mem_zalloc(sizeof(*e));
+
+    e->base.ops = &emb_ops;
+    e->limit_cnx = conf->Limit_cnx;
+    e->limit_time_ms = conf->Limit_time * 1000;
+    snprintf(e->queues[0].name, sizeof(e->queues[0].name), "main");
+    snprintf(e->queues[1].name, sizeof(e->queues[1].name), "qlimit");
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, e->sock) < 0) {
+        buf_printf(err, "cannot create the announcement socket: %s", strerror(errno));
+        mem_free(e);
+        return NULL;
+    }
+    if (emb_shared_map(e, (size_t)conf->Limit_buf, err) < 0) {
+        close(e->sock[0]);
+        close(e->sock[1]);
+        mem_free(e);
+        return NULL;
+    }
     return &e->base;
 }

@@ -131,8 +131,15 @@ enum addr_err addr_parse(const char *s, size_t n, struct addr *out)
         return ADDR_ETOOLONG;
     if (!addr_valid_dot_atom(s, ln) && !addr_valid_quoted(s, ln))
         return ADDR_ESYNTAX;
-    if (at && !addr_valid_domain(at + 1, dn))
+    if (at && !addr_valid_domain(at + 1, dn)) {
+        /* Kept (printable bytes only) so the reply can name it. */
+        size_t k = 0;
+        for (size_t i = 0; i < dn; i++)
+            if ((unsigned char)at[1 + i] > 0x20 && (unsigned char)at[1 + i] < 0x7f)
+                out->domain[k++] = at[1 + i];
+        out->domain[k] = '\0';
         return ADDR_EDOMAIN;
+    }
     memcpy(out->local, s, ln);
     out->local[ln] = '\0';
     memcpy(out->domain, at ? at + 1 : "", dn);

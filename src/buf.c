@@ -1,6 +1,7 @@
 /*
  * buf.c - growable byte buffer with a hard limit (see buf.h).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,6 +39,8 @@ static int buf_reserve(struct buf *b, size_t n)
     size_t need, cap;
 
     if (b->limit && (n > b->limit || b->len > b->limit - n))
+        return -1;
+    if (n > SIZE_MAX / 2 - b->len)  /* len + n + 1 and cap * 2 must not wrap */
         return -1;
     need = b->len + n + 1;
     if (need <= b->cap)

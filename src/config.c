@@ -310,6 +310,7 @@ static int conf_store(struct conf_parser *p, int idx, const char *name,
 static int conf_parse_line(struct conf_parser *p, const char *s)
 {
     struct buf name = BUF_INIT(0), value = BUF_INIT(0);
+    const char *val;
     int quoted, idx, r = 0;
 
     s = conf_skip_space(s);
@@ -330,14 +331,14 @@ static int conf_parse_line(struct conf_parser *p, const char *s)
         r = conf_parse_text(p, s, name.data, &value);
     else if (r == 0 && conf_check_rest(p, conf_parse_word(s, &value), name.data) < 0)
         r = -1;
-    buf_cstr(&value);
-    if (r == 0 && value.len && !quoted && value.data[0] == '"')
+    val = buf_cstr(&value);  /* "" for an empty text, where value.data is NULL */
+    if (r == 0 && value.len && !quoted && val[0] == '"')
         r = conf_error(p, "missing closing quote in the value of %s", name.data);
     idx = config_option_index(name.data);
     if (r == 0 && idx < 0)
-        r = conf_store_extra(p, name.data, value.data, quoted);
+        r = conf_store_extra(p, name.data, val, quoted);
     else if (r == 0)
-        r = conf_store(p, idx, name.data, value.data, quoted);
+        r = conf_store(p, idx, name.data, val, quoted);
     buf_free(&name);
     buf_free(&value);
     return r;
@@ -433,14 +434,21 @@ static int conf_read_file(struct conf_parser *p, FILE *f)
 {
     char line[CONF_LINE_MAX];
 
-    while (fgets(line, sizeof(line), f)) {
-        size_t n = strlen(line);
+    for (;;) {
+        size_t n;
+
+        /* No NUL in the buffer beforehand: the last one ends what fgets read,
+         * so a NUL inside the line can be told from the end. */
+        memset(line, '\n', sizeof(line));
+        if (fgets(line, sizeof(line), f) == NULL)
+            break;
+        n = (size_t)((char *)memrchr(line, '\0', sizeof(line)) - line);
         p->line++;
         if (n == sizeof(line) - 1 && line[n - 1] != '\n')
             return conf_error(p, "line longer than %d characters", CONF_LINE_MAX - 2);
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
-        if (memchr(line, '\0', n) != NULL || strlen(line) != n)
+        if (memchr(line, '\0', n) != NULL)
             return conf_error(p, "NUL byte in line");
         if (conf_parse_line(p, line) < 0)
             return -1;
@@ -499,4 +507,26 @@ const struct config_extra *config_extra_find(const struct config *c,
         if (strcmp(c->extra[i].name, name) == 0)
             found = &c->extra[i];
     return found;
+}
+
+void config_queue_dir(const struct config *c, const char *queue, char *out, size_t size)
+{
+    size_t n = strlen(c->Queue_path);
+
+    while (n > 1 && c->Queue_path[n - 1] == '/')
+        n--;
+    if (strcmp(queue, "qlimit") == 0)
+        snprintf(out, size, "%.*s/qlimit", (int)n, c->Queue_path);
+    else
+        snprintf(out, size, "%.*s", (int)n, c->Queue_path);
+}
+
+void config_ctl_path(const struct config *c, char *out, size_t size)
+{
+    size_t n = strlen(c->Pid_file);
+
+    if (n > 4 && strcmp(c->Pid_file + n - 4, ".pid") == 0)
+        snprintf(out, size, "%.*s.ctl", (int)(n - 4), c->Pid_file);
+    else
+        snprintf(out, size, "%s.ctl", c->Pid_file);
 }

@@ -176,6 +176,8 @@ CONF_TEXT(Passwd_file, "Passwd_file", "", CONF_F_NEW | CONF_F_PATH)
 CONF_TEXT(Redis_server, "Redis_server", "", CONF_F_NEW)
 CONF_TEXT(Dns_servers, "Dns_servers", "", CONF_F_NEW)
 CONF_NUM(Smtp_workers, "Smtp_workers", 0, 0, 256, CONF_F_NEW)
+CONF_TEXT(Relay_host, "Relay_host", "", CONF_F_NEW | CONF_F_DEF)
+CONF_TEXT(Qlimit_senders, "Qlimit_senders", "", CONF_F_NEW | CONF_F_DEF)
 
 #undef CONF_NUM
 #undef CONF_TEXT

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -105,8 +106,11 @@ static void master_prepare_files(struct master *m)
                           c->Refused_log};
     struct buf err = BUF_INIT(0);
     struct stat qs, ts;
+    char qlimit[2048];
 
     master_dir(c->Queue_path, m, 0750);
+    config_queue_dir(c, "qlimit", qlimit, sizeof(qlimit));
+    master_dir(qlimit, m, 0750);
     master_dir(c->Temp_path, m, 0750);
     master_dir(c->Cp_errors_path, m, 0750);
     for (size_t i = 0; i < sizeof(logs) / sizeof(logs[0]); i++)
@@ -193,6 +197,38 @@ static void master_bind(struct master *m)
     }
 }
 
+/* The control socket selorctl talks to (served by the queue process). */
+static void master_ctl_socket(struct master *m)
+{
+    struct sockaddr_un sa;
+    char path[sizeof(sa.sun_path) + 64];
+    int fd;
+
+    m->node->ctl_fd = -1;
+    config_ctl_path(selor_conf, path, sizeof(path));
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        log_warn("control socket path %s is too long; selorctl cannot reach this node",
+                 path);
+        return;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    unlink(path);  /* a leftover: the pid file said no node runs */
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(fd, 16) < 0) {
+        log_warn("cannot create control socket %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    chmod(path, 0660);
+    if (geteuid() == 0 && chown(path, m->uid, m->gid) < 0)
+        log_warn("cannot hand control socket %s to User: %s", path, strerror(errno));
+    m->node->ctl_fd = fd;
+}
+
 static void master_drop_privileges(struct master *m)
 {
     if (geteuid() != 0) {
@@ -268,6 +304,8 @@ static void master_spawn(struct master *m, struct master_child *ch)
         master_child_signals();
         if (m->pid_fd >= 0)
             close(m->pid_fd);
+        if (ch->index >= 0 && node->ctl_fd >= 0)
+            close(node->ctl_fd);
         for (int i = 0; i < node->nworkers; i++)
             if (i != ch->index)
                 close(node->listen_fd[i]);
@@ -348,6 +386,14 @@ static void master_signal_all(struct master *m, int sig)
             kill(m->child[i].pid, sig);
 }
 
+static void master_remove_ctl_socket(void)
+{
+    char path[4096];
+
+    config_ctl_path(selor_conf, path, sizeof(path));
+    unlink(path);  /* may fail without privileges; the next start removes it */
+}
+
 __attribute__((noreturn)) static void master_stop(struct master *m)
 {
     struct timespec tick = {1, 0};
@@ -371,6 +417,7 @@ __attribute__((noreturn)) static void master_stop(struct master *m)
             master_reap(m);
     }
     master_remove_pid_file(m);
+    master_remove_ctl_socket();
     log_info("stopped");
     exit(0);
 }
@@ -435,6 +482,7 @@ void master_run(struct selor_node *node)
     master_prepare_files(&m);
     master_check_pid_file();
     master_bind(&m);
+    master_ctl_socket(&m);
     node->coord = coord_create(selor_conf, &err);
     if (node->coord == NULL)
         log_fatal("%s", buf_cstr(&err));

@@ -17,6 +17,7 @@ struct selor_node {
     int listen_fd[NODE_MAX_WORKERS];  /* one SO_REUSEPORT socket a worker */
     int nworkers;
     struct coord *coord;
+    int ctl_fd;                       /* control socket for selorctl; -1 none */
     int foreground;
 };
 

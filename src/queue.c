@@ -1,13 +1,19 @@
 /*
- * queue.c - the queue process: finds queued mail and (from the delivery
- * work on) delivers it.
+ * queue.c - the queue process: decides which queue file is delivered when.
  *
- * Owns: the periodic scan of Queue_path every Qsleep_time seconds on the
- * thread pool, and the removal of debris a crash can leave: temporary
- * files in Temp_path and c files without an l file, once they are old
- * enough that no commit can still be under way.  Must not: block the loop
- * or change an l file it does not hold.
+ * Owns: the scheduler.  Work is found through the coordination backend's
+ * due-time index: SMTP workers announce new mail, delivery runs announce
+ * their next try, and the directory scan every Qsleep_time seconds (on the
+ * thread pool) announces whatever the index does not know yet, so the
+ * index rebuilds itself after a restart.  The pump claims due files (main
+ * queue first, then the lower-priority qlimit queue, each within its limit:
+ * Max_qprocs, Qlimit_max_procs) and starts a delivery run for each, unless
+ * the load average is above Lavg_queue.  The scan also removes debris a
+ * crash can leave: c files without an l file, old temporary files.
+ * Must not: block the loop or change a queue file itself (delivery.c and
+ * queue_ctl.c do, holding its claim).
  */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,27 +25,168 @@
 
 #include "config.h"
 #include "coord.h"
+#include "delivery.h"
+#include "dns.h"
 #include "log.h"
 #include "mem.h"
 #include "node.h"
 #include "queue.h"
+#include "queue_ctl.h"
+#include "queue_id.h"
 #include "spool.h"
 
-#define QUEUE_DEBRIS_AGE 3600  /* seconds before an orphan is removed */
+#define QUEUE_DEBRIS_AGE 3600     /* seconds before an orphan is removed */
+#define QUEUE_MAX_RUNS 500        /* runs at once when no limit is set */
+#define QUEUE_TICK_MS 1000
+#define QUEUE_STOP_GRACE_MS 15000
+
+struct queue_found {
+    char queue[8];
+    char qid[QUEUE_ID_MAX];
+};
 
 struct queue_proc {
     uv_loop_t loop;
-    uv_timer_t scan_timer;
+    struct selor_node *node;
+    struct delivery_env env;
+    struct queue_id_gen idgen;
+    uv_timer_t tick, scan_timer, stop_timer;
     uv_signal_t sig_term, sig_int;
     uv_work_t scan_work;
-    struct selor_node *node;
     int scanning, stopping;
-    unsigned long nmsgs, removed;   /* results of the last scan */
+    int pump_active, pump_again, claim_pending;
+    unsigned long nruns;
+    struct delivery **runs;
+    size_t runs_alloc;
+    struct queue_found *found;     /* results of the last scan */
+    size_t nfound, found_alloc;
+    unsigned long removed;
+    struct queue_ctl *ctl;
 };
 
+/* ---- load average ---- */
+
+static int queue_load_too_high(void)
+{
+    double avg[1];
+
+    if (selor_conf->Lavg_queue <= 0 || getloadavg(avg, 1) < 1)
+        return 0;
+    return avg[0] > (double)selor_conf->Lavg_queue;
+}
+
+/* ---- runs ---- */
+
+static void queue_pump(struct queue_proc *q);
+static void queue_maybe_exit(struct queue_proc *q);
+
+static void queue_run_done(void *arg, struct delivery *d)
+{
+    struct queue_proc *q = arg;
+
+    for (size_t i = 0; i < q->nruns; i++)
+        if (q->runs[i] == d) {
+            q->runs[i] = q->runs[--q->nruns];
+            break;
+        }
+    if (q->stopping)
+        queue_maybe_exit(q);
+    else
+        queue_pump(q);
+}
+
+static void queue_run_start(struct queue_proc *q, const struct coord_claim *cl)
+{
+    if (q->nruns == q->runs_alloc) {
+        q->runs_alloc = q->runs_alloc ? q->runs_alloc * 2 : 64;
+        q->runs = mem_realloc(q->runs, q->runs_alloc * sizeof(*q->runs));
+    }
+    q->runs[q->nruns++] = delivery_start(&q->env, cl, queue_run_done, q);
+}
+
+/* ---- the pump ---- */
+
+struct queue_claim_ctx {
+    struct queue_proc *q;
+    int qlimit;
+};
+
+static void queue_claimed(void *arg, int status, const struct coord_claim *cl)
+{
+    struct queue_claim_ctx *ctx = arg;
+    struct queue_proc *q = ctx->q;
+    int qlimit = ctx->qlimit;
+
+    mem_free(ctx);
+    q->claim_pending = 0;
+    if (status == COORD_OK && !q->stopping) {
+        queue_run_start(q, cl);
+        q->pump_again = 1;
+    } else if (status == COORD_OK) {
+        coord_release(q->env.coord, cl, 0);
+    } else if (!qlimit && status != COORD_DOWN) {
+        q->pump_again = 2;            /* main is empty or full: try qlimit */
+    }
+    if (!q->pump_active)
+        queue_pump(q);
+}
+
+static void queue_claim(struct queue_proc *q, int qlimit)
+{
+    struct queue_claim_ctx *ctx = mem_alloc(sizeof(*ctx));
+    long limit = qlimit ? selor_conf->Qlimit_max_procs : selor_conf->Max_qprocs;
+
+    ctx->q = q;
+    ctx->qlimit = qlimit;
+    q->claim_pending = 1;
+    coord_claim_next(q->env.coord, qlimit ? "qlimit" : "main", limit,
+                     (long)time(NULL), queue_claimed, ctx);
+}
+
+/* Claims due files until none is due, every slot is taken or the cap is hit. */
+static void queue_pump(struct queue_proc *q)
+{
+    if (q->pump_active || q->claim_pending || q->stopping)
+        return;
+    if (queue_load_too_high())
+        return;
+    q->pump_active = 1;
+    q->pump_again = 1;
+    while (q->pump_again && !q->claim_pending && q->nruns < QUEUE_MAX_RUNS) {
+        int qlimit = q->pump_again == 2;
+        q->pump_again = 0;
+        queue_claim(q, qlimit);
+    }
+    q->pump_active = 0;
+}
+
+static void queue_wake(void *arg)
+{
+    queue_pump(arg);
+}
+
+static void queue_tick(uv_timer_t *t)
+{
+    queue_pump(t->data);
+}
+
+/* ---- the scan (safety net and index rebuild) ---- */
+
+static void queue_found_add(struct queue_proc *q, const char *queue, const char *qid)
+{
+    if (q->nfound == q->found_alloc) {
+        q->found_alloc = q->found_alloc ? q->found_alloc * 2 : 256;
+        q->found = mem_realloc(q->found, q->found_alloc * sizeof(*q->found));
+    }
+    snprintf(q->found[q->nfound].queue, sizeof(q->found[0].queue), "%s", queue);
+    snprintf(q->found[q->nfound].qid, sizeof(q->found[0].qid), "%s", qid);
+    q->nfound++;
+}
+
 struct queue_scan_ctx {
-    const char *dir;
-    unsigned long nmsgs, removed;
+    struct queue_proc *q;
+    const char *queue;
+    char dir[2048];
     time_t now;
 };
 
@@ -50,7 +197,7 @@ static int queue_scan_one(const char *name, void *arg)
     struct stat st;
 
     if (name[0] == 'l') {
-        ctx->nmsgs++;
+        queue_found_add(ctx->q, ctx->queue, name + 1);
         return 0;
     }
     snprintf(lpath, sizeof(lpath), "%s/l%s", ctx->dir, name + 1);
@@ -58,34 +205,67 @@ static int queue_scan_one(const char *name, void *arg)
     if (access(lpath, F_OK) == 0 || stat(path, &st) < 0)
         return 0;
     if (ctx->now - st.st_mtime > QUEUE_DEBRIS_AGE && spool_unlink_sync(path) == 0)
-        ctx->removed++;
+        ctx->q->removed++;
     return 0;
 }
 
-/* Thread pool: count messages, remove orphaned c files. */
+/* Temporary files of commits a crash cut short. */
+static void queue_clean_temp(struct queue_proc *q, time_t now)
+{
+    DIR *d = opendir(selor_conf->Temp_path);
+    struct dirent *de;
+    char path[4096];
+    struct stat st;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] != 'c' && de->d_name[0] != 'l')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", selor_conf->Temp_path, de->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            now - st.st_mtime > QUEUE_DEBRIS_AGE && unlink(path) == 0)
+            q->removed++;
+    }
+    closedir(d);
+}
+
+/* Thread pool: list both queue directories. */
 static void queue_scan_work(uv_work_t *w)
 {
     struct queue_proc *q = w->data;
-    struct queue_scan_ctx ctx = {selor_conf->Queue_path, 0, 0, time(NULL)};
+    static const char *const queues[] = {"main", "qlimit"};
+    struct queue_scan_ctx ctx;
 
-    spool_scan_sync(ctx.dir, queue_scan_one, &ctx);
-    q->nmsgs = ctx.nmsgs;
-    q->removed = ctx.removed;
+    q->nfound = 0;
+    q->removed = 0;
+    ctx.q = q;
+    ctx.now = time(NULL);
+    for (size_t i = 0; i < 2; i++) {
+        ctx.queue = queues[i];
+        config_queue_dir(selor_conf, queues[i], ctx.dir, sizeof(ctx.dir));
+        spool_scan_sync(ctx.dir, queue_scan_one, &ctx);
+    }
+    queue_clean_temp(q, ctx.now);
 }
 
 static void queue_scan_after(uv_work_t *w, int status)
 {
     struct queue_proc *q = w->data;
-
     q->scanning = 0;
     if (q->removed)
-        log_warn("queue scan removed %lu orphaned content file(s)", q->removed);
+        log_warn("queue scan removed %lu leftover file(s) of interrupted commits",
+                 q->removed);
+    if (q->stopping)
+        return;
+    for (size_t i = 0; i < q->nfound; i++)
+        coord_announce(q->env.coord, q->found[i].queue, q->found[i].qid, 0,
+                       COORD_ANN_NEW);
+    queue_pump(q);
 }
 
-static void queue_scan_tick(uv_timer_t *t)
+static void queue_scan_start(struct queue_proc *q)
 {
-    struct queue_proc *q = t->data;
-
     if (q->scanning || q->stopping)
         return;
     q->scanning = 1;
@@ -93,8 +273,39 @@ static void queue_scan_tick(uv_timer_t *t)
     uv_queue_work(&q->loop, &q->scan_work, queue_scan_work, queue_scan_after);
 }
 
+static void queue_scan_tick(uv_timer_t *t)
+{
+    queue_scan_start(t->data);
+}
+
+/* ---- stopping ---- */
+
 static void queue_close_cb(uv_handle_t *h)
 {
+}
+
+static void queue_maybe_exit(struct queue_proc *q)
+{
+    if (q->nruns > 0 || q->stopping != 1)
+        return;
+    q->stopping = 2;
+    uv_close((uv_handle_t *)&q->tick, queue_close_cb);
+    uv_close((uv_handle_t *)&q->scan_timer, queue_close_cb);
+    uv_close((uv_handle_t *)&q->stop_timer, queue_close_cb);
+    uv_close((uv_handle_t *)&q->sig_term, queue_close_cb);
+    uv_close((uv_handle_t *)&q->sig_int, queue_close_cb);
+    queue_ctl_close(q->ctl);
+    dns_free(q->env.dns);
+    module_detach_all(&q->node->mods);
+    coord_detach(q->node->coord);
+}
+
+static void queue_grace_over(uv_timer_t *t)
+{
+    struct queue_proc *q = t->data;
+
+    for (size_t i = 0; i < q->nruns; i++)
+        delivery_stop(q->runs[i]);
 }
 
 static void queue_stop(uv_signal_t *sig, int signum)
@@ -104,32 +315,53 @@ static void queue_stop(uv_signal_t *sig, int signum)
     if (q->stopping)
         return;
     q->stopping = 1;
-    uv_close((uv_handle_t *)&q->scan_timer, queue_close_cb);
-    uv_close((uv_handle_t *)&q->sig_term, queue_close_cb);
-    uv_close((uv_handle_t *)&q->sig_int, queue_close_cb);
-    module_detach_all(&q->node->mods);
-    coord_detach(q->node->coord);
+    uv_timer_stop(&q->tick);
+    uv_timer_stop(&q->scan_timer);
+    uv_timer_start(&q->stop_timer, queue_grace_over, QUEUE_STOP_GRACE_MS, 0);
+    queue_maybe_exit(q);
 }
 
-void queue_main(struct selor_node *node)
-{
-    struct queue_proc *q = mem_zalloc(sizeof(*q));
-    uint64_t period = (uint64_t)selor_conf->Qsleep_time * 1000;
+/* ---- start ---- */
 
-    log_set_role("queue");
-    q->node = node;
-    uv_loop_init(&q->loop);
-    module_attach_all(&node->mods, &q->loop);
-    if (coord_attach(node->coord, &q->loop) < 0)
-        log_fatal("coordination backend cannot start");
+static void queue_handles(struct queue_proc *q)
+{
     uv_signal_init(&q->loop, &q->sig_term);
     uv_signal_init(&q->loop, &q->sig_int);
     q->sig_term.data = q->sig_int.data = q;
     uv_signal_start(&q->sig_term, queue_stop, SIGTERM);
     uv_signal_start(&q->sig_int, queue_stop, SIGINT);
+    uv_timer_init(&q->loop, &q->tick);
     uv_timer_init(&q->loop, &q->scan_timer);
-    q->scan_timer.data = q;
-    uv_timer_start(&q->scan_timer, queue_scan_tick, 0, period);
+    uv_timer_init(&q->loop, &q->stop_timer);
+    q->tick.data = q->scan_timer.data = q->stop_timer.data = q;
+    uv_timer_start(&q->tick, queue_tick, QUEUE_TICK_MS, QUEUE_TICK_MS);
+    uv_timer_start(&q->scan_timer, queue_scan_tick, 0,
+                   (uint64_t)selor_conf->Qsleep_time * 1000);
+}
+
+void queue_main(struct selor_node *node)
+{
+    struct queue_proc *q = mem_zalloc(sizeof(*q));
+    char err[256];
+
+    log_set_role("queue");
+    q->node = node;
+    uv_loop_init(&q->loop);
+    queue_id_init(&q->idgen, selor_conf->Sid);
+    srandom((unsigned)(time(NULL) ^ getpid()));
+    module_attach_all(&node->mods, &q->loop);
+    if (coord_attach(node->coord, &q->loop) < 0)
+        log_fatal("coordination backend cannot start");
+    q->env.loop = &q->loop;
+    q->env.coord = node->coord;
+    q->env.mods = &node->mods;
+    q->env.idgen = &q->idgen;
+    q->env.dns = dns_new(&q->loop, selor_conf->Dns_servers, err, sizeof(err));
+    if (q->env.dns == NULL)
+        log_fatal("%s", err);
+    coord_watch(node->coord, queue_wake, q);
+    q->ctl = queue_ctl_open(&q->loop, node->ctl_fd, &q->env);
+    queue_handles(q);
     uv_run(&q->loop, UV_RUN_DEFAULT);
     uv_loop_close(&q->loop);
     exit(0);

@@ -8,6 +8,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,7 +179,7 @@ static int qf_decode(char *f)
             continue;
         }
         int hi = qf_hexval(p[1]), lo = hi < 0 ? -1 : qf_hexval(p[2]);
-        if (lo < 0)
+        if (lo < 0 || hi + lo == 0)  /* %00 would cut the field short */
             return -1;
         *w++ = (char)(hi * 16 + lo);
         p += 2;
@@ -239,15 +240,17 @@ static int qf_parse_rcpt(struct qf_reader *r, char **f, int n)
     return 0;
 }
 
-/* Fields of known header records: key, field count, where to store. */
+/* Fields of known header records: key, field count, largest number. */
 static int qf_parse_record(struct qf_reader *r, char **f, int n, unsigned *seen)
 {
     struct queue_file *qf = r->qf;
-    static const struct { const char *key; int fields; } recs[] = {
-        {"id", 2}, {"sid", 2}, {"created", 2}, {"size", 2}, {"from", 2},
-        {"client", 4}, {"auth", 2}, {"body", 2}, {"token", 2}, {"flags", 2},
-        {"attempts", 2}, {"next", 2},
+    static const struct { const char *key; int fields; long long max; } recs[] = {
+        {"id", 2, 0}, {"sid", 2, 0}, {"created", 2, 1LL << 40},
+        {"size", 2, 1LL << 40}, {"from", 2, 0}, {"client", 4, 0}, {"auth", 2, 0},
+        {"body", 2, 0}, {"token", 2, 0}, {"flags", 2, UINT_MAX},
+        {"attempts", 2, 1000000}, {"next", 2, 1LL << 40},
     };
+    char *end;
     long long v;
     size_t k;
 
@@ -276,11 +279,12 @@ static int qf_parse_record(struct qf_reader *r, char **f, int n, unsigned *seen)
     case 7: qf->body = qf_str(qf, f[1]); return 0;
     case 8:
         errno = 0;
-        qf->token = strtoull(f[1], NULL, 10);
-        return errno ? qf_fail(r, "bad token") : 0;
+        qf->token = strtoull(f[1], &end, 10);
+        return errno || *end || !isdigit((unsigned char)f[1][0])
+                   ? qf_fail(r, "bad token \"%s\"", f[1]) : 0;
     default: break;
     }
-    if (qf_long(r, f[1], 0, 1LL << 40, &v) < 0)
+    if (qf_long(r, f[1], 0, recs[k].max, &v) < 0)
         return -1;
     if (k == 2) qf->created = (long)v;
     if (k == 3) qf->size = (long)v;

@@ -59,6 +59,7 @@ enum qf_flag {
     QF_F_HOLD = 1,    /* held by the operator: not delivered */
     QF_F_BOUNCE = 2,  /* this message is a delivery report */
     QF_F_QLIMIT = 4,  /* belongs to the qlimit queue */
+    QF_F_NOTICE = 8,  /* a notice to Postmaster: never reported on */
 };
 
 void qf_init(struct queue_file *qf);

@@ -1,22 +1,34 @@
 /*
  * selorctl.c - the operator's tool: look at and act on a node's queue.
  *
- *   selorctl [-c FILE] queue       list queued messages, like mailq
+ *   selorctl [-c FILE] queue             list queued messages, like mailq
+ *   selorctl [-c FILE] queue show ID     one message: envelope and header
+ *   selorctl [-c FILE] flush [ID]        deliver now (every message, or one)
+ *   selorctl [-c FILE] hold ID           keep a message from delivery
+ *   selorctl [-c FILE] release ID        undo hold, and deliver now
+ *   selorctl [-c FILE] delete ID         remove a message without a report
  *   selorctl [-c FILE] version
  *
- * Owns: presenting the spool to a person.  Reads queue files through
- * spool.c and queue_file.c only.  Must not: change a queue file without
- * the lock its holder would take (commands that change the queue arrive
- * with the delivery work).
+ * Owns: presenting the spool to a person, and passing changes to the
+ * running node's queue process over its control socket (it changes a file
+ * only while holding it).  When no node runs and the node coordinates
+ * alone (no Redis_server), changes are made directly.  Must not: change a
+ * queue file a running node could be delivering.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bounce.h"
 #include "config.h"
+#include "queue_edit.h"
 #include "queue_file.h"
+#include "queue_id.h"
 #include "spool.h"
 #include "version.h"
 
@@ -24,9 +36,12 @@
 
 static void ctl_usage(void)
 {
-    fprintf(stderr, "usage: selorctl [-c FILE] queue | version\n");
+    fprintf(stderr, "usage: selorctl [-c FILE] queue [show ID] | flush [ID] | hold ID |"
+                    " release ID | delete ID | version\n");
     exit(2);
 }
+
+/* ---- listing ---- */
 
 struct ctl_list {
     struct buf names;
@@ -45,54 +60,212 @@ static int ctl_collect(const char *name, void *arg)
     return 0;
 }
 
-static void ctl_show_one(const char *dir, const char *lname, time_t now)
+static int ctl_load(const char *dir, const char *id, struct queue_file *qf)
 {
     char path[4096], err[200];
     struct buf text = BUF_INIT(0);
-    struct queue_file qf;
+    int r;
 
-    snprintf(path, sizeof(path), "%s/%s", dir, lname);
+    snprintf(path, sizeof(path), "%s/l%s", dir, id);
     if (spool_read_sync(path, &text, 64 << 20) != 0) {
         buf_free(&text);
-        return;  /* taken or delivered meanwhile */
+        return -1;  /* taken or delivered meanwhile */
     }
-    if (qf_parse(&qf, text.data, text.len, err, sizeof(err)) < 0) {
-        printf("%-34s (unreadable: %s)\n", lname + 1, err);
-        buf_free(&text);
-        return;
-    }
-    printf("%-34s %6lds %8ld  <%s>%s\n", qf.id, (long)(now - qf.created), qf.size,
-           qf.from, qf.flags & QF_F_HOLD ? " (held)" : "");
-    for (size_t i = 0; i < qf.nrcpt; i++)
-        printf("%44s %c <%s>%s%s\n", "", qf.rcpt[i].state, qf.rcpt[i].addr,
-               qf.rcpt[i].answer[0] ? " " : "", qf.rcpt[i].answer);
-    qf_free(&qf);
+    r = qf_parse(qf, text.data, text.len, err, sizeof(err));
+    if (r < 0)
+        printf("%-34s (unreadable: %s)\n", id, err);
     buf_free(&text);
+    return r;
 }
 
-static int ctl_queue(const struct config *c)
+static void ctl_when(long t, char *out, size_t size)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    if (t <= 0) {
+        snprintf(out, size, "now");
+        return;
+    }
+    localtime_r(&tt, &tm);
+    strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void ctl_show_rcpts(const struct queue_file *qf)
+{
+    static const char *const names[] = {"pending", "delivered", "failed", "reported"};
+    char when[40];
+
+    for (size_t i = 0; i < qf->nrcpt; i++) {
+        const struct qf_rcpt *r = &qf->rcpt[i];
+        const char *st = r->state == QF_DELIVERED ? names[1] : r->state == QF_FAILED
+            ? names[2] : r->state == QF_REPORTED ? names[3] : names[0];
+        ctl_when(r->next, when, sizeof(when));
+        printf("    %-9s <%s>", st, r->addr);
+        if (r->state == QF_PENDING)
+            printf(" next %s, %d attempt(s)", when, r->attempts);
+        if (r->answer[0])
+            printf("\n              %s", r->answer);
+        printf("\n");
+    }
+}
+
+static void ctl_show_one(const char *dir, const char *queue, const char *lname, time_t now)
+{
+    struct queue_file qf;
+
+    if (ctl_load(dir, lname + 1, &qf) < 0)
+        return;
+    printf("%-34s %6lds %8ld  <%s>%s%s\n", qf.id, (long)(now - qf.created), qf.size,
+           qf.from, qf.flags & QF_F_HOLD ? " (held)" : "",
+           strcmp(queue, "qlimit") == 0 ? " (qlimit)" : "");
+    ctl_show_rcpts(&qf);
+    qf_free(&qf);
+}
+
+static int ctl_list_queue(const struct config *c, const char *queue, size_t *total)
 {
     struct ctl_list l = {BUF_INIT(0), 0};
+    char dir[2048], *line, *save = NULL;
     time_t now = time(NULL);
-    int e = spool_scan_sync(c->Queue_path, ctl_collect, &l);
-    char *line, *save = NULL;
+    int e;
 
-    if (e) {
-        fprintf(stderr, "selorctl: cannot read %s: %s\n", c->Queue_path, strerror(e));
+    config_queue_dir(c, queue, dir, sizeof(dir));
+    e = spool_scan_sync(dir, ctl_collect, &l);
+    if (e && e != ENOENT) {
+        fprintf(stderr, "selorctl: cannot read %s: %s\n", dir, strerror(e));
         return 1;
     }
-    printf("%-34s %7s %8s  %s\n", "ID", "AGE", "SIZE", "SENDER / RECIPIENTS");
-    for (line = strtok_r(l.names.data, "\n", &save); line;
+    buf_cstr(&l.names);
+    for (line = l.n ? strtok_r(l.names.data, "\n", &save) : NULL; line;
          line = strtok_r(NULL, "\n", &save))
-        ctl_show_one(c->Queue_path, line, now);
-    printf("-- %zu message(s)\n", l.n);
+        ctl_show_one(dir, queue, line, now);
+    *total += l.n;
     buf_free(&l.names);
     return 0;
 }
 
+static int ctl_queue(const struct config *c)
+{
+    size_t n = 0;
+
+    printf("%-34s %7s %8s  %s\n", "ID", "AGE", "SIZE", "SENDER / RECIPIENTS");
+    if (ctl_list_queue(c, "main", &n) || ctl_list_queue(c, "qlimit", &n))
+        return 1;
+    printf("-- %zu message(s)\n", n);
+    return 0;
+}
+
+static int ctl_queue_show(const struct config *c, const char *id)
+{
+    const char *queue = queue_edit_find(id);
+    char dir[2048], path[4096];
+    struct buf content = BUF_INIT(0);
+    struct queue_file qf;
+
+    if (queue == NULL || !queue_id_valid(id)) {
+        fprintf(stderr, "selorctl: no message %s in the queue\n", id);
+        return 1;
+    }
+    config_queue_dir(c, queue, dir, sizeof(dir));
+    if (ctl_load(dir, id, &qf) < 0)
+        return 1;
+    printf("id:       %s (%s queue)\nfrom:     <%s>\nclient:   %s %s (helo %s)\n"
+           "accepted: %ld by %s\nsize:     %ld\nflags:    %u\n", qf.id, queue, qf.from,
+           qf.client_ip, qf.client_name, qf.helo, qf.created, qf.sid[0] ? qf.sid : "-",
+           qf.size, qf.flags);
+    ctl_show_rcpts(&qf);
+    snprintf(path, sizeof(path), "%s/c%s", dir, id);
+    if (spool_read_sync(path, &content, (size_t)qf.size + 1) == 0)
+        printf("--\n%.*s", (int)bounce_header_len(content.data, content.len), content.data);
+    qf_free(&qf);
+    buf_free(&content);
+    return 0;
+}
+
+/* ---- changes ---- */
+
+/* Sends one request to the node; -1 when no node answers. */
+static int ctl_send(const struct config *c, const char *req, char *reply, size_t size)
+{
+    struct sockaddr_un sa;
+    char path[sizeof(sa.sun_path) + 64];
+    size_t got = 0;
+    ssize_t n;
+    int fd;
+
+    config_ctl_path(c, path, sizeof(path));
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (write(fd, req, strlen(req)) < 0) {
+        close(fd);
+        return -1;
+    }
+    while (got < size - 1 && (n = read(fd, reply + got, size - 1 - got)) > 0)
+        got += (size_t)n;
+    reply[got] = '\0';
+    close(fd);
+    return 0;
+}
+
+/* No node runs: make the change ourselves (single-node setups only). */
+static int ctl_direct(const struct config *c, int op, const char *id)
+{
+    char why[200] = "";
+    const char *queue;
+    int e;
+
+    if (c->Redis_server[0]) {
+        fprintf(stderr, "selorctl: this node is not running; in a cluster, run the "
+                        "command on a node that is\n");
+        return 1;
+    }
+    if (id == NULL) {
+        fprintf(stderr, "selorctl: the node is not running; nothing to flush\n");
+        return 1;
+    }
+    queue = queue_edit_find(id);
+    if (queue == NULL) {
+        fprintf(stderr, "selorctl: no message %s in the queue\n", id);
+        return 1;
+    }
+    e = queue_edit_apply(queue, id, op, why, sizeof(why));
+    if (e) {
+        fprintf(stderr, "selorctl: %s: %s\n", id, why[0] ? why : strerror(e));
+        return 1;
+    }
+    printf("ok 1 message(s) (node not running: changed directly)\n");
+    return 0;
+}
+
+static int ctl_change(const struct config *c, const char *verb, const char *id)
+{
+    int op = queue_edit_op_parse(verb);
+    char req[256], reply[512];
+
+    if (id && !queue_id_valid(id)) {
+        fprintf(stderr, "selorctl: %s is not a queue ID\n", id);
+        return 1;
+    }
+    snprintf(req, sizeof(req), "%s%s%s\n", verb, id ? " " : "", id ? id : "");
+    if (ctl_send(c, req, reply, sizeof(reply)) < 0)
+        return ctl_direct(c, op, id);
+    fputs(reply, strncmp(reply, "ok", 2) == 0 ? stdout : stderr);
+    return strncmp(reply, "ok", 2) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
-    const char *path = CTL_DEFAULT_CONF;
+    const char *path = CTL_DEFAULT_CONF, *cmd, *arg;
     struct buf err = BUF_INIT(0), warn = BUF_INIT(0);
     int opt;
 
@@ -104,7 +277,9 @@ int main(int argc, char **argv)
     }
     if (optind >= argc)
         ctl_usage();
-    if (strcmp(argv[optind], "version") == 0) {
+    cmd = argv[optind];
+    arg = optind + 1 < argc ? argv[optind + 1] : NULL;
+    if (strcmp(cmd, "version") == 0) {
         printf("selorctl %s\n", SELOR_VERSION);
         return 0;
     }
@@ -114,8 +289,13 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_role("selorctl");
-    if (strcmp(argv[optind], "queue") == 0)
+    if (strcmp(cmd, "queue") == 0 && arg == NULL)
         return ctl_queue(selor_conf);
+    if (strcmp(cmd, "queue") == 0 && strcmp(arg, "show") == 0 && optind + 2 < argc)
+        return ctl_queue_show(selor_conf, argv[optind + 2]);
+    if (queue_edit_op_parse(cmd) >= 0 &&
+        (argc - optind == 2 || (argc - optind == 1 && strcmp(cmd, "flush") == 0)))
+        return ctl_change(selor_conf, cmd, arg);
     ctl_usage();
     return 2;
 }

@@ -35,8 +35,11 @@ static void data_emit(struct smtp_data *d, struct buf *out, const char *p,
     d->size += n;
 }
 
-/* A line ended; raw is its length with the terminator. */
-static void data_line_end(struct smtp_data *d)
+/*
+ * A line ended; line_len is its raw length with the terminator, which is
+ * term bytes long (2 for CR LF, 1 for a bare LF), and without a stuffing dot.
+ */
+static void data_line_end(struct smtp_data *d, size_t term)
 {
     if (d->line_len > SMTP_TEXT_LINE_MAX)
         d->flags |= SMTP_DATA_LINE_TOOLONG;
@@ -44,7 +47,7 @@ static void data_line_end(struct smtp_data *d)
         d->header_bytes += d->line_len;
         if (d->header_bytes > d->max_header)
             d->flags |= SMTP_DATA_HEADER_TOOBIG;
-        if (d->line_len <= 2)
+        if (d->line_len == term)  /* an empty line ends the header */
             d->in_header = 0;
     }
     d->line_len = 0;
@@ -71,9 +74,8 @@ static size_t data_step(struct smtp_data *d, const char *in, size_t n,
 
     switch (d->state) {
     case D_BOL:
-        if (c == '.') {
+        if (c == '.') {  /* stuffing or the end: not counted (RFC 5321 4.5.3.1.6) */
             d->state = D_BOL_DOT;
-            d->line_len++;
             return 1;
         }
         d->state = D_LINE;
@@ -97,7 +99,7 @@ static size_t data_step(struct smtp_data *d, const char *in, size_t n,
         d->line_len++;
         if (c == '\n') {
             data_emit(d, out, "\n", 1);
-            data_line_end(d);
+            data_line_end(d, 2);
             d->state = D_BOL;
             return 1;
         }
@@ -116,12 +118,20 @@ static size_t data_step(struct smtp_data *d, const char *in, size_t n,
         if (c == '\n') {
             data_emit(d, out, "\n", 1);
             d->flags |= SMTP_DATA_BARE_LF;
-            data_line_end(d);
+            data_line_end(d, 1);
             return 1;  /* stays D_LINE: no end of data after a bare LF */
         }
         d->line_len--;
         return data_run(d, in, n, out);
     }
+}
+
+/* Bytes received that may be (or are) the end of data, not the message. */
+static size_t data_pending(const struct smtp_data *d, int done)
+{
+    if (done)
+        return 3;  /* "." CR LF; the CR LF before it ended the last line */
+    return d->state == D_BOL_DOT ? 1 : d->state == D_BOL_DOT_CR ? 2 : 0;
 }
 
 size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t n,
@@ -133,7 +143,8 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t n,
     while (used < n && !*done)
         used += data_step(d, in + used, n - used, out, done);
     d->wire += used;
-    if (d->wire > d->max_size)
+    /* The size as SIZE (RFC 1870) counts it: without the end of data. */
+    if (d->wire - data_pending(d, *done) > d->max_size)
         d->flags |= SMTP_DATA_TOOBIG;
     return used;
 }

@@ -15,11 +15,28 @@ int smtp_reply_code(const char *msg)
     return (msg[0] - '0') * 100 + (msg[1] - '0') * 10 + (msg[2] - '0');
 }
 
-/* "5.1.1 " or "2.0.0 " at the start of a text. */
+/* The length of the run of 1 to 3 digits at t; 0 when there is none or more. */
+static size_t smtp_reply_digits(const char *t)
+{
+    size_t n = strspn(t, "0123456789");
+
+    return n <= 3 ? n : 0;
+}
+
+/* "5.1.1 " or "2.0.0" (RFC 3463: class 2, 4 or 5) at the start of a text. */
 static int smtp_reply_has_enhanced(const char *t)
 {
-    return (t[0] >= '2' && t[0] <= '5') && t[1] == '.' &&
-           isdigit((unsigned char)t[2]) && strchr(t + 2, '.') != NULL;
+    size_t n;
+
+    if ((t[0] != '2' && t[0] != '4' && t[0] != '5') || t[1] != '.')
+        return 0;
+    t += 2;
+    if ((n = smtp_reply_digits(t)) == 0 || t[n] != '.')
+        return 0;
+    t += n + 1;
+    if ((n = smtp_reply_digits(t)) == 0)
+        return 0;
+    return t[n] == ' ' || t[n] == '\0';
 }
 
 void smtp_reply_msg(struct buf *out, const char *msg, const char *detail,
@@ -37,7 +54,8 @@ void smtp_reply_msg(struct buf *out, const char *msg, const char *detail,
         buf_printf(out, "%s%s", prefix, text[0] ? " " : "");
     buf_puts(out, text);
     if (suffix && suffix[0])
-        buf_printf(out, "%s%s", text[0] ? " " : "", suffix);
+        buf_printf(out, "%s%s", text[0] || (prefix && prefix[0]) ? " " : "",
+                   suffix);
     while (out->len && out->data[out->len - 1] == ' ')
         out->len--;
     buf_puts(out, "\r\n");

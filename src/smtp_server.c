@@ -69,6 +69,7 @@ struct smtp_txn {
     struct smtp_rcpt *rcpt;
     size_t nrcpt, rcpt_alloc;
     unsigned rcpt_cmds;        /* accepted RCPT commands (Max_rcpts) */
+    int qlimit;                /* goes to the qlimit queue (Qlimit!) */
     struct smtp_data data;
     struct spool_msg *msg;
     char qid[QUEUE_ID_MAX];
@@ -98,6 +99,7 @@ struct smtp_session {
     struct smtp_path pending_path;   /* RCPT waiting for its lookup */
     char pending_reply[512];         /* reply held during a delay */
     struct smtp_txn txn;
+    struct buf announce;        /* "queue id\n" accepted, announced at close */
 };
 
 struct smtp_write {
@@ -384,6 +386,42 @@ static int smtp_mail_params(struct smtp_session *s, const struct smtp_path *p)
     return 0;
 }
 
+/* Lavg_negative: refuse new mail while the load is above it. */
+static int smtp_load_too_high(const struct config *conf)
+{
+    double avg[1];
+
+    return conf->Lavg_negative > 0 && getloadavg(avg, 1) == 1 &&
+           avg[0] > (double)conf->Lavg_negative;
+}
+
+/* Qlimit!: the rules engine calls this; until it exists, Qlimit_senders does. */
+void smtp_txn_set_qlimit(struct smtp_session *s)
+{
+    s->txn.qlimit = 1;
+}
+
+/* Is the sender in a list of addresses and "@domain"s? */
+static int smtp_sender_listed(const char *list, const char *from)
+{
+    const char *at = strrchr(from, '@');
+    char item[ADDR_PATH_MAX + 2];
+
+    for (const char *p = list; *p; ) {
+        size_t n = strcspn(p, " \t,");
+        if (n > 0 && n < sizeof(item)) {
+            memcpy(item, p, n);
+            item[n] = '\0';
+            if (strcasecmp(item, from) == 0 ||
+                (item[0] == '@' && at && strcasecmp(item, at) == 0))
+                return 1;
+        }
+        p += n;
+        p += strspn(p, " \t,");
+    }
+    return 0;
+}
+
 static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 {
     const struct config *conf = s->conf;
@@ -392,6 +430,11 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 
     if (!s->greeted || s->txn.active) {
         smtp_reply(s, conf->Msg_sequence_error, "5.1", NULL, NULL);
+        return;
+    }
+    if (smtp_load_too_high(conf)) {
+        smtp_reply(s, conf->Msg_lavg, "3.2", NULL, NULL);
+        smtp_refused(s, "load average", conf->Msg_lavg);
         return;
     }
     if (s->msgs >= (unsigned long)conf->Max_msgs_per_cnx) {
@@ -414,6 +457,8 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
         return;
     }
     s->txn.active = 1;
+    if (conf->Qlimit_senders[0] && smtp_sender_listed(conf->Qlimit_senders, s->txn.from))
+        smtp_txn_set_qlimit(s);
     smtp_reply(s, conf->Msg_allowed_sender, "1.0", NULL, NULL);
 }
 
@@ -643,6 +688,37 @@ static void smtp_command(struct smtp_session *s, const char *line, size_t n)
 
 /* ---- DATA ---- */
 
+/*
+ * Tells the queue about a new message, as Immed_delivery asks: 2 at once,
+ * 1 when the client leaves, 0 at the next queue run.
+ */
+static void smtp_announce(struct smtp_session *s, const char *id)
+{
+    const char *queue = s->txn.qlimit ? "qlimit" : "main";
+    long mode = s->conf->Immed_delivery;
+
+    if (mode == 1) {
+        buf_printf(&s->announce, "%s %s\n", queue, id);
+        return;
+    }
+    coord_announce(s->w->node->coord, queue, id,
+                   mode == 2 ? 0 : (long)time(NULL) + s->conf->Qsleep_time,
+                   COORD_ANN_NEW);
+}
+
+static void smtp_announce_held(struct smtp_session *s)
+{
+    char queue[16], id[QUEUE_ID_MAX];
+    const char *p = buf_cstr(&s->announce);
+    int n;
+
+    while (sscanf(p, "%15s %63s\n%n", queue, id, &n) == 2) {
+        coord_announce(s->w->node->coord, queue, id, 0, COORD_ANN_NEW);
+        p += n;
+    }
+    buf_free(&s->announce);
+}
+
 static void smtp_commit_done(void *arg, int err, const char *id)
 {
     struct smtp_session *s = arg;
@@ -660,6 +736,7 @@ static void smtp_commit_done(void *arg, int err, const char *id)
                         s->txn.from, s->txn.rcpt[i].addr, s->txn.data.size,
                         s->txn.data.wire, s->ip);
         s->msgs++;
+        smtp_announce(s, id);
         smtp_reply(s, conf->Msg_mail_accepted, "0.0", id, NULL);
     }
     smtp_txn_reset(s);
@@ -684,6 +761,10 @@ static void smtp_commit(struct smtp_session *s)
     qf.helo = s->helo;
     qf.auth = s->auth;
     qf.body = t->body;
+    if (t->qlimit) {
+        qf.flags |= QF_F_QLIMIT;
+        spool_msg_set_qlimit(t->msg);
+    }
     for (size_t i = 0; i < t->nrcpt; i++)
         qf_add_rcpt(&qf, t->rcpt[i].addr, t->rcpt[i].orcpt);
     qf_format(&qf, &l);
@@ -846,6 +927,7 @@ static void smtp_handle_closed(uv_handle_t *h)
     buf_free(&s->in);
     buf_free(&s->out);
     buf_free(&s->chunk);
+    buf_free(&s->announce);
     mem_free(s);
     smtp_worker_session_gone(w);
 }
@@ -856,6 +938,7 @@ static void smtp_close(struct smtp_session *s)
         return;
     s->closing_handles = 1;
     log_central(s->txn.qid, "%s %s * disconnect msgs=%u", s->cid, s->ip, s->msgs);
+    smtp_announce_held(s);
     if (s->lookup)
         accounts_free(s->lookup);
     s->lookup = NULL;
@@ -905,6 +988,7 @@ int smtp_session_accept(struct smtp_worker *w, uv_stream_t *listener)
     buf_init(&s->in, 0);
     buf_init(&s->out, 0);
     buf_init(&s->chunk, 0);
+    buf_init(&s->announce, 0);
     arena_init(&s->txn.mem, 1024);
     uv_tcp_init(&w->loop, &s->tcp);
     uv_timer_init(&w->loop, &s->timer);

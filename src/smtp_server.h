@@ -23,5 +23,7 @@ void smtp_session_shutdown(struct smtp_session *s);
 void smtp_server_shutdown_all(struct smtp_worker *w);
 /* Abort every session at once (the stop grace time has passed). */
 void smtp_server_kill_all(struct smtp_worker *w);
+/* The rules action Qlimit!: this message goes to the qlimit queue. */
+void smtp_txn_set_qlimit(struct smtp_session *s);
 
 #endif

@@ -33,6 +33,7 @@ struct spool_msg {
     struct buf io;       /* content the running job writes */
     struct buf ltext;
     int cfd;             /* temp c file; -1 until first written */
+    int qlimit;          /* committed into the qlimit queue */
     int busy;            /* a job is running */
     int committing, aborted, committed;
     int err;             /* first errno; 0 = fine */
@@ -65,6 +66,11 @@ static int spool_write_fd(int fd, const char *p, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+static const char *spool_msg_dir(const struct spool_msg *m)
+{
+    return m->qlimit ? m->sp->qlimit_path : m->sp->queue_path;
 }
 
 static void spool_path(char *out, size_t size, const char *dir, char kind,
@@ -230,9 +236,13 @@ int spool_open(struct spool *sp, uv_loop_t *loop, const char *queue_path,
     sp->queue_path = mem_strndup(queue_path, n);
     sp->temp_path = mem_strdup(temp_path);
     sp->qdir_fd = open(sp->queue_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (sp->qdir_fd < 0) {
-        buf_printf(err, "cannot open Queue_path %s: %s", sp->queue_path,
-                   strerror(errno));
+    n = strlen(sp->queue_path) + 8;
+    sp->qlimit_path = mem_alloc(n);
+    snprintf(sp->qlimit_path, n, "%s/qlimit", sp->queue_path);
+    sp->qlimit_fd = open(sp->qlimit_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sp->qdir_fd < 0 || sp->qlimit_fd < 0) {
+        buf_printf(err, "cannot open %s: %s", sp->qdir_fd < 0 ? sp->queue_path
+                   : sp->qlimit_path, strerror(errno));
         spool_close(sp);
         return -1;
     }
@@ -243,10 +253,13 @@ void spool_close(struct spool *sp)
 {
     if (sp->qdir_fd >= 0)
         close(sp->qdir_fd);
-    sp->qdir_fd = -1;
+    if (sp->qlimit_fd >= 0)
+        close(sp->qlimit_fd);
+    sp->qdir_fd = sp->qlimit_fd = -1;
     mem_free(sp->queue_path);
+    mem_free(sp->qlimit_path);
     mem_free(sp->temp_path);
-    sp->queue_path = sp->temp_path = NULL;
+    sp->queue_path = sp->qlimit_path = sp->temp_path = NULL;
 }
 
 struct spool_msg *spool_msg_new(struct spool *sp, const char *id)
@@ -326,7 +339,7 @@ static void spool_commit_unwind(struct spool_msg *m, int renamed_c)
     char path[4096];
 
     if (renamed_c) {
-        spool_path(path, sizeof(path), m->sp->queue_path, 'c', m->id);
+        spool_path(path, sizeof(path), spool_msg_dir(m), 'c', m->id);
         unlink(path);
     }
     spool_cleanup_work(&m->work);
@@ -354,11 +367,11 @@ static void spool_commit_work(uv_work_t *w)
         return;
     }
     spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'c', m->id);
-    spool_path(dst, sizeof(dst), m->sp->queue_path, 'c', m->id);
+    spool_path(dst, sizeof(dst), spool_msg_dir(m), 'c', m->id);
     e = spool_rename_sync(tmp, dst);
     if (e == 0) {
         spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'l', m->id);
-        spool_path(dst, sizeof(dst), m->sp->queue_path, 'l', m->id);
+        spool_path(dst, sizeof(dst), spool_msg_dir(m), 'l', m->id);
         e = spool_rename_sync(tmp, dst);
     }
     if (e) {
@@ -373,6 +386,9 @@ static void spool_dsync_work(uv_work_t *w)
 
     sp->dsync_err = 0;
     if (fsync(sp->qdir_fd) < 0 && errno != EINVAL)
+        sp->dsync_err = errno;
+    if (sp->dsync_qlimit && sp->qlimit_fd >= 0 && fsync(sp->qlimit_fd) < 0 &&
+        errno != EINVAL)
         sp->dsync_err = errno;
 }
 
@@ -407,6 +423,9 @@ static void spool_dsync_start(struct spool *sp)
     sp->dsync_busy = 1;
     sp->dsync_batch = sp->dsync_wait;
     sp->dsync_wait = NULL;
+    sp->dsync_qlimit = 0;
+    for (struct spool_msg *m = sp->dsync_batch; m; m = m->next)
+        sp->dsync_qlimit |= m->qlimit;
     sp->dsync_work.data = sp;
     uv_queue_work(sp->loop, &sp->dsync_work, spool_dsync_work, spool_dsync_after);
 }
@@ -494,6 +513,11 @@ void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
     m->committing = 1;
     if (!m->busy)
         spool_next(m);
+}
+
+void spool_msg_set_qlimit(struct spool_msg *m)
+{
+    m->qlimit = 1;
 }
 
 void spool_msg_abort(struct spool_msg *m)

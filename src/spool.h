@@ -26,8 +26,11 @@ struct spool_msg;
 struct spool {
     uv_loop_t *loop;
     char *queue_path;    /* no trailing slash */
+    char *qlimit_path;   /* Queue_path/qlimit: the lower-priority queue */
     char *temp_path;
     int qdir_fd;         /* Queue_path, for directory fsync */
+    int qlimit_fd;
+    int dsync_qlimit;    /* the batch under way has qlimit messages */
     struct spool_msg *dsync_wait;   /* renamed, waiting for a dir fsync */
     struct spool_msg *dsync_batch;  /* covered by the fsync under way */
     int dsync_busy, dsync_err;
@@ -59,6 +62,8 @@ size_t spool_msg_size(const struct spool_msg *m);
  */
 void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
                       spool_done_fn *done, void *arg);
+/* Commit into the qlimit queue instead of the main one. */
+void spool_msg_set_qlimit(struct spool_msg *m);
 /*
  * The owner goes away.  Before a commit: everything written is removed.
  * During a commit: it completes (the message stays queued) but done is not

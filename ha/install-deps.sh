@@ -1,0 +1,40 @@
+#!/bin/sh
+# install-deps.sh - install what Selor's build and tests need (`make deps`).
+#
+# Idempotent and quick when everything is present: one dpkg-query, and
+# apt-get only for what is missing.  Also creates the system user and group
+# "selor" (the default User/Group) when run as root.
+set -eu
+
+PKGS="build-essential pkg-config
+libuv1-dev libhiredis-dev libc-ares-dev libpq-dev uuid-dev libssl-dev
+libcrypt-dev libcmocka-dev
+python3-pytest python3-aiosmtpd swaks redis-server dnsmasq-base maildrop postfix
+postgresql openssl procps iproute2 util-linux"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+if [ -n "$missing" ]; then
+    echo "make deps: installing:$missing"
+    # Postfix is only used for its tools (smtp-source, smtp-sink) and as the
+    # benchmark peer, started by the scripts with their own configuration.
+    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    getent group selor >/dev/null || groupadd --system selor
+    getent passwd selor >/dev/null || \
+        useradd --system --gid selor --no-create-home --home-dir /nonexistent \
+                --shell /usr/sbin/nologin selor
+fi
+exit 0

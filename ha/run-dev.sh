@@ -1,0 +1,23 @@
+#!/bin/sh
+# run-dev.sh - `make run`: one Selor node in the foreground, from
+# conf/selor.dev.conf (port 2525, spool and logs under ./var, no Redis).
+set -eu
+conf=conf/selor.dev.conf
+mkdir -p var
+
+# As root, Selor drops to the user "selor", which must be able to reach
+# ./var.  A checkout under a private directory (/root) is out of its reach:
+# then run as root, with a warning, rather than fail.
+if [ "$(id -u)" -eq 0 ] && ! su -s /bin/sh selor -c "test -x '$PWD/var'" 2>/dev/null; then
+    echo "make run: user selor cannot reach $PWD; this dev node runs as root" >&2
+    sed -e 's/^User .*/User "root"/' -e 's/^Group .*/Group "root"/' "$conf" > var/selor.dev.conf
+    conf=var/selor.dev.conf
+fi
+
+cat <<MSG
+Selor dev node: 127.0.0.1:2525, spool var/spool, logs var/log.
+Demo mailbox: demo@selor.test (password "demo"). Try:
+    swaks --server 127.0.0.1:2525 --to demo@selor.test
+Stop with Ctrl-C.
+MSG
+exec ./build/selor -f -c "$conf"

@@ -1,0 +1,387 @@
+/*
+ * deliver_smtp.c - SMTP delivery to one domain (see deliver_smtp.h).
+ *
+ * route:  Relay_host | MX records (preference order, equals shuffled)
+ *         | the domain itself when it has no MX | refusal for a null MX
+ * hosts:  each host's addresses are tried in turn; a failure before the
+ *         mail transaction (no connection, greeting or HELO refused, lost
+ *         before MAIL was answered) moves on to the next address, then the
+ *         next host; any answer from MAIL on decides the batch.
+ * batches: at most Tarpit_limit recipients a transaction; the next batch
+ *         starts Tarpit_sleep seconds after the previous one ended.
+ */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "deliver_smtp.h"
+#include "dns.h"
+#include "mem.h"
+#include "net.h"
+#include "smtp_client.h"
+
+#define DS_SMTP_PORT 25
+
+struct ds_host {
+    char name[256];
+    int port;
+};
+
+struct deliver_smtp {
+    uv_loop_t *loop;
+    const struct deliver_smtp_req *req;
+    deliver_smtp_done_fn *done;
+    void *arg;
+    struct deliver_rcpt_result *res;
+    size_t batch_start, batch_len;
+    struct ds_host hosts[DNS_MAX_MX];
+    size_t nhosts, host_i;
+    struct sockaddr_storage addrs[DNS_MAX_ADDRS];
+    size_t naddrs, addr_i;
+    struct dns_query *dq;
+    int dns_pending;
+    struct smtp_client *client;
+    struct smtp_client_msg msg;
+    char last_error[DELIVER_ANSWER_MAX];
+    uv_timer_t timer;
+    int cancelled, finished;
+};
+
+static void ds_route_host(struct deliver_smtp *d);
+static void ds_try_addr(struct deliver_smtp *d);
+
+/* ---- ending ---- */
+
+static void ds_closed(uv_handle_t *h)
+{
+    struct deliver_smtp *d = h->data;
+
+    mem_free(d->res);
+    mem_free(d);
+}
+
+static void ds_finish_cb(uv_timer_t *t)
+{
+    struct deliver_smtp *d = t->data;
+
+    if (!d->cancelled)
+        d->done(d->arg, d->res, d->req->nrcpt);
+    uv_close((uv_handle_t *)&d->timer, ds_closed);
+}
+
+/* Results are complete: report them from the loop (never synchronously). */
+static void ds_finish(struct deliver_smtp *d)
+{
+    d->finished = 1;
+    uv_timer_start(&d->timer, ds_finish_cb, 0, 0);
+}
+
+static void ds_set(struct deliver_rcpt_result *r, int status, const char *answer,
+                   const char *host)
+{
+    r->status = status;
+    snprintf(r->answer, sizeof(r->answer), "%s", answer);
+    snprintf(r->host, sizeof(r->host), "%s", host ? host : "");
+}
+
+/* Every recipient from the current batch on gets the same answer. */
+static void ds_fail_rest(struct deliver_smtp *d, int status, const char *answer)
+{
+    for (size_t i = d->batch_start; i < d->req->nrcpt; i++)
+        ds_set(&d->res[i], status, answer, NULL);
+    ds_finish(d);
+}
+
+/* ---- batches ---- */
+
+static void ds_batch_begin(struct deliver_smtp *d)
+{
+    long limit = d->req->conf->Tarpit_limit;
+    size_t left = d->req->nrcpt - d->batch_start;
+
+    d->batch_len = limit > 0 && (size_t)limit < left ? (size_t)limit : left;
+    d->msg.rcpts = d->req->rcpts + d->batch_start;
+    d->msg.nrcpt = d->batch_len;
+    d->host_i = 0;
+    d->last_error[0] = '\0';
+    ds_route_host(d);
+}
+
+static void ds_tarpit_done(uv_timer_t *t)
+{
+    ds_batch_begin(t->data);
+}
+
+static void ds_batch_end(struct deliver_smtp *d)
+{
+    d->batch_start += d->batch_len;
+    if (d->batch_start >= d->req->nrcpt) {
+        ds_finish(d);
+        return;
+    }
+    uv_timer_start(&d->timer, ds_tarpit_done,
+                   (uint64_t)d->req->conf->Tarpit_sleep * 1000, 0);
+}
+
+/* ---- SMTP sessions ---- */
+
+static int ds_status_of(int code)
+{
+    if (code >= 200 && code < 300)
+        return DELIVER_OK;
+    if (code >= 500 && code < 600)
+        return DELIVER_PERM;
+    return DELIVER_TEMP;
+}
+
+static void ds_host_label(struct deliver_smtp *d, char *out, size_t size)
+{
+    char ip[64];
+    int port;
+
+    net_ntop((struct sockaddr *)&d->addrs[d->addr_i], ip, sizeof(ip), &port);
+    snprintf(out, size, "%s[%s]:%d", d->hosts[d->host_i].name, ip, port);
+}
+
+static int ds_connection_failure(const struct smtp_client_result *r)
+{
+    return r->stage == SMTP_CLIENT_CONNECT || r->stage == SMTP_CLIENT_GREETING ||
+           r->stage == SMTP_CLIENT_HELO || (r->stage == SMTP_CLIENT_MAIL && r->code == 0);
+}
+
+static void ds_client_done(void *arg, const struct smtp_client_result *r)
+{
+    struct deliver_smtp *d = arg;
+    char host[300];
+
+    d->client = NULL;
+    ds_host_label(d, host, sizeof(host));
+    if (ds_connection_failure(r)) {
+        snprintf(d->last_error, sizeof(d->last_error), "%.200s: %.300s", host, r->answer);
+        d->addr_i++;
+        ds_try_addr(d);
+        return;
+    }
+    for (size_t i = 0; i < d->batch_len && i < r->nrcpt; i++) {
+        char answer[DELIVER_ANSWER_MAX];
+        if (r->rcpt_code[i])
+            snprintf(answer, sizeof(answer), "%d %.500s", r->rcpt_code[i],
+                     r->rcpt_answer[i]);
+        else
+            snprintf(answer, sizeof(answer), "%.500s", r->rcpt_answer[i]);
+        ds_set(&d->res[d->batch_start + i], ds_status_of(r->rcpt_code[i]), answer, host);
+    }
+    ds_batch_end(d);
+}
+
+/* Mx_alias_ip: an address of this machine on our own port is a loop. */
+static int ds_is_self(struct deliver_smtp *d, const struct sockaddr_storage *a)
+{
+    const struct config *c = d->req->conf;
+    struct ifaddrs *ifs, *i;
+    char ip[64], mine[64];
+    int port, self = 0;
+
+    net_ntop((const struct sockaddr *)a, ip, sizeof(ip), &port);
+    if (!c->Mx_alias_ip || port != c->Port)
+        return 0;
+    if (c->Bind_address[0])
+        return strcmp(ip, c->Bind_address) == 0;
+    if (getifaddrs(&ifs) < 0)
+        return 0;
+    for (i = ifs; i && !self; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || (i->ifa_addr->sa_family != AF_INET &&
+                                    i->ifa_addr->sa_family != AF_INET6))
+            continue;
+        net_ntop(i->ifa_addr, mine, sizeof(mine), NULL);
+        self = strcmp(ip, mine) == 0;
+    }
+    freeifaddrs(ifs);
+    return self;
+}
+
+static void ds_try_addr(struct deliver_smtp *d)
+{
+    if (d->cancelled)
+        return;
+    while (d->addr_i < d->naddrs && ds_is_self(d, &d->addrs[d->addr_i])) {
+        snprintf(d->last_error, sizeof(d->last_error),
+                 "%.256s: MX points back to this server (loop)", d->hosts[d->host_i].name);
+        d->addr_i++;
+    }
+    if (d->addr_i >= d->naddrs) {
+        d->host_i++;
+        ds_route_host(d);
+        return;
+    }
+    d->client = smtp_client_start(d->loop, (struct sockaddr *)&d->addrs[d->addr_i],
+                                  &d->msg, ds_client_done, d);
+}
+
+/* ---- addresses of a host ---- */
+
+static void ds_set_port(struct sockaddr_storage *a, int port)
+{
+    if (a->ss_family == AF_INET)
+        ((struct sockaddr_in *)a)->sin_port = htons((uint16_t)port);
+    else if (a->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)a)->sin6_port = htons((uint16_t)port);
+}
+
+static void ds_addrs_done(void *arg, int status, const struct sockaddr_storage *a,
+                          size_t n)
+{
+    struct deliver_smtp *d = arg;
+    const struct ds_host *h = &d->hosts[d->host_i];
+
+    d->dns_pending = 0;
+    d->dq = NULL;
+    if (status != DNS_OK) {
+        snprintf(d->last_error, sizeof(d->last_error), "%.256s: %s", h->name,
+                 dns_strstatus(status));
+        d->host_i++;
+        ds_route_host(d);
+        return;
+    }
+    d->naddrs = n < DNS_MAX_ADDRS ? n : DNS_MAX_ADDRS;
+    memcpy(d->addrs, a, d->naddrs * sizeof(*a));
+    for (size_t i = 0; i < d->naddrs; i++)
+        ds_set_port(&d->addrs[i], h->port);
+    d->addr_i = 0;
+    ds_try_addr(d);
+}
+
+/* Tries the host at host_i, or ends the batch when none is left. */
+static void ds_route_host(struct deliver_smtp *d)
+{
+    const struct ds_host *h;
+    socklen_t len;
+    struct dns_query *q;
+
+    if (d->cancelled)
+        return;
+    if (d->host_i >= d->nhosts) {
+        char why[DELIVER_ANSWER_MAX];
+        snprintf(why, sizeof(why), "%.100s: %.400s", d->req->conf->Msg_cannot_connect,
+                 d->last_error[0] ? d->last_error : "no host to try");
+        ds_fail_rest(d, DELIVER_TEMP, why);
+        return;
+    }
+    h = &d->hosts[d->host_i];
+    if (net_sockaddr(h->name, h->port, &d->addrs[0], &len) == 0) {
+        d->naddrs = 1;
+        d->addr_i = 0;
+        ds_try_addr(d);
+        return;
+    }
+    d->dns_pending = 1;
+    q = dns_addrs(d->req->dns, h->name, ds_addrs_done, d);
+    if (d->dns_pending)
+        d->dq = q;
+}
+
+/* ---- the route ---- */
+
+static void ds_route_fail(struct deliver_smtp *d, int status, const char *why)
+{
+    char answer[DELIVER_ANSWER_MAX];
+
+    snprintf(answer, sizeof(answer), "%.100s: %.256s (%s)", d->req->conf->Msg_cannot_resolve,
+             d->req->domain, why);
+    ds_fail_rest(d, status, answer);
+}
+
+static void ds_mx_done(void *arg, int status, const struct dns_mx *mx, size_t n)
+{
+    struct deliver_smtp *d = arg;
+
+    d->dns_pending = 0;
+    d->dq = NULL;
+    if (status == DNS_NXDOMAIN) {
+        ds_route_fail(d, DELIVER_PERM, "no such domain");
+        return;
+    }
+    if (status == DNS_TEMPFAIL) {
+        ds_route_fail(d, DELIVER_TEMP, "temporary DNS failure");
+        return;
+    }
+    if (status == DNS_NODATA || n == 0) {
+        snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s", d->req->domain);
+        d->hosts[0].port = DS_SMTP_PORT;
+        d->nhosts = 1;
+    } else if (n == 1 && (mx[0].host[0] == '\0' || strcmp(mx[0].host, ".") == 0)) {
+        ds_route_fail(d, DELIVER_PERM, "the domain accepts no mail: null MX");
+        return;
+    } else {
+        for (size_t i = 0; i < n && i < DNS_MAX_MX; i++) {
+            snprintf(d->hosts[i].name, sizeof(d->hosts[i].name), "%s", mx[i].host);
+            d->hosts[i].port = DS_SMTP_PORT;
+        }
+        d->nhosts = n < DNS_MAX_MX ? n : DNS_MAX_MX;
+    }
+    ds_batch_begin(d);
+}
+
+static void ds_route(struct deliver_smtp *d)
+{
+    const char *relay = d->req->conf->Relay_host;
+    struct net_hostport hp;
+    struct dns_query *q;
+
+    if (relay[0]) {
+        if (net_parse_hostport(relay, DS_SMTP_PORT, &hp, NULL, 0) < 0) {
+            ds_route_fail(d, DELIVER_TEMP, "bad Relay_host");
+            return;
+        }
+        snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s", hp.host);
+        d->hosts[0].port = hp.port;
+        d->nhosts = 1;
+        ds_batch_begin(d);
+        return;
+    }
+    d->dns_pending = 1;
+    q = dns_mx(d->req->dns, d->req->domain, ds_mx_done, d);
+    if (d->dns_pending)
+        d->dq = q;
+}
+
+struct deliver_smtp *deliver_smtp_start(uv_loop_t *loop, const struct deliver_smtp_req *req,
+                                        deliver_smtp_done_fn *done, void *arg)
+{
+    struct deliver_smtp *d = mem_zalloc(sizeof(*d));
+    const struct config *c = req->conf;
+
+    d->loop = loop;
+    d->req = req;
+    d->done = done;
+    d->arg = arg;
+    d->res = mem_zalloc(req->nrcpt * sizeof(*d->res));
+    uv_timer_init(loop, &d->timer);
+    d->timer.data = d;
+    d->msg.helo_name = c->Server_name;
+    d->msg.from = req->from;
+    d->msg.content = req->content;
+    d->msg.len = req->len;
+    d->msg.body_8bit = req->body_8bit;
+    d->msg.connect_timeout_ms = c->Connect_timeout * 1000;
+    d->msg.timeout_ms = c->Timeout * 1000;
+    ds_route(d);
+    return d;
+}
+
+void deliver_smtp_cancel(struct deliver_smtp *d)
+{
+    d->cancelled = 1;
+    if (d->dq)
+        dns_cancel(d->dq);
+    if (d->client)
+        smtp_client_cancel(d->client);
+    d->client = NULL;
+    if (!uv_is_closing((uv_handle_t *)&d->timer)) {
+        uv_timer_stop(&d->timer);
+        uv_close((uv_handle_t *)&d->timer, ds_closed);
+    }
+}

@@ -1,0 +1,1012 @@
+/*
+ * delivery.c - one delivery run of one queue file (see delivery.h).
+ *
+ * Phases of a run:
+ *   LOAD    thread pool: read and check the l and c files
+ *   PLAN    ask the accounts about each due recipient, one at a time:
+ *           a mailbox (MDA), a remote domain (SMTP), an alias found only
+ *           now (its targets join the file), or a failure
+ *   RUN     one job per local recipient and one per remote domain run at
+ *           once; each result is recorded in the l file as it comes
+ *           (writes are coalesced, one at a time)
+ *   FINISH  reports for failed recipients are queued (the report is
+ *           durable before the recipient is marked reported), then the
+ *           files are removed when every recipient is final, or the l file
+ *           is written with the next try and put back in the index
+ * Only one thread-pool job of a run is under way at a time; `busy` says so.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "accounts.h"
+#include "arena.h"
+#include "bounce.h"
+#include "config.h"
+#include "deliver_local.h"
+#include "deliver_smtp.h"
+#include "delivery.h"
+#include "dns.h"
+#include "log.h"
+#include "mem.h"
+#include "module.h"
+#include "queue_file.h"
+#include "queue_id.h"
+#include "spool.h"
+
+#define DL_MAX_RCPT 10000          /* recipients of one file after aliases */
+#define DL_SLOT_RETRY_MS 1000      /* a full Dlocal_max_procs is asked again */
+#define DL_LFILE_MAX (64 << 20)
+
+enum dl_phase { DL_LOAD, DL_PLAN, DL_RUN, DL_FINISH, DL_LAST_WRITE, DL_OVER };
+
+struct dl_job {
+    struct delivery *d;
+    struct dl_job *next;
+    int local;                     /* 1: MDA for idx[0]; 0: SMTP to a domain */
+    size_t *idx;                   /* recipients of the job (qf.rcpt indexes) */
+    size_t n;
+    const char **addrs;
+    struct selor_mailbox mbox;
+    struct deliver_local_req lreq;
+    struct deliver_smtp_req sreq;
+    struct deliver_local *mda;
+    struct deliver_smtp *smtp;
+    uint64_t slot;
+    int asking;                    /* a slot request is out */
+    int running, finished;
+};
+
+struct delivery {
+    const struct delivery_env *env;
+    const struct config *conf;
+    struct coord_claim claim;
+    char dir[2048];
+    struct queue_file qf;
+    struct buf ltext, content;
+    enum dl_phase phase;
+    int busy;                      /* a thread-pool job runs */
+    int err;                       /* errno of the last job */
+    char why[256];                 /* what the last job found wrong */
+    int fenced;                    /* a newer token is in the file */
+    int stopping;
+    int write_again;               /* results came during a write */
+    size_t plan_i;
+    struct accounts_req *lookup;
+    struct dl_job *jobs;
+    int jobs_left;
+    uv_timer_t slot_timer;
+    int slot_timer_on;
+    uv_work_t work;
+    void (*after)(struct delivery *d);   /* what follows the current job */
+    char report_id[QUEUE_ID_MAX];
+    struct buf report, report_l;   /* a report being queued: content, envelope */
+    long now;
+    delivery_done_fn *done;
+    void *done_arg;
+    struct arena mem;
+};
+
+static void dl_next_job(struct delivery *d);
+static void dl_finish(struct delivery *d);
+static void dl_write(struct delivery *d);
+
+/* ---- small helpers ---- */
+
+long delivery_retry_interval(int attempts, long base_minutes)
+{
+    int shift = attempts - 3;
+
+    if (shift < 0)
+        shift = 0;
+    if (shift > 4)
+        shift = 4;
+    return base_minutes * 60L << shift;
+}
+
+const char *delivery_id(const struct delivery *d)
+{
+    return d->claim.qid;
+}
+
+static const char *dl_domain(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+
+    return at ? at + 1 : "";
+}
+
+static int dl_is_bounce(const struct delivery *d)
+{
+    return (d->qf.flags & QF_F_BOUNCE) != 0;
+}
+
+static long dl_max_attempts(const struct delivery *d)
+{
+    return dl_is_bounce(d) ? d->conf->Max_error_report : d->conf->Max_attempts;
+}
+
+static long dl_base_minutes(const struct delivery *d)
+{
+    return strcmp(d->claim.queue, "qlimit") == 0 ? d->conf->Qlimit_time
+                                                 : d->conf->Queue_time;
+}
+
+/* Runs fn on the thread pool, then `after` on the loop. */
+static void dl_after_work(uv_work_t *w, int status)
+{
+    struct delivery *d = w->data;
+    void (*after)(struct delivery *) = d->after;
+
+    d->busy = 0;
+    if (status < 0 && d->err == 0)
+        d->err = ECANCELED;
+    after(d);
+}
+
+static void dl_thread(struct delivery *d, uv_work_cb fn, void (*after)(struct delivery *))
+{
+    d->busy = 1;
+    d->err = 0;
+    d->why[0] = '\0';
+    d->after = after;
+    d->work.data = d;
+    uv_queue_work(d->env->loop, &d->work, fn, dl_after_work);
+}
+
+static void dl_path(const struct delivery *d, char kind, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%c%s", d->dir, kind, d->claim.qid);
+}
+
+/* ---- ending the run ---- */
+
+static void dl_timer_closed(uv_handle_t *h)
+{
+    struct delivery *d = h->data;
+
+    d->done(d->done_arg, d);
+    qf_free(&d->qf);
+    buf_free(&d->ltext);
+    buf_free(&d->content);
+    buf_free(&d->report);
+    buf_free(&d->report_l);
+    for (struct dl_job *j = d->jobs, *next; j; j = next) {
+        next = j->next;
+        mem_free(j);
+    }
+    arena_clear(&d->mem);
+    mem_free(d);
+}
+
+/* Releases the claim (next_due -1: the file is gone) and ends the run. */
+static void dl_over(struct delivery *d, long next_due)
+{
+    d->phase = DL_OVER;
+    coord_release(d->env->coord, &d->claim, d->fenced ? -1 : next_due);
+    uv_close((uv_handle_t *)&d->slot_timer, dl_timer_closed);
+}
+
+static long dl_next_due(const struct delivery *d)
+{
+    long next = -1;
+
+    for (size_t i = 0; i < d->qf.nrcpt; i++) {
+        const struct qf_rcpt *r = &d->qf.rcpt[i];
+        if (r->state == QF_PENDING && (next < 0 || r->next < next))
+            next = r->next;
+    }
+    return next;
+}
+
+/* ---- LOAD ---- */
+
+static void dl_load_work(uv_work_t *w)
+{
+    struct delivery *d = w->data;
+    char path[4096];
+    struct stat st;
+
+    dl_path(d, 'l', path, sizeof(path));
+    d->err = spool_read_sync(path, &d->ltext, DL_LFILE_MAX);
+    if (d->err)
+        return;
+    if (qf_parse(&d->qf, d->ltext.data, d->ltext.len, d->why, sizeof(d->why)) < 0) {
+        d->err = EINVAL;
+        return;
+    }
+    dl_path(d, 'c', path, sizeof(path));
+    if (stat(path, &st) < 0 || st.st_size != d->qf.size) {
+        snprintf(d->why, sizeof(d->why), "content file %s", stat(path, &st) < 0 ?
+                 "missing" : "has the wrong size");
+        d->err = ENODATA;
+        return;
+    }
+    d->err = spool_read_sync(path, &d->content, (size_t)d->qf.size + 1);
+}
+
+static void dl_plan_next(struct delivery *d);
+
+static void dl_loaded(struct delivery *d)
+{
+    d->now = (long)time(NULL);
+    if (d->stopping) {
+        dl_over(d, 0);
+        return;
+    }
+    if (d->err == ENOENT) {          /* delivered and removed by another run */
+        dl_over(d, -1);
+        return;
+    }
+    if (d->err) {
+        log_warn("queue file %s cannot be used: %s", d->claim.qid,
+                 d->why[0] ? d->why : strerror(d->err));
+        dl_over(d, d->now + delivery_retry_interval(1, dl_base_minutes(d)));
+        return;
+    }
+    if (d->qf.token > d->claim.token) {
+        log_warn("%s: a newer holder (token %llu) wrote the file; leaving it",
+                 d->claim.qid, d->qf.token);
+        d->fenced = 1;
+        dl_over(d, -1);
+        return;
+    }
+    if (d->qf.flags & QF_F_HOLD) {
+        dl_over(d, d->now + 3600);
+        return;
+    }
+    d->qf.token = d->claim.token;
+    d->qf.attempts++;
+    d->phase = DL_PLAN;
+    dl_plan_next(d);
+}
+
+/* ---- recording results ---- */
+
+static void dl_log(struct delivery *d, const char *what, const struct qf_rcpt *r,
+                   const char *host)
+{
+    log_summary(d->claim.qid, "%s to=<%s> relay=%s delay=%lds attempts=%d answer=%s",
+                what, r->addr, host && host[0] ? host : "-", d->now - d->qf.created,
+                r->attempts, r->answer[0] ? r->answer : "-");
+}
+
+/* Records one recipient's result; the l file is written afterwards. */
+static void dl_result(struct delivery *d, size_t i, int status, const char *answer,
+                      const char *host)
+{
+    struct qf_rcpt *r = &d->qf.rcpt[i];
+    char buf[DELIVER_ANSWER_MAX + 64];
+
+    d->now = (long)time(NULL);
+    r->attempts++;
+    r->answer = qf_str(&d->qf, answer);
+    if (status == DELIVER_OK) {
+        r->state = QF_DELIVERED;
+        dl_log(d, "delivered", r, host);
+        return;
+    }
+    if (status == DELIVER_TEMP && r->attempts < dl_max_attempts(d)) {
+        r->next = d->now + delivery_retry_interval(r->attempts, dl_base_minutes(d));
+        dl_log(d, "deferred", r, host);
+        return;
+    }
+    if (status == DELIVER_TEMP) {
+        snprintf(buf, sizeof(buf), "giving up after %d attempts: %s", r->attempts, answer);
+        r->answer = qf_str(&d->qf, buf);
+    }
+    r->state = QF_FAILED;
+    dl_log(d, "failed", r, host);
+}
+
+/* ---- PLAN ---- */
+
+static int dl_has_rcpt(const struct delivery *d, const char *addr)
+{
+    for (size_t i = 0; i < d->qf.nrcpt; i++)
+        if (strcasecmp(d->qf.rcpt[i].addr, addr) == 0)
+            return 1;
+    return 0;
+}
+
+static struct dl_job *dl_job_new(struct delivery *d, int local, size_t n)
+{
+    struct dl_job *j = mem_zalloc(sizeof(*j));
+
+    j->d = d;
+    j->local = local;
+    j->idx = arena_alloc(&d->mem, n * sizeof(*j->idx));
+    j->addrs = arena_alloc(&d->mem, n * sizeof(*j->addrs));
+    j->next = d->jobs;
+    d->jobs = j;
+    d->jobs_left++;
+    return j;
+}
+
+static void dl_plan_local(struct delivery *d, size_t i, const struct accounts_result *r)
+{
+    struct dl_job *j = dl_job_new(d, 1, 1);
+    struct selor_mailbox *m = &j->mbox;
+
+    j->idx[0] = i;
+    j->n = 1;
+    *m = r->mbox;
+    m->user = arena_strdup(&d->mem, m->user ? m->user : "");
+    m->home = arena_strdup(&d->mem, m->home ? m->home : "");
+    m->dlocal = arena_strdup(&d->mem, m->dlocal ? m->dlocal : "");
+}
+
+/* An alias that was not there when the message was accepted. */
+static void dl_plan_alias(struct delivery *d, size_t i, const struct accounts_result *r)
+{
+    const char *orcpt = d->qf.rcpt[i].orcpt[0] ? d->qf.rcpt[i].orcpt : d->qf.rcpt[i].addr;
+    size_t added = 0;
+
+    orcpt = qf_str(&d->qf, orcpt);
+    for (size_t k = 0; k < r->ntargets; k++) {
+        if (dl_has_rcpt(d, r->targets[k]) || d->qf.nrcpt >= DL_MAX_RCPT)
+            continue;
+        qf_add_rcpt(&d->qf, r->targets[k], orcpt);
+        added++;
+    }
+    d->qf.rcpt[i].state = QF_DELIVERED;
+    d->qf.rcpt[i].answer = qf_str(&d->qf, added ? "alias expanded" : "alias: no new recipients");
+    log_summary(d->claim.qid, "expanded to=<%s> new=%zu", d->qf.rcpt[i].addr, added);
+}
+
+static void dl_plan_take(struct delivery *d, size_t i, const struct accounts_result *r)
+{
+    const char *addr = d->qf.rcpt[i].addr;
+    int self = 0;
+
+    switch (r->status) {
+    case ACCOUNTS_LOCAL:
+        for (size_t k = 0; k < r->ntargets; k++)
+            self |= strcasecmp(r->targets[k], addr) == 0;
+        if (r->has_mailbox && self)
+            dl_plan_local(d, i, r);
+        if (r->ntargets > (size_t)self || !r->has_mailbox)
+            dl_plan_alias(d, i, r);
+        break;
+    case ACCOUNTS_REMOTE:
+        d->qf.rcpt[i].state = 'S';   /* marked for SMTP; grouped below */
+        break;
+    case ACCOUNTS_NOMAILBOX:
+        dl_result(d, i, DELIVER_PERM, d->conf->Msg_no_mailbox, NULL);
+        break;
+    default:
+        dl_result(d, i, DELIVER_TEMP, r->error ? r->error : "account lookup failed", NULL);
+        break;
+    }
+}
+
+static void dl_plan_group_remote(struct delivery *d)
+{
+    for (size_t i = 0; i < d->qf.nrcpt; i++) {
+        const char *dom;
+        size_t n = 0;
+        struct dl_job *j;
+        if (d->qf.rcpt[i].state != 'S')
+            continue;
+        dom = dl_domain(d->qf.rcpt[i].addr);
+        for (size_t k = i; k < d->qf.nrcpt; k++)
+            n += d->qf.rcpt[k].state == 'S' &&
+                 strcasecmp(dl_domain(d->qf.rcpt[k].addr), dom) == 0;
+        j = dl_job_new(d, 0, n);
+        for (size_t k = i; k < d->qf.nrcpt; k++) {
+            if (d->qf.rcpt[k].state != 'S' ||
+                strcasecmp(dl_domain(d->qf.rcpt[k].addr), dom) != 0)
+                continue;
+            d->qf.rcpt[k].state = QF_PENDING;
+            j->addrs[j->n] = arena_strdup(&d->mem, d->qf.rcpt[k].addr);
+            j->idx[j->n++] = k;
+        }
+    }
+}
+
+static void dl_plan_done(struct delivery *d)
+{
+    dl_plan_group_remote(d);
+    d->phase = DL_RUN;
+    if (d->jobs_left == 0) {
+        dl_finish(d);
+        return;
+    }
+    dl_next_job(d);
+}
+
+static void dl_lookup_done(void *arg, struct accounts_req *req)
+{
+    struct delivery *d = arg;
+
+    d->lookup = NULL;
+    dl_plan_take(d, d->plan_i++, accounts_result(req));
+    accounts_free(req);
+    dl_plan_next(d);
+}
+
+/* Asks about each due pending recipient in turn. */
+static void dl_plan_next(struct delivery *d)
+{
+    struct accounts_req *req;
+
+    while (d->plan_i < d->qf.nrcpt && !d->stopping) {
+        const struct qf_rcpt *r = &d->qf.rcpt[d->plan_i];
+        if (r->state != QF_PENDING || r->next > d->now) {
+            d->plan_i++;
+            continue;
+        }
+        if (accounts_resolve(d->env->mods, d->conf, r->addr, &req, dl_lookup_done, d) ==
+            ACCOUNTS_WAIT) {
+            d->lookup = req;
+            return;
+        }
+        dl_plan_take(d, d->plan_i++, accounts_result(req));
+        accounts_free(req);
+    }
+    if (d->stopping)
+        dl_finish(d);
+    else
+        dl_plan_done(d);
+}
+
+/* ---- RUN ---- */
+
+static void dl_job_over(struct dl_job *j)
+{
+    struct delivery *d = j->d;
+
+    j->finished = 1;
+    j->running = 0;
+    j->mda = NULL;
+    j->smtp = NULL;
+    if (j->slot)
+        coord_slot_release(d->env->coord, "dlocal", j->slot);
+    j->slot = 0;
+    d->jobs_left--;
+    dl_write(d);
+    if (d->jobs_left == 0)
+        dl_finish(d);
+    else
+        dl_next_job(d);
+}
+
+static void dl_smtp_done(void *arg, const struct deliver_rcpt_result *res, size_t n)
+{
+    struct dl_job *j = arg;
+
+    for (size_t k = 0; k < n && k < j->n; k++)
+        dl_result(j->d, j->idx[k], res[k].status, res[k].answer, res[k].host);
+    dl_job_over(j);
+}
+
+static void dl_mda_done(void *arg, const struct deliver_local_result *r)
+{
+    struct dl_job *j = arg;
+    const struct config *c = j->d->conf;
+    char answer[DELIVER_LOCAL_ANSWER_MAX + 128];
+    int status;
+
+    switch (r->status) {
+    case DELIVER_LOCAL_OK:
+        snprintf(answer, sizeof(answer), "delivered to mailbox %s", j->mbox.user);
+        status = DELIVER_OK;
+        break;
+    case DELIVER_LOCAL_QUOTA:
+        snprintf(answer, sizeof(answer), "%s", c->Msg_full_mailbox);
+        status = c->Msg_full_mailbox[0] == '4' ? DELIVER_TEMP : DELIVER_PERM;
+        break;
+    case DELIVER_LOCAL_TEMPFAIL:
+        snprintf(answer, sizeof(answer), "%s: %s", c->Msg_mailbox_unavaibble, r->answer);
+        status = DELIVER_TEMP;
+        break;
+    default:
+        snprintf(answer, sizeof(answer), "%s", r->answer);
+        status = DELIVER_PERM;
+        break;
+    }
+    dl_result(j->d, j->idx[0], status, answer, "local");
+    dl_job_over(j);
+}
+
+/* The mailbox's own MDA only if its program is listed in Adlocal_allowed. */
+static const char *dl_mda_command(struct dl_job *j)
+{
+    const char *own = j->mbox.dlocal, *allowed = j->d->conf->Adlocal_allowed;
+    size_t n = strcspn(own, " \t");
+
+    if (own[0] == '\0')
+        return j->d->conf->Dlocal;
+    for (const char *p = allowed; *p; ) {
+        size_t k = strcspn(p, " \t,");
+        if (k == n && strncmp(p, own, n) == 0)
+            return own;
+        p += k;
+        p += strspn(p, " \t,");
+    }
+    log_warn("%s: mailbox %s asks for MDA %.*s, which Adlocal_allowed does not list; "
+             "using Dlocal", j->d->claim.qid, j->addrs[0] ? j->addrs[0] : "?", (int)n, own);
+    return j->d->conf->Dlocal;
+}
+
+static void dl_start_mda(struct dl_job *j)
+{
+    struct delivery *d = j->d;
+    const struct qf_rcpt *r = &d->qf.rcpt[j->idx[0]];
+    struct deliver_local_req *q = &j->lreq;
+    struct deliver_local_result res;
+
+    j->addrs[0] = arena_strdup(&d->mem, r->addr);
+    q->command = dl_mda_command(j);
+    q->type = (int)d->conf->Dlocal_type;
+    q->vars.user = j->mbox.user[0] ? j->mbox.user : r->addr;
+    q->vars.id = d->claim.qid;
+    q->vars.rcpt = j->addrs[0];
+    q->vars.sender = d->qf.from;
+    q->vars.home = j->mbox.home;
+    q->content = d->content.data;
+    q->len = d->content.len;
+    q->timeout_ms = d->conf->Timeout * 5000;
+    /* uid 0 is "unknown" here: an MDA is never started as root this way. */
+    q->uid = j->mbox.uid > 0 ? j->mbox.uid : -1;
+    q->gid = j->mbox.gid > 0 ? j->mbox.gid : -1;
+    j->running = 1;
+    j->mda = deliver_local_start(d->env->loop, q, dl_mda_done, j, &res);
+    if (j->mda == NULL)
+        dl_mda_done(j, &res);
+}
+
+static void dl_slot_got(void *arg, int status, uint64_t slot)
+{
+    struct dl_job *j = arg;
+
+    j->asking = 0;
+    if (status != COORD_OK)
+        return;   /* asked again by the slot timer */
+    if (j->finished || j->d->stopping) {
+        coord_slot_release(j->d->env->coord, "dlocal", slot);
+        return;
+    }
+    j->slot = slot;
+    dl_start_mda(j);
+}
+
+static void dl_start_smtp(struct dl_job *j)
+{
+    struct delivery *d = j->d;
+    struct deliver_smtp_req *q = &j->sreq;
+
+    q->conf = d->conf;
+    q->dns = d->env->dns;
+    q->domain = arena_strdup(&d->mem, dl_domain(j->addrs[0]));
+    q->from = d->qf.from;
+    q->rcpts = j->addrs;
+    q->nrcpt = j->n;
+    q->content = d->content.data;
+    q->len = d->content.len;
+    q->body_8bit = strcmp(d->qf.body, "8BITMIME") == 0;
+    j->running = 1;
+    j->smtp = deliver_smtp_start(d->env->loop, q, dl_smtp_done, j);
+}
+
+static void dl_slot_retry(uv_timer_t *t)
+{
+    struct delivery *d = t->data;
+
+    d->slot_timer_on = 0;
+    dl_next_job(d);
+}
+
+/* Starts every job that can start; local jobs wait for a Dlocal slot. */
+static void dl_next_job(struct delivery *d)
+{
+    int waiting = 0;
+
+    for (struct dl_job *j = d->jobs; j && !d->stopping; j = j->next) {
+        if (j->running || j->finished || j->asking)
+            continue;
+        if (!j->local) {
+            dl_start_smtp(j);
+            continue;
+        }
+        j->asking = 1;
+        coord_slot_acquire(d->env->coord, "dlocal", d->conf->Dlocal_max_procs,
+                           dl_slot_got, j);
+        waiting |= !j->running && !j->finished;
+    }
+    if (waiting && !d->slot_timer_on && !d->stopping) {
+        d->slot_timer_on = 1;
+        uv_timer_start(&d->slot_timer, dl_slot_retry, DL_SLOT_RETRY_MS, 0);
+    }
+}
+
+/* ---- writing the l file ---- */
+
+/* Thread pool: stop if a newer holder wrote the file, else replace it. */
+static void dl_write_work(uv_work_t *w)
+{
+    struct delivery *d = w->data;
+    char path[4096], name[QUEUE_ID_MAX + 2];
+    struct buf cur = BUF_INIT(0);
+    const char *tok;
+
+    dl_path(d, 'l', path, sizeof(path));
+    if (spool_read_sync(path, &cur, DL_LFILE_MAX) == 0 &&
+        (tok = strstr(buf_cstr(&cur), "\ntoken ")) != NULL &&
+        strtoull(tok + 7, NULL, 10) > d->claim.token) {
+        d->fenced = 1;
+        buf_free(&cur);
+        return;
+    }
+    buf_free(&cur);
+    snprintf(name, sizeof(name), "l%s", d->claim.qid);
+    d->err = spool_write_sync(d->dir, selor_conf->Temp_path, name, d->ltext.data,
+                              d->ltext.len);
+    if (d->err == 0)
+        d->err = spool_fsync_dir_sync(d->dir);
+}
+
+static void dl_written(struct delivery *d);
+
+static void dl_write_start(struct delivery *d)
+{
+    d->write_again = 0;
+    buf_reset(&d->ltext);
+    qf_format(&d->qf, &d->ltext);
+    dl_thread(d, dl_write_work, dl_written);
+}
+
+static void dl_write(struct delivery *d)
+{
+    if (d->busy) {
+        d->write_again = 1;
+        return;
+    }
+    dl_write_start(d);
+}
+
+static void dl_stop_jobs(struct delivery *d);
+
+static void dl_written(struct delivery *d)
+{
+    if (d->fenced) {
+        log_warn("%s: a newer holder wrote the file; this run stops without writing",
+                 d->claim.qid);
+        dl_stop_jobs(d);
+    } else if (d->err) {
+        log_warn("%s: cannot record delivery results: %s", d->claim.qid,
+                 strerror(d->err));
+    }
+    if (d->write_again && !d->fenced) {
+        dl_write_start(d);
+        return;
+    }
+    if (d->phase == DL_FINISH || d->fenced)
+        dl_finish(d);
+}
+
+/* ---- FINISH ---- */
+
+static void dl_remove_work(uv_work_t *w)
+{
+    struct delivery *d = w->data;
+    char path[4096];
+
+    dl_path(d, 'l', path, sizeof(path));
+    d->err = spool_unlink_sync(path);
+    dl_path(d, 'c', path, sizeof(path));
+    if (d->err == 0)
+        d->err = spool_unlink_sync(path);
+    if (d->err == 0)
+        spool_fsync_dir_sync(d->dir);
+}
+
+static void dl_removed(struct delivery *d)
+{
+    if (d->err) {
+        log_warn("%s: cannot remove the delivered message: %s", d->claim.qid,
+                 strerror(d->err));
+        dl_over(d, d->now + 60);
+        return;
+    }
+    log_summary(d->claim.qid, "removed");
+    dl_over(d, -1);
+}
+
+/* Thread pool: queue the report (d->report, d->report_l) as a new message. */
+static void dl_report_work(uv_work_t *w)
+{
+    struct delivery *d = w->data;
+    char qdir[4096], name[QUEUE_ID_MAX + 2];
+
+    config_queue_dir(selor_conf, "main", qdir, sizeof(qdir));
+    snprintf(name, sizeof(name), "c%s", d->report_id);
+    d->err = spool_write_sync(qdir, selor_conf->Temp_path, name, d->report.data,
+                              d->report.len);
+    snprintf(name, sizeof(name), "l%s", d->report_id);
+    if (d->err == 0)
+        d->err = spool_write_sync(qdir, selor_conf->Temp_path, name, d->report_l.data,
+                                  d->report_l.len);
+    if (d->err == 0)
+        d->err = spool_fsync_dir_sync(qdir);
+}
+
+static void dl_final_step(struct delivery *d);
+
+static void dl_reported(struct delivery *d)
+{
+    if (d->err) {
+        log_warn("%s: cannot queue the delivery report: %s", d->claim.qid,
+                 strerror(d->err));
+        dl_final_step(d);   /* failed recipients stay F: reported next run */
+        return;
+    }
+    log_summary(d->claim.qid, "report %s queued to=<%s>", d->report_id,
+                d->qf.flags & QF_F_BOUNCE ? selor_conf->Postmaster : d->qf.from);
+    coord_announce(d->env->coord, "main", d->report_id, 0, COORD_ANN_NEW);
+    for (size_t i = 0; i < d->qf.nrcpt; i++)
+        if (d->qf.rcpt[i].state == QF_FAILED)
+            d->qf.rcpt[i].state = QF_REPORTED;
+    dl_final_step(d);
+}
+
+/* The l file of a report: null sender, one recipient. */
+static void dl_report_envelope(struct delivery *d, const char *to, unsigned flags)
+{
+    struct queue_file qf;
+
+    qf_init(&qf);
+    qf.id = d->report_id;
+    qf.sid = selor_conf->Sid;
+    qf.created = d->now;
+    qf.size = (long)d->report.len;
+    qf.from = "";
+    qf.client_ip = "127.0.0.1";
+    qf.client_name = "localhost";
+    qf.helo = selor_conf->Server_name;
+    qf.flags = flags;
+    qf_add_rcpt(&qf, to, to);
+    buf_reset(&d->report_l);
+    qf_format(&qf, &d->report_l);
+    qf_free(&qf);
+}
+
+static void dl_read_template(struct buf *out)
+{
+    const char *path = selor_conf->Report_file;
+
+    if (path[0] == '\0' || spool_read_sync(path, out, 64 * 1024) != 0)
+        buf_reset(out);
+}
+
+/* A report to the sender about every failed recipient. */
+static void dl_build_report(struct delivery *d)
+{
+    struct bounce_rcpt *br = arena_alloc(&d->mem, d->qf.nrcpt * sizeof(*br));
+    struct bounce_info bi;
+    struct buf tpl = BUF_INIT(0);
+    char boundary[QUEUE_ID_MAX + 16];
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->qf.nrcpt; i++) {
+        const struct qf_rcpt *r = &d->qf.rcpt[i];
+        if (r->state != QF_FAILED)
+            continue;
+        br[n].addr = r->addr;
+        br[n].orcpt = strcmp(r->orcpt, r->addr) ? r->orcpt : "";
+        br[n].answer = r->answer;
+        br[n].remote_mta = "";
+        br[n++].status = "";
+    }
+    dl_read_template(&tpl);
+    snprintf(boundary, sizeof(boundary), "%s/report", d->report_id);
+    memset(&bi, 0, sizeof(bi));
+    bi.server_name = selor_conf->Server_name;
+    bi.report_from = selor_conf->Report_from;
+    bi.subject = selor_conf->Subject_error_msg;
+    bi.postmaster = selor_conf->Postmaster;
+    bi.sender = d->qf.from;
+    bi.queue_id = d->claim.qid;
+    bi.arrival = d->qf.created;
+    bi.now = d->now;
+    bi.template_text = tpl.len ? buf_cstr(&tpl) : NULL;
+    bi.headers = d->content.data;
+    bi.headers_len = bounce_header_len(d->content.data, d->content.len);
+    bi.rcpts = br;
+    bi.nrcpt = n;
+    bi.boundary = boundary;
+    bounce_format(&bi, &d->report);
+    buf_free(&tpl);
+    dl_report_envelope(d, d->qf.from, QF_F_BOUNCE);
+}
+
+/* A report that could not be delivered: Cp_errors, and a word to Postmaster. */
+static void dl_build_postmaster_notice(struct delivery *d)
+{
+    char date[64];
+
+    log_format_rfc5322(date, sizeof(date), d->now);
+    buf_printf(&d->report,
+               "From: %s\nTo: <%s>\nSubject: %s undeliverable delivery report %s\n"
+               "Date: %s\nAuto-Submitted: auto-generated\nMIME-Version: 1.0\n"
+               "Content-Type: text/plain; charset=us-ascii\n\n"
+               "A delivery report could not be delivered to its recipient.\n"
+               "Queue ID: %s\n", selor_conf->Report_from[0] == '<' ?
+               selor_conf->Report_from + 1 : selor_conf->Report_from,
+               selor_conf->Postmaster, selor_conf->Subject_error_msg, d->claim.qid, date,
+               d->claim.qid);
+    if (selor_conf->Cp_errors)
+        buf_printf(&d->report, "A copy of the report is kept in %s.\n",
+                   selor_conf->Cp_errors_path);
+    for (size_t i = 0; i < d->qf.nrcpt; i++)
+        if (d->qf.rcpt[i].state == QF_FAILED)
+            buf_printf(&d->report, "Recipient <%s>: %s\n", d->qf.rcpt[i].addr,
+                       d->qf.rcpt[i].answer);
+    dl_report_envelope(d, selor_conf->Postmaster, QF_F_BOUNCE | QF_F_NOTICE);
+}
+
+/* Thread pool: copy the report's files into Cp_errors_path, then queue the notice. */
+static void dl_cp_errors_work(uv_work_t *w)
+{
+    struct delivery *d = w->data;
+    char name[QUEUE_ID_MAX + 2];
+
+    if (selor_conf->Cp_errors) {
+        spool_mkdirs(selor_conf->Cp_errors_path, (uid_t)-1, (gid_t)-1, 0750);
+        snprintf(name, sizeof(name), "c%s", d->claim.qid);
+        d->err = spool_write_sync(selor_conf->Cp_errors_path, selor_conf->Temp_path,
+                                  name, d->content.data, d->content.len);
+        snprintf(name, sizeof(name), "l%s", d->claim.qid);
+        if (d->err == 0) {
+            struct buf l = BUF_INIT(0);
+            qf_format(&d->qf, &l);
+            d->err = spool_write_sync(selor_conf->Cp_errors_path, selor_conf->Temp_path,
+                                      name, l.data, l.len);
+            buf_free(&l);
+        }
+        if (d->err)
+            return;
+    }
+    dl_report_work(w);
+}
+
+static int dl_count(const struct delivery *d, char state)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < d->qf.nrcpt; i++)
+        n += d->qf.rcpt[i].state == state;
+    return n;
+}
+
+/* Removal when nothing is left, else the l file with its next try. */
+static void dl_final_step(struct delivery *d)
+{
+    long next = dl_next_due(d);
+
+    if (d->stopping || d->fenced) {
+        dl_over(d, d->fenced ? -1 : 0);
+        return;
+    }
+    if (next < 0 && dl_count(d, QF_FAILED) == 0) {
+        dl_thread(d, dl_remove_work, dl_removed);
+        return;
+    }
+    d->phase = DL_LAST_WRITE;
+    buf_reset(&d->ltext);
+    qf_format(&d->qf, &d->ltext);
+    dl_thread(d, dl_write_work, dl_finish);
+}
+
+static void dl_report_failures(struct delivery *d)
+{
+    if (d->qf.from[0] == '\0' || (d->qf.flags & QF_F_NOTICE)) {
+        for (size_t i = 0; i < d->qf.nrcpt; i++)
+            if (d->qf.rcpt[i].state == QF_FAILED) {
+                d->qf.rcpt[i].state = QF_REPORTED;
+                log_summary(d->claim.qid, "no report to=<%s> (null sender)",
+                            d->qf.rcpt[i].addr);
+            }
+        dl_final_step(d);
+        return;
+    }
+    queue_id_next(d->env->idgen, d->report_id);
+    buf_reset(&d->report);
+    if (dl_is_bounce(d)) {
+        dl_build_postmaster_notice(d);
+        dl_thread(d, dl_cp_errors_work, dl_reported);
+    } else {
+        dl_build_report(d);
+        dl_thread(d, dl_report_work, dl_reported);
+    }
+}
+
+static void dl_finish(struct delivery *d)
+{
+    if (d->phase == DL_LAST_WRITE) {  /* the final l file write ended */
+        if (d->err)
+            log_warn("%s: cannot write the queue file: %s", d->claim.qid, strerror(d->err));
+        dl_over(d, d->fenced ? -1 : dl_next_due(d));
+        return;
+    }
+    if (d->jobs_left > 0 || d->lookup)
+        return;
+    d->phase = DL_FINISH;
+    if (d->busy)
+        return;                      /* dl_written comes back here */
+    if (d->fenced || d->stopping) {
+        dl_final_step(d);
+        return;
+    }
+    if (dl_count(d, QF_FAILED) > 0) {
+        dl_report_failures(d);
+        return;
+    }
+    dl_final_step(d);
+}
+
+/* ---- start and stop ---- */
+
+static void dl_stop_jobs(struct delivery *d)
+{
+    d->stopping = 1;
+    if (d->lookup) {
+        accounts_free(d->lookup);
+        d->lookup = NULL;
+    }
+    for (struct dl_job *j = d->jobs; j; j = j->next) {
+        if (j->finished)
+            continue;
+        if (j->mda)
+            deliver_local_cancel(j->mda);
+        if (j->smtp)
+            deliver_smtp_cancel(j->smtp);
+        if (j->slot)
+            coord_slot_release(d->env->coord, "dlocal", j->slot);
+        j->mda = NULL;
+        j->smtp = NULL;
+        j->slot = 0;
+        j->finished = 1;
+        d->jobs_left--;
+    }
+    uv_timer_stop(&d->slot_timer);
+}
+
+void delivery_stop(struct delivery *d)
+{
+    if (d->stopping || d->phase == DL_OVER)
+        return;
+    dl_stop_jobs(d);
+    if (d->phase != DL_LOAD)
+        dl_finish(d);
+}
+
+struct delivery *delivery_start(const struct delivery_env *env,
+                                const struct coord_claim *claim,
+                                delivery_done_fn *done, void *arg)
+{
+    struct delivery *d = mem_zalloc(sizeof(*d));
+
+    d->env = env;
+    d->conf = selor_conf;
+    d->claim = *claim;
+    d->done = done;
+    d->done_arg = arg;
+    arena_init(&d->mem, 4096);
+    qf_init(&d->qf);
+    buf_init(&d->ltext, 0);
+    buf_init(&d->content, 0);
+    buf_init(&d->report, 0);
+    buf_init(&d->report_l, 0);
+    uv_timer_init(env->loop, &d->slot_timer);
+    d->slot_timer.data = d;
+    config_queue_dir(selor_conf, claim->queue, d->dir, sizeof(d->dir));
+    d->phase = DL_LOAD;
+    dl_thread(d, dl_load_work, dl_loaded);
+    return d;
+}

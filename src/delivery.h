@@ -1,0 +1,49 @@
+/*
+ * delivery.h - one delivery run of one queue file.
+ *
+ * Owns: everything between claiming a queue file and releasing it: loading
+ * and checking it (l file complete, c file of the recorded size, fencing
+ * token not newer than ours), sorting its due recipients into local
+ * mailboxes (the MDA, one at a time each, within Dlocal_max_procs), remote
+ * domains (one SMTP delivery per domain) and failures; recording every
+ * result in the l file as it comes (write-new, fsync, rename: a recipient
+ * recorded delivered is never sent again); giving up after Max_attempts;
+ * delivery reports for failed recipients; removing the files when nothing
+ * is left to do.  Must not: choose which file to run (queue.c does) or
+ * write an l file after finding a newer fencing token in it.
+ */
+#ifndef SELOR_DELIVERY_H
+#define SELOR_DELIVERY_H
+
+#include <uv.h>
+
+#include "coord.h"
+
+struct dns;
+struct module_set;
+struct queue_id_gen;
+
+struct delivery_env {
+    uv_loop_t *loop;
+    struct coord *coord;
+    struct dns *dns;
+    const struct module_set *mods;
+    struct queue_id_gen *idgen;
+};
+
+struct delivery;
+/* The run is over and its claim released; d is freed after this returns. */
+typedef void delivery_done_fn(void *arg, struct delivery *d);
+
+struct delivery *delivery_start(const struct delivery_env *env,
+                                const struct coord_claim *claim,
+                                delivery_done_fn *done, void *arg);
+/* The queue process stops: stop the deliveries under way (their recipients
+ * stay pending as last recorded) and finish the run. */
+void delivery_stop(struct delivery *d);
+const char *delivery_id(const struct delivery *d);
+
+/* Seconds to wait before the next try after `attempts` tries. */
+long delivery_retry_interval(int attempts, long base_minutes);
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * queue_ctl.h - the queue process's control socket, for selorctl.
+ *
+ * Owns: the line protocol on the node's control socket (config_ctl_path):
+ * one request "flush [ID]" | "hold ID" | "release ID" | "delete ID" a
+ * connection, one reply line "ok ..." or "error ...".  A change to a file
+ * is made holding that file's claim, so it never races a delivery run.
+ * Must not: block the loop (file work runs on the thread pool).
+ */
+#ifndef SELOR_QUEUE_CTL_H
+#define SELOR_QUEUE_CTL_H
+
+#include <uv.h>
+
+struct queue_ctl;
+struct delivery_env;
+
+/* fd: the listening socket the master made (-1: no control socket). */
+struct queue_ctl *queue_ctl_open(uv_loop_t *loop, int fd, const struct delivery_env *env);
+void queue_ctl_close(struct queue_ctl *c);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * queue_edit.c - operator changes to a queued message (see queue_edit.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "queue_edit.h"
+#include "queue_file.h"
+#include "spool.h"
+
+int queue_edit_op_parse(const char *word)
+{
+    static const char *const names[] = {"flush", "hold", "release", "delete"};
+
+    for (int i = 0; i < 4; i++)
+        if (strcmp(word, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *queue_edit_find(const char *qid)
+{
+    static const char *const queues[] = {"main", "qlimit"};
+    char path[4096], dir[2048];
+
+    for (int i = 0; i < 2; i++) {
+        config_queue_dir(selor_conf, queues[i], dir, sizeof(dir));
+        snprintf(path, sizeof(path), "%s/l%s", dir, qid);
+        if (access(path, F_OK) == 0)
+            return queues[i];
+    }
+    return NULL;
+}
+
+static int queue_edit_delete(const char *dir, const char *qid)
+{
+    char path[4096];
+    int e;
+
+    snprintf(path, sizeof(path), "%s/l%s", dir, qid);
+    e = spool_unlink_sync(path);
+    snprintf(path, sizeof(path), "%s/c%s", dir, qid);
+    if (e == 0)
+        e = spool_unlink_sync(path);
+    if (e == 0)
+        e = spool_fsync_dir_sync(dir);
+    return e;
+}
+
+static void queue_edit_change(struct queue_file *qf, enum queue_edit_op op)
+{
+    if (op == QUEUE_EDIT_HOLD) {
+        qf->flags |= QF_F_HOLD;
+        return;
+    }
+    qf->flags &= ~(unsigned)QF_F_HOLD;
+    qf->next = 0;
+    for (size_t i = 0; i < qf->nrcpt; i++)
+        if (qf->rcpt[i].state == QF_PENDING)
+            qf->rcpt[i].next = 0;
+}
+
+int queue_edit_apply(const char *queue, const char *qid, enum queue_edit_op op,
+                     char *why, size_t whylen)
+{
+    char dir[2048], path[4096], name[80];
+    struct buf text = BUF_INIT(0), out = BUF_INIT(0);
+    struct queue_file qf;
+    int e;
+
+    config_queue_dir(selor_conf, queue, dir, sizeof(dir));
+    if (op == QUEUE_EDIT_DELETE)
+        return queue_edit_delete(dir, qid);
+    snprintf(path, sizeof(path), "%s/l%s", dir, qid);
+    e = spool_read_sync(path, &text, 64 << 20);
+    if (e == 0 && qf_parse(&qf, text.data, text.len, why, whylen) < 0)
+        e = EINVAL;
+    buf_free(&text);
+    if (e)
+        return e;
+    queue_edit_change(&qf, op);
+    qf_format(&qf, &out);
+    qf_free(&qf);
+    snprintf(name, sizeof(name), "l%s", qid);
+    e = spool_write_sync(dir, selor_conf->Temp_path, name, out.data, out.len);
+    if (e == 0)
+        e = spool_fsync_dir_sync(dir);
+    buf_free(&out);
+    return e;
+}

@@ -1,0 +1,32 @@
+/*
+ * queue_edit.h - operator changes to one queued message: flush, hold,
+ * release, delete.
+ *
+ * Owns: finding the message (main or qlimit queue), and changing its l file
+ * the only safe way (read, parse, change, write-new + fsync + rename) or
+ * removing it (l file first: the message vanishes at once).  Synchronous:
+ * for thread-pool jobs and for selorctl when no node runs.  Must not: be
+ * called while someone else may hold the file (the caller holds its claim,
+ * or knows no node is running).
+ */
+#ifndef SELOR_QUEUE_EDIT_H
+#define SELOR_QUEUE_EDIT_H
+
+#include <stddef.h>
+
+enum queue_edit_op {
+    QUEUE_EDIT_FLUSH,    /* every pending recipient due now */
+    QUEUE_EDIT_HOLD,     /* not delivered until released */
+    QUEUE_EDIT_RELEASE,  /* held no more, and due now */
+    QUEUE_EDIT_DELETE,   /* removed without a report */
+};
+
+/* "main" or "qlimit" for the queue holding qid, or NULL when it is in neither. */
+const char *queue_edit_find(const char *qid);
+/* 0, or an errno (ENOENT: no such message) with why filled. */
+int queue_edit_apply(const char *queue, const char *qid, enum queue_edit_op op,
+                     char *why, size_t whylen);
+/* Parses "flush", "hold", "release", "delete"; -1 if none. */
+int queue_edit_op_parse(const char *word);
+
+#endif

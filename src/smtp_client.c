@@ -1,0 +1,966 @@
+/*
+ * smtp_client.c - one outgoing SMTP session (see smtp_client.h).
+ *
+ * Life of a session:
+ *   CONNECT   uv_tcp_connect under the connect timer (or a failure found in
+ *             smtp_client_start, reported from a 0 ms timer: done never
+ *             runs inside smtp_client_start)
+ *   GREETING  the server's greeting must be 2xx
+ *   EHLO      EHLO, extensions read; when refused, HELO instead
+ *   HELO      HELO (no extensions)
+ *   MAIL      the reply to MAIL; with PIPELINING, MAIL, every RCPT and DATA
+ *             went out in one write and their replies are read in order
+ *   RCPT      the replies to RCPT, one per recipient
+ *   DATA      the reply to DATA (354 expected)
+ *   CONTENT   the encoded content is written in chunks, then ".", and the
+ *             final reply is awaited
+ *   LEAVING   the result has been given; replies still owed are read, then
+ *             QUIT is sent and its reply waited for a short moment
+ *   CLOSED    the handles are closing; the last close callback frees
+ * Every state change goes through sc_set_state.  One timer serves the
+ * connect timeout, each reply wait, the QUIT moment and the deferred
+ * failure.
+ *
+ * done runs as soon as the result is known, before QUIT: the result does
+ * not depend on it.  The handles close up to SC_QUIT_WAIT_MS later and the
+ * last close callback frees; nothing after done touches msg or arg.  ok is
+ * set only for a 2xx final reply: a 4xx/5xx one ends the transaction
+ * (stage DONE) but delivers nothing, so a caller that looks only at ok
+ * cannot lose mail.
+ *
+ * Must not: log (the caller logs the result), retry, choose addresses, or
+ * call done more than once, inside smtp_client_start, or after
+ * smtp_client_cancel.  Everything the server sends goes through bounded
+ * buffers: 4 KB a reply line, 64 KB a reply; more ends the session.
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "mem.h"
+#include "net.h"
+#include "smtp_client.h"
+
+#define SC_LINE_MAX 4096             /* a reply line (RFC 5321 says 512) */
+#define SC_REPLY_MAX (64 * 1024)     /* a multi-line reply */
+#define SC_READ_SIZE 4096            /* one read from the socket */
+#define SC_CHUNK (64 * 1024)         /* encoded content per write */
+#define SC_QUIT_WAIT_MS 1000         /* the short moment QUIT gets */
+
+enum sc_state {
+    SC_S_CONNECT,
+    SC_S_GREETING,
+    SC_S_EHLO,
+    SC_S_HELO,
+    SC_S_MAIL,
+    SC_S_RCPT,
+    SC_S_DATA,
+    SC_S_CONTENT,
+    SC_S_LEAVING,
+    SC_S_CLOSED,
+};
+
+/* What each recipient's RCPT got. */
+enum sc_rcpt {
+    SC_R_UNASKED,   /* no reply yet: gets the session's end */
+    SC_R_ACCEPTED,  /* gets the final reply (or the error that broke us) */
+    SC_R_REFUSED,   /* keeps its RCPT reply */
+};
+
+struct smtp_client {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t connect;
+    const struct smtp_client_msg *msg;
+    smtp_client_done_fn *done;
+    void *arg;
+    enum sc_state state;
+    char peer[80];              /* "1.2.3.4:25", "[::1]:25" for messages */
+    int handles_open;
+    int finished;               /* the result was given, or cancelled */
+    int cancelled;
+    int quit_sent;
+    int size_offered;           /* SIZE in the EHLO reply: send SIZE= */
+    int unanswered;             /* commands (and greeting) owed a reply */
+    int deferred;               /* a failure found before connecting */
+    int deferred_code;
+    char deferred_text[SMTP_CLIENT_ANSWER_MAX];
+    size_t rcpt_next;           /* whose RCPT reply comes next */
+    size_t accepted;
+    size_t last_refused;
+    long long encoded_size;     /* content as sent, without the final "." */
+    size_t content_pos;         /* msg->content encoded and queued so far */
+    int content_done;           /* everything up to "." is queued */
+    int writes_pending;
+    struct buf in;              /* read, not yet parsed (a partial line) */
+    struct buf reply;           /* the reply being read: texts, '\n' apart */
+    int reply_code, reply_lines;
+    unsigned char *rstate;      /* enum sc_rcpt per recipient */
+    struct smtp_client_result res;
+    char rbuf[SC_READ_SIZE];
+};
+
+struct sc_write {
+    uv_write_t req;
+    struct smtp_client *c;
+    char *data;
+};
+
+static void sc_on_timer(uv_timer_t *t);
+static void sc_close(struct smtp_client *c);
+static void sc_leave(struct smtp_client *c);
+static void sc_send_content(struct smtp_client *c);
+
+/* ---- content encoding ---- */
+
+/*
+ * The line starting at pos: its length without the line end (LF or CR LF)
+ * in *textlen; returns where the next line starts.  A CR not followed by
+ * LF is part of the text.
+ */
+static size_t sc_line(const char *content, size_t len, size_t pos, size_t *textlen)
+{
+    const char *nl = memchr(content + pos, '\n', len - pos);
+    size_t end = nl ? (size_t)(nl - content) : len;
+    size_t t = end;
+
+    if (nl && t > pos && content[t - 1] == '\r')
+        t--;
+    *textlen = t - pos;
+    return nl ? end + 1 : len;
+}
+
+/* Encodes whole lines from pos until out holds want bytes; the new pos. */
+static size_t sc_encode_some(const char *content, size_t len, size_t pos,
+                             struct buf *out, size_t want)
+{
+    while (pos < len && out->len < want) {
+        size_t n, next = sc_line(content, len, pos, &n);
+
+        if (content[pos] == '.')
+            buf_putc(out, '.');
+        buf_append(out, content + pos, n);
+        buf_append(out, "\r\n", 2);
+        pos = next;
+    }
+    return pos;
+}
+
+static long long sc_encoded_size(const char *content, size_t len)
+{
+    long long size = 0;
+    size_t pos = 0;
+
+    while (pos < len) {
+        size_t n, next = sc_line(content, len, pos, &n);
+
+        size += (long long)n + 2 + (content[pos] == '.');
+        pos = next;
+    }
+    return size;
+}
+
+void smtp_client_encode(const char *content, size_t len, struct buf *out)
+{
+    sc_encode_some(content, len, 0, out, SIZE_MAX);
+}
+
+/* ---- state, texts ---- */
+
+static void sc_set_state(struct smtp_client *c, enum sc_state st)
+{
+    c->state = st;
+}
+
+static enum smtp_client_stage sc_stage(const struct smtp_client *c)
+{
+    switch (c->state) {
+    case SC_S_CONNECT: return SMTP_CLIENT_CONNECT;
+    case SC_S_GREETING: return SMTP_CLIENT_GREETING;
+    case SC_S_EHLO:
+    case SC_S_HELO: return SMTP_CLIENT_HELO;
+    case SC_S_MAIL: return SMTP_CLIENT_MAIL;
+    case SC_S_RCPT: return SMTP_CLIENT_RCPT;
+    default: return SMTP_CLIENT_DATA;
+    }
+}
+
+/* The command whose reply is awaited, for error texts. */
+static const char *sc_awaited(const struct smtp_client *c)
+{
+    switch (c->state) {
+    case SC_S_EHLO: return "EHLO";
+    case SC_S_HELO: return "HELO";
+    case SC_S_MAIL: return "MAIL";
+    case SC_S_RCPT: return "RCPT";
+    case SC_S_DATA: return "DATA";
+    case SC_S_CONTENT: return "end of data";
+    default: return "greeting";
+    }
+}
+
+/*
+ * Copies reply text for results and logs: lines joined by a space, control
+ * characters replaced, cut to fit.  The server chooses these bytes and
+ * they end up in our logs and in bounces.
+ */
+static void sc_clean_copy(char *out, size_t size, const char *p, size_t n)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < n && o + 1 < size; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        out[o++] = ch == '\n' || ch == '\t' ? ' ' : ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    out[o] = '\0';
+}
+
+static void sc_reply_text(struct smtp_client *c, char *out, size_t size)
+{
+    sc_clean_copy(out, size, c->reply.data ? c->reply.data : "", c->reply.len);
+}
+
+/* ---- the result ---- */
+
+/*
+ * Gives the result once: every recipient not refused at RCPT gets the
+ * session's end (the final reply, or what broke the session).
+ */
+static void sc_finish(struct smtp_client *c, enum smtp_client_stage stage, int code,
+                      const char *text)
+{
+    struct smtp_client_result *r = &c->res;
+
+    if (c->finished)
+        return;
+    c->finished = 1;
+    r->stage = stage;
+    r->ok = stage == SMTP_CLIENT_DONE && code / 100 == 2;
+    r->code = code;
+    snprintf(r->answer, sizeof(r->answer), "%s", text);
+    for (size_t i = 0; i < r->nrcpt; i++) {
+        if (c->rstate[i] == SC_R_REFUSED)
+            continue;
+        r->rcpt_code[i] = code;
+        memcpy(r->rcpt_answer[i], r->answer, sizeof(r->answer));
+    }
+    c->done(c->arg, r);
+}
+
+/*
+ * Ends the session at the current stage.  polite: the server is waiting
+ * for a command, so QUIT may follow; otherwise the connection is closed.
+ */
+static void sc_end(struct smtp_client *c, int code, const char *text, int polite)
+{
+    sc_finish(c, sc_stage(c), code, text);
+    if (c->state == SC_S_CLOSED)  /* done cancelled us */
+        return;
+    if (polite)
+        sc_leave(c);
+    else
+        sc_close(c);
+}
+
+static void sc_end_reply(struct smtp_client *c, int polite)
+{
+    char text[SMTP_CLIENT_ANSWER_MAX];
+
+    sc_reply_text(c, text, sizeof(text));
+    sc_end(c, c->reply_code, text, polite);
+}
+
+/* A local error (code 0): the connection cannot be trusted any more. */
+static void sc_fail(struct smtp_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sc_fail(struct smtp_client *c, const char *fmt, ...)
+{
+    char text[SMTP_CLIENT_ANSWER_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    sc_end(c, 0, text, 0);
+}
+
+/* The connection broke (EOF, read or write error) while a reply was due. */
+static void sc_lost(struct smtp_client *c, int err)
+{
+    const char *what = sc_awaited(c);
+    const char *how = c->state == SC_S_GREETING ? "before" : "after";
+
+    if (c->state == SC_S_LEAVING) {
+        sc_close(c);
+        return;
+    }
+    if (err == UV_EOF)
+        sc_fail(c, "connection lost %s %s", how, what);
+    else
+        sc_fail(c, "connection lost %s %s: %s", how, what, uv_strerror(err));
+}
+
+/* ---- handles ---- */
+
+static void sc_handle_closed(uv_handle_t *h)
+{
+    struct smtp_client *c = h->data;
+
+    if (--c->handles_open > 0)
+        return;
+    buf_free(&c->in);
+    buf_free(&c->reply);
+    mem_free(c->rstate);
+    mem_free(c->res.rcpt_code);
+    mem_free(c->res.rcpt_answer);
+    mem_free(c);
+}
+
+/* Closing cancels a pending connect and writes (their callbacks see
+ * UV_ECANCELED before the close callbacks run, so c is still there). */
+static void sc_close(struct smtp_client *c)
+{
+    if (c->state == SC_S_CLOSED)
+        return;
+    sc_set_state(c, SC_S_CLOSED);
+    uv_close((uv_handle_t *)&c->timer, sc_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, sc_handle_closed);
+}
+
+static void sc_timer(struct smtp_client *c, long ms)
+{
+    uv_timer_start(&c->timer, sc_on_timer, ms > 0 ? (uint64_t)ms : 0, 0);
+}
+
+/* A reply is due: each gets the full Timeout. */
+static void sc_expect(struct smtp_client *c, enum sc_state st)
+{
+    sc_set_state(c, st);
+    sc_timer(c, c->msg->timeout_ms);
+}
+
+/* ---- output ---- */
+
+static void sc_write_done(uv_write_t *req, int status)
+{
+    struct sc_write *wr = req->data;
+    struct smtp_client *c = wr->c;
+
+    mem_free(wr->data);
+    mem_free(wr);
+    c->writes_pending--;
+    if (c->state == SC_S_CLOSED)
+        return;
+    if (status < 0) {
+        sc_lost(c, status);
+        return;
+    }
+    if (c->state == SC_S_CONTENT && !c->content_done && c->writes_pending == 0)
+        sc_send_content(c);
+}
+
+/*
+ * Writes what b holds (its storage is handed over) and counts the
+ * commands in it as owed a reply.  Callers set their state first: a
+ * failing write ends the session.
+ */
+static void sc_send(struct smtp_client *c, struct buf *b, int commands)
+{
+    struct sc_write *wr = mem_alloc(sizeof(*wr));
+    size_t len;
+    uv_buf_t ub;
+    int r;
+
+    wr->c = c;
+    wr->data = buf_steal(b, &len);
+    wr->req.data = wr;
+    c->writes_pending++;
+    c->unanswered += commands;
+    ub = uv_buf_init(wr->data, (unsigned)len);
+    r = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &ub, 1, sc_write_done);
+    if (r < 0) {
+        mem_free(wr->data);
+        mem_free(wr);
+        c->writes_pending--;
+        sc_lost(c, r);
+    }
+}
+
+static void sc_send_line(struct smtp_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sc_send_line(struct smtp_client *c, const char *fmt, ...)
+{
+    struct buf b = BUF_INIT(0);
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    sc_send(c, &b, 1);
+}
+
+/*
+ * The next chunk of content (and, with the last one, "."): one chunk in
+ * flight at a time, so a large message costs SC_CHUNK of memory, not its
+ * size.  The timer restarts with each chunk: a server that stops reading
+ * times out.
+ */
+static void sc_send_content(struct smtp_client *c)
+{
+    const struct smtp_client_msg *m = c->msg;
+    struct buf b = BUF_INIT(0);
+    int last;
+
+    c->content_pos = sc_encode_some(m->content, m->len, c->content_pos, &b, SC_CHUNK);
+    last = c->content_pos >= m->len;
+    if (last) {
+        buf_append(&b, ".\r\n", 3);
+        c->content_done = 1;
+    }
+    sc_timer(c, m->timeout_ms);
+    sc_send(c, &b, last);
+}
+
+/* ---- leaving ---- */
+
+/* QUIT once every reply owed has been read (a pipelined batch may still
+ * be answering). */
+static void sc_quit_if_due(struct smtp_client *c)
+{
+    if (c->unanswered > 0)
+        return;
+    if (c->quit_sent) {
+        sc_close(c);
+        return;
+    }
+    c->quit_sent = 1;
+    sc_send_line(c, "QUIT\r\n");
+}
+
+static void sc_leave(struct smtp_client *c)
+{
+    long ms = c->msg->timeout_ms < SC_QUIT_WAIT_MS ? c->msg->timeout_ms : SC_QUIT_WAIT_MS;
+
+    sc_set_state(c, SC_S_LEAVING);
+    sc_timer(c, ms);
+    sc_quit_if_due(c);
+}
+
+static void sc_got_leaving(struct smtp_client *c)
+{
+    /* 354 to a pipelined DATA after all recipients were refused: the
+     * server now reads content; closing without "." discards it. */
+    if (c->reply_code / 100 == 3) {
+        sc_close(c);
+        return;
+    }
+    sc_quit_if_due(c);
+}
+
+/* ---- the dialogue ---- */
+
+/*
+ * A reply that is neither the success expected (want: its first digit)
+ * nor a refusal (4xx, 5xx) makes no sense here: a protocol error, and the
+ * stream is not trusted any more.  1 if it ended the session.
+ */
+static int sc_unexpected(struct smtp_client *c, int want)
+{
+    char text[SMTP_CLIENT_ANSWER_MAX - 64];
+    int cls = c->reply_code / 100;
+
+    if (cls == want || cls == 4 || cls == 5)
+        return 0;
+    sc_reply_text(c, text, sizeof(text));
+    sc_fail(c, "unexpected reply to %s: %d %s", sc_awaited(c), c->reply_code, text);
+    return 1;
+}
+
+static void sc_send_ehlo(struct smtp_client *c, enum sc_state st)
+{
+    sc_expect(c, st);
+    sc_send_line(c, "%s %s\r\n", st == SC_S_EHLO ? "EHLO" : "HELO", c->msg->helo_name);
+}
+
+static void sc_got_greeting(struct smtp_client *c)
+{
+    if (sc_unexpected(c, 2))
+        return;
+    if (c->reply_code / 100 != 2) {
+        sc_end_reply(c, 1);
+        return;
+    }
+    sc_send_ehlo(c, SC_S_EHLO);
+}
+
+/* One EHLO line after the first: "KEYWORD [params]", case-insensitive. */
+static void sc_ehlo_keyword(struct smtp_client *c, const char *p, size_t n)
+{
+    size_t k = 0;
+
+    while (k < n && p[k] != ' ')
+        k++;
+    if (k == 10 && strncasecmp(p, "PIPELINING", k) == 0) {
+        c->res.pipelining = 1;
+    } else if (k == 8 && strncasecmp(p, "8BITMIME", k) == 0) {
+        c->res.eightbit = 1;
+    } else if (k == 4 && strncasecmp(p, "SIZE", k) == 0) {
+        long long v = 0;
+
+        for (size_t i = k + 1; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+            v = v > (LLONG_MAX - 9) / 10 ? LLONG_MAX : v * 10 + (p[i] - '0');
+        c->res.size_limit = v;
+        c->size_offered = 1;
+    }
+}
+
+static void sc_parse_ehlo(struct smtp_client *c)
+{
+    const char *p = c->reply.data, *end = p + c->reply.len, *nl;
+
+    c->res.esmtp = 1;
+    for (int line = 0; p && p < end; line++, p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            nl = end;
+        if (line > 0)  /* the first line is the server's name */
+            sc_ehlo_keyword(c, p, (size_t)(nl - p));
+    }
+}
+
+static int sc_bad_envelope(const struct smtp_client_msg *m)
+{
+    if (strpbrk(m->from, "\r\n") || strpbrk(m->helo_name, "\r\n"))
+        return 1;
+    for (size_t i = 0; i < m->nrcpt; i++)
+        if (strpbrk(m->rcpts[i], "\r\n"))
+            return 1;
+    return 0;
+}
+
+/*
+ * MAIL, and with PIPELINING every RCPT and DATA in the same write.  A
+ * message the server already said it cannot take is not offered: the
+ * answer is local but permanent, like the server's own would be.
+ */
+static void sc_send_mail(struct smtp_client *c)
+{
+    const struct smtp_client_msg *m = c->msg;
+    struct buf b = BUF_INIT(0);
+    int n = 1;
+
+    sc_set_state(c, SC_S_MAIL);
+    c->encoded_size = sc_encoded_size(m->content, m->len);
+    if (c->res.size_limit > 0 && c->encoded_size > c->res.size_limit) {
+        char text[SMTP_CLIENT_ANSWER_MAX];
+
+        snprintf(text, sizeof(text), "message size %lld exceeds the server's limit %lld",
+                 c->encoded_size, c->res.size_limit);
+        sc_end(c, 552, text, 1);
+        return;
+    }
+    if (sc_bad_envelope(m)) {
+        sc_end(c, 501, "envelope contains a line break", 1);
+        return;
+    }
+    buf_printf(&b, "MAIL FROM:<%s>", m->from);
+    if (c->size_offered)
+        buf_printf(&b, " SIZE=%lld", c->encoded_size);
+    if (m->body_8bit && c->res.eightbit)
+        buf_puts(&b, " BODY=8BITMIME");
+    buf_puts(&b, "\r\n");
+    if (c->res.pipelining) {
+        for (size_t i = 0; i < m->nrcpt; i++, n++)
+            buf_printf(&b, "RCPT TO:<%s>\r\n", m->rcpts[i]);
+        buf_puts(&b, "DATA\r\n");
+        n++;
+    }
+    sc_expect(c, SC_S_MAIL);
+    sc_send(c, &b, n);
+}
+
+static void sc_got_ehlo(struct smtp_client *c)
+{
+    if (c->reply_code == 421) {  /* closing: HELO would only meet EOF */
+        sc_end_reply(c, 0);
+        return;
+    }
+    if (c->reply_code / 100 != 2) {
+        sc_send_ehlo(c, SC_S_HELO);
+        return;
+    }
+    sc_parse_ehlo(c);
+    sc_send_mail(c);
+}
+
+static void sc_got_helo(struct smtp_client *c)
+{
+    if (sc_unexpected(c, 2))
+        return;
+    if (c->reply_code / 100 != 2) {
+        sc_end_reply(c, 1);
+        return;
+    }
+    sc_send_mail(c);
+}
+
+static void sc_send_rcpt(struct smtp_client *c)
+{
+    sc_expect(c, SC_S_RCPT);
+    sc_send_line(c, "RCPT TO:<%s>\r\n", c->msg->rcpts[c->rcpt_next]);
+}
+
+static void sc_got_mail(struct smtp_client *c)
+{
+    if (sc_unexpected(c, 2))
+        return;
+    if (c->reply_code / 100 != 2) {
+        sc_end_reply(c, 1);  /* pipelined RCPTs and DATA: drained in LEAVING */
+        return;
+    }
+    if (c->res.pipelining)
+        sc_expect(c, SC_S_RCPT);
+    else
+        sc_send_rcpt(c);
+}
+
+/* Every RCPT answered: DATA, unless nobody was accepted. */
+static void sc_rcpts_done(struct smtp_client *c)
+{
+    if (c->accepted == 0) {
+        size_t i = c->last_refused;
+
+        /* A pipelined DATA is still owed its reply (503): LEAVING reads
+         * it before QUIT. */
+        sc_end(c, c->res.rcpt_code[i], c->res.rcpt_answer[i], 1);
+        return;
+    }
+    if (c->res.pipelining) {
+        sc_expect(c, SC_S_DATA);
+        return;
+    }
+    sc_expect(c, SC_S_DATA);
+    sc_send_line(c, "DATA\r\n");
+}
+
+static void sc_got_rcpt(struct smtp_client *c)
+{
+    size_t i = c->rcpt_next++;
+
+    if (sc_unexpected(c, 2))
+        return;
+    if (c->reply_code / 100 == 2) {
+        c->rstate[i] = SC_R_ACCEPTED;
+        c->accepted++;
+    } else {
+        c->rstate[i] = SC_R_REFUSED;
+        c->last_refused = i;
+        c->res.rcpt_code[i] = c->reply_code;
+        sc_reply_text(c, c->res.rcpt_answer[i], SMTP_CLIENT_ANSWER_MAX);
+    }
+    if (c->rcpt_next == c->res.nrcpt)
+        sc_rcpts_done(c);
+    else if (c->res.pipelining)
+        sc_expect(c, SC_S_RCPT);
+    else
+        sc_send_rcpt(c);
+}
+
+static void sc_got_data(struct smtp_client *c)
+{
+    if (sc_unexpected(c, 3))
+        return;
+    if (c->reply_code / 100 != 3) {
+        sc_end_reply(c, 1);  /* the accepted recipients get this reply */
+        return;
+    }
+    sc_set_state(c, SC_S_CONTENT);
+    sc_send_content(c);
+}
+
+/*
+ * The final reply decides every accepted recipient.  One that arrives
+ * before our "." was queued means the server stopped reading content: the
+ * rest of it must not reach its command parser, so we close.
+ */
+static void sc_got_final(struct smtp_client *c)
+{
+    char text[SMTP_CLIENT_ANSWER_MAX];
+    int early = !c->content_done;
+
+    if (early && c->reply_code / 100 == 2) {
+        sc_reply_text(c, text, sizeof(text) - 64);
+        sc_fail(c, "reply before end of data: %d %s", c->reply_code, text);
+        return;
+    }
+    if (sc_unexpected(c, 2))
+        return;
+    sc_reply_text(c, text, sizeof(text));
+    sc_finish(c, SMTP_CLIENT_DONE, c->reply_code, text);
+    if (c->state == SC_S_CLOSED)
+        return;
+    if (early)
+        sc_close(c);
+    else
+        sc_leave(c);
+}
+
+static void sc_got_reply(struct smtp_client *c)
+{
+    if (c->unanswered > 0)
+        c->unanswered--;
+    switch (c->state) {
+    case SC_S_GREETING: sc_got_greeting(c); break;
+    case SC_S_EHLO: sc_got_ehlo(c); break;
+    case SC_S_HELO: sc_got_helo(c); break;
+    case SC_S_MAIL: sc_got_mail(c); break;
+    case SC_S_RCPT: sc_got_rcpt(c); break;
+    case SC_S_DATA: sc_got_data(c); break;
+    case SC_S_CONTENT: sc_got_final(c); break;
+    case SC_S_LEAVING: sc_got_leaving(c); break;
+    default: break;
+    }
+}
+
+/* ---- input ---- */
+
+/*
+ * One reply line without its line end: 1 when it completes the reply, 0
+ * when more lines follow, -1 when malformed (code not 2xx-5xx, wrong
+ * separator, a code that changes between lines), -2 when too long.
+ */
+static int sc_reply_line(struct smtp_client *c, const char *p, size_t n)
+{
+    int code;
+
+    if (n > SC_LINE_MAX)
+        return -2;
+    if (n < 3 || p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
+        p[2] < '0' || p[2] > '9' || (n > 3 && p[3] != ' ' && p[3] != '-'))
+        return -1;
+    code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+    if (c->reply_lines > 0 && code != c->reply_code)
+        return -1;
+    c->reply_code = code;
+    if (c->reply_lines++ > 0 && buf_putc(&c->reply, '\n') < 0)
+        return -2;
+    if (n > 4 && buf_append(&c->reply, p + 4, n - 4) < 0)
+        return -2;
+    return n == 3 || p[3] == ' ';
+}
+
+static void sc_bad_reply(struct smtp_client *c, int why, const char *p, size_t n)
+{
+    char line[128];
+
+    if (why == -2) {
+        sc_fail(c, "reply to %s too long", sc_awaited(c));
+        return;
+    }
+    sc_clean_copy(line, sizeof(line), p, n);
+    sc_fail(c, "malformed reply to %s: %s", sc_awaited(c), line);
+}
+
+/* Handles every complete line read; a partial one waits for more. */
+static void sc_process(struct smtp_client *c)
+{
+    size_t pos = 0;
+
+    while (c->state != SC_S_CLOSED && pos < c->in.len) {
+        const char *p = c->in.data + pos;
+        const char *nl = memchr(p, '\n', c->in.len - pos);
+        size_t n;
+        int r;
+
+        if (nl == NULL)
+            break;
+        n = (size_t)(nl - p);
+        pos += n + 1;
+        if (n > 0 && p[n - 1] == '\r')
+            n--;
+        r = sc_reply_line(c, p, n);
+        if (r < 0) {
+            sc_bad_reply(c, r, p, n);
+            break;
+        }
+        if (r == 1) {
+            sc_got_reply(c);
+            buf_reset(&c->reply);
+            c->reply_lines = 0;
+        }
+    }
+    buf_consume(&c->in, pos);
+    if (c->state != SC_S_CLOSED && c->in.len > SC_LINE_MAX + 2)
+        sc_fail(c, "reply to %s too long", sc_awaited(c));
+}
+
+static void sc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct smtp_client *c = h->data;
+
+    *b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+}
+
+static void sc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    struct smtp_client *c = st->data;
+
+    if (c->state == SC_S_CLOSED)
+        return;
+    if (n < 0) {
+        sc_lost(c, (int)n);
+        return;
+    }
+    if (n == 0)
+        return;
+    /* in holds at most a partial line of SC_LINE_MAX + 2 bytes here */
+    if (buf_append(&c->in, b->base, (size_t)n) < 0) {
+        sc_fail(c, "reply to %s too long", sc_awaited(c));
+        return;
+    }
+    sc_process(c);
+}
+
+/* ---- connecting, timers ---- */
+
+static void sc_on_timer(uv_timer_t *t)
+{
+    struct smtp_client *c = t->data;
+
+    switch (c->state) {
+    case SC_S_CONNECT:
+        if (c->deferred)
+            sc_end(c, c->deferred_code, c->deferred_text, 0);
+        else
+            sc_fail(c, "connect to %s: timeout", c->peer);
+        break;
+    case SC_S_LEAVING:
+        sc_close(c);
+        break;
+    case SC_S_CLOSED:
+        break;
+    case SC_S_GREETING:
+        sc_fail(c, "timeout waiting for greeting");
+        break;
+    case SC_S_CONTENT:
+        if (!c->content_done || c->writes_pending > 0) {
+            sc_fail(c, "timeout sending the message content");
+            break;
+        }
+        /* fall through */
+    default:
+        sc_fail(c, "timeout waiting for reply to %s", sc_awaited(c));
+        break;
+    }
+}
+
+static void sc_connected(uv_connect_t *req, int status)
+{
+    struct smtp_client *c = req->data;
+    int r;
+
+    if (status == UV_ECANCELED || c->state != SC_S_CONNECT)
+        return;
+    if (status < 0) {
+        sc_fail(c, "connect to %s: %s", c->peer, uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->unanswered = 1;  /* the greeting */
+    sc_expect(c, SC_S_GREETING);
+    r = uv_read_start((uv_stream_t *)&c->tcp, sc_alloc, sc_read);
+    if (r < 0)
+        sc_lost(c, r);
+}
+
+/* A failure known at once, reported from the loop: never inside start. */
+static void sc_defer(struct smtp_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sc_defer(struct smtp_client *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(c->deferred_text, sizeof(c->deferred_text), fmt, ap);
+    va_end(ap);
+    c->deferred = 1;
+    c->deferred_code = code;
+    sc_timer(c, 0);
+}
+
+static void sc_format_peer(struct smtp_client *c, const struct sockaddr *addr)
+{
+    char ip[64];
+    int port = 0;
+
+    net_ntop(addr, ip, sizeof(ip), &port);
+    if (strchr(ip, ':'))
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%d", ip, port);
+    else
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+}
+
+struct smtp_client *smtp_client_start(uv_loop_t *loop, const struct sockaddr *addr,
+                                      const struct smtp_client_msg *msg,
+                                      smtp_client_done_fn *done, void *arg)
+{
+    struct smtp_client *c = mem_zalloc(sizeof(*c));
+    size_t n = msg->nrcpt;
+    int r;
+
+    c->msg = msg;
+    c->done = done;
+    c->arg = arg;
+    buf_init(&c->in, SC_LINE_MAX + 2 + SC_READ_SIZE);
+    buf_init(&c->reply, SC_REPLY_MAX);
+    c->rstate = mem_zalloc(n);
+    c->res.nrcpt = n;
+    c->res.rcpt_code = mem_zalloc(n * sizeof(*c->res.rcpt_code));
+    c->res.rcpt_answer = mem_zalloc(n * sizeof(*c->res.rcpt_answer));
+    sc_format_peer(c, addr);
+    sc_set_state(c, SC_S_CONNECT);
+    uv_tcp_init(loop, &c->tcp);
+    uv_timer_init(loop, &c->timer);
+    c->tcp.data = c->timer.data = c->connect.data = c;
+    c->handles_open = 2;
+    if (n == 0) {
+        sc_defer(c, 0, "no recipients");
+        return c;
+    }
+    r = uv_tcp_connect(&c->connect, &c->tcp, addr, sc_connected);
+    if (r < 0)
+        sc_defer(c, 0, "connect to %s: %s", c->peer, uv_strerror(r));
+    else
+        sc_timer(c, msg->connect_timeout_ms);
+    return c;
+}
+
+/*
+ * QUIT goes out when the server reads commands (not while it reads
+ * content); it is not waited for.  uv_write tries the socket at once, so
+ * it usually leaves before the close.
+ */
+void smtp_client_cancel(struct smtp_client *c)
+{
+    enum sc_state st = c->state;
+
+    if (st == SC_S_CLOSED)
+        return;
+    c->cancelled = c->finished = 1;
+    if (st != SC_S_CONNECT && st != SC_S_CONTENT && !c->quit_sent) {
+        struct buf b = BUF_INIT(0);
+
+        c->quit_sent = 1;
+        buf_puts(&b, "QUIT\r\n");
+        sc_send(c, &b, 1);
+    }
+    sc_close(c);
+}

@@ -1,0 +1,93 @@
+/*
+ * smtp_client.h - one outgoing SMTP session to one address (RFC 5321,
+ * client side), event-driven on a libuv loop.
+ *
+ * Owns: connecting (with a connect timeout), the greeting, EHLO with a HELO
+ * fallback, reading the extensions (PIPELINING, SIZE, 8BITMIME), one mail
+ * transaction (MAIL, every RCPT, DATA; pipelined when the server offers
+ * PIPELINING), sending the content with CR LF line ends and dot-stuffing,
+ * QUIT, and a result for every recipient.  Several clients run at once on
+ * one loop.  Must not: choose where to connect (deliver_smtp.c resolves MX
+ * and picks addresses), retry, or touch the spool.
+ */
+#ifndef SELOR_SMTP_CLIENT_H
+#define SELOR_SMTP_CLIENT_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#define SMTP_CLIENT_ANSWER_MAX 512
+
+struct smtp_client_msg {
+    const char *helo_name;       /* our name in EHLO/HELO (Server_name) */
+    const char *from;            /* envelope sender; "" = null sender <> */
+    const char *const *rcpts;    /* envelope recipients */
+    size_t nrcpt;
+    const char *content;         /* the c file: LF line ends */
+    size_t len;
+    int body_8bit;               /* send BODY=8BITMIME when offered */
+    long connect_timeout_ms;     /* Connect_timeout */
+    long timeout_ms;             /* each reply (Timeout) */
+};
+
+/* How far the session got. */
+enum smtp_client_stage {
+    SMTP_CLIENT_CONNECT,   /* no connection (refused, unreachable, timeout) */
+    SMTP_CLIENT_GREETING,  /* connected; greeting not 2xx, or lost before it */
+    SMTP_CLIENT_HELO,      /* EHLO and HELO refused, or lost */
+    SMTP_CLIENT_MAIL,      /* MAIL refused, or lost before its reply */
+    SMTP_CLIENT_RCPT,      /* replies to RCPT being read */
+    SMTP_CLIENT_DATA,      /* DATA sent, or content sent and final reply awaited */
+    SMTP_CLIENT_DONE,      /* the final reply to the content was read */
+};
+
+struct smtp_client_result {
+    enum smtp_client_stage stage;  /* where the session ended */
+    int ok;                        /* the transaction completed (stage DONE) */
+    /*
+     * The reply (or local error text, e.g. "connection refused", "timeout
+     * waiting for greeting") that ended the session early, with its code
+     * (0 for a local error).  When ok, the final reply to the content.
+     */
+    int code;
+    char answer[SMTP_CLIENT_ANSWER_MAX];
+    /*
+     * Per recipient, in the order given: the reply code and text that
+     * decided it.  A recipient whose RCPT was accepted gets the final reply
+     * to the content (or, if the session broke after RCPT, code 0 and the
+     * error); one refused at RCPT gets that reply.  Recipients never asked
+     * about (session ended before RCPT) have code 0 and the session error.
+     */
+    int *rcpt_code;
+    char (*rcpt_answer)[SMTP_CLIENT_ANSWER_MAX];
+    size_t nrcpt;
+    /* What the server offered (for the caller's logs and decisions). */
+    int esmtp, pipelining, eightbit;
+    long long size_limit;          /* SIZE n (0 = none given) */
+};
+
+struct smtp_client;
+typedef void smtp_client_done_fn(void *arg, const struct smtp_client_result *r);
+
+/*
+ * Starts a session to addr.  msg and everything it points to must stay
+ * valid until done is called.  done is called exactly once, never before
+ * smtp_client_start returns, unless smtp_client_cancel was called first.
+ * The result is valid only during the callback.
+ */
+struct smtp_client *smtp_client_start(uv_loop_t *loop, const struct sockaddr *addr,
+                                      const struct smtp_client_msg *msg,
+                                      smtp_client_done_fn *done, void *arg);
+/* Stops the session (QUIT is not waited for); done will not be called. */
+void smtp_client_cancel(struct smtp_client *c);
+
+/*
+ * Content in SMTP form: LF and CR LF line ends become CR LF, a line that
+ * starts with "." gets another, and the content ends with CR LF (added if
+ * missing) before the terminating ".". Appends to out; exposed for tests.
+ */
+struct buf;
+void smtp_client_encode(const char *content, size_t len, struct buf *out);
+
+#endif

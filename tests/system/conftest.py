@@ -1,0 +1,56 @@
+"""Fixtures of Selor's system tests: real nodes in private directories.
+
+Every node a test starts is stopped at the end of the test, and the test
+fails if a sanitizer (ASan/UBSan, the build the suite runs against) wrote a
+report in any process of it.
+"""
+import os
+import shutil
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import selortest  # noqa: E402
+
+
+@pytest.fixture
+def workdir():
+    d = selortest.make_workdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class NodeFactory:
+    def __init__(self, base):
+        self.base = base
+        self.nodes = []
+
+    def __call__(self, name=None, **kw):
+        n = selortest.Node(self.base, name or "n%d" % (len(self.nodes) + 1), **kw)
+        self.nodes.append(n)
+        return n
+
+    def cleanup(self):
+        reports = []
+        for n in self.nodes:
+            try:
+                n.stop(timeout=40)
+            except AssertionError:
+                n.kill()
+            reports += n.sanitizer_reports()
+        return reports
+
+
+@pytest.fixture
+def nodes(workdir):
+    f = NodeFactory(workdir)
+    yield f
+    reports = f.cleanup()
+    assert not reports, "sanitizer reports:\n" + "\n".join(reports)
+
+
+@pytest.fixture
+def node(nodes):
+    """A started node with the default accounts (alice, bob @example.com)."""
+    return nodes().start()

@@ -1,0 +1,325 @@
+"""selortest - helpers for Selor's system tests.
+
+Everything here starts real processes (Selor nodes, and later DNS servers,
+sinks, Redis, PostgreSQL) in a private directory with free loopback ports,
+and stops them again.  The directory is world-traversable because a node
+started as root drops to the user "selor".
+"""
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SELOR = os.environ.get("SELOR_BIN", os.path.join(ROOT, "build", "asan", "selor"))
+SELORCTL = os.environ.get("SELORCTL_BIN", os.path.join(ROOT, "build", "asan", "selorctl"))
+MOD_DIR = os.environ.get("SELOR_MOD_DIR", os.path.join(ROOT, "build", "asan", "mod"))
+RUN_USER = "selor" if os.geteuid() == 0 else None
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port nobody listens on right now (bind to 0, read it back)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Polls pred() until it is true; fails the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(interval)
+
+
+def make_workdir(prefix="selor-test-"):
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(d, 0o755)
+    return d
+
+
+def quote(v):
+    return '"%s"' % str(v).replace("\\", "\\\\").replace('"', '\\"')
+
+
+class Node:
+    """One Selor node: its directory, its selor.conf, its processes."""
+
+    def __init__(self, base, name="n1", options=None, passwd=None, sid=None):
+        self.name = name
+        self.dir = os.path.join(base, name)
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        spool = os.path.join(self.dir, "spool")
+        self.logdir = os.path.join(self.dir, "log")
+        self.sandir = os.path.join(self.dir, "sanitizer")
+        os.makedirs(self.sandir, exist_ok=True)
+        os.chmod(self.sandir, 0o777)
+        self.conf = os.path.join(self.dir, "selor.conf")
+        self.pidfile = os.path.join(self.dir, "run", "selor.pid")
+        self.passwd = os.path.join(self.dir, "passwd")
+        self.proc = None
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        with open(self.passwd, "w") as f:
+            f.write(passwd if passwd is not None else DEFAULT_PASSWD)
+        os.chmod(self.passwd, 0o644)
+        self.options = {
+            "Port": self.port,
+            "Bind_address": "127.0.0.1",
+            "Server_name": "mx.%s.test" % name,
+            "Sid": sid if sid is not None else name,
+            "Queue_path": spool,
+            "Temp_path": os.path.join(spool, "tmp"),
+            "Cp_errors_path": os.path.join(spool, "errors"),
+            "Pid_file": self.pidfile,
+            "Central_log": os.path.join(self.logdir, "selor.log"),
+            "Sumary_log": os.path.join(self.logdir, "summary.log"),
+            "Warning_log": os.path.join(self.logdir, "warning.log"),
+            "Refused_log": os.path.join(self.logdir, "refused.log"),
+            "Module": os.path.join(MOD_DIR, "selor_passwd.so"),
+            "Passwd_file": self.passwd,
+            "Resolve_all": 0,
+            "From_level_check": 0,
+            "No_mailbox_delay": 0,
+            "Smtp_workers": 2,
+            # Accepting tests look at the spool: no delivery unless a test asks.
+            "Immed_delivery": 0,
+            "Qsleep_time": 3600,
+        }
+        if RUN_USER:
+            self.options["User"] = RUN_USER
+            self.options["Group"] = RUN_USER
+        self.options.update(options or {})
+
+    @property
+    def spool(self):
+        return self.options["Queue_path"]
+
+    @property
+    def tmp(self):
+        return self.options["Temp_path"]
+
+    # ---- configuration ----
+
+    def write_conf(self, extra_lines=""):
+        lines = ["# written by the system tests"]
+        for k, v in self.options.items():
+            if v is None:
+                continue
+            values = v if isinstance(v, list) else [v]
+            for one in values:
+                lines.append("%s %s" % (k, one if isinstance(one, int) else quote(one)))
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n" + extra_lines)
+        return self.conf
+
+    # ---- processes ----
+
+    def env(self):
+        e = dict(os.environ)
+        e["ASAN_OPTIONS"] = "log_path=%s/asan:detect_leaks=0:abort_on_error=0" % self.sandir
+        e["UBSAN_OPTIONS"] = ("log_path=%s/ubsan:print_stacktrace=1:halt_on_error=1"
+                              % self.sandir)
+        return e
+
+    def check(self):
+        """selor -t on this node's configuration: (exit code, output)."""
+        self.write_conf()
+        r = subprocess.run([SELOR, "-t", "-c", self.conf], capture_output=True,
+                           text=True, env=self.env(), timeout=30)
+        return r.returncode, r.stdout + r.stderr
+
+    def start(self, write=True, wait=True):
+        if write:
+            self.write_conf()
+        err = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen([SELOR, "-f", "-c", self.conf], stdout=err,
+                                     stderr=err, env=self.env(),
+                                     start_new_session=True)
+        err.close()
+        if wait:
+            wait_for(self.accepting, timeout=20, what="node %s to accept" % self.name)
+            wait_for(lambda: len(self.children()) >= self.options["Smtp_workers"] + 1,
+                     timeout=20, what="node %s children" % self.name)
+        return self
+
+    def accepting(self):
+        if self.proc and self.proc.poll() is not None:
+            raise AssertionError("node %s exited with %s:\n%s" % (
+                self.name, self.proc.returncode, self.stderr()))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.settimeout(5)
+                return s.recv(512).startswith(b"220")
+        except OSError:
+            return False
+
+    def children(self):
+        if not self.proc:
+            return []
+        try:
+            out = subprocess.run(["pgrep", "-P", str(self.proc.pid)],
+                                 capture_output=True, text=True).stdout
+        except OSError:
+            return []
+        return [int(x) for x in out.split()]
+
+    def stop(self, timeout=40):
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("node %s did not stop on SIGTERM" % self.name)
+
+    def kill(self, sig=signal.SIGKILL):
+        """Signals every process of the node at once."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            if sig == signal.SIGKILL:
+                self.proc.wait(timeout=10)
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def sanitizer_reports(self):
+        out = []
+        for n in sorted(os.listdir(self.sandir)):
+            with open(os.path.join(self.sandir, n), errors="replace") as f:
+                out.append("%s:\n%s" % (n, f.read()))
+        return out
+
+    # ---- spool and logs ----
+
+    def queue_files(self, kind="l"):
+        try:
+            names = os.listdir(self.spool)
+        except FileNotFoundError:
+            return []
+        return sorted(n[1:] for n in names if n.startswith(kind) and re.match(
+            r"^[cl]\d+(_\d+)+$", n))
+
+    def read_qf(self, qid):
+        with open(os.path.join(self.spool, "l" + qid)) as f:
+            return f.read()
+
+    def read_content(self, qid):
+        with open(os.path.join(self.spool, "c" + qid), "rb") as f:
+            return f.read()
+
+    def log(self, which="selor"):
+        name = {"selor": "selor.log", "summary": "summary.log",
+                "warning": "warning.log", "refused": "refused.log"}[which]
+        try:
+            with open(os.path.join(self.logdir, name), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    # ---- clients ----
+
+    def smtp(self, timeout=30):
+        s = smtplib.SMTP("127.0.0.1", self.port, timeout=timeout)
+        return s
+
+    def connect(self, timeout=30):
+        """A raw socket with the greeting already read."""
+        s = SmtpConn(socket.create_connection(("127.0.0.1", self.port), timeout=timeout))
+        greeting = s.reply(timeout)
+        assert greeting.startswith(b"220"), greeting
+        return s
+
+
+DEFAULT_PASSWD = """\
+alice@example.com:{PLAIN}alicepw::::::
+bob@example.com:{PLAIN}bobpw::::::
+postmaster@example.com:{ALIAS}alice@example.com
+team@example.com:{ALIAS}alice@example.com,bob@example.com
+"""
+
+
+class SmtpConn:
+    """A client socket that keeps what it read past the reply it returned,
+    so pipelined replies arriving in one segment are not lost."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.pending = b""
+
+    def sendall(self, data):
+        self.sock.sendall(data)
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def recv(self, n):
+        if self.pending:
+            data, self.pending = self.pending[:n], self.pending[n:]
+            return data
+        return self.sock.recv(n)
+
+    def close(self):
+        self.sock.close()
+
+    def reply(self, timeout=30):
+        """One whole (possibly multi-line) reply; b"" at end of stream."""
+        self.sock.settimeout(timeout)
+        while True:
+            m = re.search(rb"^\d{3} [^\r\n]*\r\n", self.pending, re.M)
+            if m:
+                data, self.pending = self.pending[:m.end()], self.pending[m.end():]
+                return data
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                data, self.pending = self.pending, b""
+                return data
+            self.pending += chunk
+
+
+def recv_reply(sock, timeout=30):
+    """Reads one whole (possibly multi-line) SMTP reply."""
+    return sock.reply(timeout)
+
+
+def recv_replies(sock, n, timeout=30):
+    """Reads n SMTP replies (pipelined answers) and returns them as a list."""
+    out = []
+    while len(out) < n:
+        r = sock.reply(timeout)
+        if not r:
+            break
+        out.append(r.decode(errors="replace"))
+    return out
+
+
+def parse_lfile(text):
+    """The l file as a dict of records plus a list of rcpt records."""
+    lines = text.rstrip("\n").split("\n")
+    assert lines[0] == "SELOR-L 1", lines[0]
+    recs, rcpts = {}, []
+    for line in lines[1:]:
+        f = line.split(" ")
+        if f[0] == "rcpt":
+            rcpts.append(f[1:])
+        else:
+            recs[f[0]] = f[1:]
+    return recs, rcpts

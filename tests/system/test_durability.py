@@ -1,0 +1,158 @@
+"""Nothing is lost, nothing is half-written.
+
+A node killed with SIGKILL leaves no file in Queue_path that a reader
+could take for a whole message unless its 250 was sent (or about to be);
+a full spool answers Msg_nodisk_space and leaves nothing behind.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from selortest import Node, parse_lfile, recv_reply, wait_for
+
+
+def open_data(node):
+    s = node.connect()
+    s.sendall(b"EHLO kill.test\r\nMAIL FROM:<a@remote.test>\r\n"
+              b"RCPT TO:<alice@example.com>\r\nDATA\r\n")
+    for _ in range(4):
+        recv_reply(s)
+    return s
+
+
+def test_sigkill_during_data_leaves_no_message(node):
+    s = open_data(node)
+    s.sendall(b"Subject: half\r\n\r\n" + b"x" * 300000)  # large enough to be flushed
+    time.sleep(0.5)
+    node.kill(signal.SIGKILL)
+    s.close()
+    assert node.queue_files("l") == []
+    assert node.queue_files("c") == []
+    # a restarted node finds nothing to deliver and serves mail again
+    node.start()
+    with node.smtp() as c:
+        c.sendmail("a@remote.test", ["alice@example.com"], "Subject: after\r\n\r\nok\r\n")
+    assert len(node.queue_files("l")) == 1
+
+
+def test_sigkill_under_load_only_acknowledged_messages(node):
+    """Clients send without pause; the node is killed mid-stream.  Every l
+    file must be complete and must be a message whose 250 was sent or in
+    flight; every acknowledged message must be there."""
+    acked, errors = [], []
+    stop = threading.Event()
+
+    def client(k):
+        while not stop.is_set():
+            try:
+                with node.smtp(timeout=5) as c:
+                    c.ehlo("load.test")
+                    while not stop.is_set():
+                        c.mail("s%d@remote.test" % k)
+                        c.rcpt("alice@example.com")
+                        code, msg = c.data("Subject: load\r\n\r\n" + ("y" * 70 + "\r\n") * 30)
+                        if code == 250:
+                            acked.append(msg.decode().split()[1])
+            except Exception as e:  # the node dies under the clients
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(acked) >= 50, timeout=60, what="50 acknowledged messages")
+    node.kill(signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    on_disk = set(node.queue_files("l"))
+    assert set(acked) <= on_disk, set(acked) - on_disk
+    # at most one message per client can be committed without its 250 read
+    assert len(on_disk - set(acked)) <= len(threads)
+    for qid in on_disk:
+        recs, rcpts = parse_lfile(node.read_qf(qid))
+        assert recs["end"] == ["1"]
+        assert os.path.getsize(os.path.join(node.spool, "c" + qid)) == int(recs["size"][0])
+
+
+def test_sigterm_stops_cleanly(node):
+    s = open_data(node)
+    s.sendall(b"Subject: finishing\r\n\r\nbody")
+    node.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    s.sendall(b"\r\n.\r\n")
+    r = recv_reply(s).decode()
+    assert "Msg accepted" in r   # an open transaction may finish
+    s.close()
+    assert node.proc.wait(timeout=40) == 0
+    assert not os.path.exists(node.pidfile) or open(node.pidfile).read() == ""
+    assert len(node.queue_files("l")) == 1
+    assert "stopped" in node.log("warning")
+
+
+def test_sigterm_aborts_idle_session_with_421(node):
+    s = node.connect()
+    s.sendall(b"EHLO idle.test\r\n")
+    recv_reply(s)
+    node.proc.send_signal(signal.SIGTERM)
+    assert recv_reply(s, timeout=20).startswith(b"421")
+    s.close()
+    assert node.proc.wait(timeout=40) == 0
+
+
+def test_pid_file_held_by_live_node_refuses_start(nodes):
+    a = nodes("a").start()
+    b = nodes("b", options={"Pid_file": a.pidfile})
+    b.start(wait=False)
+    assert b.proc.wait(timeout=30) == 1
+    assert "already running as pid" in b.stderr()
+    # a stale pid file does not stop a start
+    a.kill(signal.SIGKILL)
+    assert open(a.pidfile).read().strip().isdigit()
+    a.start()
+
+
+def test_worker_killed_is_restarted(node):
+    victims = node.children()
+    os.kill(victims[0], signal.SIGKILL)
+    wait_for(lambda: len(node.children()) == len(victims) and victims[0] not in node.children(),
+             timeout=20, what="restart")
+    assert "killed by signal 9; restarting" in node.log("warning")
+    with node.smtp() as c:
+        c.sendmail("a@remote.test", ["alice@example.com"], "Subject: x\r\n\r\nx\r\n")
+
+
+@pytest.fixture
+def small_spool(workdir):
+    mnt = os.path.join(workdir, "small")
+    os.makedirs(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", mnt],
+                   check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", mnt])
+
+
+def test_full_spool_answers_nodisk_space(nodes, small_spool):
+    n = nodes(options={"Queue_path": os.path.join(small_spool, "q"),
+                       "Temp_path": os.path.join(small_spool, "q", "tmp"),
+                       "Msg_nodisk_space": "452 Spool is full"}).start()
+    replies = []
+    body = "Subject: fill\r\n\r\n" + ("z" * 76 + "\r\n") * 1000
+    for _ in range(12):
+        with n.smtp() as c:
+            c.ehlo("fill.test")
+            c.mail("a@remote.test")
+            c.rcpt("alice@example.com")
+            code, msg = c.data(body)
+            replies.append((code, msg.decode()))
+    assert (452, "4.3.0 Spool is full") in replies, replies
+    accepted = [m.split()[1] for c, m in replies if c == 250]
+    assert sorted(accepted) == n.queue_files("l")
+    assert sorted(accepted) == n.queue_files("c")
+    assert os.listdir(n.tmp) == []
