@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -309,6 +310,8 @@ static void master_spawn(struct master *m, struct master_child *ch)
         for (int i = 0; i < node->nworkers; i++)
             if (i != ch->index)
                 close(node->listen_fd[i]);
+        /* Operators and tests tell the processes apart by name. */
+        prctl(PR_SET_NAME, ch->index < 0 ? "selor-queue" : "selor-smtp", 0, 0, 0);
         if (ch->index < 0)
             queue_main(node);
         smtp_worker_main(node, ch->index, node->listen_fd[ch->index]);

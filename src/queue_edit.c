@@ -56,7 +56,8 @@ static void queue_edit_change(struct queue_file *qf, enum queue_edit_op op)
         qf->flags |= QF_F_HOLD;
         return;
     }
-    qf->flags &= ~(unsigned)QF_F_HOLD;
+    if (op == QUEUE_EDIT_RELEASE)
+        qf->flags &= ~(unsigned)QF_F_HOLD;  /* a flush leaves held mail held */
     qf->next = 0;
     for (size_t i = 0; i < qf->nrcpt; i++)
         if (qf->rcpt[i].state == QF_PENDING)

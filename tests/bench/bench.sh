@@ -176,15 +176,17 @@ run_load() {
     IOWAIT=$(calc %.0f "100 * ($8 - $5) / ($6 - $3 + $7 - $4 + $8 - $5 + 0.01)")
 }
 
-# cpu_report SERVER_CPU N: where the CPU went during the last run
+# cpu_report SERVER_CPU N: where the CPU went during the last run.  "rest"
+# is kernel threads (writeback, ...) and whatever else runs on the machine.
 cpu_report() {
     rest=$(calc %.2f "($MACH_CPU - $1 - $CLIENT_CPU) / $ELAPSED")
+    note=""
+    if awk -v r="$rest" 'BEGIN { exit !(r > 0.3) }'; then
+        note=" (other work on the machine may have slowed this run)"
+    fi
     echo "CPU: server $(calc %.1f "$1") s = $(calc %.2f "$1 / $ELAPSED") cores," \
          "$(calc %.0f "$1 * 1000000 / $2") us/msg; smtp-source $(calc %.2f "$CLIENT_CPU / $ELAPSED") cores;" \
-         "rest of the machine $rest cores; iowait $IOWAIT%"
-    if awk -v r="$rest" 'BEGIN { exit !(r > 0.3) }'; then
-        echo "(over 0.3 cores went to other processes: this run may have been slowed by other work)"
-    fi
+         "rest $rest cores; iowait $IOWAIT%$note"
 }
 
 # size_run N ELAPSED: messages for a measured run of about SECONDS_TARGET s,

@@ -54,3 +54,32 @@ def nodes(workdir):
 def node(nodes):
     """A started node with the default accounts (alice, bob @example.com)."""
     return nodes().start()
+
+
+class Stoppers:
+    """Processes a test started (DNS servers, sinks), stopped at its end."""
+
+    def __init__(self, base):
+        self.base = base
+        self.items = []
+
+    def dns(self, **kw):
+        d = selortest.Dns(self.base, **kw)
+        self.items.append(d)
+        return d
+
+    def sink(self, ip="127.0.0.1", port=25, args=()):
+        s = selortest.Sink(self.base, ip, port, args)
+        self.items.append(s)
+        return s
+
+    def stop(self):
+        for it in reversed(self.items):
+            it.stop()
+
+
+@pytest.fixture
+def procs(workdir):
+    p = Stoppers(workdir)
+    yield p
+    p.stop()

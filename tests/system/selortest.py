@@ -323,3 +323,140 @@ def parse_lfile(text):
         else:
             recs[f[0]] = f[1:]
     return recs, rcpts
+
+
+# ---- other real processes: DNS server, SMTP sinks ----
+
+def loopback_addr():
+    """A 127.0.x.y address nobody listens on at port 25 (for a sink)."""
+    import random
+    for _ in range(200):
+        ip = "127.%d.%d.%d" % (random.randint(1, 254), random.randint(0, 255),
+                               random.randint(2, 254))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((ip, 25))
+                return ip
+            except OSError:
+                continue
+    raise AssertionError("no free loopback address")
+
+
+class Dns:
+    """dnsmasq on a loopback port, authoritative for the test's names.
+
+    mx: {"domain": [(pref, "host"), ...]}, hosts: {"host": "ip"}.
+    """
+
+    def __init__(self, base, mx=None, hosts=None):
+        self.port = free_port()
+        self.dir = os.path.join(base, "dns")
+        os.makedirs(self.dir, exist_ok=True)
+        args = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
+                "--no-hosts", "--port=%d" % self.port, "--listen-address=127.0.0.1",
+                "--bind-interfaces", "--user=root", "--log-facility=-", "--local=/test/",
+                "--pid-file=%s/dnsmasq.pid" % self.dir]
+        for dom, entries in (mx or {}).items():
+            for pref, host in entries:
+                args.append("--mx-host=%s,%s,%d" % (dom, host, pref))
+        for host, ip in (hosts or {}).items():
+            args.append("--host-record=%s,%s" % (host, ip))
+        self.log = open(os.path.join(self.dir, "dnsmasq.log"), "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        wait_for(self._ready, timeout=10, what="dnsmasq")
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("dnsmasq exited: %s" % open(self.log.name).read())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0 and self._answers()
+
+    def _answers(self):
+        import struct
+        q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + \
+            b"\x04test\x00\x00\x06\x00\x01"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            s.sendto(q, ("127.0.0.1", self.port))
+            try:
+                return len(s.recv(512)) > 0
+            except OSError:
+                return False
+
+    @property
+    def server(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
+class Sink:
+    """tests/system/sink.py on ip:port, recording what Selor delivers."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sink.py")
+
+    def __init__(self, base, ip="127.0.0.1", port=25, args=()):
+        self.ip, self.port = ip, port
+        self.dir = os.path.join(base, "sink-%s-%d" % (ip, port))
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", self.SCRIPT, "--host", ip, "--port", str(port),
+             "--dir", self.dir] + list(args),
+            stdout=subprocess.PIPE, stderr=open(os.path.join(self.dir, "stderr"), "wb"))
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("READY"), "sink did not start: %r" % line
+        self.port = int(line.split()[1])
+
+    def messages(self):
+        """[(envelope dict, content bytes)] in arrival order."""
+        import json
+        d = os.path.join(self.dir, "messages")
+        out = []
+        if not os.path.isdir(d):
+            return out
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".json"):
+                with open(os.path.join(d, name)) as f:
+                    env = json.load(f)
+                with open(os.path.join(d, name[:-5] + ".eml"), "rb") as f:
+                    out.append((env, f.read()))
+        return out
+
+    def log(self):
+        import json
+        try:
+            with open(os.path.join(self.dir, "log.jsonl")) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def stats(self):
+        import json
+        try:
+            with open(os.path.join(self.dir, "stats.json")) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def process_by_name(parent_pid, name):
+    """Pids of the children of parent_pid whose command name is name."""
+    out = []
+    for pid in subprocess.run(["pgrep", "-P", str(parent_pid)], capture_output=True,
+                              text=True).stdout.split():
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() == name:
+                    out.append(int(pid))
+        except OSError:
+            pass
+    return out
