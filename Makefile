@@ -32,7 +32,7 @@ SELOR_SRC := src/main.c src/master.c src/smtp_worker.c src/smtp_server.c \
              src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c \
              src/queue.c src/queue_ctl.c src/delivery.c src/deliver_smtp.c \
              src/dns.c src/smtp_client.c src/deliver_local.c \
-             cluster/coord.c cluster/coord_embedded.c
+             cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
 CTL_SRC  := src/selorctl.c
 MODULES  := passwd
 

@@ -7,12 +7,8 @@
 
 struct coord *coord_create(const struct config *conf, struct buf *err)
 {
-    if (conf->Redis_server[0]) {
-        buf_printf(err, "%s:%d: Redis_server is set, but this build has no "
-                   "Redis coordination backend yet",
-                   conf->path, conf->line[CONF_IDX_Redis_server]);
-        return NULL;
-    }
+    if (conf->Redis_server[0])
+        return coord_redis_create(conf, err);
     return coord_embedded_create(conf, err);
 }
 
@@ -81,4 +77,15 @@ void coord_slot_acquire(struct coord *c, const char *pool, long limit,
 void coord_slot_release(struct coord *c, const char *pool, uint64_t slot)
 {
     c->ops->slot_release(c, pool, slot);
+}
+
+int coord_take_rescan(struct coord *c)
+{
+    return c->ops->take_rescan ? c->ops->take_rescan(c) : 0;
+}
+
+void coord_set_inflight(struct coord *c, long n)
+{
+    if (c->ops->set_inflight)
+        c->ops->set_inflight(c, n);
 }

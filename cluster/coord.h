@@ -76,6 +76,8 @@ struct coord_ops {
     void (*slot_acquire)(struct coord *c, const char *pool, long limit,
                          coord_slot_fn *fn, void *arg);
     void (*slot_release)(struct coord *c, const char *pool, uint64_t slot);
+    int (*take_rescan)(struct coord *c);
+    void (*set_inflight)(struct coord *c, long n);
 };
 
 struct coord {
@@ -115,7 +117,13 @@ void coord_slot_acquire(struct coord *c, const char *pool, long limit,
                         coord_slot_fn *fn, void *arg);
 void coord_slot_release(struct coord *c, const char *pool, uint64_t slot);
 
+/* 1, once, when the index may have been lost (Redis came back): scan now. */
+int coord_take_rescan(struct coord *c);
+/* The queue process's deliveries under way (for the node registry). */
+void coord_set_inflight(struct coord *c, long n);
+
 /* Backends. */
 struct coord *coord_embedded_create(const struct config *conf, struct buf *err);
+struct coord *coord_redis_create(const struct config *conf, struct buf *err);
 
 #endif

@@ -178,6 +178,11 @@ CONF_TEXT(Dns_servers, "Dns_servers", "", CONF_F_NEW)
 CONF_NUM(Smtp_workers, "Smtp_workers", 0, 0, 256, CONF_F_NEW)
 CONF_TEXT(Relay_host, "Relay_host", "", CONF_F_NEW | CONF_F_DEF)
 CONF_TEXT(Qlimit_senders, "Qlimit_senders", "", CONF_F_NEW | CONF_F_DEF)
+CONF_TEXT(Redis_password, "Redis_password", "", CONF_F_NEW)
+CONF_NUM(Redis_db, "Redis_db", 0, 0, 1000000, CONF_F_NEW)
+CONF_TEXT(Redis_prefix, "Redis_prefix", "selor:", CONF_F_NEW)
+CONF_NUM(Lock_lease, "Lock_lease", 30, 2, 86400, CONF_F_NEW)
+CONF_NUM(Dremote_max_procs, "Dremote_max_procs", 20, 0, 100000, CONF_F_NEW)
 
 #undef CONF_NUM
 #undef CONF_TEXT

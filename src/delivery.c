@@ -43,7 +43,7 @@
 #define DL_SLOT_RETRY_MS 1000      /* a full Dlocal_max_procs is asked again */
 #define DL_LFILE_MAX (64 << 20)
 
-enum dl_phase { DL_LOAD, DL_PLAN, DL_RUN, DL_FINISH, DL_LAST_WRITE, DL_OVER };
+enum dl_phase { DL_LOAD, DL_PLAN, DL_RUN, DL_FINISH, DL_ENDING, DL_OVER };
 
 struct dl_job {
     struct delivery *d;
@@ -63,7 +63,7 @@ struct dl_job {
 };
 
 struct delivery {
-    const struct delivery_env *env;
+    struct delivery_env *env;
     const struct config *conf;
     struct coord_claim claim;
     char dir[2048];
@@ -82,6 +82,9 @@ struct delivery {
     int jobs_left;
     uv_timer_t slot_timer;
     int slot_timer_on;
+    uv_timer_t renew_timer;
+    int renewing;                  /* a renewal is out */
+    uint64_t lease_until_ms;       /* our lock holds at least until then */
     uv_work_t work;
     void (*after)(struct delivery *d);   /* what follows the current job */
     char report_id[QUEUE_ID_MAX];
@@ -164,9 +167,72 @@ static void dl_path(const struct delivery *d, char kind, char *out, size_t size)
     snprintf(out, size, "%s/%c%s", d->dir, kind, d->claim.qid);
 }
 
+/* ---- the lease ---- */
+
+static uint64_t dl_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t dl_lease_ms(const struct delivery *d)
+{
+    return (uint64_t)d->conf->Lock_lease * 1000;
+}
+
+/* Our lock may have lapsed: writing now could overwrite a newer holder. */
+static int dl_lease_gone(const struct delivery *d)
+{
+    return d->fenced || dl_now_ms() + dl_lease_ms(d) / 4 > d->lease_until_ms;
+}
+
+static void dl_stop_jobs(struct delivery *d);
+static void dl_finish(struct delivery *d);
+
+static void dl_renewed(void *arg, int status)
+{
+    struct delivery *d = arg;
+
+    d->renewing = 0;
+    if (status == COORD_OK) {
+        d->lease_until_ms = dl_now_ms() + dl_lease_ms(d);
+        return;
+    }
+    if (status == COORD_LOST && !d->fenced) {
+        log_warn("%s: the lock was lost; this run stops without writing", d->claim.qid);
+        d->fenced = 1;
+    }
+}
+
+/*
+ * Every third of a lease: renew.  A holder that cannot renew keeps going
+ * while its lease surely holds, and stops before it could have lapsed.
+ */
+static void dl_renew_tick(uv_timer_t *t)
+{
+    struct delivery *d = t->data;
+
+    if (d->phase == DL_OVER)
+        return;
+    if ((d->fenced || dl_lease_gone(d)) && !d->stopping) {
+        if (!d->fenced)
+            log_warn("%s: the lock could not be renewed; stopping before it lapses",
+                     d->claim.qid);
+        dl_stop_jobs(d);
+        dl_finish(d);
+        return;
+    }
+    if (!d->renewing) {
+        d->renewing = 1;
+        coord_renew(d->env->coord, &d->claim, dl_renewed, d);
+    }
+}
+
 /* ---- ending the run ---- */
 
-static void dl_timer_closed(uv_handle_t *h)
+static void dl_renew_closed(uv_handle_t *h)
 {
     struct delivery *d = h->data;
 
@@ -184,11 +250,20 @@ static void dl_timer_closed(uv_handle_t *h)
     mem_free(d);
 }
 
+static void dl_timer_closed(uv_handle_t *h)
+{
+    struct delivery *d = h->data;
+
+    uv_close((uv_handle_t *)&d->renew_timer, dl_renew_closed);
+}
+
 /* Releases the claim (next_due -1: the file is gone) and ends the run. */
 static void dl_over(struct delivery *d, long next_due)
 {
     d->phase = DL_OVER;
-    coord_release(d->env->coord, &d->claim, d->fenced ? -1 : next_due);
+    uv_timer_stop(&d->renew_timer);
+    if (!d->fenced)
+        coord_release(d->env->coord, &d->claim, next_due);
     uv_close((uv_handle_t *)&d->slot_timer, dl_timer_closed);
 }
 
@@ -457,10 +532,14 @@ static void dl_plan_next(struct delivery *d)
 
 /* ---- RUN ---- */
 
+static void dl_domain_give(struct delivery *d, const char *domain);
+
 static void dl_job_over(struct dl_job *j)
 {
     struct delivery *d = j->d;
 
+    if (!j->local && j->running)
+        dl_domain_give(d, j->sreq.domain);
     j->finished = 1;
     j->running = 0;
     j->mda = NULL;
@@ -576,6 +655,45 @@ static void dl_slot_got(void *arg, int status, uint64_t slot)
     dl_start_mda(j);
 }
 
+/* Dremote_max_procs: SMTP deliveries to one domain at once, per node. */
+static int dl_domain_take(struct delivery *d, const char *domain)
+{
+    struct delivery_env *env = d->env;
+    long limit = d->conf->Dremote_max_procs;
+    size_t i;
+
+    for (i = 0; i < env->ndomains; i++)
+        if (strcasecmp(env->domains[i].domain, domain) == 0)
+            break;
+    if (i < env->ndomains && limit > 0 && env->domains[i].n >= limit)
+        return 0;
+    if (i == env->ndomains) {
+        if (env->ndomains == env->domains_alloc) {
+            env->domains_alloc = env->domains_alloc ? env->domains_alloc * 2 : 16;
+            env->domains = mem_realloc(env->domains,
+                                       env->domains_alloc * sizeof(*env->domains));
+        }
+        snprintf(env->domains[i].domain, sizeof(env->domains[i].domain), "%s", domain);
+        env->domains[i].n = 0;
+        env->ndomains++;
+    }
+    env->domains[i].n++;
+    return 1;
+}
+
+static void dl_domain_give(struct delivery *d, const char *domain)
+{
+    struct delivery_env *env = d->env;
+
+    for (size_t i = 0; i < env->ndomains; i++) {
+        if (strcasecmp(env->domains[i].domain, domain) != 0)
+            continue;
+        if (--env->domains[i].n <= 0)
+            env->domains[i] = env->domains[--env->ndomains];
+        return;
+    }
+}
+
 static void dl_start_smtp(struct dl_job *j)
 {
     struct delivery *d = j->d;
@@ -611,7 +729,10 @@ static void dl_next_job(struct delivery *d)
         if (j->running || j->finished || j->asking)
             continue;
         if (!j->local) {
-            dl_start_smtp(j);
+            if (dl_domain_take(d, dl_domain(j->addrs[0])))
+                dl_start_smtp(j);
+            else
+                waiting = 1;
             continue;
         }
         j->asking = 1;
@@ -634,12 +755,13 @@ static void dl_write_work(uv_work_t *w)
     char path[4096], name[QUEUE_ID_MAX + 2];
     struct buf cur = BUF_INIT(0);
     const char *tok;
+    int e;
 
     dl_path(d, 'l', path, sizeof(path));
-    if (spool_read_sync(path, &cur, DL_LFILE_MAX) == 0 &&
-        (tok = strstr(buf_cstr(&cur), "\ntoken ")) != NULL &&
-        strtoull(tok + 7, NULL, 10) > d->claim.token) {
-        d->fenced = 1;
+    e = spool_read_sync(path, &cur, DL_LFILE_MAX);
+    if (e == ENOENT || (e == 0 && (tok = strstr(buf_cstr(&cur), "\ntoken ")) != NULL &&
+                        strtoull(tok + 7, NULL, 10) > d->claim.token)) {
+        d->fenced = 1;      /* finished, or written, by a newer holder */
         buf_free(&cur);
         return;
     }
@@ -655,6 +777,11 @@ static void dl_written(struct delivery *d);
 
 static void dl_write_start(struct delivery *d)
 {
+    if (dl_lease_gone(d)) {
+        d->fenced = 1;      /* not sure the file is still ours: write nothing */
+        dl_written(d);
+        return;
+    }
     d->write_again = 0;
     buf_reset(&d->ltext);
     qf_format(&d->qf, &d->ltext);
@@ -670,10 +797,10 @@ static void dl_write(struct delivery *d)
     dl_write_start(d);
 }
 
-static void dl_stop_jobs(struct delivery *d);
-
 static void dl_written(struct delivery *d)
 {
+    if (d->phase >= DL_ENDING)
+        return;
     if (d->fenced) {
         log_warn("%s: a newer holder wrote the file; this run stops without writing",
                  d->claim.qid);
@@ -737,6 +864,7 @@ static void dl_report_work(uv_work_t *w)
 }
 
 static void dl_final_step(struct delivery *d);
+static void dl_last_written(struct delivery *d);
 
 static void dl_reported(struct delivery *d)
 {
@@ -889,18 +1017,27 @@ static void dl_final_step(struct delivery *d)
 {
     long next = dl_next_due(d);
 
-    if (d->stopping || d->fenced) {
-        dl_over(d, d->fenced ? -1 : 0);
+    if (d->phase >= DL_ENDING)
+        return;
+    if (d->fenced) {
+        dl_over(d, -1);
         return;
     }
+    if (dl_lease_gone(d)) {
+        log_warn("%s: the lock may have lapsed; leaving the file to its next holder",
+                 d->claim.qid);
+        d->fenced = 1;
+        dl_over(d, -1);
+        return;
+    }
+    d->phase = DL_ENDING;
     if (next < 0 && dl_count(d, QF_FAILED) == 0) {
         dl_thread(d, dl_remove_work, dl_removed);
         return;
     }
-    d->phase = DL_LAST_WRITE;
     buf_reset(&d->ltext);
     qf_format(&d->qf, &d->ltext);
-    dl_thread(d, dl_write_work, dl_finish);
+    dl_thread(d, dl_write_work, dl_last_written);
 }
 
 static void dl_report_failures(struct delivery *d)
@@ -926,14 +1063,17 @@ static void dl_report_failures(struct delivery *d)
     }
 }
 
+static void dl_last_written(struct delivery *d)
+{
+    if (d->err)
+        log_warn("%s: cannot write the queue file: %s", d->claim.qid, strerror(d->err));
+    dl_over(d, d->fenced ? -1 : dl_next_due(d));
+}
+
 static void dl_finish(struct delivery *d)
 {
-    if (d->phase == DL_LAST_WRITE) {  /* the final l file write ended */
-        if (d->err)
-            log_warn("%s: cannot write the queue file: %s", d->claim.qid, strerror(d->err));
-        dl_over(d, d->fenced ? -1 : dl_next_due(d));
+    if (d->phase >= DL_ENDING)
         return;
-    }
     if (d->jobs_left > 0 || d->lookup)
         return;
     d->phase = DL_FINISH;
@@ -964,8 +1104,10 @@ static void dl_stop_jobs(struct delivery *d)
             continue;
         if (j->mda)
             deliver_local_cancel(j->mda);
-        if (j->smtp)
+        if (j->smtp) {
             deliver_smtp_cancel(j->smtp);
+            dl_domain_give(d, j->sreq.domain);
+        }
         if (j->slot)
             coord_slot_release(d->env->coord, "dlocal", j->slot);
         j->mda = NULL;
@@ -986,7 +1128,7 @@ void delivery_stop(struct delivery *d)
         dl_finish(d);
 }
 
-struct delivery *delivery_start(const struct delivery_env *env,
+struct delivery *delivery_start(struct delivery_env *env,
                                 const struct coord_claim *claim,
                                 delivery_done_fn *done, void *arg)
 {
@@ -1004,7 +1146,10 @@ struct delivery *delivery_start(const struct delivery_env *env,
     buf_init(&d->report, 0);
     buf_init(&d->report_l, 0);
     uv_timer_init(env->loop, &d->slot_timer);
-    d->slot_timer.data = d;
+    uv_timer_init(env->loop, &d->renew_timer);
+    d->slot_timer.data = d->renew_timer.data = d;
+    d->lease_until_ms = dl_now_ms() + dl_lease_ms(d);
+    uv_timer_start(&d->renew_timer, dl_renew_tick, dl_lease_ms(d) / 3, dl_lease_ms(d) / 3);
     config_queue_dir(selor_conf, claim->queue, d->dir, sizeof(d->dir));
     d->phase = DL_LOAD;
     dl_thread(d, dl_load_work, dl_loaded);

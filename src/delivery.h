@@ -23,19 +23,27 @@ struct dns;
 struct module_set;
 struct queue_id_gen;
 
+/* SMTP deliveries under way per destination domain, in this process. */
+struct delivery_domain_count {
+    char domain[256];
+    long n;
+};
+
 struct delivery_env {
     uv_loop_t *loop;
     struct coord *coord;
     struct dns *dns;
     const struct module_set *mods;
     struct queue_id_gen *idgen;
+    struct delivery_domain_count *domains;   /* Dremote_max_procs */
+    size_t ndomains, domains_alloc;
 };
 
 struct delivery;
 /* The run is over and its claim released; d is freed after this returns. */
 typedef void delivery_done_fn(void *arg, struct delivery *d);
 
-struct delivery *delivery_start(const struct delivery_env *env,
+struct delivery *delivery_start(struct delivery_env *env,
                                 const struct coord_claim *claim,
                                 delivery_done_fn *done, void *arg);
 /* The queue process stops: stop the deliveries under way (their recipients

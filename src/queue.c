@@ -127,7 +127,8 @@ static void queue_claimed(void *arg, int status, const struct coord_claim *cl)
     } else if (!qlimit && status != COORD_DOWN) {
         q->pump_again = 2;            /* main is empty or full: try qlimit */
     }
-    if (!q->pump_active)
+    /* An answer that came later (Redis) continues the pump, if there is more. */
+    if (!q->pump_active && q->pump_again)
         queue_pump(q);
 }
 
@@ -151,7 +152,8 @@ static void queue_pump(struct queue_proc *q)
     if (queue_load_too_high())
         return;
     q->pump_active = 1;
-    q->pump_again = 1;
+    if (q->pump_again == 0)
+        q->pump_again = 1;      /* a fresh start: the main queue first */
     while (q->pump_again && !q->claim_pending && q->nruns < QUEUE_MAX_RUNS) {
         int qlimit = q->pump_again == 2;
         q->pump_again = 0;
@@ -165,9 +167,16 @@ static void queue_wake(void *arg)
     queue_pump(arg);
 }
 
+static void queue_scan_start(struct queue_proc *q);
+
 static void queue_tick(uv_timer_t *t)
 {
-    queue_pump(t->data);
+    struct queue_proc *q = t->data;
+
+    coord_set_inflight(q->env.coord, (long)q->nruns);
+    if (coord_take_rescan(q->env.coord))
+        queue_scan_start(q);    /* the index may be gone: rebuild it now */
+    queue_pump(q);
 }
 
 /* ---- the scan (safety net and index rebuild) ---- */

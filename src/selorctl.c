@@ -7,6 +7,9 @@
  *   selorctl [-c FILE] hold ID           keep a message from delivery
  *   selorctl [-c FILE] release ID        undo hold, and deliver now
  *   selorctl [-c FILE] delete ID         remove a message without a report
+ *   selorctl [-c FILE] nodes             the cluster's nodes (Redis_server set)
+ *   selorctl [-c FILE] drain SID         a node takes no new queue work
+ *   selorctl [-c FILE] undrain SID       it does again
  *   selorctl [-c FILE] version
  *
  * Owns: presenting the spool to a person, and passing changes to the
@@ -24,8 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "bounce.h"
 #include "config.h"
+#include "net.h"
 #include "queue_edit.h"
 #include "queue_file.h"
 #include "queue_id.h"
@@ -37,8 +43,113 @@
 static void ctl_usage(void)
 {
     fprintf(stderr, "usage: selorctl [-c FILE] queue [show ID] | flush [ID] | hold ID |"
-                    " release ID | delete ID | version\n");
+                    " release ID | delete ID | nodes | drain SID | undrain SID |"
+                    " version\n");
     exit(2);
+}
+
+/* ---- Redis (cluster) ---- */
+
+/* A connection to the cluster's Redis, or NULL (with a message) if none. */
+static redisContext *ctl_redis(const struct config *c, int quiet)
+{
+    struct timeval tv = {3, 0};
+    struct net_hostport hp;
+    redisContext *rc;
+    redisReply *r;
+
+    if (c->Redis_server[0] == '\0' ||
+        net_parse_hostport(c->Redis_server, 6379, &hp, NULL, 0) < 0) {
+        if (!quiet)
+            fprintf(stderr, "selorctl: no Redis_server: this node is not in a cluster\n");
+        return NULL;
+    }
+    rc = redisConnectWithTimeout(hp.host, hp.port, tv);
+    if (rc == NULL || rc->err) {
+        if (!quiet)
+            fprintf(stderr, "selorctl: Redis %s: %s\n", c->Redis_server,
+                    rc ? rc->errstr : "out of memory");
+        if (rc)
+            redisFree(rc);
+        return NULL;
+    }
+    redisSetTimeout(rc, tv);
+    if (c->Redis_password[0] && (r = redisCommand(rc, "AUTH %s", c->Redis_password)))
+        freeReplyObject(r);
+    if (c->Redis_db && (r = redisCommand(rc, "SELECT %ld", c->Redis_db)))
+        freeReplyObject(r);
+    return rc;
+}
+
+/* "sid token" of the node holding qid's lock, or "" (out >= 128 bytes). */
+static void ctl_holder(redisContext *rc, const struct config *c, const char *qid,
+                       char *out, size_t size)
+{
+    redisReply *r;
+
+    out[0] = '\0';
+    if (rc == NULL)
+        return;
+    r = redisCommand(rc, "GET %slock:%s", c->Redis_prefix, qid);
+    if (r && r->type == REDIS_REPLY_STRING)
+        snprintf(out, size, "%.*s", (int)strcspn(r->str, " "), r->str);
+    if (r)
+        freeReplyObject(r);
+}
+
+static int ctl_nodes(const struct config *c)
+{
+    redisContext *rc = ctl_redis(c, 0);
+    redisReply *r, *alive;
+    char state[32], version[32];
+    long beat, inflight;
+    time_t now = time(NULL);
+
+    if (rc == NULL)
+        return 1;
+    r = redisCommand(rc, "HGETALL %snodes", c->Redis_prefix);
+    printf("%-16s %-9s %-8s %-9s %s\n", "SID", "STATE", "BEAT", "IN-FLIGHT", "VERSION");
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const char *sid = r->element[i]->str;
+        if (sscanf(r->element[i + 1]->str, "%31s %ld %ld %31s", state, &beat, &inflight,
+                   version) != 4)
+            continue;
+        alive = redisCommand(rc, "EXISTS %salive:%s", c->Redis_prefix, sid);
+        if (alive && alive->type == REDIS_REPLY_INTEGER && alive->integer == 0)
+            snprintf(state, sizeof(state), "gone");
+        if (alive)
+            freeReplyObject(alive);
+        printf("%-16s %-9s %5lds  %-9ld %s\n", sid, state, (long)(now - beat), inflight,
+               version);
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(rc);
+    return 0;
+}
+
+static int ctl_drain(const struct config *c, const char *sid, int drain)
+{
+    redisContext *rc = ctl_redis(c, 0);
+    redisReply *r;
+
+    if (rc == NULL)
+        return 1;
+    r = drain ? redisCommand(rc, "SET %sdrain:%s 1", c->Redis_prefix, sid)
+              : redisCommand(rc, "DEL %sdrain:%s", c->Redis_prefix, sid);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "selorctl: Redis: %s\n", r ? r->str : rc->errstr);
+        if (r)
+            freeReplyObject(r);
+        redisFree(rc);
+        return 1;
+    }
+    freeReplyObject(r);
+    redisFree(rc);
+    printf("ok node %s %s (within a heartbeat, about 2 s)\n", sid,
+           drain ? "drains: it finishes what it holds and takes nothing new"
+                 : "takes queue work again");
+    return 0;
 }
 
 /* ---- listing ---- */
@@ -110,20 +221,25 @@ static void ctl_show_rcpts(const struct queue_file *qf)
     }
 }
 
-static void ctl_show_one(const char *dir, const char *queue, const char *lname, time_t now)
+static void ctl_show_one(const char *dir, const char *queue, const char *lname, time_t now,
+                         redisContext *rc)
 {
     struct queue_file qf;
+    char holder[128];
 
     if (ctl_load(dir, lname + 1, &qf) < 0)
         return;
-    printf("%-34s %6lds %8ld  <%s>%s%s\n", qf.id, (long)(now - qf.created), qf.size,
+    ctl_holder(rc, selor_conf, qf.id, holder, sizeof(holder));
+    printf("%-34s %6lds %8ld  <%s>%s%s%s%s\n", qf.id, (long)(now - qf.created), qf.size,
            qf.from, qf.flags & QF_F_HOLD ? " (held)" : "",
-           strcmp(queue, "qlimit") == 0 ? " (qlimit)" : "");
+           strcmp(queue, "qlimit") == 0 ? " (qlimit)" : "",
+           holder[0] ? " held by node " : "", holder);
     ctl_show_rcpts(&qf);
     qf_free(&qf);
 }
 
-static int ctl_list_queue(const struct config *c, const char *queue, size_t *total)
+static int ctl_list_queue(const struct config *c, const char *queue, size_t *total,
+                          redisContext *rc)
 {
     struct ctl_list l = {BUF_INIT(0), 0};
     char dir[2048], *line, *save = NULL;
@@ -139,7 +255,7 @@ static int ctl_list_queue(const struct config *c, const char *queue, size_t *tot
     buf_cstr(&l.names);
     for (line = l.n ? strtok_r(l.names.data, "\n", &save) : NULL; line;
          line = strtok_r(NULL, "\n", &save))
-        ctl_show_one(dir, queue, line, now);
+        ctl_show_one(dir, queue, line, now, rc);
     *total += l.n;
     buf_free(&l.names);
     return 0;
@@ -147,13 +263,17 @@ static int ctl_list_queue(const struct config *c, const char *queue, size_t *tot
 
 static int ctl_queue(const struct config *c)
 {
+    redisContext *rc = ctl_redis(c, 1);
     size_t n = 0;
+    int r;
 
     printf("%-34s %7s %8s  %s\n", "ID", "AGE", "SIZE", "SENDER / RECIPIENTS");
-    if (ctl_list_queue(c, "main", &n) || ctl_list_queue(c, "qlimit", &n))
-        return 1;
-    printf("-- %zu message(s)\n", n);
-    return 0;
+    r = ctl_list_queue(c, "main", &n, rc) || ctl_list_queue(c, "qlimit", &n, rc);
+    if (r == 0)
+        printf("-- %zu message(s)\n", n);
+    if (rc)
+        redisFree(rc);
+    return r;
 }
 
 static int ctl_queue_show(const struct config *c, const char *id)
@@ -291,6 +411,11 @@ int main(int argc, char **argv)
     log_set_role("selorctl");
     if (strcmp(cmd, "queue") == 0 && arg == NULL)
         return ctl_queue(selor_conf);
+    if (strcmp(cmd, "nodes") == 0 && arg == NULL)
+        return ctl_nodes(selor_conf);
+    if ((strcmp(cmd, "drain") == 0 || strcmp(cmd, "undrain") == 0) && arg &&
+        argc - optind == 2)
+        return ctl_drain(selor_conf, arg, cmd[0] == 'd');
     if (strcmp(cmd, "queue") == 0 && strcmp(arg, "show") == 0 && optind + 2 < argc)
         return ctl_queue_show(selor_conf, argv[optind + 2]);
     if (queue_edit_op_parse(cmd) >= 0 &&

@@ -4,7 +4,6 @@ Run with /usr/bin/python3, one sub-command per call:
 
   freeport                       a TCP port on 127.0.0.1 nobody listens on
   wait-smtp PORT TIMEOUT         wait until 127.0.0.1:PORT greets with 220
-  now                            monotonic clock, seconds with 9 decimals
   cpu PID                        CPU seconds used so far by PID and all its
                                  live descendants, plus the children they
                                  have reaped (utime+stime+cutime+cstime)
@@ -21,6 +20,7 @@ Run with /usr/bin/python3, one sub-command per call:
   fsync DIR WRITERS SECONDS      raw ceiling: WRITERS processes each doing
                                  write(1 KB)+fsync+close+rename in DIR for
                                  SECONDS; prints "<files> <seconds> <files/s>"
+                                 (files/s: the sum of the writers' rates)
 """
 import os
 import re
@@ -150,7 +150,8 @@ def fsync_writer(d, idx, seconds, conn):
     tmp = os.path.join(d, "tmp")
     data = b"x" * 1023 + b"\n"
     n = 0
-    end = time.monotonic() + seconds
+    start = time.monotonic()
+    end = start + seconds
     while time.monotonic() < end:
         name = "w%d_%d" % (idx, n)
         t = os.path.join(tmp, name)
@@ -160,7 +161,7 @@ def fsync_writer(d, idx, seconds, conn):
         os.close(fd)
         os.rename(t, os.path.join(d, name))
         n += 1
-    conn.send(n)
+    conn.send((n, time.monotonic() - start))
     conn.close()
 
 
@@ -175,12 +176,13 @@ def fsync_ceiling(d, writers, seconds):
         p = mp.Process(target=fsync_writer, args=(d, i, seconds, b))
         p.start()
         procs.append((p, a))
-    total = 0
+    total, rate = 0, 0.0
     for p, a in procs:
-        total += a.recv()
+        n, el = a.recv()
+        total += n
+        rate += n / el
         p.join()
-    el = time.monotonic() - t0
-    print("%d %.3f %.0f" % (total, el, total / el))
+    print("%d %.3f %.0f" % (total, time.monotonic() - t0, rate))
 
 
 def main(argv):
@@ -192,8 +194,6 @@ def main(argv):
         freeport()
     elif cmd == "wait-smtp":
         return wait_smtp(*args)
-    elif cmd == "now":
-        print("%.9f" % time.monotonic())
     elif cmd == "cpu":
         cpu(args[0])
     elif cmd == "tree":

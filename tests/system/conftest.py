@@ -68,6 +68,11 @@ class Stoppers:
         self.items.append(d)
         return d
 
+    def redis(self):
+        r = selortest.Redis(self.base)
+        self.items.append(r)
+        return r
+
     def sink(self, ip="127.0.0.1", port=25, args=()):
         s = selortest.Sink(self.base, ip, port, args)
         self.items.append(s)

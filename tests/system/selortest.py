@@ -460,3 +460,40 @@ def process_by_name(parent_pid, name):
         except OSError:
             pass
     return out
+
+
+class Redis:
+    """redis-server on a free loopback port, without persistence (a restart
+    loses everything, the hardest case for the cluster)."""
+
+    def __init__(self, base, port=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(base, "redis-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir,
+             "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.cmd("PING") == "PONG", timeout=10, what="redis-server")
+
+    def cmd(self, *args):
+        try:
+            r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
+                               capture_output=True, text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    @property
+    def server(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)

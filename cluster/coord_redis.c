@@ -1,0 +1,928 @@
+/*
+ * coord_redis.c - the cluster coordination backend: Redis.
+ *
+ * Owns: every cluster decision, each made by one Lua script run by SHA
+ * (loaded once per connection), so a decision is one round trip and
+ * atomic: the anti-DoS judgement over the connections the whole cluster
+ * saw, the due-time index (a sorted set per queue), queue-file locks (a key
+ * set only if absent, with a lease, released by its owner only), fencing
+ * tokens that only grow (never below Redis's clock in microseconds, so
+ * they keep growing after Redis lost its data), delivery slots that are
+ * leases, and the node registry (heartbeats, draining).  docs/cluster.md
+ * lists the keys.
+ * When Redis is unreachable: connections are judged by this node alone
+ * (the embedded backend), announcements are dropped (the spool scan
+ * rebuilds the index), claims answer COORD_DOWN (deliveries pause), and
+ * the connection is retried until Redis is back; all of it is logged.
+ * After Redis lost its data nobody claims for one lease, so a holder that
+ * has not noticed yet finishes or stops before anyone else starts.
+ * Must not: block the loop (hiredis runs asynchronously on it) or touch
+ * the spool.
+ */
+#include <errno.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "coord.h"
+#include "log.h"
+#include "mem.h"
+#include "net.h"
+#include "version.h"
+
+#define CR_RETRY_MIN_MS 500
+#define CR_RETRY_MAX_MS 5000
+#define CR_CONNECT_TIMEOUT_MS 3000
+#define CR_HEARTBEAT_MS 2000
+#define CR_ALIVE_TTL_MS 10000
+#define CR_SCAN_CANDIDATES 16
+
+enum cr_script {
+    CR_S_CONN,
+    CR_S_CLAIM,
+    CR_S_CLAIM_ID,
+    CR_S_RENEW,
+    CR_S_RELEASE,
+    CR_S_ANNOUNCE,
+    CR_S_SLOT,
+    CR_NSCRIPTS
+};
+
+/* Current time in ms and µs from Redis's clock (one clock for every node). */
+#define CR_LUA_NOW \
+    "local t = redis.call('TIME')\n" \
+    "local now_s = tonumber(t[1])\n" \
+    "local now_ms = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+    "local now_us = now_s * 1000000 + tonumber(t[2])\n"
+
+/* A new fencing token: above every earlier one and never below the clock. */
+#define CR_LUA_TOKEN \
+    "local function new_token(key)\n" \
+    "  local tok = redis.call('INCR', key)\n" \
+    "  if tok < now_us then\n" \
+    "    redis.call('SET', key, string.format('%d', now_us))\n" \
+    "    tok = now_us\n" \
+    "  end\n" \
+    "  return tok\n" \
+    "end\n"
+
+/* After Redis lost its data (no epoch key), nobody claims for one lease. */
+#define CR_LUA_EPOCH \
+    "local function paused(key, lease)\n" \
+    "  local epoch = redis.call('GET', key)\n" \
+    "  if not epoch then\n" \
+    "    redis.call('SET', key, string.format('%d', now_ms))\n" \
+    "    epoch = now_ms\n" \
+    "  end\n" \
+    "  return now_ms < tonumber(epoch) + lease\n" \
+    "end\n"
+
+static const char *const cr_scripts[CR_NSCRIPTS] = {
+    /* CONN: KEYS ring; ARGV ip, Limit_buf, Limit_cnx, Limit_time ms */
+    CR_LUA_NOW
+    "local buf = tonumber(ARGV[2])\n"
+    "local items = redis.call('LRANGE', KEYS[1], 0, buf - 1)\n"
+    "local later, run = now_ms, 1\n"
+    "for i = 1, #items do\n"
+    "  local sep = string.find(items[i], ' ', 1, true)\n"
+    "  if sep and string.sub(items[i], sep + 1) == ARGV[1] then\n"
+    "    local at = tonumber(string.sub(items[i], 1, sep - 1))\n"
+    "    if later - at >= tonumber(ARGV[4]) then break end\n"
+    "    later, run = at, run + 1\n"
+    "  end\n"
+    "end\n"
+    "redis.call('LPUSH', KEYS[1], string.format('%d', now_ms) .. ' ' .. ARGV[1])\n"
+    "redis.call('LTRIM', KEYS[1], 0, buf - 1)\n"
+    "if run >= tonumber(ARGV[3]) then return 1 end\n"
+    "return 0\n",
+
+    /* CLAIM: KEYS due, slots, token, epoch; ARGV limit, lease ms, node,
+     * lock key prefix, candidates */
+    CR_LUA_NOW CR_LUA_TOKEN CR_LUA_EPOCH
+    "local lease = tonumber(ARGV[2])\n"
+    "if paused(KEYS[4], lease) then return {'PAUSED'} end\n"
+    "local limit = tonumber(ARGV[1])\n"
+    "if limit > 0 then\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)\n"
+    "  if redis.call('ZCARD', KEYS[2]) >= limit then return {'FULL'} end\n"
+    "end\n"
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, tonumber(ARGV[5]))\n"
+    "for i = 1, #ids do\n"
+    "  local lock = ARGV[4] .. ids[i]\n"
+    "  if redis.call('EXISTS', lock) == 0 then\n"
+    "    local tok = new_token(KEYS[3])\n"
+    "    local owner = ARGV[3] .. ' ' .. string.format('%d', tok)\n"
+    "    redis.call('SET', lock, owner, 'PX', lease)\n"
+    "    redis.call('ZREM', KEYS[1], ids[i])\n"
+    "    if limit > 0 then redis.call('ZADD', KEYS[2], now_ms + lease, owner) end\n"
+    "    return {'OK', ids[i], tok}\n"
+    "  end\n"
+    "  redis.call('ZADD', KEYS[1], now_s + math.ceil(lease / 1000), ids[i])\n"
+    "end\n"
+    "return {'EMPTY'}\n",
+
+    /* CLAIM_ID: KEYS lock, due, token, epoch; ARGV node, lease ms, qid */
+    CR_LUA_NOW CR_LUA_TOKEN CR_LUA_EPOCH
+    "if paused(KEYS[4], tonumber(ARGV[2])) then return {'PAUSED'} end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return {'BUSY'} end\n"
+    "local tok = new_token(KEYS[3])\n"
+    "redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. string.format('%d', tok), 'PX', ARGV[2])\n"
+    "redis.call('ZREM', KEYS[2], ARGV[3])\n"
+    "return {'OK', ARGV[3], tok}\n",
+
+    /* RENEW: KEYS lock, slots; ARGV owner, lease ms, with slot (0/1) */
+    CR_LUA_NOW
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "if ARGV[3] == '1' then\n"
+    "  redis.call('ZADD', KEYS[2], 'XX', now_ms + tonumber(ARGV[2]), ARGV[1])\n"
+    "end\n"
+    "return 1\n",
+
+    /* RELEASE: KEYS lock, slots, due; ARGV owner, next due (-1 gone), qid */
+    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "if tonumber(ARGV[2]) >= 0 then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3]) end\n"
+    "return 1\n",
+
+    /* ANNOUNCE: KEYS due, lock; ARGV due, qid, mode ("new"/"force") */
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end\n"
+    "if ARGV[3] == 'new' then return redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) end\n"
+    "return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n",
+
+    /* SLOT: KEYS slots; ARGV limit, lease ms, member */
+    CR_LUA_NOW
+    "local limit = tonumber(ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)\n"
+    "if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then return 0 end\n"
+    "redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[3])\n"
+    "return 1\n",
+};
+
+struct coord_redis {
+    struct coord base;
+    struct coord *local;           /* this node alone: Redis down, wake-ups */
+    const struct config *conf;
+    struct net_hostport hp;
+    char prefix[128];
+    char node[64];                 /* Sid (or host name) of this node */
+    long lease_ms;
+    uv_loop_t *loop;
+    redisAsyncContext *ac;
+    int connected;
+    int ever_connected;
+    int down_logged;
+    long retry_ms;
+    uv_timer_t retry_timer, heartbeat_timer, connect_timer;
+    int timers_on;
+    char sha[CR_NSCRIPTS][41];
+    int scripts_ready;
+    unsigned long commands;        /* round trips sent (benchmark) */
+    uint64_t slot_seq;
+    int watching, draining, rescan;
+    long inflight;
+    coord_wake_fn *wake;
+    void *wake_arg;
+};
+
+/* A command waiting for its reply. */
+struct cr_call {
+    struct coord_redis *cr;
+    enum cr_script script;         /* for a NOSCRIPT retry */
+    int argc;
+    char **argv;
+    size_t *argvlen;
+    void (*reply)(struct cr_call *call, redisReply *r);
+    union {
+        coord_conn_fn *conn;
+        coord_claim_fn *claim;
+        coord_status_fn *status;
+        coord_slot_fn *slot;
+    } fn;
+    void *arg;
+    char queue[16];
+    char ip[64];
+    struct coord_claim cl;
+};
+
+static void cr_connect(struct coord_redis *cr);
+
+/* ---- keys ---- */
+
+static void cr_key(const struct coord_redis *cr, char *out, size_t size,
+                   const char *a, const char *b)
+{
+    snprintf(out, size, "%s%s%s%s", cr->prefix, a, b ? ":" : "", b ? b : "");
+}
+
+static void cr_owner(const struct coord_claim *cl, const char *node, char *out,
+                     size_t size)
+{
+    snprintf(out, size, "%s %llu", node, (unsigned long long)cl->token);
+}
+
+/* ---- hiredis on the libuv loop ----
+ * Our own adapter: the one shipped with hiredis 0.14 drops poll errors, so
+ * a refused connection is never reported and the context hangs forever.
+ * Here an error is passed on as readiness, and hiredis reads the socket
+ * error itself. */
+
+struct cr_events {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events;
+};
+
+static void cr_ev_poll(uv_poll_t *p, int status, int events)
+{
+    struct cr_events *ev = p->data;
+
+    if (status < 0)
+        events = ev->events;
+    if (ev->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(ev->ac);
+    if (ev->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(ev->ac);
+}
+
+static void cr_ev_update(struct cr_events *ev, int add, int flag)
+{
+    ev->events = add ? ev->events | flag : ev->events & ~flag;
+    if (ev->events)
+        uv_poll_start(&ev->poll, ev->events, cr_ev_poll);
+    else
+        uv_poll_stop(&ev->poll);
+}
+
+static void cr_ev_add_read(void *p) { cr_ev_update(p, 1, UV_READABLE); }
+static void cr_ev_del_read(void *p) { cr_ev_update(p, 0, UV_READABLE); }
+static void cr_ev_add_write(void *p) { cr_ev_update(p, 1, UV_WRITABLE); }
+static void cr_ev_del_write(void *p) { cr_ev_update(p, 0, UV_WRITABLE); }
+
+static void cr_ev_closed(uv_handle_t *h)
+{
+    mem_free(h->data);
+}
+
+static void cr_ev_cleanup(void *p)
+{
+    struct cr_events *ev = p;
+
+    ev->ac = NULL;
+    uv_close((uv_handle_t *)&ev->poll, cr_ev_closed);
+}
+
+static int cr_ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    struct cr_events *ev = mem_zalloc(sizeof(*ev));
+
+    if (uv_poll_init_socket(loop, &ev->poll, ac->c.fd) != 0) {
+        mem_free(ev);
+        return -1;
+    }
+    ev->ac = ac;
+    ev->poll.data = ev;
+    ac->ev.data = ev;
+    ac->ev.addRead = cr_ev_add_read;
+    ac->ev.delRead = cr_ev_del_read;
+    ac->ev.addWrite = cr_ev_add_write;
+    ac->ev.delWrite = cr_ev_del_write;
+    ac->ev.cleanup = cr_ev_cleanup;
+    return 0;
+}
+
+/* ---- connection ---- */
+
+static void cr_log_down(struct coord_redis *cr, const char *why)
+{
+    if (cr->down_logged)
+        return;
+    cr->down_logged = 1;
+    log_warn("Redis %s:%d unreachable (%s): accepting goes on, limits are this "
+             "node's own, deliveries that need a lock wait",
+             cr->hp.host, cr->hp.port, why);
+}
+
+static void cr_retry(uv_timer_t *t)
+{
+    cr_connect(t->data);
+}
+
+static void cr_schedule_retry(struct coord_redis *cr)
+{
+    if (!cr->timers_on)
+        return;
+    uv_timer_start(&cr->retry_timer, cr_retry, (uint64_t)cr->retry_ms, 0);
+    cr->retry_ms = cr->retry_ms * 2 > CR_RETRY_MAX_MS ? CR_RETRY_MAX_MS : cr->retry_ms * 2;
+}
+
+static void cr_script_loaded(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct cr_call *call = priv;
+    struct coord_redis *cr = call->cr;
+    redisReply *reply = r;
+
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len == 40)
+        memcpy(cr->sha[call->script], reply->str, 41);
+    else if (reply)
+        log_warn("Redis: loading script %d failed: %s", call->script,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+    mem_free(call);
+    for (int i = 0; i < CR_NSCRIPTS; i++)
+        if (cr->sha[i][0] == '\0')
+            return;
+    cr->scripts_ready = 1;
+}
+
+static void cr_load_scripts(struct coord_redis *cr)
+{
+    cr->scripts_ready = 0;
+    for (int i = 0; i < CR_NSCRIPTS; i++) {
+        struct cr_call *call = mem_zalloc(sizeof(*call));
+        call->cr = cr;
+        call->script = i;
+        cr->sha[i][0] = '\0';
+        redisAsyncCommand(cr->ac, cr_script_loaded, call, "SCRIPT LOAD %s", cr_scripts[i]);
+        cr->commands++;
+    }
+}
+
+static void cr_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct coord_redis *cr = ac->data;
+
+    uv_timer_stop(&cr->connect_timer);
+    if (status != REDIS_OK) {
+        cr->ac = NULL;   /* hiredis frees it */
+        cr_log_down(cr, ac->errstr);
+        cr_schedule_retry(cr);
+        return;
+    }
+    cr->connected = 1;
+    cr->retry_ms = CR_RETRY_MIN_MS;
+    if (cr->down_logged || !cr->ever_connected)
+        log_info("Redis %s:%d reachable: cluster coordination %s", cr->hp.host,
+                 cr->hp.port, cr->ever_connected ? "resumes" : "starts");
+    cr->ever_connected = 1;
+    cr->down_logged = 0;
+    cr->rescan = 1;        /* Redis may have lost the index: rebuild it */
+    if (cr->wake)
+        cr->wake(cr->wake_arg);
+}
+
+static void cr_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct coord_redis *cr = ac->data;
+
+    cr->ac = NULL;   /* hiredis frees it after this */
+    cr->connected = 0;
+    cr->scripts_ready = 0;
+    if (status != REDIS_OK || cr->timers_on) {
+        cr_log_down(cr, ac->errstr[0] ? ac->errstr : "connection closed");
+        cr_schedule_retry(cr);
+    }
+}
+
+/* A connection that never completes: hiredis would not tell us. */
+static void cr_connect_timeout(uv_timer_t *t)
+{
+    struct coord_redis *cr = t->data;
+    redisAsyncContext *ac = cr->ac;
+
+    if (ac == NULL || cr->connected)
+        return;
+    cr->ac = NULL;
+    redisAsyncFree(ac);   /* answers the queued commands with no reply */
+    cr_log_down(cr, "connection timed out");
+    cr_schedule_retry(cr);
+}
+
+static void cr_connect(struct coord_redis *cr)
+{
+    const struct config *c = cr->conf;
+    redisAsyncContext *ac;
+
+    if (cr->ac || !cr->timers_on)
+        return;
+    ac = redisAsyncConnect(cr->hp.host, cr->hp.port);
+    if (ac == NULL || ac->err) {
+        cr_log_down(cr, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        cr_schedule_retry(cr);
+        return;
+    }
+    ac->data = cr;
+    if (cr_ev_attach(ac, cr->loop) < 0) {
+        redisAsyncFree(ac);
+        cr_schedule_retry(cr);
+        return;
+    }
+    cr->ac = ac;
+    redisAsyncSetConnectCallback(ac, cr_on_connect);
+    redisAsyncSetDisconnectCallback(ac, cr_on_disconnect);
+    if (c->Redis_password[0]) {
+        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", c->Redis_password);
+        cr->commands++;
+    }
+    if (c->Redis_db) {
+        redisAsyncCommand(ac, NULL, NULL, "SELECT %ld", c->Redis_db);
+        cr->commands++;
+    }
+    cr_load_scripts(cr);
+    uv_timer_start(&cr->connect_timer, cr_connect_timeout, CR_CONNECT_TIMEOUT_MS, 0);
+}
+
+static int cr_ready(const struct coord_redis *cr)
+{
+    return cr->ac && cr->connected && cr->scripts_ready;
+}
+
+/* ---- running scripts ---- */
+
+static void cr_call_free(struct cr_call *call)
+{
+    for (int i = 0; i < call->argc; i++)
+        mem_free(call->argv[i]);
+    mem_free(call->argv);
+    mem_free(call->argvlen);
+    mem_free(call);
+}
+
+static void cr_send(struct cr_call *call, int use_sha);
+
+static void cr_on_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct cr_call *call = priv;
+    redisReply *reply = r;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && call->cr->ac) {
+        cr_send(call, 0);   /* scripts were flushed: send the text once */
+        return;
+    }
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_warn("Redis: script %d: %s", call->script, reply->str);
+    call->reply(call, reply && reply->type != REDIS_REPLY_ERROR ? reply : NULL);
+    cr_call_free(call);
+}
+
+static void cr_send(struct cr_call *call, int use_sha)
+{
+    struct coord_redis *cr = call->cr;
+
+    mem_free(call->argv[0]);
+    mem_free(call->argv[1]);
+    call->argv[0] = mem_strdup(use_sha ? "EVALSHA" : "EVAL");
+    call->argv[1] = mem_strdup(use_sha ? cr->sha[call->script] : cr_scripts[call->script]);
+    call->argvlen[0] = strlen(call->argv[0]);
+    call->argvlen[1] = strlen(call->argv[1]);
+    cr->commands++;
+    if (redisAsyncCommandArgv(cr->ac, cr_on_reply, call, call->argc,
+                              (const char **)call->argv, call->argvlen) != REDIS_OK) {
+        call->reply(call, NULL);
+        cr_call_free(call);
+    }
+}
+
+/*
+ * Runs a script with nkeys keys followed by arguments (NULL-terminated
+ * list of strings after the keys).
+ */
+static void cr_eval(struct cr_call *call, int nkeys, const char *const *args)
+{
+    int n = 0;
+
+    while (args[n])
+        n++;
+    call->argc = n + 3;
+    call->argv = mem_zalloc((size_t)call->argc * sizeof(char *));
+    call->argvlen = mem_zalloc((size_t)call->argc * sizeof(size_t));
+    call->argv[2] = mem_alloc(16);
+    snprintf(call->argv[2], 16, "%d", nkeys);
+    call->argvlen[2] = strlen(call->argv[2]);
+    for (int i = 0; i < n; i++) {
+        call->argv[i + 3] = mem_strdup(args[i]);
+        call->argvlen[i + 3] = strlen(args[i]);
+    }
+    cr_send(call, 1);
+}
+
+static struct cr_call *cr_call_new(struct coord_redis *cr, enum cr_script s,
+                                   void (*reply)(struct cr_call *, redisReply *),
+                                   void *arg)
+{
+    struct cr_call *call = mem_zalloc(sizeof(*call));
+
+    call->cr = cr;
+    call->script = s;
+    call->reply = reply;
+    call->arg = arg;
+    return call;
+}
+
+static long long cr_int(const redisReply *r)
+{
+    if (r == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return -1;
+}
+
+static void cr_ignore_reply(struct cr_call *call, redisReply *r)
+{
+}
+
+/* ---- anti-DoS ---- */
+
+static void cr_conn_reply(struct cr_call *call, redisReply *r)
+{
+    long long v = cr_int(r);
+
+    if (v < 0) {   /* Redis failed meanwhile: this node judges alone */
+        coord_conn_check(call->cr->local, call->ip, call->fn.conn, call->arg);
+        return;
+    }
+    call->fn.conn(call->arg, v == 1 ? COORD_LIMIT : COORD_OK);
+}
+
+static void cr_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn, void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    const struct config *conf = cr->conf;
+    char key[256], buf[32], cnx[32], win[32];
+    struct cr_call *call;
+
+    if (conf->Limit_buf <= 0) {
+        fn(arg, COORD_OK);
+        return;
+    }
+    if (!cr_ready(cr)) {
+        coord_conn_check(cr->local, ip, fn, arg);
+        return;
+    }
+    call = cr_call_new(cr, CR_S_CONN, cr_conn_reply, arg);
+    call->fn.conn = fn;
+    snprintf(call->ip, sizeof(call->ip), "%s", ip);
+    cr_key(cr, key, sizeof(key), "conns", NULL);
+    snprintf(buf, sizeof(buf), "%ld", conf->Limit_buf);
+    snprintf(cnx, sizeof(cnx), "%ld", conf->Limit_cnx);
+    snprintf(win, sizeof(win), "%ld", conf->Limit_time * 1000);
+    cr_eval(call, 1, (const char *const[]){key, ip, buf, cnx, win, NULL});
+}
+
+/* ---- the due-time index, claims, locks ---- */
+
+static void cr_announce(struct coord *c, const char *queue, const char *qid, long due,
+                        int mode)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char kdue[256], klock[256], sdue[32];
+    struct cr_call *call;
+
+    coord_announce(cr->local, queue, qid, due, mode);   /* wakes this node's queue */
+    if (!cr_ready(cr))
+        return;   /* the scan puts it in the index once Redis is back */
+    call = cr_call_new(cr, CR_S_ANNOUNCE, cr_ignore_reply, NULL);
+    cr_key(cr, kdue, sizeof(kdue), "due", queue);
+    cr_key(cr, klock, sizeof(klock), "lock", qid);
+    snprintf(sdue, sizeof(sdue), "%ld", due > 0 ? due : (long)time(NULL));
+    cr_eval(call, 2, (const char *const[]){kdue, klock, sdue, qid,
+                                           mode == COORD_ANN_NEW ? "new" : "force",
+                                           NULL});
+}
+
+static int cr_claim_status(const redisReply *r, struct coord_claim *cl)
+{
+    const char *word;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return COORD_DOWN;
+    word = r->element[0]->str;
+    if (strcmp(word, "OK") == 0 && r->elements >= 3) {
+        snprintf(cl->qid, sizeof(cl->qid), "%s", r->element[1]->str);
+        cl->token = (uint64_t)cr_int(r->element[2]);
+        return COORD_OK;
+    }
+    if (strcmp(word, "FULL") == 0)
+        return COORD_FULL;
+    if (strcmp(word, "BUSY") == 0)
+        return COORD_BUSY;
+    if (strcmp(word, "EMPTY") == 0)
+        return COORD_EMPTY;
+    return COORD_DOWN;   /* PAUSED: Redis lost its data a moment ago */
+}
+
+static void cr_claim_reply(struct cr_call *call, redisReply *r)
+{
+    int st = cr_claim_status(r, &call->cl);
+
+    call->fn.claim(call->arg, st, st == COORD_OK ? &call->cl : NULL);
+}
+
+static void cr_claim_next(struct coord *c, const char *queue, long limit, long now,
+                          coord_claim_fn *fn, void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char kdue[256], kslots[256], ktok[256], kepoch[256], klock[256], slimit[32],
+        slease[32], scand[16];
+    struct cr_call *call;
+
+    if (!cr_ready(cr) || cr->draining) {
+        fn(arg, cr->draining ? COORD_EMPTY : COORD_DOWN, NULL);
+        return;
+    }
+    call = cr_call_new(cr, CR_S_CLAIM, cr_claim_reply, arg);
+    call->fn.claim = fn;
+    snprintf(call->cl.queue, sizeof(call->cl.queue), "%s", queue);
+    call->cl.slot = limit > 0;
+    cr_key(cr, kdue, sizeof(kdue), "due", queue);
+    cr_key(cr, kslots, sizeof(kslots), "slots", queue);
+    cr_key(cr, ktok, sizeof(ktok), "token", NULL);
+    cr_key(cr, kepoch, sizeof(kepoch), "epoch", NULL);
+    snprintf(klock, sizeof(klock), "%slock:", cr->prefix);   /* + qid in the script */
+    snprintf(slimit, sizeof(slimit), "%ld", limit);
+    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
+    snprintf(scand, sizeof(scand), "%d", CR_SCAN_CANDIDATES);
+    cr_eval(call, 4, (const char *const[]){kdue, kslots, ktok, kepoch, slimit, slease,
+                                           cr->node, klock, scand, NULL});
+}
+
+static void cr_claim_id(struct coord *c, const char *queue, const char *qid,
+                        coord_claim_fn *fn, void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char klock[256], kdue[256], ktok[256], kepoch[256], slease[32];
+    struct cr_call *call;
+
+    if (!cr_ready(cr)) {
+        fn(arg, COORD_DOWN, NULL);
+        return;
+    }
+    call = cr_call_new(cr, CR_S_CLAIM_ID, cr_claim_reply, arg);
+    call->fn.claim = fn;
+    snprintf(call->cl.queue, sizeof(call->cl.queue), "%s", queue);
+    cr_key(cr, klock, sizeof(klock), "lock", qid);
+    cr_key(cr, kdue, sizeof(kdue), "due", queue);
+    cr_key(cr, ktok, sizeof(ktok), "token", NULL);
+    cr_key(cr, kepoch, sizeof(kepoch), "epoch", NULL);
+    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
+    cr_eval(call, 4, (const char *const[]){klock, kdue, ktok, kepoch, cr->node, slease,
+                                           qid, NULL});
+}
+
+static void cr_status_reply(struct cr_call *call, redisReply *r)
+{
+    long long v = cr_int(r);
+
+    call->fn.status(call->arg, v == 1 ? COORD_OK : v == 0 ? COORD_LOST : COORD_DOWN);
+}
+
+static void cr_renew(struct coord *c, const struct coord_claim *cl, coord_status_fn *fn,
+                     void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char klock[256], kslots[256], owner[128], slease[32];
+    struct cr_call *call;
+
+    if (!cr_ready(cr)) {
+        fn(arg, COORD_DOWN);
+        return;
+    }
+    call = cr_call_new(cr, CR_S_RENEW, cr_status_reply, arg);
+    call->fn.status = fn;
+    cr_key(cr, klock, sizeof(klock), "lock", cl->qid);
+    cr_key(cr, kslots, sizeof(kslots), "slots", cl->queue);
+    cr_owner(cl, cr->node, owner, sizeof(owner));
+    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
+    cr_eval(call, 2, (const char *const[]){klock, kslots, owner, slease,
+                                           cl->slot ? "1" : "0", NULL});
+}
+
+static void cr_release(struct coord *c, const struct coord_claim *cl, long next_due)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char klock[256], kslots[256], kdue[256], owner[128], snext[32];
+    struct cr_call *call;
+
+    if (!cr_ready(cr))
+        return;   /* the lease ends by itself; the scan re-announces the file */
+    call = cr_call_new(cr, CR_S_RELEASE, cr_ignore_reply, NULL);
+    cr_key(cr, klock, sizeof(klock), "lock", cl->qid);
+    cr_key(cr, kslots, sizeof(kslots), "slots", cl->queue);
+    cr_key(cr, kdue, sizeof(kdue), "due", cl->queue);
+    cr_owner(cl, cr->node, owner, sizeof(owner));
+    snprintf(snext, sizeof(snext), "%ld", next_due);
+    cr_eval(call, 3, (const char *const[]){klock, kslots, kdue, owner, snext, cl->qid,
+                                           NULL});
+}
+
+/* ---- slots (Dlocal_max_procs) ---- */
+
+static void cr_slot_reply(struct cr_call *call, redisReply *r)
+{
+    long long v = cr_int(r);
+
+    call->fn.slot(call->arg, v == 1 ? COORD_OK : v == 0 ? COORD_FULL : COORD_DOWN,
+                  v == 1 ? call->cl.token : 0);
+}
+
+static void cr_slot_acquire(struct coord *c, const char *pool, long limit,
+                            coord_slot_fn *fn, void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char key[256], slimit[32], slease[32], member[128];
+    struct cr_call *call;
+
+    if (limit <= 0) {
+        fn(arg, COORD_OK, ++cr->slot_seq);
+        return;
+    }
+    if (!cr_ready(cr)) {
+        coord_slot_acquire(cr->local, pool, limit, fn, arg);
+        return;
+    }
+    call = cr_call_new(cr, CR_S_SLOT, cr_slot_reply, arg);
+    call->fn.slot = fn;
+    call->cl.token = ++cr->slot_seq;
+    cr_key(cr, key, sizeof(key), "slots", pool);
+    snprintf(slimit, sizeof(slimit), "%ld", limit);
+    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
+    snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
+             (unsigned long long)call->cl.token);
+    cr_eval(call, 1, (const char *const[]){key, slimit, slease, member, NULL});
+}
+
+static void cr_slot_release(struct coord *c, const char *pool, uint64_t slot)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char key[256], member[128];
+
+    coord_slot_release(cr->local, pool, slot);   /* if it came from there */
+    if (!cr_ready(cr))
+        return;   /* the lease ends by itself */
+    cr_key(cr, key, sizeof(key), "slots", pool);
+    snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
+             (unsigned long long)slot);
+    redisAsyncCommand(cr->ac, NULL, NULL, "ZREM %s %s", key, member);
+    cr->commands++;
+}
+
+/* ---- node registry ---- */
+
+static void cr_drain_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct coord_redis *cr = priv;
+    redisReply *reply = r;
+    int draining;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        return;
+    draining = reply->type == REDIS_REPLY_STRING;
+    if (draining != cr->draining)
+        log_info("node %s %s", cr->node, draining ? "draining: it takes no new queue "
+                 "work and finishes what it holds" : "active again");
+    cr->draining = draining;
+}
+
+static void cr_heartbeat(uv_timer_t *t)
+{
+    struct coord_redis *cr = t->data;
+    char knodes[256], kalive[256], kdrain[256], value[256];
+
+    if (!cr_ready(cr))
+        return;
+    cr_key(cr, knodes, sizeof(knodes), "nodes", NULL);
+    cr_key(cr, kalive, sizeof(kalive), "alive", cr->node);
+    cr_key(cr, kdrain, sizeof(kdrain), "drain", cr->node);
+    snprintf(value, sizeof(value), "%s %ld %ld %s", cr->draining ? "draining" : "active",
+             (long)time(NULL), cr->inflight, SELOR_VERSION);
+    redisAsyncCommand(cr->ac, NULL, NULL, "HSET %s %s %s", knodes, cr->node, value);
+    redisAsyncCommand(cr->ac, NULL, NULL, "SET %s %s PX %d", kalive, value,
+                      CR_ALIVE_TTL_MS);
+    redisAsyncCommand(cr->ac, cr_drain_reply, cr, "GET %s", kdrain);
+    cr->commands += 3;
+}
+
+static void cr_watch(struct coord *c, coord_wake_fn *fn, void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+
+    cr->wake = fn;
+    cr->wake_arg = arg;
+    cr->watching = 1;
+    coord_watch(cr->local, fn, arg);
+    uv_timer_start(&cr->heartbeat_timer, cr_heartbeat, 0, CR_HEARTBEAT_MS);
+}
+
+/* ---- life ---- */
+
+static int cr_attach(struct coord *c, uv_loop_t *loop)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+
+    cr->loop = loop;
+    coord_attach(cr->local, loop);
+    uv_timer_init(loop, &cr->retry_timer);
+    uv_timer_init(loop, &cr->heartbeat_timer);
+    uv_timer_init(loop, &cr->connect_timer);
+    cr->retry_timer.data = cr->heartbeat_timer.data = cr->connect_timer.data = cr;
+    cr->timers_on = 1;
+    cr->retry_ms = CR_RETRY_MIN_MS;
+    cr_connect(cr);
+    return 0;
+}
+
+static void cr_timer_closed(uv_handle_t *h)
+{
+}
+
+static void cr_detach(struct coord *c)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+
+    if (!cr->timers_on)
+        return;
+    cr->timers_on = 0;
+    uv_close((uv_handle_t *)&cr->retry_timer, cr_timer_closed);
+    uv_close((uv_handle_t *)&cr->heartbeat_timer, cr_timer_closed);
+    uv_close((uv_handle_t *)&cr->connect_timer, cr_timer_closed);
+    if (cr->ac)
+        redisAsyncDisconnect(cr->ac);   /* replies still due are answered first */
+    coord_detach(cr->local);
+    log_info("Redis round trips of this process: %lu", cr->commands);
+}
+
+static void cr_destroy(struct coord *c)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+
+    coord_destroy(cr->local);
+    mem_free(cr);
+}
+
+static int cr_take_rescan(struct coord *c)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    int r = cr->rescan;
+
+    cr->rescan = 0;
+    return r;
+}
+
+static void cr_set_inflight(struct coord *c, long n)
+{
+    ((struct coord_redis *)c)->inflight = n;
+}
+
+static const struct coord_ops cr_ops = {
+    .name = "redis",
+    .attach = cr_attach,
+    .detach = cr_detach,
+    .destroy = cr_destroy,
+    .conn_check = cr_conn_check,
+    .announce = cr_announce,
+    .watch = cr_watch,
+    .claim_next = cr_claim_next,
+    .claim_id = cr_claim_id,
+    .renew = cr_renew,
+    .release = cr_release,
+    .slot_acquire = cr_slot_acquire,
+    .slot_release = cr_slot_release,
+    .take_rescan = cr_take_rescan,
+    .set_inflight = cr_set_inflight,
+};
+
+struct coord *coord_redis_create(const struct config *conf, struct buf *err)
+{
+    struct coord_redis *cr = mem_zalloc(sizeof(*cr));
+    char why[160];
+
+    cr->base.ops = &cr_ops;
+    cr->conf = conf;
+    if (net_parse_hostport(conf->Redis_server, 6379, &cr->hp, why, sizeof(why)) < 0) {
+        buf_printf(err, "%s:%d: Redis_server: %s", conf->path,
+                   conf->line[CONF_IDX_Redis_server], why);
+        mem_free(cr);
+        return NULL;
+    }
+    snprintf(cr->prefix, sizeof(cr->prefix), "%s", conf->Redis_prefix);
+    snprintf(cr->node, sizeof(cr->node), "%s", conf->Sid[0] ? conf->Sid : "node");
+    cr->lease_ms = conf->Lock_lease * 1000;
+    cr->local = coord_embedded_create(conf, err);
+    if (cr->local == NULL) {
+        mem_free(cr);
+        return NULL;
+    }
+    return &cr->base;
+}

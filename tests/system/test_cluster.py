@@ -1,0 +1,286 @@
+"""Several nodes on one shared spool, coordinated through one redis-server.
+
+Every node has its own Sid, logs, pid file and port; they share Queue_path
+(and Temp_path), a DNS server and the sinks.  Mail for fwd.test is forwarded
+(default alias) to all@remote.test, delivered to the sink; each message is
+told apart by its Subject.
+"""
+import collections
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import selortest
+from selortest import loopback_addr, wait_for
+
+LEASE = 4
+
+
+class Cluster:
+    def __init__(self, nodes, procs, n=3, sink_args=(), options=None):
+        self.nodes_factory = nodes
+        self.redis = procs.redis()
+        self.sink_ip = loopback_addr()
+        self.sink = procs.sink(self.sink_ip, 25, sink_args)
+        self.bounce_ip = loopback_addr()
+        self.bounces = procs.sink(self.bounce_ip, 25)
+        self.dns = procs.dns(mx={"remote.test": [(10, "mx.remote.test")],
+                                 "sender.test": [(10, "mx.sender.test")]},
+                             hosts={"mx.remote.test": self.sink_ip,
+                                    "mx.sender.test": self.bounce_ip})
+        self.spool = os.path.join(nodes.base, "shared-spool")
+        os.makedirs(self.spool, exist_ok=True)
+        os.chmod(self.spool, 0o777)
+        self.options = {"Redis_server": self.redis.server, "Queue_path": self.spool,
+                        "Temp_path": os.path.join(self.spool, "tmp"),
+                        "Dns_servers": self.dns.server, "Immed_delivery": 2,
+                        "Qsleep_time": 3, "Lock_lease": LEASE, "Connect_timeout": 5,
+                        "Timeout": 20}
+        self.options.update(options or {})
+        self.members = [self.add("mx%d" % (i + 1)) for i in range(n)]
+
+    def add(self, sid):
+        passwd = selortest.DEFAULT_PASSWD + "@fwd.test:{ALIAS}all@remote.test\n"
+        node = self.nodes_factory(sid, sid=sid, passwd=passwd, options=dict(self.options))
+        node.start()
+        return node
+
+    def send(self, node, i, conn=None):
+        c = conn or node.smtp()
+        if conn is None:
+            c.ehlo("client.test")
+        c.mail("someone@sender.test")
+        code, msg = c.rcpt("m%d@fwd.test" % i)
+        assert code == 250, msg
+        code, msg = c.data("Subject: m%d\r\n\r\nbody %d\r\n" % (i, i))
+        assert code == 250, msg
+        if conn is None:
+            c.quit()
+        return msg.decode().split()[1]
+
+    def wait_startup_pause(self):
+        """Redis starts empty: nobody claims for a lease (docs/cluster.md)."""
+        def over():
+            epoch = self.redis.cmd("GET", "selor:epoch")
+            return epoch and time.time() * 1000 > int(epoch) + LEASE * 1000 + 500
+        wait_for(over, timeout=30, what="the start-up pause")
+
+    def subjects(self):
+        out = collections.Counter()
+        for env, content in self.sink.messages():
+            for line in content.split(b"\r\n"):
+                if line.startswith(b"Subject: "):
+                    out[line[9:].decode()] += 1
+                    break
+        return out
+
+    def queued(self):
+        return [n for n in os.listdir(self.spool) if n.startswith("l")]
+
+    def ctl(self, *args, node=None):
+        node = node or self.members[0]
+        r = subprocess.run([selortest.SELORCTL, "-c", node.conf] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout + r.stderr
+
+
+def send_many(cluster, count, start=0, nodes=None, pause=0.0):
+    """count messages, round robin over the nodes, several per connection."""
+    nodes = nodes or cluster.members
+    conns = {}
+    try:
+        for i in range(start, start + count):
+            node = nodes[i % len(nodes)]
+            c = conns.get(node.name)
+            if c is None or (i // len(nodes)) % 50 == 0:
+                if c is not None:
+                    c.quit()
+                c = node.smtp()
+                c.ehlo("client.test")
+                conns[node.name] = c
+            cluster.send(node, i, c)
+            if pause:
+                time.sleep(pause)
+    finally:
+        for c in conns.values():
+            try:
+                c.quit()
+            except Exception:
+                pass
+
+
+def all_delivered_once(cluster, first, count, timeout=180):
+    try:
+        wait_for(lambda: len(cluster.subjects()) >= count and not cluster.queued(),
+                 timeout=timeout, interval=0.5, what="%d messages delivered" % count)
+    except AssertionError:
+        print("still queued:", cluster.queued()[:20], "delivered:", len(cluster.subjects()))
+        print("holders:", holders(cluster))
+        for n in cluster.members:
+            print(n.name, [l for l in n.log("summary").splitlines() if "deferred" in l][:5])
+        print(cluster.redis.cmd("ZRANGE", "selor:due:main", "0", "5", "WITHSCORES"))
+        print(cluster.ctl("nodes")[1])
+        for n in cluster.members:
+            print(n.name, n.log("warning")[-3000:])
+        raise
+    s = cluster.subjects()
+    missing = [i for i in range(first, first + count) if s["m%d" % i] == 0]
+    doubled = {k: v for k, v in s.items() if v > 1}
+    return missing, doubled
+
+
+def test_thousand_messages_round_robin_each_delivered_once(nodes, procs):
+    cl = Cluster(nodes, procs)
+    cl.wait_startup_pause()
+    threads = [threading.Thread(target=send_many, args=(cl, 333, k * 333, [cl.members[k]]))
+               for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    send_many(cl, 1, 999)
+    missing, doubled = all_delivered_once(cl, 0, 1000)
+    assert missing == [] and doubled == {}
+    # the work was shared
+    busy = [n.name for n in cl.members if "delivered to=<all@remote.test>" in n.log("summary")]
+    assert len(busy) >= 2, busy
+    code, out = cl.ctl("nodes")
+    assert code == 0 and all(n.name in out for n in cl.members), out
+
+
+def holders(cluster):
+    """qid -> Sid of the node holding its lock."""
+    out = {}
+    keys = cluster.redis.cmd("--scan", "--pattern", "selor:lock:*") or ""
+    for k in keys.split():
+        v = cluster.redis.cmd("GET", k) or ""
+        if v:
+            out[k.split(":", 2)[2]] = v.split()[0]
+    return out
+
+
+def test_killed_node_work_is_taken_over(nodes, procs):
+    cl = Cluster(nodes, procs, sink_args=["--delay-data", "1.5"])
+    victim = cl.members[0]
+    cl.wait_startup_pause()
+    ids = [cl.send(victim, i) for i in range(20)]
+    wait_for(lambda: "mx1" in holders(cl).values(), timeout=20,
+             what="the victim holding deliveries")
+    held = [q for q, sid in holders(cl).items() if sid == "mx1"]
+    t0 = time.monotonic()
+    victim.kill(signal.SIGKILL)
+    missing, doubled = all_delivered_once(cl, 0, 20, timeout=60)
+    took = time.monotonic() - t0
+    assert missing == []
+    # taken over within a lease and a queue scan (plus the slow sink)
+    assert took < LEASE + cl.options["Qsleep_time"] + 20 * 1.5, took
+    print("held by the victim: %d, duplicates: %s" % (len(held), doubled))
+    assert sum(v - 1 for v in doubled.values()) <= len(held)
+    others = "".join(n.log("summary") for n in cl.members[1:])
+    assert any(q in others for q in held), "nobody took over the victim's files"
+
+
+def test_paused_holder_does_not_overwrite_newer_holder(nodes, procs):
+    cl = Cluster(nodes, procs, n=2, sink_args=["--delay-data", str(LEASE + 3)])
+    a, b = cl.members
+    cl.wait_startup_pause()
+    qid = cl.send(a, 0)
+    wait_for(lambda: holders(cl).get(qid) == "mx1" and cl.sink.stats().get("in_data"),
+             timeout=20, what="mx1 in the middle of the delivery")
+    a.kill(signal.SIGSTOP)
+    try:
+        wait_for(lambda: holders(cl).get(qid) == "mx2", timeout=LEASE + 10,
+                 what="mx2 taking the file over")
+        wait_for(lambda: qid not in [n[1:] for n in cl.queued()], timeout=LEASE * 3 + 20,
+                 what="mx2 finishing it")
+    finally:
+        a.kill(signal.SIGCONT)
+    time.sleep(LEASE)
+    # mx1 woke up past its lease: it wrote nothing, so the file stays gone
+    assert qid not in [n[1:] for n in cl.queued()]
+    assert not os.path.exists(os.path.join(cl.spool, "c" + qid))
+    wait_for(lambda: "stops" in a.log("warning") or "lapse" in a.log("warning"),
+             timeout=LEASE * 2, what="mx1 noticing its lost lease")
+    assert cl.subjects()["m0"] >= 1
+
+
+def test_connection_limit_holds_for_the_cluster(nodes, procs):
+    cl = Cluster(nodes, procs, options={"Limit_buf": 100, "Limit_cnx": 6, "Limit_time": 2,
+                                        "Msg_perm_deny": "421 Slow down"})
+    time.sleep(2.5)   # the start-up probes of the fixture are now a run of their own
+    replies = []
+    for i in range(6):
+        n = cl.members[i % 3]
+        s = __import__("socket").create_connection(("127.0.0.1", n.port), timeout=10)
+        conn = selortest.SmtpConn(s)
+        replies.append(conn.reply().decode())
+        conn.close()
+    refused = [r for r in replies if r.startswith("421")]
+    assert len(refused) == 1 and replies[-1].startswith("421 ") and "Slow down" in replies[-1], \
+        replies
+    assert all(r.startswith("220") for r in replies[:-1])
+    logged = "".join(n.log("refused") for n in cl.members)
+    assert logged.count("connection limit") == 1
+
+
+def test_max_qprocs_holds_across_nodes(nodes, procs):
+    cl = Cluster(nodes, procs, sink_args=["--delay-data", "1"], options={"Max_qprocs": 3})
+    cl.wait_startup_pause()
+    send_many(cl, 30)
+    missing, doubled = all_delivered_once(cl, 0, 30, timeout=120)
+    assert missing == [] and doubled == {}
+    stats = cl.sink.stats()
+    assert stats["max_in_data"] == 3, stats
+    # each node asks as soon as it accepts: the limit is what holds them back
+    busy = [n.name for n in cl.members if "delivered to=" in n.log("summary")]
+    assert len(busy) >= 2, busy
+
+
+def test_redis_outage_under_load(nodes, procs):
+    cl = Cluster(nodes, procs)
+    errors, done_at = [], []
+
+    def sending():
+        try:
+            send_many(cl, 300, 0, None, 0.1)
+        except Exception as e:      # any refused or failed message fails the test
+            errors.append(e)
+        done_at.append(time.monotonic())
+
+    sender = threading.Thread(target=sending)
+    sender.start()
+    time.sleep(5)
+    cl.redis.stop()
+    stopped = time.monotonic()
+    time.sleep(20)
+    cl.redis.start()
+    sender.join()
+    assert errors == [], errors
+    assert done_at[0] > stopped + 20, "the load did not span the outage"
+    missing, doubled = all_delivered_once(cl, 0, 300, timeout=240)
+    assert missing == [] and doubled == {}, (missing, doubled)
+    warn = "".join(n.log("warning") for n in cl.members)
+    assert "unreachable" in warn and "resumes" in warn
+
+
+def test_drain_stop_and_add_a_node(nodes, procs):
+    cl = Cluster(nodes, procs, sink_args=["--delay-data", "0.05"])
+    sender = threading.Thread(target=send_many, args=(cl, 150, 0, cl.members[1:], 0.02))
+    sender.start()
+    time.sleep(2)
+    code, out = cl.ctl("drain", "mx1")
+    assert code == 0, out
+    wait_for(lambda: "draining" in cl.ctl("nodes")[1], timeout=10, what="mx1 draining")
+    wait_for(lambda: "mx1" not in holders(cl).values(), timeout=30,
+             what="mx1 finishing what it holds")
+    assert cl.members[0].stop() == 0
+    fourth = cl.add("mx4")
+    sender.join()
+    send_many(cl, 30, 150, [fourth])
+    missing, doubled = all_delivered_once(cl, 0, 180, timeout=180)
+    assert missing == [] and doubled == {}
+    assert "delivered to=" in fourth.log("summary")
