@@ -14,6 +14,9 @@
  * (the embedded backend), announcements are dropped (the spool scan
  * rebuilds the index), claims answer COORD_DOWN (deliveries pause), and
  * the connection is retried until Redis is back; all of it is logged.
+ * A claimed file stays in the index, due when its lease would end (renewals
+ * push it on), so the work of a node that dies is due again the moment its
+ * locks expire, without waiting for a scan.
  * After Redis lost its data nobody claims for one lease, so a holder that
  * has not noticed yet finishes or stops before anyone else starts.
  * Must not: block the loop (hiredis runs asynchronously on it) or touch
@@ -118,7 +121,7 @@ static const char *const cr_scripts[CR_NSCRIPTS] = {
     "    local tok = new_token(KEYS[3])\n"
     "    local owner = ARGV[3] .. ' ' .. string.format('%d', tok)\n"
     "    redis.call('SET', lock, owner, 'PX', lease)\n"
-    "    redis.call('ZREM', KEYS[1], ids[i])\n"
+    "    redis.call('ZADD', KEYS[1], now_s + math.ceil(lease / 1000), ids[i])\n"
     "    if limit > 0 then redis.call('ZADD', KEYS[2], now_ms + lease, owner) end\n"
     "    return {'OK', ids[i], tok}\n"
     "  end\n"
@@ -132,13 +135,14 @@ static const char *const cr_scripts[CR_NSCRIPTS] = {
     "if redis.call('EXISTS', KEYS[1]) == 1 then return {'BUSY'} end\n"
     "local tok = new_token(KEYS[3])\n"
     "redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. string.format('%d', tok), 'PX', ARGV[2])\n"
-    "redis.call('ZREM', KEYS[2], ARGV[3])\n"
+    "redis.call('ZADD', KEYS[2], now_s + math.ceil(tonumber(ARGV[2]) / 1000), ARGV[3])\n"
     "return {'OK', ARGV[3], tok}\n",
 
-    /* RENEW: KEYS lock, slots; ARGV owner, lease ms, with slot (0/1) */
+    /* RENEW: KEYS lock, slots, due; ARGV owner, lease ms, with slot (0/1), qid */
     CR_LUA_NOW
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "redis.call('ZADD', KEYS[3], now_s + math.ceil(tonumber(ARGV[2]) / 1000), ARGV[4])\n"
     "if ARGV[3] == '1' then\n"
     "  redis.call('ZADD', KEYS[2], 'XX', now_ms + tonumber(ARGV[2]), ARGV[1])\n"
     "end\n"
@@ -148,7 +152,8 @@ static const char *const cr_scripts[CR_NSCRIPTS] = {
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "redis.call('DEL', KEYS[1])\n"
-    "if tonumber(ARGV[2]) >= 0 then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3]) end\n"
+    "if tonumber(ARGV[2]) >= 0 then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])\n"
+    "else redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
     "return 1\n",
 
     /* ANNOUNCE: KEYS due, lock; ARGV due, qid, mode ("new"/"force") */
@@ -692,7 +697,7 @@ static void cr_renew(struct coord *c, const struct coord_claim *cl, coord_status
                      void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
-    char klock[256], kslots[256], owner[128], slease[32];
+    char klock[256], kslots[256], kdue[256], owner[128], slease[32];
     struct cr_call *call;
 
     if (!cr_ready(cr)) {
@@ -703,10 +708,11 @@ static void cr_renew(struct coord *c, const struct coord_claim *cl, coord_status
     call->fn.status = fn;
     cr_key(cr, klock, sizeof(klock), "lock", cl->qid);
     cr_key(cr, kslots, sizeof(kslots), "slots", cl->queue);
+    cr_key(cr, kdue, sizeof(kdue), "due", cl->queue);
     cr_owner(cl, cr->node, owner, sizeof(owner));
     snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
-    cr_eval(call, 2, (const char *const[]){klock, kslots, owner, slease,
-                                           cl->slot ? "1" : "0", NULL});
+    cr_eval(call, 3, (const char *const[]){klock, kslots, kdue, owner, slease,
+                                           cl->slot ? "1" : "0", cl->qid, NULL});
 }
 
 static void cr_release(struct coord *c, const struct coord_claim *cl, long next_due)
@@ -857,6 +863,14 @@ static void cr_detach(struct coord *c)
     uv_close((uv_handle_t *)&cr->retry_timer, cr_timer_closed);
     uv_close((uv_handle_t *)&cr->heartbeat_timer, cr_timer_closed);
     uv_close((uv_handle_t *)&cr->connect_timer, cr_timer_closed);
+    if (cr->ac && cr->watching) {   /* a clean stop: the node leaves the registry */
+        char knodes[256], kalive[256];
+        cr_key(cr, knodes, sizeof(knodes), "nodes", NULL);
+        cr_key(cr, kalive, sizeof(kalive), "alive", cr->node);
+        redisAsyncCommand(cr->ac, NULL, NULL, "HDEL %s %s", knodes, cr->node);
+        redisAsyncCommand(cr->ac, NULL, NULL, "DEL %s", kalive);
+        cr->commands += 2;
+    }
     if (cr->ac)
         redisAsyncDisconnect(cr->ac);   /* replies still due are answered first */
     coord_detach(cr->local);

@@ -14,9 +14,19 @@ if [ "$(id -u)" -eq 0 ] && ! su -s /bin/sh selor -c "test -x '$PWD/var'" 2>/dev/
     conf=var/selor.dev.conf
 fi
 
+# The demo mailbox: a Maildir and maildrop's filter file, owned by the user
+# the node runs as (maildrop refuses a filter others could change).
+owner=$(id -un)
+[ "$(id -u)" -eq 0 ] && [ "$conf" = conf/selor.dev.conf ] && owner=selor
+mkdir -p var/mail/demo/Maildir/cur var/mail/demo/Maildir/new var/mail/demo/Maildir/tmp
+printf 'to "$1"\n' > var/mail/mailfilter
+chmod 600 var/mail/mailfilter
+chown -R "$owner" var/mail 2>/dev/null || true
+
 cat <<MSG
 Selor dev node: 127.0.0.1:2525, spool var/spool, logs var/log.
-Demo mailbox: demo@selor.test (password "demo"). Try:
+Demo mailbox: demo@selor.test (password "demo"), delivered into
+var/mail/demo/Maildir. Try:
     swaks --server 127.0.0.1:2525 --to demo@selor.test
 Stop with Ctrl-C.
 MSG

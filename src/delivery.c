@@ -314,8 +314,11 @@ static void dl_loaded(struct delivery *d)
         dl_over(d, 0);
         return;
     }
-    if (d->err == ENOENT) {          /* delivered and removed by another run */
-        dl_over(d, -1);
+    if (d->err == ENOENT) {
+        /* Delivered and removed by another run, or, for a message just
+         * announced by another node, not yet visible here (NFS lookup
+         * caching): a young message is looked at again shortly. */
+        dl_over(d, d->now - queue_id_time(d->claim.qid) < 300 ? d->now + 5 : -1);
         return;
     }
     if (d->err) {

@@ -106,21 +106,85 @@ static void log_sanitize(char *p, size_t n)
             p[i] = '?';
 }
 
+/* The time stamp of this second, made once a second at most. */
+static const char *log_stamp(char *tmp, size_t size)
+{
+    struct log_sinks *l = selor_conf ? &selor_conf->logs : NULL;
+    long now = (long)time(NULL);
+
+    if (l == NULL) {
+        log_format_time(tmp, size, now);
+        return tmp;
+    }
+    if (l->stamp_sec != now) {
+        log_format_time(l->stamp, sizeof(l->stamp), now);
+        l->stamp_sec = now;
+    }
+    return l->stamp;
+}
+
+static void log_flush_stream(struct log_sinks *l, enum log_stream s)
+{
+    if (l->buflen[s] && l->fd[s] >= 0)
+        log_write_all(l->fd[s], l->buf[s], l->buflen[s]);
+    l->buflen[s] = 0;
+}
+
+void log_flush(void)
+{
+    if (selor_conf == NULL)
+        return;
+    for (int s = 0; s < LOG_NSTREAMS; s++)
+        log_flush_stream(&selor_conf->logs, s);
+}
+
+void log_set_buffered(int on)
+{
+    struct log_sinks *l;
+
+    if (selor_conf == NULL)
+        return;
+    l = &selor_conf->logs;
+    log_flush();
+    l->buffered = on;
+    for (int s = 0; s < LOG_NSTREAMS; s++)
+        if (s != LOG_WARNING)
+        if (on && l->buf[s] == NULL)
+            l->buf[s] = malloc(LOG_BUF_SIZE);
+    if (on && (l->buf[LOG_CENTRAL] == NULL || l->buf[LOG_SUMMARY] == NULL ||
+               l->buf[LOG_REFUSED] == NULL))
+        l->buffered = 0;   /* no memory: write through */
+}
+
+/* A whole line, written now or appended to the stream's buffer. */
+static void log_put(enum log_stream s, int fd, const char *line, size_t n)
+{
+    struct log_sinks *l = selor_conf ? &selor_conf->logs : NULL;
+
+    if (l == NULL || !l->buffered || l->buf[s] == NULL || n > LOG_BUF_SIZE) {
+        log_write_all(fd, line, n);
+        return;
+    }
+    if (l->buflen[s] + n > LOG_BUF_SIZE)
+        log_flush_stream(l, s);
+    memcpy(l->buf[s] + l->buflen[s], line, n);
+    l->buflen[s] += n;
+}
+
 static void log_emit(enum log_stream s, const char *qid, const char *level,
                      const char *fmt, va_list ap)
 {
-    char line[LOG_LINE_MAX], when[40];
+    char line[LOG_LINE_MAX], tmp[40];
     const char *sid = selor_conf && selor_conf->Sid[0] ? selor_conf->Sid : "-";
     int fd = log_fd(s), echo = (s == LOG_WARNING) && log_echo();
+    long pid = selor_conf && selor_conf->logs.pid ? selor_conf->logs.pid : (long)getpid();
     size_t n;
     int k, m;
 
     if (fd < 0 && !echo)
         return;
-    log_format_time(when, sizeof(when), (long)time(NULL));
-    k = snprintf(line, sizeof(line), "%s %s %s %s[%ld] %s", when, sid,
-                 qid && qid[0] ? qid : "-", log_role(), (long)getpid(),
-                 level ? level : "");
+    k = snprintf(line, sizeof(line), "%s %s %s %s[%ld] %s", log_stamp(tmp, sizeof(tmp)),
+                 sid, qid && qid[0] ? qid : "-", log_role(), pid, level ? level : "");
     if (k < 0 || (size_t)k >= sizeof(line))
         return;
     m = vsnprintf(line + k, sizeof(line) - (size_t)k - 1, fmt, ap);
@@ -130,7 +194,7 @@ static void log_emit(enum log_stream s, const char *qid, const char *level,
     log_sanitize(line + k, n - (size_t)k);
     line[n++] = '\n';
     if (fd >= 0)
-        log_write_all(fd, line, n);
+        log_put(s, fd, line, n);
     if (echo)
         log_write_all(STDERR_FILENO, line, n);
 }
@@ -170,6 +234,7 @@ void log_fatal(const char *fmt, ...)
 {
     va_list ap;
 
+    log_flush();
     va_start(ap, fmt);
     log_emit(LOG_WARNING, NULL, "fatal: ", fmt, ap);
     va_end(ap);
@@ -187,6 +252,7 @@ void log_panic(const char *fmt, ...)
 {
     va_list ap;
 
+    log_flush();
     va_start(ap, fmt);
     log_emit(LOG_WARNING, NULL, "panic: ", fmt, ap);
     va_end(ap);
@@ -222,7 +288,12 @@ int log_open(struct config *c, struct buf *err)
 
 void log_close(struct config *c)
 {
+    if (c == selor_conf)
+        log_flush();
     for (int s = 0; s < LOG_NSTREAMS; s++) {
+        free(c->logs.buf[s]);
+        c->logs.buf[s] = NULL;
+        c->logs.buflen[s] = 0;
         if (c->logs.fd[s] >= 0)
             close(c->logs.fd[s]);
         c->logs.fd[s] = -1;
@@ -231,7 +302,8 @@ void log_close(struct config *c)
 
 void log_set_role(const char *role)
 {
-    if (selor_conf)
-        snprintf(selor_conf->logs.role, sizeof(selor_conf->logs.role), "%s",
-                 role);
+    if (selor_conf == NULL)
+        return;
+    snprintf(selor_conf->logs.role, sizeof(selor_conf->logs.role), "%s", role);
+    selor_conf->logs.pid = (long)getpid();
 }

@@ -28,10 +28,18 @@ enum log_stream {
     LOG_NSTREAMS
 };
 
+#define LOG_BUF_SIZE 16384
+
 struct log_sinks {
     int fd[LOG_NSTREAMS];  /* -1 = not open */
     int to_stderr;         /* copy warnings and info to stderr (foreground) */
     char role[24];         /* "master", "smtp", "queue", "selorctl" */
+    long pid;              /* of this process, set with the role */
+    int buffered;          /* lines wait for log_flush (event-loop processes) */
+    char *buf[LOG_NSTREAMS];
+    size_t buflen[LOG_NSTREAMS];
+    long stamp_sec;        /* the second `stamp` was made for */
+    char stamp[40];
 };
 
 struct config;
@@ -41,6 +49,13 @@ struct buf;
 int log_open(struct config *c, struct buf *err);
 void log_close(struct config *c);
 void log_set_role(const char *role);
+/*
+ * A process with an event loop buffers Central_log and Sumary_log lines and
+ * writes them with log_flush once per loop turn: whole lines, fewer
+ * system calls.  Warnings are never buffered.
+ */
+void log_set_buffered(int on);
+void log_flush(void);
 
 void log_central(const char *qid, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

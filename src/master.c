@@ -243,6 +243,23 @@ static void master_drop_privileges(struct master *m)
         log_fatal("privileges could be regained after dropping them");
 }
 
+/* After the drop: the children will fail on a spool User cannot use. */
+static void master_check_access(void)
+{
+    const struct config *c = selor_conf;
+    const char *dirs[] = {c->Queue_path, c->Temp_path};
+    char qlimit[2048];
+
+    config_queue_dir(c, "qlimit", qlimit, sizeof(qlimit));
+    for (size_t i = 0; i < 3; i++) {
+        const char *d = i < 2 ? dirs[i] : qlimit;
+        if (access(d, R_OK | W_OK | X_OK) < 0)
+            log_fatal("user %s cannot use %s: %s (check the permissions of the "
+                      "directory and of every directory above it)", c->User, d,
+                      strerror(errno));
+    }
+}
+
 static void master_raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -491,8 +508,10 @@ void master_run(struct selor_node *node)
         log_fatal("%s", buf_cstr(&err));
     if (!node->foreground)
         master_daemonize();
+    log_set_role("master");   /* the pid changed */
     master_write_pid_file(&m);
     master_drop_privileges(&m);
+    master_check_access();
     for (size_t i = 0; i < node->mods.n; i++)
         log_info("module %s %s loaded from %s", node->mods.m[i].mod->name,
                  node->mods.m[i].mod->version, node->mods.m[i].path);

@@ -51,6 +51,7 @@ struct queue_proc {
     struct delivery_env env;
     struct queue_id_gen idgen;
     uv_timer_t tick, scan_timer, stop_timer;
+    uv_prepare_t log_flush;
     uv_signal_t sig_term, sig_int;
     uv_work_t scan_work;
     int scanning, stopping;
@@ -301,6 +302,7 @@ static void queue_maybe_exit(struct queue_proc *q)
     uv_close((uv_handle_t *)&q->tick, queue_close_cb);
     uv_close((uv_handle_t *)&q->scan_timer, queue_close_cb);
     uv_close((uv_handle_t *)&q->stop_timer, queue_close_cb);
+    uv_close((uv_handle_t *)&q->log_flush, queue_close_cb);
     uv_close((uv_handle_t *)&q->sig_term, queue_close_cb);
     uv_close((uv_handle_t *)&q->sig_int, queue_close_cb);
     queue_ctl_close(q->ctl);
@@ -332,8 +334,17 @@ static void queue_stop(uv_signal_t *sig, int signum)
 
 /* ---- start ---- */
 
+static void queue_flush_logs(uv_prepare_t *p)
+{
+    log_flush();
+}
+
 static void queue_handles(struct queue_proc *q)
 {
+    uv_prepare_init(&q->loop, &q->log_flush);
+    uv_prepare_start(&q->log_flush, queue_flush_logs);
+    uv_unref((uv_handle_t *)&q->log_flush);
+    log_set_buffered(1);
     uv_signal_init(&q->loop, &q->sig_term);
     uv_signal_init(&q->loop, &q->sig_int);
     q->sig_term.data = q->sig_int.data = q;
@@ -372,6 +383,7 @@ void queue_main(struct selor_node *node)
     q->ctl = queue_ctl_open(&q->loop, node->ctl_fd, &q->env);
     queue_handles(q);
     uv_run(&q->loop, UV_RUN_DEFAULT);
+    log_flush();
     uv_loop_close(&q->loop);
     exit(0);
 }

@@ -40,6 +40,7 @@ static void worker_finish(struct smtp_worker *w)
     uv_close((uv_handle_t *)&w->sig_int, worker_close_cb);
     uv_close((uv_handle_t *)&w->sig_usr1, worker_close_cb);
     uv_close((uv_handle_t *)&w->stop_timer, worker_close_cb);
+    uv_close((uv_handle_t *)&w->log_flush, worker_close_cb);
     module_detach_all(&w->node->mods);
     coord_detach(w->node->coord);
 }
@@ -84,6 +85,11 @@ static void worker_reopen_logs(uv_signal_t *sig, int signum)
     buf_free(&err);
 }
 
+static void worker_flush_logs(uv_prepare_t *p)
+{
+    log_flush();
+}
+
 static void worker_signals(struct smtp_worker *w)
 {
     uv_signal_init(&w->loop, &w->sig_term);
@@ -115,6 +121,10 @@ void smtp_worker_main(struct selor_node *node, int index, int listen_fd)
         log_fatal("coordination backend cannot start");
     uv_timer_init(&w->loop, &w->stop_timer);
     w->stop_timer.data = w;
+    uv_prepare_init(&w->loop, &w->log_flush);
+    uv_prepare_start(&w->log_flush, worker_flush_logs);
+    uv_unref((uv_handle_t *)&w->log_flush);
+    log_set_buffered(1);
     worker_signals(w);
     uv_tcp_init(&w->loop, &w->listener);
     w->listener.data = w;
@@ -123,6 +133,7 @@ void smtp_worker_main(struct selor_node *node, int index, int listen_fd)
                        worker_on_connection)) < 0)
         log_fatal("listen: %s", uv_strerror(r));
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    log_flush();
     spool_close(&w->spool);
     uv_loop_close(&w->loop);
     exit(0);

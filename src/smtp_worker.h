@@ -25,6 +25,7 @@ struct smtp_worker {
     uv_tcp_t listener;
     uv_signal_t sig_term, sig_int, sig_usr1;
     uv_timer_t stop_timer;
+    uv_prepare_t log_flush;          /* buffered log lines, once a loop turn */
     struct selor_node *node;
     int index;                     /* 0.. among the node's workers */
     struct spool spool;

@@ -46,9 +46,11 @@ def test_accepted_message_is_in_the_spool(node):
 def test_summary_and_central_logs(node):
     code, msg = send(node, "bob@example.com")
     qid = msg.split()[1]
+    wait_for(lambda: "accepted from=" in node.log("summary"), what="summary line")
     summary = node.log("summary")
     assert re.search(r" n1 %s smtp\[\d+\] accepted from=<sender@remote.test> "
                      r"to=<bob@example.com> size=\d+ bytes=\d+" % qid, summary), summary
+    wait_for(lambda: "Msg accepted" in node.log("selor"), what="central log line")
     central = node.log("selor")
     assert "< MAIL FROM:<sender@remote.test>" in central
     assert re.search(r" n1 %s smtp\[\d+\] c\d+\.\d+ 127.0.0.1 > 250 2.0.0 %s Msg accepted"
