@@ -1045,7 +1045,8 @@ static void dl_final_step(struct delivery *d)
 
 static void dl_report_failures(struct delivery *d)
 {
-    if (d->qf.from[0] == '\0' || (d->qf.flags & QF_F_NOTICE)) {
+    /* Our own reports come first: their sender is null too. */
+    if ((d->qf.from[0] == '\0' && !dl_is_bounce(d)) || (d->qf.flags & QF_F_NOTICE)) {
         for (size_t i = 0; i < d->qf.nrcpt; i++)
             if (d->qf.rcpt[i].state == QF_FAILED) {
                 d->qf.rcpt[i].state = QF_REPORTED;

@@ -1,35 +1,62 @@
 #!/bin/sh
-# bench.sh - accept throughput of one Selor node against Postfix (`make bench`).
+# bench.sh - Selor against Postfix, in the same run (`make bench`).
 #
-# Starts one Selor node (build/selor, passwd module, a real local mailbox)
-# and a private Postfix instance (every transport = discard) on free
-# loopback ports in a private directory under /tmp, sends the same load to
-# both with Postfix's smtp-source (20 parallel sessions, 1 KB messages, one
-# message per connection), and reports messages/s for each.  Both queues
-# are durable: Selor fsyncs content, envelope and spool directory before
-# its 250, Postfix fsyncs its queue file before its 250.
+# Three measurements, each on free loopback ports in a private directory
+# under /tmp, with Postfix's smtp-source as the client (20 parallel
+# sessions, 1 KB messages, one message per connection):
+#
+# 1. accept: one Selor node (passwd module, a real local mailbox, nothing
+#    delivered) and a private Postfix instance (every transport = discard)
+#    get the same load; messages/s for each.  Both queues are durable:
+#    Selor fsyncs content, envelope and spool directory before its 250,
+#    Postfix fsyncs its queue file before its 250.
+# 2. end-to-end: the same load relayed to Postfix's smtp-sink, timed from
+#    the first message sent until the sink has received the last: one Selor
+#    node (an alias forwards the mailbox to a remote address, Relay_host is
+#    the sink, Immed_delivery 2) against a private Postfix relaying to the
+#    sink (relayhost).
+# 3. cluster (when redis-server is installed): accept rate of three nodes
+#    on one shared spool and one Redis (three smtp-source, one per node)
+#    against one node with Redis (the same three smtp-source, all to it);
+#    and Redis round trips per message, accepted (Immed_delivery 0) and
+#    delivered (selorctl flush on each node, until the spool is empty).
 #
 # Usage: sh tests/bench/bench.sh [options]
-#   --msgs N       messages in each measured run (default: sized from the
-#                  warm-up so that a run takes about --seconds)
-#   --seconds S    target length of a measured run (default 20)
-#   --warmup N     messages in the warm-up run before each measurement (2000)
-#   --rounds K     measure K times, alternating Selor and Postfix (default 1)
+#   --msgs N       messages in each measured accept run (default: sized from
+#                  the warm-up so that a run takes about --seconds)
+#   --seconds S    target length of a measured accept run (default 20)
+#   --warmup N     messages in the warm-up before each accept measurement
+#                  (2000)
+#   --rounds K     measure accepting K times, alternating Selor and Postfix
+#                  (default 1)
+#   --e2e-msgs N   messages in each measured end-to-end run (default 8000;
+#                  each server first gets a warm-up of 1000)
+#   --cluster-msgs N  messages in each measured cluster accept run, a
+#                  multiple of 3 (default 9000)
 #   --fsync        also measure the raw ceiling of write+fsync+rename of 1 KB
 #                  files in the same directory, with 1 and 8 writers
 #   --no-postfix   measure Selor only
+#   --no-accept    skip the accept measurement
+#   --no-e2e       skip the end-to-end measurement
+#   --no-cluster   skip the cluster measurements
 #   --keep         keep the work directory (its path is printed)
 #
 # Environment: BENCH_OPTS (options read before the command line's, e.g.
-# BENCH_OPTS="--fsync --rounds 3" make bench), SELOR_BIN (default build/selor), SELOR_MODULE (default
-# build/mod/selor_passwd.so), SMTP_SOURCE (default /usr/sbin/smtp-source).
+# BENCH_OPTS="--fsync --rounds 3" make bench), SELOR_BIN (default
+# build/selor), SELORCTL_BIN (default build/selorctl), SELOR_MODULE
+# (default build/mod/selor_passwd.so), SMTP_SOURCE (default
+# /usr/sbin/smtp-source), SMTP_SINK (default /usr/sbin/smtp-sink).
 #
-# The last line is the result, e.g.
+# The last line is the accept result, e.g.
 #   accept: selor 1834 msg/s, postfix 362 msg/s, ratio 5.07x
-# Exit status: 0 when the run completed (the ratio target is reported, not
-# enforced); 1 when Selor failed under the load (errors from smtp-source,
-# fewer queue files than messages sent, a crash or a warning in its logs);
-# 2 on a usage or set-up error.
+# and the lines before it the others, e.g.
+#   end-to-end: selor 700 msg/s, postfix 450 msg/s, ratio 1.56x
+#   cluster: redis round trips per message: accept 2.00, delivery 9.10
+#   cluster: 3 nodes 1500 msg/s, 1 node 1900 msg/s, ratio 0.79
+# Exit status: 0 when the run completed (no target is enforced); 1 when
+# Selor failed under the load (errors from smtp-source, queue files missing
+# or left over, a message not delivered or delivered twice, a crash or a
+# warning in its logs); 2 on a usage or set-up error.
 
 # Word splitting of $(...) and of rate lists is deliberate; functions run
 # from the traps look unreachable to shellcheck.
@@ -40,19 +67,33 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=/usr/bin/python3
 LIB="$ROOT/tests/bench/benchlib.py"
 SELOR="${SELOR_BIN:-$ROOT/build/selor}"
+SELORCTL="${SELORCTL_BIN:-$ROOT/build/selorctl}"
 MODULE="${SELOR_MODULE:-$ROOT/build/mod/selor_passwd.so}"
 SMTP_SOURCE="${SMTP_SOURCE:-/usr/sbin/smtp-source}"
+SMTP_SINK="${SMTP_SINK:-/usr/sbin/smtp-sink}"
 
 SESSIONS=20
 SIZE=1024
 SENDER=sender@bench.test
 RCPT=bench@bench.test
+# the mailbox of the accept run, and the alias of the delivering runs
+MAILBOX='bench@bench.test:{PLAIN}x::::::'
+FORWARD='bench@bench.test:{ALIAS}bench@remote.bench'
 MSGS=""
 SECONDS_TARGET=20
 WARMUP=2000
 ROUNDS=1
+E2E_MSGS=8000
+E2E_WARMUP=1000
+CLUSTER_MSGS=9000
+CLUSTER_WARMUP=1500
+CLUSTER_RT_MSGS=3000
+LEASE=5
 DO_FSYNC=0
 DO_POSTFIX=1
+DO_ACCEPT=1
+DO_E2E=1
+DO_CLUSTER=1
 KEEP=0
 
 usage() {
@@ -68,19 +109,33 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_TARGET=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --e2e-msgs) E2E_MSGS=$2; shift 2 ;;
+    --cluster-msgs) CLUSTER_MSGS=$2; shift 2 ;;
     --fsync) DO_FSYNC=1; shift ;;
     --no-postfix) DO_POSTFIX=0; shift ;;
+    --no-accept) DO_ACCEPT=0; shift ;;
+    --no-e2e) DO_E2E=0; shift ;;
+    --no-cluster) DO_CLUSTER=0; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage ;;
     *) echo "bench: unknown option $1" >&2; usage ;;
     esac
 done
+for v in "$E2E_MSGS" "$CLUSTER_MSGS"; do
+    case "$v" in
+    ''|*[!0-9]*) echo "bench: $v is not a number of messages" >&2; exit 2 ;;
+    esac
+done
+if [ "$CLUSTER_MSGS" -lt 3 ] || [ $((CLUSTER_MSGS % 3)) -ne 0 ]; then
+    echo "bench: --cluster-msgs must be a multiple of 3" >&2
+    exit 2
+fi
 
 say() { echo "bench: $*"; }
 # calc FORMAT EXPR: floating-point arithmetic through awk
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
-for f in "$SELOR" "$MODULE" "$SMTP_SOURCE" "$PY"; do
+for f in "$SELOR" "$SELORCTL" "$MODULE" "$SMTP_SOURCE" "$PY"; do
     if [ ! -e "$f" ]; then
         echo "bench: $f not found (run make first)" >&2
         exit 2
@@ -105,33 +160,170 @@ mkdir_rand() {
     chmod 755 "$d"
     echo "$d"
 }
-SELOR_PID=""
 LOAD_PID=""
+WAIT_PID=""
+MON_PID=""
+SINK_PID=""
+REDIS_PID=""
 PF_CONF=""
 PF_STARTED=0
 
-# ---------------------------------------------------------------- cleanup
+# ---------------------------------------------------------------- nodes
+#
+# A node lives in a directory ND of its own: selor.conf, passwd, port, pid
+# (of the master), tree (its processes after the start), log/ and the
+# line counts of its logs when a run began.  $W/nodes lists every node
+# started, for the clean-up.
 
-stop_selor() {
-    [ -n "$SELOR_PID" ] || return 0
-    if kill -0 "$SELOR_PID" 2>/dev/null; then
-        kill -TERM "$SELOR_PID" 2>/dev/null
+# node_conf ND SID SPOOL PASSWD_LINE: writes ND/selor.conf, with the extra
+# lines read from standard input
+node_conf() {
+    mkdir -p "$1"
+    chmod 755 "$1"
+    "$PY" "$LIB" freeport > "$1/port"
+    printf '%s\n' "$4" > "$1/passwd"
+    chmod 644 "$1/passwd"
+    {
+        echo "# written by tests/bench/bench.sh"
+        echo "Port $(cat "$1/port")"
+        echo "Bind_address \"127.0.0.1\""
+        echo "Server_name \"mx$2.bench.test\""
+        echo "Sid \"$2\""
+        if [ "$(id -u)" -eq 0 ]; then
+            echo "User \"selor\""
+            echo "Group \"selor\""
+        fi
+        echo "Queue_path \"$3\""
+        echo "Temp_path \"$3/tmp\""
+        echo "Cp_errors_path \"$3/errors\""
+        echo "Pid_file \"$1/run/selor.pid\""
+        echo "Central_log \"$1/log/selor.log\""
+        echo "Summary_log \"$1/log/summary.log\""
+        echo "Warning_log \"$1/log/warning.log\""
+        echo "Refused_log \"$1/log/refused.log\""
+        echo "Module \"$MODULE\""
+        echo "Passwd_file \"$1/passwd\""
+        echo "Resolve_all 0"
+        echo "From_level_check 0"
+        cat
+    } > "$1/selor.conf"
+}
+
+port() { cat "$1/port"; }
+npid() { cat "$1/pid" 2>/dev/null; }
+
+# node_start ND LABEL: starts the node and waits for its greeting
+node_start() {
+    if ! "$SELOR" -t -c "$1/selor.conf" > "$1/check.out" 2>&1; then
+        say "selor -t -c $1/selor.conf failed:"
+        cat "$1/check.out"
+        exit 2
+    fi
+    say "$2: starting $SELOR on 127.0.0.1:$(port "$1")"
+    setsid "$SELOR" -f -c "$1/selor.conf" > "$1/stderr.log" 2>&1 &
+    echo $! > "$1/pid"
+    echo "$1" >> "$W/nodes"
+    if ! "$PY" "$LIB" wait-smtp "$(port "$1")" 30; then
+        say "$2 did not start; its standard error:"
+        cat "$1/stderr.log"
+        exit 2
+    fi
+    sleep 0.5
+    "$PY" "$LIB" tree "$(npid "$1")" | sort | tr '\n' ' ' > "$1/tree"
+}
+
+# node_probe ND LABEL: one message, which must be accepted before anything
+# is timed
+node_probe() {
+    if ! "$SMTP_SOURCE" -m 1 -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$(port "$1")" \
+            > "$1/probe.out" 2>&1; then
+        say "$2 refused the probe message:"
+        cat "$1/probe.out"
+        tail -n 20 "$1/log/selor.log" "$1/log/refused.log" 2>/dev/null
+        KEEP=1
+        exit 1
+    fi
+}
+
+# Lines written so far: a run is judged by what it adds.  Warnings from the
+# start-up are shown once, and are not a failure under load.
+lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
+# new_lines FILE BASE: the lines FILE gained since it had BASE lines
+new_lines() { tail -n "+$(($2 + 1))" "$1" 2>/dev/null; }
+
+# node_mark ND LABEL: from now on, a warning in the node's logs is a failure
+node_mark() {
+    lines "$1/log/warning.log" > "$1/warn_base"
+    lines "$1/stderr.log" > "$1/err_base"
+    if grep -Eq 'warning:|fatal:|panic:' "$1/log/warning.log" 2>/dev/null; then
+        say "$2: warnings at start-up (not counted as a failure):"
+        grep -E 'warning:|fatal:|panic:' "$1/log/warning.log" | sed 's/^/    /'
+    fi
+}
+
+# node_health ND LABEL: the node is alive with the same processes, and
+# wrote no warning, no standard error and no refusal since node_mark
+node_health() {
+    nh_ok=1
+    nh_p=$(npid "$1")
+    if ! kill -0 "$nh_p" 2>/dev/null; then
+        say "$2: the master process $nh_p is gone"
+        nh_ok=0
+    fi
+    nh_tree=$("$PY" "$LIB" tree "$nh_p" | sort | tr '\n' ' ')
+    if [ "$nh_tree" != "$(cat "$1/tree")" ]; then
+        say "$2: processes changed from [$(cat "$1/tree")] to [$nh_tree] (a child died and was restarted?)"
+        nh_ok=0
+    fi
+    if new_lines "$1/log/warning.log" "$(cat "$1/warn_base")" | grep -Eq 'warning:|fatal:|panic:'; then
+        say "$2: warning log:"
+        new_lines "$1/log/warning.log" "$(cat "$1/warn_base")" |
+            grep -E 'warning:|fatal:|panic:' | tail -n 20 | sed 's/^/    /'
+        nh_ok=0
+    fi
+    if new_lines "$1/stderr.log" "$(cat "$1/err_base")" | grep -Evq ' info: '; then
+        say "$2: standard error:"
+        new_lines "$1/stderr.log" "$(cat "$1/err_base")" | grep -Ev ' info: ' |
+            tail -n 20 | sed 's/^/    /'
+        nh_ok=0
+    fi
+    if [ -s "$1/log/refused.log" ]; then
+        say "$2: refused log:"
+        tail -n 10 "$1/log/refused.log" | sed 's/^/    /'
+        nh_ok=0
+    fi
+    [ $nh_ok = 1 ]
+}
+
+# node_stop ND: SIGTERM, then whatever is left of its process group
+node_stop() {
+    p=$(npid "$1")
+    [ -n "$p" ] || return 0
+    eb=$(lines "$1/stderr.log")
+    if kill -0 "$p" 2>/dev/null; then
+        kill -TERM "$p" 2>/dev/null
         i=0
-        while kill -0 "$SELOR_PID" 2>/dev/null && [ $i -lt 400 ]; do
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 400 ]; do
             sleep 0.1; i=$((i + 1))
         done
-        if kill -0 "$SELOR_PID" 2>/dev/null; then
-            say "selor did not stop on SIGTERM within 40 s; killing its process group"
+        if kill -0 "$p" 2>/dev/null; then
+            say "selor $p did not stop on SIGTERM within 40 s; killing its process group"
         fi
     fi
     # the node runs in its own session (setsid): whatever is left of its
     # process group after the master is gone is a straggler
-    if pgrep -g "$SELOR_PID" >/dev/null 2>&1; then
-        kill -KILL -- "-$SELOR_PID" 2>/dev/null
+    if pgrep -g "$p" >/dev/null 2>&1; then
+        kill -KILL -- "-$p" 2>/dev/null
     fi
-    wait "$SELOR_PID" 2>/dev/null
-    SELOR_PID=""
+    wait "$p" 2>/dev/null
+    rm -f "$1/pid"
+    if new_lines "$1/stderr.log" "$eb" | grep -Evq ' info: '; then
+        say "selor in $1: standard error while stopping:"
+        new_lines "$1/stderr.log" "$eb" | grep -Ev ' info: ' | tail -n 20 | sed 's/^/    /'
+    fi
 }
+
+# ---------------------------------------------------------------- cleanup
 
 stop_postfix() {
     [ "$PF_STARTED" = 1 ] || return 0
@@ -147,13 +339,25 @@ stop_postfix() {
     PF_STARTED=0
 }
 
+# stop_pid PID: SIGTERM to a helper process of ours, and reap it
+stop_pid() {
+    [ -n "$1" ] || return 0
+    kill -TERM "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+
 cleanup() {
-    if [ -n "$LOAD_PID" ]; then
-        kill -TERM "$LOAD_PID" 2>/dev/null
-        wait "$LOAD_PID" 2>/dev/null
+    stop_pid "$LOAD_PID"
+    stop_pid "$WAIT_PID"
+    stop_pid "$MON_PID"
+    if [ -f "$W/nodes" ]; then
+        while read -r nd; do
+            node_stop "$nd"
+        done < "$W/nodes"
     fi
-    stop_selor
     stop_postfix
+    stop_pid "$SINK_PID"
+    stop_pid "$REDIS_PID"
     if [ "$KEEP" = 1 ]; then
         say "work directory kept: $W"
     else
@@ -163,25 +367,56 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
+# fail MESSAGE: Selor failed under the load; the work directory is kept
+fail() {
+    say "selor FAILED: $*"
+    KEEP=1
+    exit 1
+}
+
 # ---------------------------------------------------------------- load
 
+# timefile FILE: "<wall s> <CPU s> <start>" written by benchlib.py run
+timefile() {
+    t=$(cat "$1" 2>/dev/null)
+    echo "${t:-0 0 0}"
+}
+
 # run_load PORT N OUTFILE: sends N messages; sets LOAD_RC, ELAPSED (wall
-# clock of smtp-source, s), CLIENT_CPU (its CPU, s), MACH_CPU (busy CPU
-# seconds of the whole machine meanwhile) and IOWAIT (% of the CPU time).
+# clock of smtp-source, s), LOAD_T0 (CLOCK_MONOTONIC at its start),
+# CLIENT_CPU (its CPU, s), MACH_CPU (busy CPU seconds of the whole machine
+# meanwhile) and IOWAIT (% of the CPU time).  With PORT a list "P1 P2 P3",
+# one smtp-source per port runs in parallel, each sending N / 3.
 run_load() {
     s0=$("$PY" "$LIB" stat)
+    set -- "$1" "$2" "$3" $1
+    if [ $# -eq 4 ]; then
+        set -- "$1" "$2" "$3" "$SMTP_SOURCE" -s "$SESSIONS" -l "$SIZE" -m "$2" \
+            -f "$SENDER" -t "$RCPT" "127.0.0.1:$1"
+    else
+        p1=$4; p2=$5; p3=$6; n3=$(($2 / 3))
+        set -- "$1" "$2" "$3"
+        sep=""
+        for p in $p1 $p2 $p3; do
+            set -- "$@" $sep "$SMTP_SOURCE" -s "$SESSIONS" -l "$SIZE" -m "$n3" \
+                -f "$SENDER" -t "$RCPT" "127.0.0.1:$p"
+            sep=---
+        done
+    fi
+    out=$3
+    shift 3
     # in the background, so that a signal reaches the trap at once
-    "$PY" "$LIB" run "$3.time" "$SMTP_SOURCE" -s "$SESSIONS" -l "$SIZE" -m "$2" \
-        -f "$SENDER" -t "$RCPT" "127.0.0.1:$1" > "$3" 2>&1 &
+    "$PY" "$LIB" run "$out.time" "$@" > "$out" 2>&1 &
     LOAD_PID=$!
     wait "$LOAD_PID"
     LOAD_RC=$?
     LOAD_PID=""
-    set -- $(cat "$3.time" 2>/dev/null || echo 0 0) $s0 $("$PY" "$LIB" stat)
+    set -- $(timefile "$out.time") $s0 $("$PY" "$LIB" stat)
     ELAPSED=$(calc %.3f "$1")
     CLIENT_CPU=$2
-    MACH_CPU=$(calc %.2f "$6 - $3")
-    IOWAIT=$(calc %.0f "100 * ($8 - $5) / ($6 - $3 + $7 - $4 + $8 - $5 + 0.01)")
+    LOAD_T0=$3
+    MACH_CPU=$(calc %.2f "$7 - $4")
+    IOWAIT=$(calc %.0f "100 * ($9 - $6) / ($7 - $4 + $8 - $5 + $9 - $6 + 0.01)")
 }
 
 # cpu_report SERVER_CPU N: where the CPU went during the last run.  "rest"
@@ -211,137 +446,51 @@ size_run() {
         print n }'
 }
 
-# ---------------------------------------------------------------- Selor
+cpu() { "$PY" "$LIB" cpu "$1"; }
 
-SD=$(mkdir_rand selor)
-SPOOL="$SD/spool"
-SLOG="$SD/log"
-SPORT=$("$PY" "$LIB" freeport)
-printf 'bench@bench.test:{PLAIN}x::::::\n' > "$SD/passwd"
-chmod 644 "$SD/passwd"
-{
-    echo "# written by tests/bench/bench.sh"
-    echo "Port $SPORT"
-    echo "Bind_address \"127.0.0.1\""
-    echo "Server_name \"mx.bench.test\""
-    echo "Sid \"1\""
-    if [ "$(id -u)" -eq 0 ]; then
-        echo "User \"selor\""
-        echo "Group \"selor\""
+# median of a list of numbers
+median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -n |
+           awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2];
+                 else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# count_queue SPOOL: "<l files> <c files>"
+count_queue() { "$PY" "$LIB" count-queue "$1"; }
+
+# summary_count PATTERN ND...: lines matching PATTERN in the nodes' summary logs
+summary_count() {
+    pat=$1
+    shift
+    n=0
+    for nd in "$@"; do
+        c=$(grep -c -- "$pat" "$nd/log/summary.log" 2>/dev/null)
+        n=$((n + ${c:-0}))
+    done
+    echo $n
+}
+
+# load_errors LABEL OUTFILE: smtp-source failed or said something
+load_errors() {
+    if [ "$LOAD_RC" -ne 0 ] || [ -s "$2" ]; then
+        say "$1: smtp-source exited $LOAD_RC; its output:"
+        sed 's/^/    /' "$2" | head -n 20
+        return 0
     fi
-    echo "Queue_path \"$SPOOL\""
-    echo "Temp_path \"$SPOOL/tmp\""
-    echo "Cp_errors_path \"$SPOOL/errors\""
-    echo "Pid_file \"$SD/run/selor.pid\""
-    echo "Central_log \"$SLOG/selor.log\""
-    echo "Summary_log \"$SLOG/summary.log\""
-    echo "Warning_log \"$SLOG/warning.log\""
-    echo "Refused_log \"$SLOG/refused.log\""
-    echo "Module \"$MODULE\""
-    echo "Passwd_file \"$SD/passwd\""
-    echo "Resolve_all 0"
-    echo "From_level_check 0"
-    echo "Qsleep_time 3600"
-    # accept only: delivery is left to the queue process, which does not
-    # scan during the run (Qsleep_time), so every message stays in the spool
-    echo "Immed_delivery 0"
-} > "$SD/selor.conf"
-
-if ! "$SELOR" -t -c "$SD/selor.conf" > "$SD/check.out" 2>&1; then
-    say "selor -t -c $SD/selor.conf failed:"
-    cat "$SD/check.out"
-    exit 2
-fi
+    return 1
+}
 
 say "work directory $W; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-say "selor: starting $SELOR on 127.0.0.1:$SPORT"
-setsid "$SELOR" -f -c "$SD/selor.conf" > "$SD/stderr.log" 2>&1 &
-SELOR_PID=$!
-if ! "$PY" "$LIB" wait-smtp "$SPORT" 30; then
-    say "selor did not start; its standard error:"
-    cat "$SD/stderr.log"
-    exit 2
-fi
-sleep 0.5
-SELOR_TREE=$("$PY" "$LIB" tree "$SELOR_PID" | sort | tr '\n' ' ')
-say "selor: processes $SELOR_TREE"
-
-# A message to the mailbox must be accepted before anything is timed.
-if ! "$SMTP_SOURCE" -m 1 -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$SPORT" \
-        > "$SD/probe.out" 2>&1; then
-    say "selor refused the probe message:"
-    cat "$SD/probe.out"
-    tail -n 20 "$SLOG/selor.log" "$SLOG/refused.log" 2>/dev/null
-    exit 1
-fi
-SELOR_EXPECT=1
-
-# Lines written so far: a run is judged by what it adds.  Warnings from the
-# start-up are shown once, and are not a failure under load.
-lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
-WARN_BASE=$(lines "$SLOG/warning.log")
-ERR_BASE=$(lines "$SD/stderr.log")
-if grep -Eq 'warning:|fatal:|panic:' "$SLOG/warning.log" 2>/dev/null; then
-    say "selor: warnings at start-up (not counted as a failure):"
-    grep -E 'warning:|fatal:|panic:' "$SLOG/warning.log" | sed 's/^/    /'
-fi
-# new_lines FILE BASE: the lines FILE gained since it had BASE lines
-new_lines() { tail -n "+$(($2 + 1))" "$1" 2>/dev/null; }
-
-# selor_check LABEL OUTFILE N: verifies the node after a run of N messages.
-selor_check() {
-    ok=1
-    if [ "$LOAD_RC" -ne 0 ] || [ -s "$2" ]; then
-        say "selor $1: smtp-source exited $LOAD_RC; its output:"
-        sed 's/^/    /' "$2" | head -n 20
-        ok=0
-    fi
-    set -- "$1" "$2" "$3" $("$PY" "$LIB" count-queue "$SPOOL")
-    if [ "$4" -ne "$SELOR_EXPECT" ] || [ "$5" -ne "$SELOR_EXPECT" ]; then
-        say "selor $1: expected $SELOR_EXPECT l and c files in $SPOOL, found $4 l and $5 c files"
-        ok=0
-    fi
-    acc=$(grep -c ' accepted from=' "$SLOG/summary.log" 2>/dev/null)
-    if [ "${acc:-0}" -ne "$SELOR_EXPECT" ]; then
-        say "selor $1: summary log has ${acc:-0} accepted lines, expected $SELOR_EXPECT"
-        ok=0
-    fi
-    if ! kill -0 "$SELOR_PID" 2>/dev/null; then
-        say "selor $1: the master process $SELOR_PID is gone"
-        ok=0
-    fi
-    tree=$("$PY" "$LIB" tree "$SELOR_PID" | sort | tr '\n' ' ')
-    if [ "$tree" != "$SELOR_TREE" ]; then
-        say "selor $1: processes changed from [$SELOR_TREE] to [$tree] (a child died and was restarted?)"
-        ok=0
-    fi
-    if new_lines "$SLOG/warning.log" "$WARN_BASE" | grep -Eq 'warning:|fatal:|panic:'; then
-        say "selor $1: warning log:"
-        new_lines "$SLOG/warning.log" "$WARN_BASE" | grep -E 'warning:|fatal:|panic:' |
-            tail -n 20 | sed 's/^/    /'
-        ok=0
-    fi
-    if new_lines "$SD/stderr.log" "$ERR_BASE" | grep -Evq ' info: '; then
-        say "selor $1: standard error:"
-        new_lines "$SD/stderr.log" "$ERR_BASE" | grep -Ev ' info: ' | tail -n 20 | sed 's/^/    /'
-        ok=0
-    fi
-    if [ -s "$SLOG/refused.log" ]; then
-        say "selor $1: refused log:"
-        tail -n 10 "$SLOG/refused.log" | sed 's/^/    /'
-        ok=0
-    fi
-    [ $ok = 1 ]
-}
 
 # ---------------------------------------------------------------- Postfix
 
 PF_REASON=""
 PF=""
-PF_CONF=""
 PF_QUEUE=""
 PF_LOG=""
+PF_SENT=""
 
+# postfix_setup MODE: a private instance on a free port; MODE "discard"
+# (every transport discards: accepting only) or "relay" (everything goes to
+# the sink, relayhost = [127.0.0.1]:SINK_PORT).  Sets PF_REASON on failure.
 postfix_setup() {
     if [ "$DO_POSTFIX" = 0 ]; then
         PF_REASON="--no-postfix given"; return 1
@@ -356,13 +505,33 @@ postfix_setup() {
         PF_REASON="the postfix user or the postdrop group is missing"; return 1
     fi
     PPORT=$("$PY" "$LIB" freeport)
-    PF=$(mkdir_rand postfix)
+    PF=$(mkdir_rand "postfix-$1")
     PF_CONF="$PF/conf"
     PF_QUEUE="$PF/queue"
     PF_LOG="$PF/maillog"
     mkdir -p "$PF_CONF" "$PF_QUEUE" "$PF/data"
     chmod 755 "$PF_CONF" "$PF_QUEUE"
     chown postfix "$PF/data"
+    if [ "$1" = relay ]; then
+        # The sink is a numeric relayhost in brackets: no MX and no address
+        # lookup; DNS is off anyway, and so is TLS.  Concurrency, connection
+        # caching and the rest keep their defaults.
+        transports="default_transport = smtp
+relay_transport = smtp
+local_transport = discard
+virtual_transport = discard
+relayhost = [127.0.0.1]:$SINK_PORT
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+smtp_tls_security_level = none"
+        PF_SENT='postfix/smtp\[.*status=sent'
+    else
+        transports="default_transport = discard
+relay_transport = discard
+local_transport = discard
+virtual_transport = discard"
+        PF_SENT='postfix/discard\[.*status=sent'
+    fi
     # Defaults everywhere else: the queue file is fsynced before the 250.
     cat > "$PF_CONF/main.cf" <<EOF
 # written by tests/bench/bench.sh
@@ -377,10 +546,7 @@ myhostname = postfix.bench.test
 mydestination =
 mynetworks = 127.0.0.0/8
 relay_domains = bench.test
-default_transport = discard
-relay_transport = discard
-local_transport = discard
-virtual_transport = discard
+$transports
 smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_recipient_restrictions = permit_mynetworks, reject
 alias_maps =
@@ -408,11 +574,12 @@ showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
+smtp      unix  -       -       n       -       -       smtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
-    say "postfix: starting a private instance on 127.0.0.1:$PPORT ($PF_CONF)"
+    say "postfix: starting a private instance ($1) on 127.0.0.1:$PPORT ($PF_CONF)"
     # Postfix commands write their errors to standard error only when it is
     # a terminal (else to the log): give them one when script(1) is there.
     if command -v script >/dev/null 2>&1; then
@@ -431,6 +598,8 @@ EOF
         return 1
     fi
     PF_MASTER=$(tr -d ' ' < "$PF_QUEUE/pid/master.pid")
+    PF_EXPECT=0
+    PF_BAD=""
     return 0
 }
 
@@ -448,7 +617,8 @@ postfix_drain() {
 
 PF_EXPECT=0
 PF_BAD=""
-# postfix_check LABEL OUTFILE: verifies that Postfix took and discarded all.
+# postfix_check LABEL OUTFILE: verifies that Postfix took all and sent
+# (discarded or relayed) all.
 postfix_check() {
     if [ "$LOAD_RC" -ne 0 ] || [ -s "$2" ]; then
         PF_BAD="$1: smtp-source exited $LOAD_RC: $(head -n 3 "$2")"
@@ -457,12 +627,12 @@ postfix_check() {
         PF_BAD="$PF_BAD $1: the queue did not drain in 300 s"
     fi
     i=0   # postlogd may write the last lines a moment later
-    while sent=$(grep -c 'postfix/discard\[.*status=sent' "$PF_LOG") &&
+    while sent=$(grep -c "$PF_SENT" "$PF_LOG") &&
           [ "$sent" -lt "$PF_EXPECT" ] && [ $i -lt 50 ]; do
         sleep 0.2; i=$((i + 1))
     done
     if [ "$sent" -ne "$PF_EXPECT" ]; then
-        PF_BAD="$PF_BAD $1: $sent messages discarded, expected $PF_EXPECT"
+        PF_BAD="$PF_BAD $1: $sent messages sent on, expected $PF_EXPECT"
     fi
     if [ -n "$PF_BAD" ]; then
         say "postfix: $PF_BAD"
@@ -471,28 +641,61 @@ postfix_check() {
     return 0
 }
 
+# ================================================================ 1. accept
+
+SELOR_RATES=""
+PF_RATES=""
 PF_OK=0
-if postfix_setup; then
+
+if [ "$DO_ACCEPT" = 1 ]; then
+
+SD=$(mkdir_rand selor)
+SPOOL="$SD/spool"
+# accept only: delivery is left to the queue process, which does not scan
+# during the run (Qsleep_time), so every message stays in the spool
+node_conf "$SD" 1 "$SPOOL" "$MAILBOX" <<EOF
+Qsleep_time 3600
+Immed_delivery 0
+EOF
+node_start "$SD" selor
+say "selor: processes $(cat "$SD/tree")"
+node_probe "$SD" selor
+SELOR_EXPECT=1
+node_mark "$SD" selor
+
+# selor_check LABEL OUTFILE: verifies the node after a run
+selor_check() {
+    ok=1
+    load_errors "selor $1" "$2" && ok=0
+    set -- "$1" "$2" $(count_queue "$SPOOL")
+    if [ "$3" -ne "$SELOR_EXPECT" ] || [ "$4" -ne "$SELOR_EXPECT" ]; then
+        say "selor $1: expected $SELOR_EXPECT l and c files in $SPOOL, found $3 l and $4 c files"
+        ok=0
+    fi
+    acc=$(summary_count ' accepted from=' "$SD")
+    if [ "$acc" -ne "$SELOR_EXPECT" ]; then
+        say "selor $1: summary log has $acc accepted lines, expected $SELOR_EXPECT"
+        ok=0
+    fi
+    node_health "$SD" "selor $1" || ok=0
+    [ $ok = 1 ]
+}
+
+if postfix_setup discard; then
     PF_OK=1
 else
     say "postfix: not measured: $PF_REASON"
 fi
 
-# ---------------------------------------------------------------- runs
-
-cpu() { "$PY" "$LIB" cpu "$1"; }
-
 # selor_run LABEL N: one run against Selor, verified; sets RATE.  Exits 1
 # (keeping the work directory) when Selor failed under the load.
 selor_run() {
-    c0=$(cpu "$SELOR_PID")
-    run_load "$SPORT" "$2" "$SD/$1.out"
-    c1=$(cpu "$SELOR_PID")
+    c0=$(cpu "$(npid "$SD")")
+    run_load "$(port "$SD")" "$2" "$SD/$1.out"
+    c1=$(cpu "$(npid "$SD")")
     SELOR_EXPECT=$((SELOR_EXPECT + $2))
-    if ! selor_check "$1" "$SD/$1.out" "$2"; then
-        say "selor FAILED in $1: $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $2 -f $SENDER -t $RCPT 127.0.0.1:$SPORT"
-        KEEP=1
-        exit 1
+    if ! selor_check "$1" "$SD/$1.out"; then
+        fail "in accept $1: $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $2 -f $SENDER -t $RCPT 127.0.0.1:$(port "$SD")"
     fi
     RATE=$(calc %.0f "$2 / $ELAPSED")
     say "selor $1: $2 messages in $ELAPSED s = $RATE msg/s"
@@ -527,8 +730,6 @@ short() {
     [ -z "$MSGS" ] && awk -v e="$1" -v s="$SECONDS_TARGET" 'BEGIN { exit !(e < s / 2) }'
 }
 
-SELOR_RATES=""
-PF_RATES=""
 SN=""
 PN=""
 
@@ -573,19 +774,418 @@ while [ $r -le "$ROUNDS" ]; do
     r=$((r + 1))
 done
 
-# median of a list of numbers
-median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -n |
-           awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2];
-                 else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 SRATE=$(median $SELOR_RATES)
-ERR_BASE=$(lines "$SD/stderr.log")
-stop_selor
-if new_lines "$SD/stderr.log" "$ERR_BASE" | grep -Evq ' info: '; then
-    say "selor: standard error while stopping:"
-    new_lines "$SD/stderr.log" "$ERR_BASE" | grep -Ev ' info: ' | tail -n 20 | sed 's/^/    /'
-fi
+node_stop "$SD"
 stop_postfix
+
+fi   # DO_ACCEPT
+
+# ---------------------------------------------------------------- the sink
+
+# One smtp-sink takes everything the delivering runs send on: it answers
+# at once and throws the message away; -c keeps a running count
+# ("... mesg=N") in $SINK_OUT.  Counts only grow: a run waits for its base
+# plus the messages it sent.
+SINK_PORT=""
+SINK_OUT="$W/sink.out"
+sink_start() {
+    [ -n "$SINK_PID" ] && return 0
+    if [ ! -x "$SMTP_SINK" ]; then
+        SINK_REASON="$SMTP_SINK not found (make deps)"
+        return 1
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        set -- "$SMTP_SINK" -c
+    else
+        set -- "$SMTP_SINK" -c -u nobody
+    fi
+    SINK_PORT=$("$PY" "$LIB" freeport)
+    setsid "$@" "127.0.0.1:$SINK_PORT" 256 > "$SINK_OUT" 2>&1 &
+    SINK_PID=$!
+    if ! "$PY" "$LIB" wait-smtp "$SINK_PORT" 10; then
+        SINK_REASON="smtp-sink did not start: $(tr '\r' '\n' < "$SINK_OUT" | tail -n 3)"
+        return 1
+    fi
+    say "sink: $* 127.0.0.1:$SINK_PORT 256"
+    return 0
+}
+sink_count() { "$PY" "$LIB" sink-count "$SINK_OUT"; }
+
+# sink_load PORTS N OUTFILE: run_load, and waits until the sink has all N;
+# sets E2E (s from the first message sent until the sink had the last),
+# SINK_RC (0, or 1 when the sink stopped receiving for 60 s: SINK_GOT says
+# how many it got) and E2E_MACH (busy CPU seconds of the machine meanwhile)
+sink_load() {
+    sent=$2
+    target=$(($(sink_count) + sent))
+    st0=$("$PY" "$LIB" stat)
+    "$PY" "$LIB" sink-wait "$SINK_OUT" "$target" 60 > "$3.sink" &
+    WAIT_PID=$!
+    run_load "$1" "$2" "$3"
+    wait "$WAIT_PID"
+    SINK_RC=$?
+    WAIT_PID=""
+    set -- $(cat "$3.sink") 0 0
+    SINK_GOT=$(($2 - target + sent))
+    E2E=$(calc %.3f "$1 - $LOAD_T0")
+    set -- $st0 $("$PY" "$LIB" stat)
+    E2E_MACH=$(calc %.2f "$4 - $1")
+}
+
+# wait_empty SPOOL SECONDS: until no l or c file is left
+wait_empty() {
+    i=0
+    while [ $i -lt $(($2 * 10)) ]; do
+        [ "$(count_queue "$1")" = "0 0" ] && return 0
+        sleep 0.1; i=$((i + 1))
+    done
+    return 1
+}
+
+# delivery_check LABEL SPOOL EXPECT ND...: every message accepted so far
+# was delivered once, none deferred, failed or reported, the spool is
+# empty and the nodes are healthy
+delivery_check() {
+    lbl=$1 sp=$2 exp=$3
+    shift 3
+    dc_ok=1
+    if ! wait_empty "$sp" 60; then
+        say "$lbl: 60 s after the sink had every message, $sp still holds $(count_queue "$sp") l and c files"
+        find "$sp" -maxdepth 1 -name '[cl]*' | head -n 10 | sed 's/^/    /'
+        dc_ok=0
+    fi
+    acc=$(summary_count ' accepted from=' "$@")
+    del=$(summary_count ' delivered to=' "$@")
+    if [ "$acc" -ne "$exp" ] || [ "$del" -ne "$exp" ]; then
+        say "$lbl: the summary logs have $acc accepted and $del delivered lines, expected $exp"
+        dc_ok=0
+    fi
+    for what in ' deferred to=' ' failed to=' ' report '; do
+        n=$(summary_count "$what" "$@")
+        if [ "$n" -ne 0 ]; then
+            say "$lbl: $n '$what' lines in the summary logs:"
+            for nd in "$@"; do grep -- "$what" "$nd/log/summary.log"; done |
+                head -n 10 | sed 's/^/    /'
+            dc_ok=0
+        fi
+    done
+    for nd in "$@"; do
+        node_health "$nd" "$lbl ($(basename "$nd"))" || dc_ok=0
+    done
+    [ $dc_ok = 1 ]
+}
+
+# ================================================================ 2. end-to-end
+
+E2E_LINE=""
+if [ "$DO_E2E" = 1 ]; then
+    if ! sink_start; then
+        E2E_LINE="end-to-end: not measured: $SINK_REASON"
+    fi
+fi
+if [ "$DO_E2E" = 1 ] && [ -z "$E2E_LINE" ]; then
+    ED=$(mkdir_rand e2e-selor)
+    # The alias sends the local mailbox on to a remote address: every
+    # message is relayed to Relay_host (the sink), at once after its 250.
+    node_conf "$ED" 1 "$ED/spool" "$FORWARD" <<EOF
+Immed_delivery 2
+Relay_host "127.0.0.1:$SINK_PORT"
+EOF
+    node_start "$ED" "e2e selor"
+    base=$(sink_count)
+    node_probe "$ED" "e2e selor"
+    if ! "$PY" "$LIB" sink-wait "$SINK_OUT" $((base + 1)) 30 > /dev/null ||
+       ! wait_empty "$ED/spool" 30; then
+        say "e2e selor: the probe message was not delivered to the sink in 30 s:"
+        tail -n 5 "$ED/log/summary.log" "$ED/log/warning.log" | sed 's/^/    /'
+        fail "end-to-end probe"
+    fi
+    node_mark "$ED" "e2e selor"
+    E2E_EXPECT=1
+
+    # e2e_selor LABEL N
+    e2e_selor() {
+        c0=$(cpu "$(npid "$ED")")
+        sink_load "$(port "$ED")" "$2" "$ED/$1.out"
+        c1=$(cpu "$(npid "$ED")")
+        E2E_EXPECT=$((E2E_EXPECT + $2))
+        e_ok=1
+        load_errors "e2e selor $1" "$ED/$1.out" && e_ok=0
+        if [ "$SINK_RC" -ne 0 ]; then
+            say "e2e selor $1: the sink stopped at $SINK_GOT of $2 messages for 60 s"
+            e_ok=0
+        fi
+        delivery_check "e2e selor $1" "$ED/spool" "$E2E_EXPECT" "$ED" || e_ok=0
+        [ $e_ok = 1 ] || fail "in end-to-end $1"
+        RATE=$(calc %.0f "$2 / $E2E")
+        say "e2e selor $1: $2 messages in $E2E s = $RATE msg/s (accepted in $ELAPSED s)"
+        e2e_cpu "$(calc %.2f "$c1 - $c0")" "$2"
+    }
+    # e2e_cpu SERVER_CPU N: CPU from the first message until the sink had the last
+    e2e_cpu() {
+        say "    CPU: server $(calc %.1f "$1") s = $(calc %.2f "$1 / $E2E") cores," \
+            "$(calc %.0f "$1 * 1000000 / $2") us/msg; smtp-source $(calc %.2f "$CLIENT_CPU / $E2E") cores;" \
+            "machine $(calc %.2f "$E2E_MACH / $E2E") of $(nproc) cores busy"
+    }
+
+    say "e2e selor: warm-up, $E2E_WARMUP messages"
+    e2e_selor warmup "$E2E_WARMUP"
+    e2e_selor run "$E2E_MSGS"
+    E2E_SELOR=$RATE
+    node_stop "$ED"
+
+    E2E_PF=""
+    if postfix_setup relay; then
+        # e2e_postfix LABEL N: sets RATE, or clears it and sets PF_REASON
+        e2e_postfix() {
+            c0=$(cpu "$PF_MASTER")
+            sink_load "$PPORT" "$2" "$PF/$1.out"
+            c1=$(cpu "$PF_MASTER")
+            PF_EXPECT=$((PF_EXPECT + $2))
+            RATE=$(calc %.0f "$2 / $E2E")
+            pe2e=$E2E pel=$ELAPSED
+            if [ "$SINK_RC" -ne 0 ]; then
+                PF_BAD="$1: the sink stopped at $SINK_GOT of $2 messages for 60 s"
+            fi
+            if postfix_check "e2e $1" "$PF/$1.out"; then
+                say "e2e postfix $1: $2 messages in $pe2e s = $RATE msg/s (accepted in $pel s)"
+                e2e_cpu "$(calc %.2f "$c1 - $c0")" "$2"
+            else
+                PF_REASON="end-to-end $1 failed: $PF_BAD"
+                RATE=""
+            fi
+        }
+        say "e2e postfix: warm-up, $E2E_WARMUP messages"
+        e2e_postfix warmup "$E2E_WARMUP"
+        [ -n "$RATE" ] && e2e_postfix run "$E2E_MSGS"
+        E2E_PF=$RATE
+        stop_postfix
+    fi
+    if [ -n "$E2E_PF" ]; then
+        E2E_LINE="end-to-end: selor $E2E_SELOR msg/s, postfix $E2E_PF msg/s, ratio $(calc %.2f "$E2E_SELOR / $E2E_PF")x"
+    else
+        E2E_LINE="end-to-end: selor $E2E_SELOR msg/s (postfix not measured: $PF_REASON)"
+    fi
+fi
+
+# ================================================================ 3. cluster
+
+CLUSTER_LINES=""
+redis() { redis-cli -p "$RPORT" "$@"; }
+
+# cluster_accept LABEL N SPOOL ND...: one accept run of N messages, three
+# smtp-source in parallel, to the nodes (round robin over them); verified;
+# sets RATE
+cluster_accept() {
+    lbl=$1 n=$2 sp=$3
+    shift 3
+    ports=""
+    i=0
+    while [ $i -lt 3 ]; do
+        eval "nd=\${$((i % $# + 1))}"
+        ports="$ports $(port "$nd")"
+        i=$((i + 1))
+    done
+    c0=0
+    for nd in "$@"; do c0=$(calc %.2f "$c0 + $(cpu "$(npid "$nd")")"); done
+    run_load "$ports" "$n" "$W/cluster-$lbl.out"
+    c1=0
+    for nd in "$@"; do c1=$(calc %.2f "$c1 + $(cpu "$(npid "$nd")")"); done
+    CL_EXPECT=$((CL_EXPECT + n))
+    ca_ok=1
+    load_errors "cluster $lbl" "$W/cluster-$lbl.out" && ca_ok=0
+    q=$(count_queue "$sp")
+    ql=${q% *} qc=${q#* }
+    if [ "$ql" -ne "$CL_EXPECT" ] || [ "$qc" -ne "$CL_EXPECT" ]; then
+        say "cluster $lbl: expected $CL_EXPECT l and c files in $sp, found $ql l and $qc c files"
+        ca_ok=0
+    fi
+    acc=$(summary_count ' accepted from=' "$@")
+    if [ "$acc" -ne "$CL_EXPECT" ]; then
+        say "cluster $lbl: the summary logs have $acc accepted lines, expected $CL_EXPECT"
+        ca_ok=0
+    fi
+    for nd in "$@"; do
+        node_health "$nd" "cluster $lbl ($(basename "$nd"))" || ca_ok=0
+    done
+    [ $ca_ok = 1 ] || fail "in cluster $lbl: three $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $((n / 3)) in parallel, to ports$ports"
+    RATE=$(calc %.0f "$n / $ELAPSED")
+    say "cluster $lbl: $n messages in $ELAPSED s = $RATE msg/s"
+    say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$n")"
+}
+
+# cluster_node ND SID SPOOL PREFIX: writes the configuration of a node of
+# the cluster: accepting only, until a flush (Qsleep_time), delivering to
+# the sink
+cluster_node() {
+    node_conf "$1" "$2" "$3" "$FORWARD" <<EOF
+Redis_server "127.0.0.1:$RPORT"
+Redis_prefix "$4"
+Lock_lease $LEASE
+Immed_delivery 0
+Qsleep_time 3600
+Relay_host "127.0.0.1:$SINK_PORT"
+EOF
+}
+
+if [ "$DO_CLUSTER" = 1 ]; then
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+        CLUSTER_LINES="cluster: not measured: redis-server or redis-cli is not installed"
+    elif ! sink_start; then
+        CLUSTER_LINES="cluster: not measured: $SINK_REASON"
+    fi
+fi
+if [ "$DO_CLUSTER" = 1 ] && [ -z "$CLUSTER_LINES" ]; then
+    RD=$(mkdir_rand redis)
+    RPORT=$("$PY" "$LIB" freeport)
+    # no persistence, as in the system tests
+    setsid redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$RD" --logfile "$RD/redis.log" > /dev/null 2>&1 &
+    REDIS_PID=$!
+    i=0
+    while [ "$(redis PING 2>/dev/null)" != PONG ] && [ $i -lt 100 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    if [ "$(redis PING 2>/dev/null)" != PONG ]; then
+        say "redis-server did not start on 127.0.0.1:$RPORT: $(tail -n 3 "$RD/redis.log")"
+        exit 2
+    fi
+    say "redis: $(redis-server --version | cut -d' ' -f1-3) on 127.0.0.1:$RPORT"
+
+    # --- one node with Redis (a spool and a key prefix of its own)
+    C1=$(mkdir_rand cluster1)
+    cluster_node "$C1/solo" 1 "$C1/spool" "solo:"
+    node_start "$C1/solo" "cluster solo"
+    node_probe "$C1/solo" "cluster solo"
+    node_mark "$C1/solo" "cluster solo"
+    CL_EXPECT=1
+    say "cluster solo: warm-up, $CLUSTER_WARMUP messages"
+    cluster_accept solo-warmup "$CLUSTER_WARMUP" "$C1/spool" "$C1/solo"
+    cluster_accept solo "$CLUSTER_MSGS" "$C1/spool" "$C1/solo"
+    RATE1=$RATE
+    node_stop "$C1/solo"
+
+    # --- three nodes on one spool
+    C3=$(mkdir_rand cluster3)
+    CL_NODES=""
+    for k in 1 2 3; do
+        cluster_node "$C3/mx$k" "$k" "$C3/spool" "selor:"
+        node_start "$C3/mx$k" "cluster mx$k"
+        CL_NODES="$CL_NODES $C3/mx$k"
+    done
+    for nd in $CL_NODES; do node_probe "$nd" "cluster $(basename "$nd")"; done
+    for nd in $CL_NODES; do node_mark "$nd" "cluster $(basename "$nd")"; done
+    CL_EXPECT=3
+    say "cluster 3 nodes: warm-up, $CLUSTER_WARMUP messages"
+    cluster_accept 3-warmup "$CLUSTER_WARMUP" "$C3/spool" $CL_NODES
+    cluster_accept 3-nodes "$CLUSTER_MSGS" "$C3/spool" $CL_NODES
+    RATE3=$RATE
+
+    # --- Redis round trips: MONITOR counts what the nodes send (an
+    # EVALSHA is one round trip, whatever its script runs inside Redis);
+    # INFO commandstats counts every command Redis ran, the scripts'
+    # included.  Both include the nodes' idle work (heartbeats, about two
+    # claims a second per node).
+    "$PY" "$LIB" monitor "$RPORT" "$W/monitor.json" &
+    MON_PID=$!
+    sleep 0.5
+    redis INFO commandstats > "$W/stats.0"
+    redis ECHO bench-phase:accept > /dev/null
+    cluster_accept 3-roundtrips "$CLUSTER_RT_MSGS" "$C3/spool" $CL_NODES
+    redis ECHO bench-phase:between > /dev/null
+    redis INFO commandstats > "$W/stats.1"
+
+    # Redis started empty: no node claims before the epoch key is a lease
+    # old (the start-up pause), flushes included
+    i=0
+    while :; do
+        set -- $(redis GET selor:epoch) $(redis TIME)
+        if [ $# -ge 3 ] && [ $(($2 * 1000 + $3 / 1000)) -gt $(($1 + LEASE * 1000 + 500)) ]; then
+            break
+        fi
+        [ $i -lt 300 ] || fail "the start-up pause did not end (selor:epoch $(redis GET selor:epoch))"
+        sleep 0.1; i=$((i + 1))
+    done
+
+    DELIVER=$CL_EXPECT
+    target=$(($(sink_count) + DELIVER))
+    redis INFO commandstats > "$W/stats.2"
+    redis ECHO bench-phase:delivery > /dev/null
+    st0=$("$PY" "$LIB" stat)
+    c0=0
+    for nd in $CL_NODES; do c0=$(calc %.2f "$c0 + $(cpu "$(npid "$nd")")"); done
+    t0=$(date +%s.%N)
+    fl=""
+    for nd in $CL_NODES; do
+        "$SELORCTL" -c "$nd/selor.conf" flush > "$nd/flush.out" 2>&1 &
+        fl="$fl $!"
+    done
+    "$PY" "$LIB" sink-wait "$SINK_OUT" "$target" 60 > "$W/cluster-delivery.sink" &
+    WAIT_PID=$!
+    wait "$WAIT_PID"
+    SINK_RC=$?
+    WAIT_PID=""
+    for p in $fl; do wait "$p"; done
+    wait_empty "$C3/spool" 60
+    t1=$(date +%s.%N)
+    redis ECHO bench-phase:END > /dev/null
+    redis INFO commandstats > "$W/stats.3"
+    c1=0
+    for nd in $CL_NODES; do c1=$(calc %.2f "$c1 + $(cpu "$(npid "$nd")")"); done
+    st1=$("$PY" "$LIB" stat)
+    wait "$MON_PID"
+    MON_PID=""
+
+    ok=1
+    set -- $(cat "$W/cluster-delivery.sink") 0 0
+    if [ "$SINK_RC" -ne 0 ]; then
+        say "cluster delivery: the sink stopped at $(($2 - target + DELIVER)) of $DELIVER messages for 60 s"
+        ok=0
+    fi
+    for nd in $CL_NODES; do
+        say "cluster delivery: selorctl flush on $(basename "$nd"): $(tr '\n' ' ' < "$nd/flush.out")"
+    done
+    delivery_check "cluster delivery" "$C3/spool" "$DELIVER" $CL_NODES || ok=0
+    sleep 0.5
+    extra=$(($(sink_count) - target))
+    if [ "$extra" -gt 0 ]; then
+        say "cluster delivery: the sink received $extra messages more than were accepted (delivered twice)"
+        ok=0
+    fi
+    [ $ok = 1 ] || fail "in the cluster delivery"
+    el=$(calc %.3f "$t1 - $t0")
+    set -- $st0 $st1
+    say "cluster delivery: $DELIVER messages flushed and delivered in $el s = $(calc %.0f "$DELIVER / $el") msg/s"
+    say "    CPU: nodes $(calc %.1f "$c1 - $c0") s, $(calc %.0f "($c1 - $c0) * 1000000 / $DELIVER") us/msg; machine $(calc %.2f "($4 - $1) / $el") of $(nproc) cores busy"
+    for k in 1 2 3; do
+        say "    mx$k delivered $(summary_count ' delivered to=' "$C3/mx$k")"
+    done
+
+    set -- $("$PY" "$LIB" monitor-report "$W/monitor.json" accept "$CLUSTER_RT_MSGS")
+    RT_ACC=$1
+    shift
+    say "cluster round trips per message accepted: $RT_ACC = $*"
+    set -- $("$PY" "$LIB" monitor-report "$W/monitor.json" delivery "$DELIVER")
+    RT_DEL=$1
+    shift
+    say "cluster round trips per message delivered: $RT_DEL = $*"
+    set -- $("$PY" "$LIB" cmdstats-diff "$W/stats.0" "$W/stats.1" "$CLUSTER_RT_MSGS")
+    CS_ACC=$1
+    shift
+    say "cluster commandstats per message accepted: $CS_ACC calls ($*)"
+    set -- $("$PY" "$LIB" cmdstats-diff "$W/stats.2" "$W/stats.3" "$DELIVER")
+    CS_DEL=$1
+    shift
+    say "cluster commandstats per message delivered: $CS_DEL calls ($*)"
+
+    for nd in $CL_NODES; do node_stop "$nd"; done
+    stop_pid "$REDIS_PID"
+    REDIS_PID=""
+    CLUSTER_LINES="cluster: redis round trips per message: accept $RT_ACC, delivery $RT_DEL (commands Redis ran, the scripts' included: accept $CS_ACC, delivery $CS_DEL)
+cluster: 3 nodes $RATE3 msg/s, 1 node $RATE1 msg/s, ratio $(calc %.2f "$RATE3 / $RATE1")"
+fi
+
+# ================================================================ results
 
 FSYNC_LINE=""
 if [ "$DO_FSYNC" = 1 ]; then
@@ -594,13 +1194,18 @@ if [ "$DO_FSYNC" = 1 ]; then
     f1=$3
     set -- $("$PY" "$LIB" fsync "$(mkdir_rand fsync8)" 8 5)
     f8=$3
-    FSYNC_LINE="fsync ceiling (write+fsync+rename of 1 KB files, 5 s each): 1 writer $f1 files/s, 8 writers $f8 files/s; selor = $(calc %.2f "$SRATE / $f8") of the 8-writer ceiling"
+    FSYNC_LINE="fsync ceiling (write+fsync+rename of 1 KB files, 5 s each): 1 writer $f1 files/s, 8 writers $f8 files/s"
+    [ "$DO_ACCEPT" = 1 ] && FSYNC_LINE="$FSYNC_LINE; selor = $(calc %.2f "$SRATE / $f8") of the 8-writer ceiling"
 fi
 
 say "finished in $(( $(date +%s) - START )) s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-[ "$ROUNDS" -gt 1 ] && say "selor runs:$SELOR_RATES msg/s; postfix runs:${PF_RATES:- none} msg/s (medians below)"
+[ "$ROUNDS" -gt 1 ] && [ "$DO_ACCEPT" = 1 ] && say "selor runs:$SELOR_RATES msg/s; postfix runs:${PF_RATES:- none} msg/s (medians below)"
 [ -n "$FSYNC_LINE" ] && echo "$FSYNC_LINE"
-if [ "$PF_OK" = 1 ] && [ -n "$PF_RATES" ]; then
+[ -n "$E2E_LINE" ] && echo "$E2E_LINE"
+[ -n "$CLUSTER_LINES" ] && echo "$CLUSTER_LINES"
+if [ "$DO_ACCEPT" = 0 ]; then
+    echo "accept: not measured (--no-accept)"
+elif [ "$PF_OK" = 1 ] && [ -n "$PF_RATES" ]; then
     PRATE=$(median $PF_RATES)
     echo "accept: selor $SRATE msg/s, postfix $PRATE msg/s, ratio $(calc %.2f "$SRATE / $PRATE")x"
 else

@@ -10,17 +10,45 @@ Run with /usr/bin/python3, one sub-command per call:
   tree PID                       PID and its live descendants, one a line
   stat                           machine-wide CPU seconds from /proc/stat:
                                  "<busy> <idle> <iowait>" since boot
-  run OUTFILE CMD [ARGS...]      runs CMD and writes "<wall s> <CPU s>" to
-                                 OUTFILE (wall clock from its start to its
-                                 end, monotonic; CPU user+sys, its children
-                                 included); exits with its status; SIGTERM,
-                                 SIGINT and SIGHUP are passed on to it
+  run OUTFILE CMD [ARGS...] [--- CMD [ARGS...]]...
+                                 runs CMD (several, separated by ---, in
+                                 parallel) and writes "<wall s> <CPU s>
+                                 <start>" to OUTFILE (wall clock from the
+                                 start to the end of the last, monotonic;
+                                 CPU user+sys of all, their children
+                                 included; start: CLOCK_MONOTONIC when they
+                                 were started); exits with the first
+                                 non-zero status; SIGTERM, SIGINT and SIGHUP
+                                 are passed on to them
   count-queue DIR                "<l files> <c files>" named like Selor's
                                  queue files (l<digits>_<digits>...)
   fsync DIR WRITERS SECONDS      raw ceiling: WRITERS processes each doing
                                  write(1 KB)+fsync+close+rename in DIR for
                                  SECONDS; prints "<files> <seconds> <files/s>"
                                  (files/s: the sum of the writers' rates)
+  sink-count FILE                messages smtp-sink -c has received so far
+                                 (the last "mesg=N" of its output FILE)
+  sink-wait FILE TARGET STALL    waits until sink-count FILE reaches TARGET
+                                 and prints "<time> <count>" (time:
+                                 CLOCK_MONOTONIC when it was seen, polled
+                                 every 5 ms); exits 1 with the count it got
+                                 to when nothing arrived for STALL seconds
+  monitor PORT OUTFILE           counts what Redis on 127.0.0.1:PORT runs
+                                 (MONITOR), in phases started by
+                                 "ECHO bench-phase:NAME" and ended by
+                                 "ECHO bench-phase:END" (which also ends the
+                                 monitor); writes the counts to OUTFILE
+                                 (JSON): per phase, the commands clients
+                                 sent (round trips; an EVALSHA is one, and is
+                                 named after the Selor script it runs), and
+                                 the commands the scripts ran inside Redis
+  monitor-report OUTFILE PHASE N "<round trips per message> <breakdown>"
+                                 of one phase, for N messages
+  cmdstats-diff BEFORE AFTER N   from two "redis-cli INFO commandstats"
+                                 outputs: "<calls per message> <breakdown>"
+                                 (calls of every command, those the scripts
+                                 ran included; INFO and ECHO, the
+                                 benchmark's own, left out)
 """
 import os
 import re
@@ -96,30 +124,49 @@ def cpu(pid):
     print("%.2f" % (total / tick))
 
 
-def run(outfile, *cmd):
+def run(outfile, *args):
     import signal
     import subprocess
+    cmds, cur = [], []
+    for a in args:
+        if a == "---":
+            cmds.append(cur)
+            cur = []
+        else:
+            cur.append(a)
+    cmds.append(cur)
     t0 = time.monotonic()
-    p = subprocess.Popen(list(cmd))
+    procs = [subprocess.Popen(c) for c in cmds if c]
 
     def forward(signum, frame):
-        try:
-            p.send_signal(signum)
-        except OSError:
-            pass
+        for p in procs:
+            try:
+                p.send_signal(signum)
+            except OSError:
+                pass
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
-    while True:
+    cpu_s, code = 0.0, 0
+    left = {p.pid for p in procs}
+    while left:
         try:
-            _, status, ru = os.wait4(p.pid, 0)
-            break
+            pid, status, ru = os.wait4(-1, 0)
         except InterruptedError:
             continue
+        except ChildProcessError:
+            break
+        if pid not in left:
+            continue
+        left.discard(pid)
+        cpu_s += ru.ru_utime + ru.ru_stime
+        c = os.waitstatus_to_exitcode(status)
+        c = c if c >= 0 else 128 - c
+        if code == 0:
+            code = c
     t1 = time.monotonic()
     with open(outfile, "w") as f:
-        f.write("%.6f %.2f\n" % (t1 - t0, ru.ru_utime + ru.ru_stime))
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else 128 - code
+        f.write("%.6f %.2f %.6f\n" % (t1 - t0, cpu_s, t0))
+    return code
 
 
 def stat():
@@ -185,6 +232,170 @@ def fsync_ceiling(d, writers, seconds):
     print("%d %.3f %.0f" % (total, time.monotonic() - t0, rate))
 
 
+# ---- smtp-sink -c counters
+
+SINK_MESG = re.compile(rb"mesg=(\d+)")
+
+
+def sink_read(path):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 512))
+            tail = f.read()
+    except OSError:
+        return 0
+    m = SINK_MESG.findall(tail)
+    return int(m[-1]) if m else 0
+
+
+def sink_count(path):
+    print(sink_read(path))
+
+
+def sink_wait(path, target, stall):
+    target, stall = int(target), float(stall)
+    last, last_t = -1, time.monotonic()
+    while True:
+        n = sink_read(path)
+        now = time.monotonic()
+        if n >= target:
+            print("%.6f %d" % (now, n))
+            return 0
+        if n != last:
+            last, last_t = n, now
+        elif now - last_t > stall:
+            print("%.6f %d" % (now, n))
+            return 1
+        time.sleep(0.005)
+
+
+# ---- Redis: MONITOR and INFO commandstats
+
+MON_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+KEY_KIND = re.compile(r"(?:^|:)(conns|due|lock|slots)(?::|$)")
+
+
+def script_name(args):
+    """The Selor script an EVALSHA runs (cluster/coord_redis.c), from the
+    shape of its arguments: sha numkeys keys... argv..."""
+    try:
+        nkeys = int(args[1])
+    except (IndexError, ValueError):
+        return "?"
+    keys, argv = args[2:2 + nkeys], args[2 + nkeys:]
+    m = KEY_KIND.search(keys[0]) if keys else None
+    kind = m.group(1) if m else "?"
+    if kind == "conns":
+        return "CONN"
+    if kind == "slots":
+        return "SLOT"
+    if kind == "due":
+        return "CLAIM" if nkeys == 4 else "ANNOUNCE"
+    if kind == "lock":
+        if nkeys == 4:
+            return "CLAIM_ID"
+        if len(argv) == 4:
+            return "RENEW"
+        if len(argv) == 3:
+            due = argv[1]
+            return "RELEASE(%s)" % ("done" if due == "-1" else "due now" if due == "0"
+                                    else "later")
+    return "?"
+
+
+def monitor(port, outfile):
+    import json
+    s = socket.create_connection(("127.0.0.1", int(port)))
+    s.sendall(b"MONITOR\r\n")
+    phases, phase, buf, done = {}, None, b"", False
+    while not done:
+        data = s.recv(1 << 20)
+        if not data:
+            break
+        buf += data
+        lines = buf.split(b"\r\n")
+        buf = lines.pop()
+        for raw in lines:
+            if not raw.startswith(b"+") or b"] " not in raw:
+                continue
+            line = raw.decode("utf-8", "replace")
+            head, _, rest = line.partition("] ")
+            who = head.rsplit(" ", 1)[-1]
+            sp = rest.find(" ")
+            cmd = (rest if sp < 0 else rest[:sp]).strip('"').lower()
+            if cmd == "echo" and "bench-phase:" in rest:
+                name = rest.split("bench-phase:", 1)[1].rstrip('"')
+                if name == "END":
+                    done = True
+                    break
+                phase = name
+                phases.setdefault(phase, {"sent": {}, "scripts": {}, "lua": {}})
+                continue
+            if phase is None or cmd in ("info", "echo", "monitor"):
+                continue
+            ph = phases[phase]
+            if who == "lua":
+                ph["lua"][cmd] = ph["lua"].get(cmd, 0) + 1
+                continue
+            ph["sent"][cmd] = ph["sent"].get(cmd, 0) + 1
+            if cmd in ("evalsha", "eval"):
+                name = script_name(MON_ARG.findall(rest)[1:])
+                ph["scripts"][name] = ph["scripts"].get(name, 0) + 1
+    with open(outfile, "w") as f:
+        json.dump(phases, f)
+    return 0
+
+
+def per_msg(d, n, limit=8):
+    items = sorted(d.items(), key=lambda kv: -kv[1])
+    out = ["%s %.2f" % (k, v / n) for k, v in items[:limit]]
+    rest = sum(v for _, v in items[limit:])
+    if rest:
+        out.append("others %.2f" % (rest / n))
+    return ", ".join(out)
+
+
+def monitor_report(path, phase, n):
+    import json
+    n = int(n)
+    with open(path) as f:
+        ph = json.load(f).get(phase)
+    if not ph or n <= 0:
+        print("? (nothing recorded)")
+        return 1
+    sent = sum(ph["sent"].values())
+    scripts = sum(ph["scripts"].values())
+    other = {k: v for k, v in ph["sent"].items() if k not in ("evalsha", "eval")}
+    parts = [per_msg(ph["scripts"], n, 10)]
+    if other:
+        parts.append("other commands: " + per_msg(other, n, 6))
+    print("%.2f scripts %.2f (%s); inside the scripts %.2f commands" % (
+        sent / n, scripts / n, "; ".join(parts), sum(ph["lua"].values()) / n))
+    return 0
+
+
+def cmdstats(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line.strip())
+            if m:
+                out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def cmdstats_diff(before, after, n):
+    n = int(n)
+    a, b = cmdstats(before), cmdstats(after)
+    d = {k: v - a.get(k, 0) for k, v in b.items()
+         if k not in ("info", "echo") and not k.startswith("config")}
+    d = {k: v for k, v in d.items() if v > 0}
+    print("%.2f %s" % (sum(d.values()) / n, per_msg(d, n, 12)))
+    return 0
+
+
 def main(argv):
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -206,6 +417,16 @@ def main(argv):
         count_queue(args[0])
     elif cmd == "fsync":
         fsync_ceiling(*args)
+    elif cmd == "sink-count":
+        sink_count(*args)
+    elif cmd == "sink-wait":
+        return sink_wait(*args)
+    elif cmd == "monitor":
+        return monitor(*args)
+    elif cmd == "monitor-report":
+        return monitor_report(*args)
+    elif cmd == "cmdstats-diff":
+        return cmdstats_diff(*args)
     else:
         print("unknown command %s" % cmd, file=sys.stderr)
         return 2

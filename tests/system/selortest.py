@@ -59,7 +59,6 @@ class Node:
         self.dir = os.path.join(base, name)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
-        self.port = free_port()
         spool = os.path.join(self.dir, "spool")
         self.logdir = os.path.join(self.dir, "log")
         self.sandir = os.path.join(self.dir, "sanitizer")
@@ -74,7 +73,7 @@ class Node:
             f.write(passwd if passwd is not None else DEFAULT_PASSWD)
         os.chmod(self.passwd, 0o644)
         self.options = {
-            "Port": self.port,
+            "Port": free_port(),
             "Bind_address": "127.0.0.1",
             "Server_name": "mx.%s.test" % name,
             "Sid": sid if sid is not None else name,
@@ -100,6 +99,14 @@ class Node:
             self.options["User"] = RUN_USER
             self.options["Group"] = RUN_USER
         self.options.update(options or {})
+
+    @property
+    def host(self):
+        return self.options.get("Bind_address") or "127.0.0.1"
+
+    @property
+    def port(self):
+        return self.options["Port"]
 
     @property
     def spool(self):
@@ -158,7 +165,7 @@ class Node:
             raise AssertionError("node %s exited with %s:\n%s" % (
                 self.name, self.proc.returncode, self.stderr()))
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            with socket.create_connection((self.host, self.port), timeout=1) as s:
                 s.settimeout(5)
                 return s.recv(512).startswith(b"220")
         except OSError:
@@ -238,12 +245,12 @@ class Node:
     # ---- clients ----
 
     def smtp(self, timeout=30):
-        s = smtplib.SMTP("127.0.0.1", self.port, timeout=timeout)
+        s = smtplib.SMTP(self.host, self.port, timeout=timeout)
         return s
 
     def connect(self, timeout=30):
         """A raw socket with the greeting already read."""
-        s = SmtpConn(socket.create_connection(("127.0.0.1", self.port), timeout=timeout))
+        s = SmtpConn(socket.create_connection((self.host, self.port), timeout=timeout))
         greeting = s.reply(timeout)
         assert greeting.startswith(b"220"), greeting
         return s

@@ -270,3 +270,56 @@ def test_qlimit_queue(nodes, procs):
     assert w.ctl("flush")[0] == 0
     wait_for(lambda: w.sink.messages(), timeout=30, what="qlimit delivery")
     wait_for(lambda: not os.path.exists(os.path.join(qdir, "l" + qid)), what="removed")
+
+
+def test_undeliverable_report_is_kept_and_postmaster_told(nodes, procs, workdir):
+    """The report itself fails: with Cp_errors 1 it is copied into
+    Cp_errors_path, and Postmaster (a local mailbox) gets a notice."""
+    mda = os.path.join(workdir, "pm.sh")
+    got = os.path.join(workdir, "pm.mail")
+    with open(mda, "w") as f:
+        f.write('#!/bin/sh\ncat >> %s\nexit 0\n' % got)
+    os.chmod(mda, 0o755)
+    open(got, "w").close()
+    os.chmod(got, 0o666)
+    w = World(nodes, procs, remote=["nobody@remote.test"],
+              sink_args=["--rcpt-rule", "nobody@remote.test=550"],
+              options={"Postmaster": "alice@example.com", "Dlocal": mda,
+                       "Dlocal_type": 0, "Cp_errors": 1})
+    w.bounces.stop()
+    w.bounces = selortest.Sink(w.node.dir, w.bounce_ip, 25,
+                               ["--rcpt-rule", "*@sender.test=550"])
+    try:
+        qid = w.send("nobody@remote.test", subject="doubly failed")
+        wait_for(lambda: "undeliverable delivery report" in open(got).read(), timeout=60,
+                 what="the notice to Postmaster")
+        errors = os.path.join(w.node.spool, "errors")
+        wait_for(lambda: any(n.startswith("l") for n in os.listdir(errors)),
+                 what="the copy in Cp_errors_path")
+        copied = [n for n in os.listdir(errors) if n.startswith("c")]
+        assert len(copied) == 1
+        with open(os.path.join(errors, copied[0]), "rb") as f:
+            assert b"multipart/report" in f.read()
+        wait_for(lambda: w.node.queue_files("l") == [], timeout=30, what="queue empty")
+        assert w.bounces.messages() == []
+    finally:
+        w.bounces.stop()
+
+
+@pytest.mark.parametrize("alias_ip", [1, 0])
+def test_mx_pointing_back_at_this_node(nodes, procs, alias_ip):
+    """Mx_alias_ip 1: an MX that is this node's own address and port is a
+    loop, deferred; with 0 Selor connects to itself, which refuses to relay."""
+    me = loopback_addr()
+    w = World(nodes, procs, remote=["x@loop.test"], extra_mx={"loop.test": [(10, "mx.loop.test")]},
+              extra_hosts={"mx.loop.test": me},
+              options={"Bind_address": me, "Port": 25, "Mx_alias_ip": alias_ip})
+    qid = w.send("x@loop.test", subject="loop")
+    if alias_ip:
+        wait_for(lambda: "deferred to=<x@loop.test>" in w.node.log("summary"), timeout=30,
+                 what="the loop deferred")
+        assert "points back to this server (loop)" in w.node.log("summary")
+    else:
+        wait_for(lambda: "failed to=<x@loop.test>" in w.node.log("summary"), timeout=30,
+                 what="the relay refusal")
+        assert "Relay denied" in w.node.log("summary")

@@ -155,3 +155,53 @@ def test_crafted_addresses_run_nothing(nodes, workdir, dtype):
         for m in os.listdir(marks):
             os.unlink(os.path.join(marks, m))
         os.rmdir(marks)
+
+
+def recording_mda(workdir, name="mda.sh", sleep=0.0):
+    """An MDA that records when it ran: one line "<start> <end> <args>"."""
+    log = os.path.join(workdir, name + ".log")
+    script = os.path.join(workdir, name)
+    with open(script, "w") as f:
+        f.write('#!/bin/sh\ns=$(date +%%s.%%N)\ncat >/dev/null\nsleep %s\n'
+                'echo "$s $(date +%%s.%%N) $*" >> %s\nexit 0\n' % (sleep, log))
+    os.chmod(script, 0o755)
+    open(log, "w").close()
+    os.chmod(log, 0o666)
+    return script, log
+
+
+def test_dlocal_max_procs_bounds_mdas(nodes, workdir):
+    script, log = recording_mda(workdir, sleep=0.3)
+    users = ["u%d" % i for i in range(6)]
+    passwd = "".join("%s@example.com:{PLAIN}pw::::%s::\n" % (u, workdir) for u in users)
+    n = nodes(passwd=passwd, options={"Dlocal": script + " %r", "Dlocal_type": 0,
+                                      "Dlocal_max_procs": 1, "Immed_delivery": 0,
+                                      "Qsleep_time": 3600}).start()
+    for u in users:
+        send(n, "%s@example.com" % u)
+    subprocess.run([selortest.SELORCTL, "-c", n.conf, "flush"], check=True,
+                   capture_output=True, timeout=30)
+    wait_for(lambda: len(open(log).read().splitlines()) == 6, timeout=60,
+             what="six MDA runs")
+    runs = sorted(tuple(map(float, line.split()[:2])) for line in open(log))
+    overlaps = [(a, b) for a, b in zip(runs, runs[1:]) if b[0] < a[1] - 0.01]
+    assert overlaps == [], "MDAs ran at the same time: %s" % overlaps
+
+
+def test_adlocal_allowed(nodes, workdir):
+    default, dlog = recording_mda(workdir, "default.sh")
+    own, olog = recording_mda(workdir, "own.sh")
+    other, xlog = recording_mda(workdir, "other.sh")
+    passwd = ("a@example.com:{PLAIN}pw::::%s::dlocal=%s %%r\n" % (workdir, own) +
+              "b@example.com:{PLAIN}pw::::%s::dlocal=%s %%r\n" % (workdir, other))
+    n = nodes(passwd=passwd, options={"Dlocal": default + " %r", "Dlocal_type": 0,
+                                      "Adlocal_allowed": own, "Immed_delivery": 2}).start()
+    send(n, "a@example.com")
+    send(n, "b@example.com")
+    wait_for(lambda: open(olog).read() and open(dlog).read(), timeout=30,
+             what="both deliveries")
+    assert "a@example.com" in open(olog).read()        # its own, allowed MDA
+    assert "b@example.com" in open(dlog).read()        # not allowed: Dlocal
+    assert open(xlog).read() == ""
+    wait_for(lambda: "Adlocal_allowed does not list" in n.log("warning"),
+             what="the refusal logged")
