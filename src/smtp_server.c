@@ -27,6 +27,7 @@
 #include "buf.h"
 #include "config.h"
 #include "coord.h"
+#include "dns.h"
 #include "log.h"
 #include "mem.h"
 #include "net.h"
@@ -96,6 +97,8 @@ struct smtp_session {
     struct buf in, out, chunk;
     size_t out_pending;         /* bytes handed to uv_write, not yet done */
     struct accounts_req *lookup;
+    struct dns_query *dnsq;     /* reverse lookup or sender domain check */
+    int dns_pending;
     struct smtp_path pending_path;   /* RCPT waiting for its lookup */
     char pending_reply[512];         /* reply held during a delay */
     struct smtp_txn txn;
@@ -422,6 +425,71 @@ static int smtp_sender_listed(const char *list, const char *from)
     return 0;
 }
 
+static void smtp_mail_accept(struct smtp_session *s)
+{
+    const struct config *conf = s->conf;
+
+    s->txn.active = 1;
+    if (conf->Qlimit_senders[0] && smtp_sender_listed(conf->Qlimit_senders, s->txn.from))
+        smtp_txn_set_qlimit(s);
+    smtp_reply(s, conf->Msg_allowed_sender, "1.0", NULL, NULL);
+}
+
+/* The answer about the sender's domain (From_level_check). */
+static void smtp_sender_domain_known(struct smtp_session *s, int status)
+{
+    const struct config *conf = s->conf;
+    const char *domain = strrchr(s->txn.from, '@') + 1;
+
+    s->dns_pending = 0;
+    s->dnsq = NULL;
+    smtp_set_state(s, SMTP_S_COMMAND);
+    if (status == DNS_OK) {
+        smtp_mail_accept(s);
+    } else if (status == DNS_TEMPFAIL) {
+        smtp_reply(s, conf->Msg_internal_error, "4.3", NULL, NULL);
+        smtp_txn_reset(s);
+    } else {
+        smtp_reply(s, conf->Msg_invalid_domain, "1.8", NULL, domain);
+        smtp_refused(s, "sender domain", domain);
+        smtp_txn_reset(s);
+    }
+    smtp_process(s);
+}
+
+static void smtp_sender_addrs(void *arg, int status, const struct sockaddr_storage *a,
+                              size_t n)
+{
+    smtp_sender_domain_known(arg, status);
+}
+
+/* Level 1: the domain has MX or address records; level 2: MX records. */
+static void smtp_sender_mx(void *arg, int status, const struct dns_mx *mx, size_t n)
+{
+    struct smtp_session *s = arg;
+    struct dns_query *q;
+
+    if (status == DNS_NODATA && s->conf->From_level_check == 1) {
+        s->dns_pending = 1;
+        q = dns_addrs(s->w->dns, strrchr(s->txn.from, '@') + 1, smtp_sender_addrs, s);
+        if (s->dns_pending)
+            s->dnsq = q;
+        return;
+    }
+    smtp_sender_domain_known(s, status);
+}
+
+static void smtp_check_sender_domain(struct smtp_session *s, const char *domain)
+{
+    struct dns_query *q;
+
+    smtp_set_state(s, SMTP_S_WAIT);
+    s->dns_pending = 1;
+    q = dns_mx(s->w->dns, domain, smtp_sender_mx, s);
+    if (s->dns_pending)
+        s->dnsq = q;
+}
+
 static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 {
     const struct config *conf = s->conf;
@@ -456,10 +524,11 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
         smtp_reply(s, conf->Msg_invalid_domain, "1.7", NULL, p.addr.local);
         return;
     }
-    s->txn.active = 1;
-    if (conf->Qlimit_senders[0] && smtp_sender_listed(conf->Qlimit_senders, s->txn.from))
-        smtp_txn_set_qlimit(s);
-    smtp_reply(s, conf->Msg_allowed_sender, "1.0", NULL, NULL);
+    if (s->txn.from[0] && conf->From_level_check > 0) {
+        smtp_check_sender_domain(s, strrchr(s->txn.from, '@') + 1);
+        return;
+    }
+    smtp_mail_accept(s);
 }
 
 static void smtp_delay_done(uv_timer_t *t)
@@ -942,6 +1011,9 @@ static void smtp_close(struct smtp_session *s)
     if (s->lookup)
         accounts_free(s->lookup);
     s->lookup = NULL;
+    if (s->dnsq)
+        dns_cancel(s->dnsq);
+    s->dnsq = NULL;
     smtp_txn_reset(s);
     arena_clear(&s->txn.mem);
     uv_close((uv_handle_t *)&s->timer, smtp_handle_closed);
@@ -962,6 +1034,47 @@ static void smtp_greet(struct smtp_session *s)
     smtp_process(s);
 }
 
+/* The name of the client is the one whose addresses include the client's. */
+static void smtp_rdns_confirmed(void *arg, int status, const struct sockaddr_storage *a,
+                                size_t n)
+{
+    struct smtp_session *s = arg;
+    char ip[64];
+    int ok = 0;
+
+    s->dns_pending = 0;
+    s->dnsq = NULL;
+    for (size_t i = 0; status == DNS_OK && i < n && !ok; i++) {
+        net_ntop((const struct sockaddr *)&a[i], ip, sizeof(ip), NULL);
+        ok = strcmp(ip, s->ip) == 0;
+    }
+    log_central(NULL, "%s %s * reverse name %s%s", s->cid, s->ip, s->rdns,
+                ok ? "" : " (not confirmed by its addresses)");
+    if (!ok)
+        s->rdns[0] = '\0';
+    smtp_greet(s);
+}
+
+static void smtp_rdns_done(void *arg, int status, const char *name)
+{
+    struct smtp_session *s = arg;
+    struct dns_query *q;
+
+    s->dns_pending = 0;
+    s->dnsq = NULL;
+    if (status != DNS_OK || name == NULL || strlen(name) >= sizeof(s->rdns)) {
+        log_central(NULL, "%s %s * no reverse name (%s)", s->cid, s->ip,
+                    dns_strstatus(status));
+        smtp_greet(s);
+        return;
+    }
+    snprintf(s->rdns, sizeof(s->rdns), "%s", name);
+    s->dns_pending = 1;
+    q = dns_addrs(s->w->dns, s->rdns, smtp_rdns_confirmed, s);
+    if (s->dns_pending)
+        s->dnsq = q;
+}
+
 static void smtp_conn_checked(void *arg, int verdict)
 {
     struct smtp_session *s = arg;
@@ -971,6 +1084,14 @@ static void smtp_conn_checked(void *arg, int verdict)
                     s->ip);
         smtp_refused(s, "connection limit", s->conf->Msg_perm_deny);
         smtp_hangup(s, s->conf->Msg_perm_deny, "7.0");
+        return;
+    }
+    if (s->conf->Resolve_all) {
+        struct dns_query *q;
+        s->dns_pending = 1;
+        q = dns_ptr(s->w->dns, s->ip, smtp_rdns_done, s);
+        if (s->dns_pending)
+            s->dnsq = q;
         return;
     }
     smtp_greet(s);

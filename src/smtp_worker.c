@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "coord.h"
+#include "dns.h"
 #include "log.h"
 #include "mem.h"
 #include "node.h"
@@ -43,6 +44,7 @@ static void worker_finish(struct smtp_worker *w)
     uv_close((uv_handle_t *)&w->log_flush, worker_close_cb);
     module_detach_all(&w->node->mods);
     coord_detach(w->node->coord);
+    dns_free(w->dns);
 }
 
 void smtp_worker_session_gone(struct smtp_worker *w)
@@ -106,6 +108,7 @@ void smtp_worker_main(struct selor_node *node, int index, int listen_fd)
 {
     struct smtp_worker *w = mem_zalloc(sizeof(*w));
     struct buf err = BUF_INIT(0);
+    char errtext[256];
     int r;
 
     log_set_role("smtp");
@@ -116,6 +119,9 @@ void smtp_worker_main(struct selor_node *node, int index, int listen_fd)
                    selor_conf->Temp_path, &err) < 0)
         log_fatal("%s", buf_cstr(&err));
     queue_id_init(&w->idgen, selor_conf->Sid);
+    w->dns = dns_new(&w->loop, selor_conf->Dns_servers, errtext, sizeof(errtext));
+    if (w->dns == NULL)
+        log_fatal("%s", errtext);
     module_attach_all(&node->mods, &w->loop);
     if (coord_attach(node->coord, &w->loop) < 0)
         log_fatal("coordination backend cannot start");

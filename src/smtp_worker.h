@@ -15,6 +15,7 @@
 #include "queue_id.h"
 #include "spool.h"
 
+struct dns;
 struct selor_node;
 struct smtp_session;
 
@@ -29,6 +30,7 @@ struct smtp_worker {
     struct selor_node *node;
     int index;                     /* 0.. among the node's workers */
     struct spool spool;
+    struct dns *dns;               /* Resolve_all, From_level_check */
     struct queue_id_gen idgen;
     struct smtp_session *sessions; /* every open session */
     unsigned long nsessions, next_cid;

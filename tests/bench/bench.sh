@@ -988,9 +988,11 @@ cluster_accept() {
     done
     c0=0
     for nd in "$@"; do c0=$(calc %.2f "$c0 + $(cpu "$(npid "$nd")")"); done
+    r0=$(cpu "$REDIS_PID")
     run_load "$ports" "$n" "$W/cluster-$lbl.out"
     c1=0
     for nd in "$@"; do c1=$(calc %.2f "$c1 + $(cpu "$(npid "$nd")")"); done
+    r1=$(cpu "$REDIS_PID")
     CL_EXPECT=$((CL_EXPECT + n))
     ca_ok=1
     load_errors "cluster $lbl" "$W/cluster-$lbl.out" && ca_ok=0
@@ -1011,7 +1013,7 @@ cluster_accept() {
     [ $ca_ok = 1 ] || fail "in cluster $lbl: three $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $((n / 3)) in parallel, to ports$ports"
     RATE=$(calc %.0f "$n / $ELAPSED")
     say "cluster $lbl: $n messages in $ELAPSED s = $RATE msg/s"
-    say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$n")"
+    say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$n"); redis-server $(calc %.2f "($r1 - $r0) / $ELAPSED") cores, $(calc %.0f "($r1 - $r0) * 1000000 / $n") us/msg (in rest)"
 }
 
 # cluster_node ND SID SPOOL PREFIX: writes the configuration of a node of
@@ -1114,6 +1116,7 @@ if [ "$DO_CLUSTER" = 1 ] && [ -z "$CLUSTER_LINES" ]; then
     st0=$("$PY" "$LIB" stat)
     c0=0
     for nd in $CL_NODES; do c0=$(calc %.2f "$c0 + $(cpu "$(npid "$nd")")"); done
+    r0=$(cpu "$REDIS_PID")
     t0=$(date +%s.%N)
     fl=""
     for nd in $CL_NODES; do
@@ -1132,6 +1135,7 @@ if [ "$DO_CLUSTER" = 1 ] && [ -z "$CLUSTER_LINES" ]; then
     redis INFO commandstats > "$W/stats.3"
     c1=0
     for nd in $CL_NODES; do c1=$(calc %.2f "$c1 + $(cpu "$(npid "$nd")")"); done
+    r1=$(cpu "$REDIS_PID")
     st1=$("$PY" "$LIB" stat)
     wait "$MON_PID"
     MON_PID=""
@@ -1155,19 +1159,19 @@ if [ "$DO_CLUSTER" = 1 ] && [ -z "$CLUSTER_LINES" ]; then
     [ $ok = 1 ] || fail "in the cluster delivery"
     el=$(calc %.3f "$t1 - $t0")
     set -- $st0 $st1
-    say "cluster delivery: $DELIVER messages flushed and delivered in $el s = $(calc %.0f "$DELIVER / $el") msg/s"
-    say "    CPU: nodes $(calc %.1f "$c1 - $c0") s, $(calc %.0f "($c1 - $c0) * 1000000 / $DELIVER") us/msg; machine $(calc %.2f "($4 - $1) / $el") of $(nproc) cores busy"
+    say "cluster delivery: $DELIVER messages flushed and delivered in $el s = $(calc %.0f "$DELIVER / $el") msg/s (with MONITOR on)"
+    say "    CPU: nodes $(calc %.1f "$c1 - $c0") s, $(calc %.0f "($c1 - $c0) * 1000000 / $DELIVER") us/msg; redis $(calc %.0f "($r1 - $r0) * 1000000 / $DELIVER") us/msg; machine $(calc %.2f "($4 - $1) / $el") of $(nproc) cores busy"
     for k in 1 2 3; do
         say "    mx$k delivered $(summary_count ' delivered to=' "$C3/mx$k")"
     done
 
     set -- $("$PY" "$LIB" monitor-report "$W/monitor.json" accept "$CLUSTER_RT_MSGS")
     RT_ACC=$1
-    shift
+    shift 2
     say "cluster round trips per message accepted: $RT_ACC = $*"
     set -- $("$PY" "$LIB" monitor-report "$W/monitor.json" delivery "$DELIVER")
-    RT_DEL=$1
-    shift
+    RT_DEL=$1 RT_FLUSH=$2
+    shift 2
     say "cluster round trips per message delivered: $RT_DEL = $*"
     set -- $("$PY" "$LIB" cmdstats-diff "$W/stats.0" "$W/stats.1" "$CLUSTER_RT_MSGS")
     CS_ACC=$1
@@ -1181,7 +1185,7 @@ if [ "$DO_CLUSTER" = 1 ] && [ -z "$CLUSTER_LINES" ]; then
     for nd in $CL_NODES; do node_stop "$nd"; done
     stop_pid "$REDIS_PID"
     REDIS_PID=""
-    CLUSTER_LINES="cluster: redis round trips per message: accept $RT_ACC, delivery $RT_DEL (commands Redis ran, the scripts' included: accept $CS_ACC, delivery $CS_DEL)
+    CLUSTER_LINES="cluster: redis round trips per message: accept $RT_ACC, delivery $RT_DEL ($RT_FLUSH of them the flushes); commands run by Redis, the scripts' included: accept $CS_ACC, delivery $CS_DEL
 cluster: 3 nodes $RATE3 msg/s, 1 node $RATE1 msg/s, ratio $(calc %.2f "$RATE3 / $RATE1")"
 fi
 

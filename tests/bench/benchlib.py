@@ -42,8 +42,9 @@ Run with /usr/bin/python3, one sub-command per call:
                                  sent (round trips; an EVALSHA is one, and is
                                  named after the Selor script it runs), and
                                  the commands the scripts ran inside Redis
-  monitor-report OUTFILE PHASE N "<round trips per message> <breakdown>"
-                                 of one phase, for N messages
+  monitor-report OUTFILE PHASE N "<round trips per message> <those of
+                                 selorctl flush (CLAIM_ID, RELEASE due now)>
+                                 <breakdown>" of one phase, for N messages
   cmdstats-diff BEFORE AFTER N   from two "redis-cli INFO commandstats"
                                  outputs: "<calls per message> <breakdown>"
                                  (calls of every command, those the scripts
@@ -367,12 +368,14 @@ def monitor_report(path, phase, n):
         return 1
     sent = sum(ph["sent"].values())
     scripts = sum(ph["scripts"].values())
+    # what selorctl flush does to each file: CLAIM_ID, then RELEASE due now
+    flush = ph["scripts"].get("CLAIM_ID", 0) + ph["scripts"].get("RELEASE(due now)", 0)
     other = {k: v for k, v in ph["sent"].items() if k not in ("evalsha", "eval")}
     parts = [per_msg(ph["scripts"], n, 10)]
     if other:
         parts.append("other commands: " + per_msg(other, n, 6))
-    print("%.2f scripts %.2f (%s); inside the scripts %.2f commands" % (
-        sent / n, scripts / n, "; ".join(parts), sum(ph["lua"].values()) / n))
+    print("%.2f %.2f scripts %.2f (%s); inside the scripts %.2f commands" % (
+        sent / n, flush / n, scripts / n, "; ".join(parts), sum(ph["lua"].values()) / n))
     return 0
 
 

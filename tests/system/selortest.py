@@ -355,7 +355,7 @@ class Dns:
     mx: {"domain": [(pref, "host"), ...]}, hosts: {"host": "ip"}.
     """
 
-    def __init__(self, base, mx=None, hosts=None):
+    def __init__(self, base, mx=None, hosts=None, ptrs=None):
         self.port = free_port()
         self.dir = os.path.join(base, "dns")
         os.makedirs(self.dir, exist_ok=True)
@@ -368,6 +368,9 @@ class Dns:
                 args.append("--mx-host=%s,%s,%d" % (dom, host, pref))
         for host, ip in (hosts or {}).items():
             args.append("--host-record=%s,%s" % (host, ip))
+        for ip, name in (ptrs or {}).items():
+            rev = ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+            args.append("--ptr-record=%s,%s" % (rev, name))
         self.log = open(os.path.join(self.dir, "dnsmasq.log"), "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
         wait_for(self._ready, timeout=10, what="dnsmasq")
