@@ -486,9 +486,16 @@ int config_check_extras(const struct config *c, config_claim_fn *claim,
     for (size_t i = 0; i < c->nextra; i++) {
         const struct config_extra *e = &c->extra[i];
         const char *near;
-        if (claim && claim(e->name, arg))
+        int r = claim ? claim(e->name, e->quoted, arg) : 0;
+        if (r > 0)
             continue;
         buf_reset(err);
+        if (r < 0) {
+            buf_printf(err, "%s:%d: %s takes %s", c->path, e->line, e->name,
+                       e->quoted ? "a number, not a quoted text"
+                                 : "a text in double quotes");
+            return -1;
+        }
         buf_printf(err, "%s:%d: unknown option %s", c->path, e->line, e->name);
         near = config_suggest(e->name);
         if (near)

@@ -76,8 +76,12 @@ struct config *config_load(const char *path, struct buf *err, struct buf *warn);
 struct config *config_defaults(void);
 void config_free(struct config *c);
 
-/* Fails with a FILE:LINE error for an extra no module claimed. */
-typedef int config_claim_fn(const char *name, void *arg);
+/*
+ * Fails with a FILE:LINE error for an extra no module claimed.  The claim
+ * function answers 1 (claimed), 0 (unknown) or -1 (claimed, but the value
+ * is of the wrong type: a number where text in quotes is wanted or back).
+ */
+typedef int config_claim_fn(const char *name, int quoted, void *arg);
 int config_check_extras(const struct config *c, config_claim_fn *claim,
                         void *arg, struct buf *err);
 const struct config_extra *config_extra_find(const struct config *c,

@@ -61,6 +61,22 @@ const struct selor_host *module_host(void)
     return &module_host_table;
 }
 
+/* The module's own options in selor.conf, checked before it reads them. */
+static int module_check_types(const struct selor_module *mod, struct buf *err)
+{
+    const struct config *c = selor_conf;
+
+    for (const struct selor_module_option *o = mod->options; o && o->name; o++) {
+        const struct config_extra *e = config_extra_find(c, o->name);
+        if (e && e->quoted != o->is_text) {
+            buf_printf(err, "%s:%d: %s takes %s", c->path, e->line, o->name,
+                       o->is_text ? "a text in double quotes" : "a number");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int module_load_one(struct module_set *set, const char *path,
                            struct buf *err)
 {
@@ -87,6 +103,8 @@ static int module_load_one(struct module_set *set, const char *path,
     }
     mi->mod = mod;
     mi->path = path;
+    if (module_check_types(mod, err) < 0)
+        return -1;
     if (mod->init && mod->init(&module_host_table, &mi->state, why, sizeof(why)) < 0) {
         buf_printf(err, "module %s: %s", mod->name, why);
         return -1;
@@ -111,7 +129,7 @@ int module_load_all(struct module_set *set, struct buf *err)
     return 0;
 }
 
-int module_claims_option(const char *name, void *arg)
+int module_claims_option(const char *name, int quoted, void *arg)
 {
     const struct module_set *set = arg;
 
@@ -119,7 +137,7 @@ int module_claims_option(const char *name, void *arg)
         const struct selor_module_option *o = set->m[i].mod->options;
         for (; o && o->name; o++)
             if (strcmp(o->name, name) == 0)
-                return 1;
+                return o->is_text == quoted ? 1 : -1;
     }
     return 0;
 }

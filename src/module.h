@@ -29,8 +29,8 @@ struct module_set {
 
 /* Loads and initialises every Module of selor_conf; -1 with err. */
 int module_load_all(struct module_set *set, struct buf *err);
-/* config_claim_fn: 1 if a loaded module reads this option. */
-int module_claims_option(const char *name, void *set);
+/* config_claim_fn: 1 if a loaded module reads this option (-1: wrong type). */
+int module_claims_option(const char *name, int quoted, void *set);
 void module_attach_all(struct module_set *set, uv_loop_t *loop);
 void module_detach_all(struct module_set *set);
 const struct module_inst *module_find(const struct module_set *set,

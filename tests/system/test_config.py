@@ -106,3 +106,13 @@ def test_start_with_bad_config_fails_with_file_and_line(nodes):
     n.start(wait=False)
     assert n.proc.wait(timeout=30) == 1
     assert "selor.conf:" in n.stderr() and "Max_rcpts takes a number" in n.stderr()
+
+
+def test_module_option_of_the_wrong_type(workdir):
+    mod = os.path.join(selortest.MOD_DIR, "selor_passwd.so")
+    pw = os.path.join(workdir, "pw")
+    with open(pw, "w") as f:
+        f.write("a@b.test:{PLAIN}x::::::\n")
+    code, out, path = check_text(workdir, 'Module "%s"\nPasswd_file "%s"\nPasswd_system 5\n'
+                                 % (mod, pw))
+    assert (code, out) == (1, "%s:3: Passwd_system takes a text in double quotes" % path)

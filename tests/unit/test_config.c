@@ -1021,7 +1021,7 @@ static void test_duplicate_warning(void **state)
 
 /* ---- unknown options (left for modules) ---- */
 
-static int claim_some(const char *name, void *arg)
+static int claim_some(const char *name, int quoted, void *arg)
 {
     const char *const *names = arg;
 
@@ -1075,6 +1075,26 @@ static void test_extras(void **state)
     buf_reset(&err);
     assert_int_equal(config_check_extras(c, claim_some, claimed_all, &err), 0);
     assert_int_equal(err.len, 0);
+    config_free(c);
+    buf_free(&err);
+}
+
+/* A module wants text for every option it claims. */
+static int claim_text_only(const char *name, int quoted, void *arg)
+{
+    return quoted ? 1 : -1;
+}
+
+static void test_extra_wrong_type(void **state)
+{
+    struct buf err = BUF_INIT(0);
+    struct config *c = load_ok("Mod_path \"/x\"\nMod_count 5\n");
+    char want[600];
+
+    (void)state;
+    assert_int_equal(config_check_extras(c, claim_text_only, NULL, &err), -1);
+    snprintf(want, sizeof(want), "%s:2: Mod_count takes a text in double quotes", conf_path);
+    assert_string_equal(buf_cstr(&err), want);
     config_free(c);
     buf_free(&err);
 }
@@ -1135,6 +1155,7 @@ int main(void)
         T(test_duplicate_warning),
         T(test_extras),
         T(test_extra_case_suggestion),
+        T(test_extra_wrong_type),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
