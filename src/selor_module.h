@@ -15,6 +15,15 @@
  *   child:   attach(loop)        per process: timers, connections, files
  *   child:   lookup() ...        from the event loop thread only
  *   child:   detach()            at exit
+ * Rules every module keeps:
+ *   - lookup() may be called before attach() (selor -t, tools): answer at
+ *     once from what init() loaded, or SELOR_TEMPFAIL.
+ *   - a module that ever answers SELOR_PENDING implements cancel(); after
+ *     cancel() it never touches the request again.
+ *   - detach() may be called without attach(); it releases the module's
+ *     handles (the loop goes on running for their close callbacks) and frees
+ *     the state once they are closed; done() is not called after it.
+ *   - the master, which ran init(), exits without calling detach().
  */
 #ifndef SELOR_MODULE_H
 #define SELOR_MODULE_H
