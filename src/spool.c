@@ -79,19 +79,32 @@ static void spool_path(char *out, size_t size, const char *dir, char kind,
     snprintf(out, size, "%s/%c%s", dir, kind, id);
 }
 
-int spool_rename_sync(const char *from, const char *to)
+/*
+ * rename, and when it reports an error, a look at whether it happened
+ * anyway: on NFS a retransmitted rename can fail after the first one
+ * worked.  src is the source's identity, taken before (st_ino 0: unknown).
+ */
+static int spool_rename_known(const char *from, const char *to, const struct stat *src)
 {
-    struct stat src, dst;
-    int have_src = stat(from, &src) == 0, e;
+    struct stat dst;
+    int e;
 
     if (rename(from, to) == 0)
         return 0;
     e = errno;
-    /* NFS: a retransmitted rename can fail after the first one worked. */
-    if (have_src && stat(to, &dst) == 0 && dst.st_ino == src.st_ino &&
-        dst.st_dev == src.st_dev && access(from, F_OK) < 0 && errno == ENOENT)
+    if (src->st_ino && stat(to, &dst) == 0 && dst.st_ino == src->st_ino &&
+        dst.st_dev == src->st_dev && access(from, F_OK) < 0 && errno == ENOENT)
         return 0;
     return e;
+}
+
+int spool_rename_sync(const char *from, const char *to)
+{
+    struct stat src;
+
+    if (stat(from, &src) < 0)
+        src.st_ino = 0;
+    return spool_rename_known(from, to, &src);
 }
 
 int spool_unlink_sync(const char *path)
@@ -113,8 +126,10 @@ int spool_fsync_dir_sync(const char *dir)
     return e;
 }
 
-/* Creates path exclusively, writes data, fsyncs; 0 or errno. */
-static int spool_create_file(const char *path, const void *data, size_t len)
+/* Creates path exclusively, writes data, fsyncs; 0 or errno.  st (may be
+ * NULL) receives the file's identity for the rename check. */
+static int spool_create_file(const char *path, const void *data, size_t len,
+                             struct stat *st)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), e;
 
@@ -127,6 +142,8 @@ static int spool_create_file(const char *path, const void *data, size_t len)
     e = spool_write_fd(fd, data, len);
     if (e == 0 && fsync(fd) < 0)
         e = errno;
+    if (st && (e || fstat(fd, st) < 0))
+        st->st_ino = 0;
     if (close(fd) < 0 && e == 0)
         e = errno;
     if (e)
@@ -138,13 +155,14 @@ int spool_write_sync(const char *dir, const char *tmpdir, const char *name,
                      const void *data, size_t len)
 {
     char tmp[4096], dst[4096];
+    struct stat st;
     int e;
 
     snprintf(tmp, sizeof(tmp), "%s/%s.%ld", tmpdir, name, (long)getpid());
     snprintf(dst, sizeof(dst), "%s/%s", dir, name);
-    e = spool_create_file(tmp, data, len);
+    e = spool_create_file(tmp, data, len, &st);
     if (e == 0)
-        e = spool_rename_sync(tmp, dst);
+        e = spool_rename_known(tmp, dst, &st);
     if (e)
         unlink(tmp);
     return e;
@@ -350,17 +368,20 @@ static void spool_commit_work(uv_work_t *w)
 {
     struct spool_msg *m = w->data;
     char tmp[4096], dst[4096];
+    struct stat cst, lst;
     int e;
 
     spool_flush_work(w);
     if (m->err == 0 && fsync(m->cfd) < 0)
         m->err = errno;
+    if (m->err || fstat(m->cfd, &cst) < 0)
+        cst.st_ino = 0;
     if (m->cfd >= 0 && close(m->cfd) < 0 && m->err == 0)
         m->err = errno;
     m->cfd = -1;
     if (m->err == 0) {
         spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'l', m->id);
-        m->err = spool_create_file(tmp, m->ltext.data, m->ltext.len);
+        m->err = spool_create_file(tmp, m->ltext.data, m->ltext.len, &lst);
     }
     if (m->err) {
         spool_commit_unwind(m, 0);
@@ -368,11 +389,11 @@ static void spool_commit_work(uv_work_t *w)
     }
     spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'c', m->id);
     spool_path(dst, sizeof(dst), spool_msg_dir(m), 'c', m->id);
-    e = spool_rename_sync(tmp, dst);
+    e = spool_rename_known(tmp, dst, &cst);
     if (e == 0) {
         spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'l', m->id);
         spool_path(dst, sizeof(dst), spool_msg_dir(m), 'l', m->id);
-        e = spool_rename_sync(tmp, dst);
+        e = spool_rename_known(tmp, dst, &lst);
     }
     if (e) {
         m->err = e;
