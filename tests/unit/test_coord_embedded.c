@@ -1,0 +1,239 @@
+/*
+ * test_coord_embedded.c - the single-node coordination backend: the
+ * due-time index, claims, locks, slots and the anti-DoS ring.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "coord.h"
+
+struct got {
+    int status;
+    struct coord_claim cl;
+    int calls;
+};
+
+static void on_claim(void *arg, int status, const struct coord_claim *cl)
+{
+    struct got *g = arg;
+
+    g->status = status;
+    g->calls++;
+    if (cl)
+        g->cl = *cl;
+}
+
+static struct coord *make(long limit_buf, long cnx, long secs)
+{
+    struct config *c = config_defaults();
+    struct buf err = BUF_INIT(0);
+    struct coord *co;
+
+    c->Limit_buf = limit_buf;
+    c->Limit_cnx = cnx;
+    c->Limit_time = secs;
+    co = coord_embedded_create(c, &err);
+    assert_non_null(co);
+    config_free(c);
+    buf_free(&err);
+    /* the queue process watches: announcements go into its own index */
+    coord_watch(co, NULL, NULL);
+    return co;
+}
+
+static struct got claim(struct coord *co, const char *queue, long limit, long now)
+{
+    struct got g = {0};
+
+    coord_claim_next(co, queue, limit, now, on_claim, &g);
+    assert_int_equal(g.calls, 1);   /* the embedded backend answers at once */
+    return g;
+}
+
+static void test_claims_in_due_order(void **state)
+{
+    struct coord *co = make(0, 15, 1);
+    struct got a, b;
+
+    (void)state;
+    coord_announce(co, "main", "300_1_1_1", 300, COORD_ANN_NEW);
+    coord_announce(co, "main", "100_1_1_1", 100, COORD_ANN_NEW);
+    coord_announce(co, "main", "200_1_1_1", 200, COORD_ANN_NEW);
+    assert_int_equal(claim(co, "main", 0, 50).status, COORD_EMPTY);  /* nothing due */
+    a = claim(co, "main", 0, 1000);
+    assert_int_equal(a.status, COORD_OK);
+    assert_string_equal(a.cl.qid, "100_1_1_1");
+    b = claim(co, "main", 0, 1000);
+    assert_string_equal(b.cl.qid, "200_1_1_1");
+    assert_true(b.cl.token > a.cl.token);         /* tokens only grow */
+    assert_string_equal(claim(co, "main", 0, 1000).cl.qid, "300_1_1_1");
+    assert_int_equal(claim(co, "main", 0, 1000).status, COORD_EMPTY);
+    assert_int_equal(claim(co, "qlimit", 0, 1000).status, COORD_EMPTY);
+    coord_destroy(co);
+}
+
+static void test_held_files_are_not_claimed_again(void **state)
+{
+    struct coord *co = make(0, 15, 1);
+    struct got a, b;
+
+    (void)state;
+    coord_announce(co, "main", "1_1_1_1", 0, COORD_ANN_NEW);
+    a = claim(co, "main", 0, 10);
+    assert_int_equal(a.status, COORD_OK);
+    /* a scan announces the held file again: ignored */
+    coord_announce(co, "main", "1_1_1_1", 0, COORD_ANN_NEW);
+    coord_announce(co, "main", "1_1_1_1", 0, COORD_ANN_FORCE);
+    assert_int_equal(claim(co, "main", 0, 10).status, COORD_EMPTY);
+    /* released with a next try: due again then, not before */
+    coord_release(co, &a.cl, 500);
+    assert_int_equal(claim(co, "main", 0, 499).status, COORD_EMPTY);
+    b = claim(co, "main", 0, 500);
+    assert_string_equal(b.cl.qid, "1_1_1_1");
+    /* released as gone: forgotten */
+    coord_release(co, &b.cl, -1);
+    assert_int_equal(claim(co, "main", 0, 100000).status, COORD_EMPTY);
+    coord_destroy(co);
+}
+
+static void test_announce_new_does_not_move_a_known_file(void **state)
+{
+    struct coord *co = make(0, 15, 1);
+
+    (void)state;
+    coord_announce(co, "main", "5_5_5_5", 900, COORD_ANN_NEW);
+    coord_announce(co, "main", "5_5_5_5", 10, COORD_ANN_NEW);     /* a scan */
+    assert_int_equal(claim(co, "main", 0, 100).status, COORD_EMPTY);
+    coord_announce(co, "main", "5_5_5_5", 10, COORD_ANN_FORCE);   /* a flush */
+    assert_int_equal(claim(co, "main", 0, 100).status, COORD_OK);
+    coord_destroy(co);
+}
+
+static void test_slots_limit_claims(void **state)
+{
+    struct coord *co = make(0, 15, 1);
+    struct got a, b;
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "%d_0_0_0", i);
+        coord_announce(co, "main", id, 0, COORD_ANN_NEW);
+    }
+    a = claim(co, "main", 2, 10);
+    b = claim(co, "main", 2, 10);
+    assert_int_equal(a.status, COORD_OK);
+    assert_int_equal(b.status, COORD_OK);
+    assert_int_equal(claim(co, "main", 2, 10).status, COORD_FULL);
+    coord_release(co, &a.cl, -1);
+    assert_int_equal(claim(co, "main", 2, 10).status, COORD_OK);
+    coord_destroy(co);
+}
+
+static void test_claim_id(void **state)
+{
+    struct coord *co = make(0, 15, 1);
+    struct got a = {0}, b = {0};
+
+    (void)state;
+    coord_announce(co, "main", "7_7_7_7", 0, COORD_ANN_NEW);
+    coord_claim_id(co, "main", "7_7_7_7", on_claim, &a);
+    assert_int_equal(a.status, COORD_OK);
+    coord_claim_id(co, "main", "7_7_7_7", on_claim, &b);
+    assert_int_equal(b.status, COORD_BUSY);
+    assert_int_equal(claim(co, "main", 0, 10).status, COORD_EMPTY);  /* held */
+    coord_release(co, &a.cl, 0);
+    assert_int_equal(claim(co, "main", 0, 10).status, COORD_OK);
+    coord_destroy(co);
+}
+
+static int slot_status;
+
+static void on_slot(void *arg, int status, uint64_t slot)
+{
+    *(uint64_t *)arg = slot;
+    slot_status = status;
+}
+
+static void test_pool_slots(void **state)
+{
+    struct coord *co = make(0, 15, 1);
+    uint64_t s1 = 0, s2 = 0, s3 = 0;
+
+    (void)state;
+    coord_slot_acquire(co, "dlocal", 2, on_slot, &s1);
+    assert_int_equal(slot_status, COORD_OK);
+    coord_slot_acquire(co, "dlocal", 2, on_slot, &s2);
+    assert_int_equal(slot_status, COORD_OK);
+    coord_slot_acquire(co, "dlocal", 2, on_slot, &s3);
+    assert_int_equal(slot_status, COORD_FULL);
+    coord_slot_release(co, "dlocal", s1);
+    coord_slot_acquire(co, "dlocal", 2, on_slot, &s3);
+    assert_int_equal(slot_status, COORD_OK);
+    coord_slot_acquire(co, "other", 1, on_slot, &s1);   /* pools are apart */
+    assert_int_equal(slot_status, COORD_OK);
+    coord_destroy(co);
+}
+
+static int verdict;
+
+static void on_conn(void *arg, int v)
+{
+    verdict = v;
+}
+
+static void test_connection_limit(void **state)
+{
+    struct coord *co = make(100, 3, 60);
+
+    (void)state;
+    coord_conn_check(co, "192.0.2.1", on_conn, NULL);
+    assert_int_equal(verdict, COORD_OK);
+    coord_conn_check(co, "192.0.2.2", on_conn, NULL);   /* another address */
+    coord_conn_check(co, "192.0.2.1", on_conn, NULL);
+    assert_int_equal(verdict, COORD_OK);
+    coord_conn_check(co, "192.0.2.1", on_conn, NULL);   /* the third in a run */
+    assert_int_equal(verdict, COORD_LIMIT);
+    coord_conn_check(co, "192.0.2.2", on_conn, NULL);
+    assert_int_equal(verdict, COORD_OK);
+    coord_destroy(co);
+}
+
+static void test_connection_limit_off_and_window(void **state)
+{
+    struct coord *off = make(0, 1, 60), *fast = make(10, 2, 0);
+
+    (void)state;
+    coord_conn_check(off, "192.0.2.1", on_conn, NULL);
+    coord_conn_check(off, "192.0.2.1", on_conn, NULL);
+    assert_int_equal(verdict, COORD_OK);          /* Limit_buf 0: off */
+    coord_conn_check(fast, "192.0.2.1", on_conn, NULL);
+    coord_conn_check(fast, "192.0.2.1", on_conn, NULL);
+    assert_int_equal(verdict, COORD_OK);          /* Limit_time 0: no gap is short */
+    coord_destroy(off);
+    coord_destroy(fast);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claims_in_due_order),
+        cmocka_unit_test(test_held_files_are_not_claimed_again),
+        cmocka_unit_test(test_announce_new_does_not_move_a_known_file),
+        cmocka_unit_test(test_slots_limit_claims),
+        cmocka_unit_test(test_claim_id),
+        cmocka_unit_test(test_pool_slots),
+        cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_connection_limit_off_and_window),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
