@@ -89,3 +89,9 @@ void coord_set_inflight(struct coord *c, long n)
     if (c->ops->set_inflight)
         c->ops->set_inflight(c, n);
 }
+
+void coord_slot_renew(struct coord *c, const char *pool, uint64_t slot)
+{
+    if (c->ops->slot_renew)
+        c->ops->slot_renew(c, pool, slot);
+}

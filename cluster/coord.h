@@ -76,6 +76,7 @@ struct coord_ops {
     void (*slot_acquire)(struct coord *c, const char *pool, long limit,
                          coord_slot_fn *fn, void *arg);
     void (*slot_release)(struct coord *c, const char *pool, uint64_t slot);
+    void (*slot_renew)(struct coord *c, const char *pool, uint64_t slot);
     int (*take_rescan)(struct coord *c);
     void (*set_inflight)(struct coord *c, long n);
 };
@@ -116,6 +117,8 @@ void coord_release(struct coord *c, const struct coord_claim *cl, long next_due)
 void coord_slot_acquire(struct coord *c, const char *pool, long limit,
                         coord_slot_fn *fn, void *arg);
 void coord_slot_release(struct coord *c, const char *pool, uint64_t slot);
+/* Extends a slot's lease (a holder renews as it renews its claim). */
+void coord_slot_renew(struct coord *c, const char *pool, uint64_t slot);
 
 /* 1, once, when the index may have been lost (Redis came back): scan now. */
 int coord_take_rescan(struct coord *c);

@@ -408,6 +408,14 @@ static void cr_connect_timeout(uv_timer_t *t)
     cr_schedule_retry(cr);
 }
 
+static void cr_auth_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_warn("Redis refused Redis_password: %s", reply->str);
+}
+
 static void cr_connect(struct coord_redis *cr)
 {
     const struct config *c = cr->conf;
@@ -433,7 +441,7 @@ static void cr_connect(struct coord_redis *cr)
     redisAsyncSetConnectCallback(ac, cr_on_connect);
     redisAsyncSetDisconnectCallback(ac, cr_on_disconnect);
     if (c->Redis_password[0]) {
-        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", c->Redis_password);
+        redisAsyncCommand(ac, cr_auth_reply, cr, "AUTH %s", c->Redis_password);
         cr->commands++;
     }
     if (c->Redis_db) {
@@ -784,6 +792,24 @@ static void cr_slot_release(struct coord *c, const char *pool, uint64_t slot)
     cr->commands++;
 }
 
+static void cr_slot_renew(struct coord *c, const char *pool, uint64_t slot)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char key[256], member[128];
+    struct timespec ts;
+    long long until;
+
+    if (!cr_ready(cr))
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    until = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + cr->lease_ms;
+    cr_key(cr, key, sizeof(key), "slots", pool);
+    snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
+             (unsigned long long)slot);
+    redisAsyncCommand(cr->ac, NULL, NULL, "ZADD %s XX %lld %s", key, until, member);
+    cr->commands++;
+}
+
 /* ---- node registry ---- */
 
 static void cr_drain_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -913,6 +939,7 @@ static const struct coord_ops cr_ops = {
     .release = cr_release,
     .slot_acquire = cr_slot_acquire,
     .slot_release = cr_slot_release,
+    .slot_renew = cr_slot_renew,
     .take_rescan = cr_take_rescan,
     .set_inflight = cr_set_inflight,
 };

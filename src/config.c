@@ -384,6 +384,7 @@ static int conf_check_addresses(struct conf_parser *p)
     struct config *c = p->c;
     struct sockaddr_storage ss;
     socklen_t sslen;
+    struct net_hostport hp;
     char why[160];
 
     p->line = c->line[CONF_IDX_Bind_address];
@@ -393,6 +394,13 @@ static int conf_check_addresses(struct conf_parser *p)
     p->line = c->line[CONF_IDX_Dns_servers];
     if (c->Dns_servers[0] && net_parse_list(c->Dns_servers, 53, why, sizeof(why)) < 0)
         return conf_error(p, "Dns_servers: %s", why);
+    for (int i = 0; c->Dns_servers[0] && net_list_item(c->Dns_servers, i, 53, &hp) == 0; i++)
+        if (net_sockaddr(hp.host, hp.port, &ss, &sslen) < 0)
+            return conf_error(p, "Dns_servers: %s is not an IP address", hp.host);
+    p->line = c->line[CONF_IDX_Relay_host];
+    if (c->Relay_host[0] && net_parse_hostport(c->Relay_host, 25, NULL, why,
+                                               sizeof(why)) < 0)
+        return conf_error(p, "Relay_host: %s", why);
     p->line = c->line[CONF_IDX_Redis_server];
     if (c->Redis_server[0] && net_parse_hostport(c->Redis_server, 6379, NULL, why,
                                                  sizeof(why)) < 0)

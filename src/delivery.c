@@ -228,6 +228,9 @@ static void dl_renew_tick(uv_timer_t *t)
         d->renewing = 1;
         coord_renew(d->env->coord, &d->claim, dl_renewed, d);
     }
+    for (struct dl_job *j = d->jobs; j; j = j->next)
+        if (j->slot && j->running)
+            coord_slot_renew(d->env->coord, "dlocal", j->slot);
 }
 
 /* ---- ending the run ---- */
@@ -419,8 +422,14 @@ static void dl_plan_local(struct delivery *d, size_t i, const struct accounts_re
     m->dlocal = arena_strdup(&d->mem, m->dlocal ? m->dlocal : "");
 }
 
-/* An alias that was not there when the message was accepted. */
-static void dl_plan_alias(struct delivery *d, size_t i, const struct accounts_result *r)
+/*
+ * Alias targets not in the file yet join it (an alias that was not there
+ * when the message was accepted).  The recipient itself is done with only
+ * when it is no mailbox: a mailbox that is also an alias (Force_alias_seek)
+ * still gets its own delivery.
+ */
+static void dl_plan_alias(struct delivery *d, size_t i, const struct accounts_result *r,
+                          int mailbox_too)
 {
     const char *orcpt = d->qf.rcpt[i].orcpt[0] ? d->qf.rcpt[i].orcpt : d->qf.rcpt[i].addr;
     size_t added = 0;
@@ -431,6 +440,12 @@ static void dl_plan_alias(struct delivery *d, size_t i, const struct accounts_re
             continue;
         qf_add_rcpt(&d->qf, r->targets[k], orcpt);
         added++;
+    }
+    if (mailbox_too) {
+        if (added)
+            log_summary(d->claim.qid, "expanded to=<%s> new=%zu", d->qf.rcpt[i].addr,
+                        added);
+        return;
     }
     d->qf.rcpt[i].state = QF_DELIVERED;
     d->qf.rcpt[i].answer = qf_str(&d->qf, added ? "alias expanded" : "alias: no new recipients");
@@ -449,7 +464,7 @@ static void dl_plan_take(struct delivery *d, size_t i, const struct accounts_res
         if (r->has_mailbox && self)
             dl_plan_local(d, i, r);
         if (r->ntargets > (size_t)self || !r->has_mailbox)
-            dl_plan_alias(d, i, r);
+            dl_plan_alias(d, i, r, r->has_mailbox && self);
         break;
     case ACCOUNTS_REMOTE:
         d->qf.rcpt[i].state = 'S';   /* marked for SMTP; grouped below */
@@ -1006,6 +1021,13 @@ static void dl_cp_errors_work(uv_work_t *w)
     dl_report_work(w);
 }
 
+/* Thread pool: read Report_file, format the report, queue it. */
+static void dl_report_build_work(uv_work_t *w)
+{
+    dl_build_report(w->data);
+    dl_report_work(w);
+}
+
 static int dl_count(const struct delivery *d, char state)
 {
     int n = 0;
@@ -1062,8 +1084,7 @@ static void dl_report_failures(struct delivery *d)
         dl_build_postmaster_notice(d);
         dl_thread(d, dl_cp_errors_work, dl_reported);
     } else {
-        dl_build_report(d);
-        dl_thread(d, dl_report_work, dl_reported);
+        dl_thread(d, dl_report_build_work, dl_reported);
     }
 }
 

@@ -15,6 +15,7 @@
 
 #include "dns.h"
 #include "mem.h"
+#include "net.h"
 
 #define DNS_TIMEOUT_MS 3000
 #define DNS_TRIES 2
@@ -156,8 +157,26 @@ static void dns_sock_state(void *data, ares_socket_t fd, int readable, int writa
 
 /* ---- resolver ---- */
 
+/* Dns_servers in the form c-ares takes: "ip:port,[ip6]:port", no blanks. */
+static void dns_servers_csv(const char *servers, char *out, size_t size)
+{
+    struct net_hostport hp;
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (int i = 0; servers && servers[0] && net_list_item(servers, i, 53, &hp) == 0; i++) {
+        int k = snprintf(out + n, size - n, "%s%s%s%s:%d", n ? "," : "",
+                         strchr(hp.host, ':') ? "[" : "", hp.host,
+                         strchr(hp.host, ':') ? "]" : "", hp.port);
+        if (k < 0 || (size_t)k >= size - n)
+            break;
+        n += (size_t)k;
+    }
+}
+
 struct dns *dns_new(uv_loop_t *loop, const char *servers, char *err, size_t errlen)
 {
+    char csv[1024];
     struct dns *d = mem_zalloc(sizeof(*d));
     struct ares_options o;
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES, r;
@@ -172,9 +191,9 @@ struct dns *dns_new(uv_loop_t *loop, const char *servers, char *err, size_t errl
         mask |= ARES_OPT_LOOKUPS;
     }
     d->loop = loop;
+    dns_servers_csv(servers, csv, sizeof(csv));
     if ((r = ares_init_options(&d->ch, &o, mask)) != ARES_SUCCESS ||
-        (servers && servers[0] &&
-         (r = ares_set_servers_ports_csv(d->ch, servers)) != ARES_SUCCESS)) {
+        (csv[0] && (r = ares_set_servers_ports_csv(d->ch, csv)) != ARES_SUCCESS)) {
         snprintf(err, errlen, "resolver: %s", ares_strerror(r));
         if (d->ch)
             ares_destroy(d->ch);

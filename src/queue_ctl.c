@@ -132,7 +132,9 @@ static void ctl_claimed(void *arg, int status, const struct coord_claim *cl)
     if (status != COORD_OK) {
         cc->busy++;
         if (cc->nids == 1) {
-            ctl_reply(cc, "error %s is being delivered right now; try again",
+            ctl_reply(cc, status == COORD_BUSY
+                      ? "error %s is being delivered right now; try again"
+                      : "error %s: coordination (Redis) unavailable or paused; try again",
                       cc->ids[0]);
             return;
         }

@@ -19,6 +19,9 @@
  * queue file a running node could be delivering.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,14 +77,22 @@ static redisContext *ctl_redis(const struct config *c, int quiet)
         return NULL;
     }
     redisSetTimeout(rc, tv);
-    if (c->Redis_password[0] && (r = redisCommand(rc, "AUTH %s", c->Redis_password)))
+    if (c->Redis_password[0] && (r = redisCommand(rc, "AUTH %s", c->Redis_password))) {
+        int bad = r->type == REDIS_REPLY_ERROR;
+        if (bad && !quiet)
+            fprintf(stderr, "selorctl: Redis refused Redis_password: %s\n", r->str);
         freeReplyObject(r);
+        if (bad) {
+            redisFree(rc);
+            return NULL;
+        }
+    }
     if (c->Redis_db && (r = redisCommand(rc, "SELECT %ld", c->Redis_db)))
         freeReplyObject(r);
     return rc;
 }
 
-/* "sid token" of the node holding qid's lock, or "" (out >= 128 bytes). */
+/* The Sid of the node holding qid's lock, or "" (out >= 128 bytes). */
 static void ctl_holder(redisContext *rc, const struct config *c, const char *qid,
                        char *out, size_t size)
 {
@@ -337,6 +348,31 @@ static int ctl_send(const struct config *c, const char *req, char *reply, size_t
     return 0;
 }
 
+/* Does the pid file name a live Selor? */
+static int ctl_node_alive(const struct config *c)
+{
+    char line[64] = "", comm[64] = "", proc[64];
+    FILE *f = fopen(c->Pid_file, "r");
+    long pid;
+
+    if (f == NULL)
+        return 0;
+    if (fgets(line, sizeof(line), f) == NULL)
+        line[0] = '\0';
+    fclose(f);
+    pid = strtol(line, NULL, 10);
+    if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+        return 0;
+    snprintf(proc, sizeof(proc), "/proc/%ld/comm", pid);
+    f = fopen(proc, "r");
+    if (f == NULL)
+        return 1;
+    if (fgets(comm, sizeof(comm), f) == NULL)
+        comm[0] = '\0';
+    fclose(f);
+    return strncmp(comm, "selor", 5) == 0;
+}
+
 /* No node runs: make the change ourselves (single-node setups only). */
 static int ctl_direct(const struct config *c, int op, const char *id)
 {
@@ -344,6 +380,11 @@ static int ctl_direct(const struct config *c, int op, const char *id)
     const char *queue;
     int e;
 
+    if (ctl_node_alive(c)) {
+        fprintf(stderr, "selorctl: the node runs (Pid_file %s) but its control socket "
+                        "does not answer; nothing was changed\n", c->Pid_file);
+        return 1;
+    }
     if (c->Redis_server[0]) {
         fprintf(stderr, "selorctl: this node is not running; in a cluster, run the "
                         "command on a node that is\n");
@@ -383,6 +424,30 @@ static int ctl_change(const struct config *c, const char *verb, const char *id)
     return strncmp(reply, "ok", 2) == 0 ? 0 : 1;
 }
 
+/*
+ * Run as root, work as User/Group: a file selorctl writes must stay
+ * readable by the node, and the control socket belongs to User.
+ */
+static int ctl_drop_privileges(const struct config *c)
+{
+    struct passwd *pw;
+    struct group *gr;
+
+    if (geteuid() != 0)
+        return 0;
+    pw = getpwnam(c->User);
+    gr = getgrnam(c->Group);
+    if (pw == NULL || gr == NULL) {
+        fprintf(stderr, "selorctl: User %s or Group %s does not exist\n", c->User, c->Group);
+        return -1;
+    }
+    if (setgroups(0, NULL) < 0 || setgid(gr->gr_gid) < 0 || setuid(pw->pw_uid) < 0) {
+        fprintf(stderr, "selorctl: cannot become %s: %s\n", c->User, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = CTL_DEFAULT_CONF, *cmd, *arg;
@@ -409,6 +474,8 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_role("selorctl");
+    if (ctl_drop_privileges(selor_conf) < 0)
+        return 1;
     if (strcmp(cmd, "queue") == 0 && arg == NULL)
         return ctl_queue(selor_conf);
     if (strcmp(cmd, "nodes") == 0 && arg == NULL)

@@ -29,7 +29,7 @@
 #                  (2000)
 #   --rounds K     measure accepting K times, alternating Selor and Postfix
 #                  (default 1)
-#   --e2e-msgs N   messages in each measured end-to-end run (default 8000;
+#   --e2e-msgs N   messages in each measured end-to-end run (default 10000;
 #                  each server first gets a warm-up of 1000)
 #   --cluster-msgs N  messages in each measured cluster accept run, a
 #                  multiple of 3 (default 9000)
@@ -83,7 +83,7 @@ MSGS=""
 SECONDS_TARGET=20
 WARMUP=2000
 ROUNDS=1
-E2E_MSGS=8000
+E2E_MSGS=10000
 E2E_WARMUP=1000
 CLUSTER_MSGS=9000
 CLUSTER_WARMUP=1500

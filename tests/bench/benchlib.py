@@ -293,7 +293,8 @@ def script_name(args):
     if kind == "slots":
         return "SLOT"
     if kind == "due":
-        return "CLAIM" if nkeys == 4 else "ANNOUNCE"
+        queue = keys[0].rsplit(":", 1)[-1]
+        return "%s(%s)" % ("CLAIM" if nkeys == 4 else "ANNOUNCE", queue)
     if kind == "lock":
         if nkeys == 4:
             return "CLAIM_ID"

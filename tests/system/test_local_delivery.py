@@ -205,3 +205,28 @@ def test_adlocal_allowed(nodes, workdir):
     assert open(xlog).read() == ""
     wait_for(lambda: "Adlocal_allowed does not list" in n.log("warning"),
              what="the refusal logged")
+
+
+def test_mailbox_that_is_also_an_alias(nodes, workdir):
+    """Force_alias_seek 1: box@ is a mailbox and an alias of other@.  Both
+    get the message; a temporary failure of box's own MDA is retried."""
+    script = os.path.join(workdir, "mda.sh")
+    log = os.path.join(workdir, "mda.log")
+    with open(script, "w") as f:
+        f.write('#!/bin/sh\ncat >/dev/null\necho "$1" >> %s\n'
+                'case "$1" in box@*) echo "busy" >&2; exit 75;; esac\nexit 0\n' % log)
+    os.chmod(script, 0o755)
+    open(log, "w").close()
+    os.chmod(log, 0o666)
+    passwd = ("box@example.com:{PLAIN}pw::::%s::\n" % workdir +
+              "box@example.com:{ALIAS}other@example.com\n" +
+              "other@example.com:{PLAIN}pw::::%s::\n" % workdir)
+    n = nodes(passwd=passwd, options={"Dlocal": script + " %r", "Dlocal_type": 0,
+                                      "Force_alias_seek": 1, "Immed_delivery": 2}).start()
+    qid = send(n, "box@example.com")
+    wait_for(lambda: "deferred to=<box@example.com>" in n.log("summary") and
+             "delivered to=<other@example.com>" in n.log("summary"), timeout=30,
+             what="both recipients tried")
+    recs, rcpts = selortest.parse_lfile(n.read_qf(qid))
+    states = {r[3]: r[0] for r in rcpts}
+    assert states == {"box@example.com": "P", "other@example.com": "D"}, states
