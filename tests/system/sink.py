@@ -152,11 +152,14 @@ class Sink:
     def store(self, content, envelope):
         self.seq += 1
         base = os.path.join(self.msgdir, "%06d" % self.seq)
+        # Both files appear whole: the envelope last, so a reader that sees
+        # it finds the content too.
         with open(base + ".eml.tmp", "wb") as f:
             f.write(content)
-        with open(base + ".json", "w") as f:
-            json.dump(envelope, f, sort_keys=True)
         os.rename(base + ".eml.tmp", base + ".eml")
+        with open(base + ".json.tmp", "w") as f:
+            json.dump(envelope, f, sort_keys=True)
+        os.rename(base + ".json.tmp", base + ".json")
         self.stats["messages"] += 1
         self.write_stats()
         return base + ".eml"
