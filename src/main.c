@@ -56,7 +56,7 @@ static void main_load(const char *path, struct selor_node *node)
 
 int main(int argc, char **argv)
 {
-    static struct selor_node node;
+    struct selor_node node = {0};
     const char *path = SELOR_DEFAULT_CONF;
     int opt, check = 0;
 

@@ -484,7 +484,7 @@ static void master_block_signals(void)
 
 void master_run(struct selor_node *node)
 {
-    static struct master m;
+    struct master m = {0};
     struct buf err = BUF_INIT(0);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 

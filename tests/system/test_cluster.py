@@ -191,6 +191,8 @@ def test_paused_holder_does_not_overwrite_newer_holder(nodes, procs):
     qid = cl.send(a, 0)
     wait_for(lambda: holders(cl).get(qid) == "mx1" and cl.sink.stats().get("in_data"),
              timeout=20, what="mx1 in the middle of the delivery")
+    code, out = cl.ctl("queue", node=b)     # the cluster-wide view, from mx2
+    assert code == 0 and qid in out and "held by node mx1" in out, out
     a.kill(signal.SIGSTOP)
     try:
         wait_for(lambda: holders(cl).get(qid) == "mx2", timeout=LEASE + 10,
