@@ -573,10 +573,57 @@ static void dl_job_over(struct dl_job *j)
         dl_next_job(d);
 }
 
+/*
+ * Unreachable domains: when no server of a domain could be reached, other
+ * messages for it are not tried again at once: each waits out a pause that
+ * starts at 30 s and doubles with each failure in a row, up to Queue_time
+ * (one lost domain must not cost a connection attempt per queued message).
+ * Any answer from one of its servers ends the pause.
+ */
+static struct delivery_dead_domain *dl_dead_find(struct delivery_env *env,
+                                                 const char *domain)
+{
+    for (size_t i = 0; i < env->ndead; i++)
+        if (strcasecmp(env->dead[i].domain, domain) == 0)
+            return &env->dead[i];
+    return NULL;
+}
+
+static void dl_dead_note(struct delivery *d, const char *domain,
+                         const struct deliver_rcpt_result *res, size_t n)
+{
+    struct delivery_env *env = d->env;
+    struct delivery_dead_domain *x = dl_dead_find(env, domain);
+    long pause, cap = d->conf->Queue_time * 60;
+    int unreachable = n > 0;
+
+    for (size_t k = 0; k < n; k++)
+        unreachable &= res[k].status == DELIVER_TEMP && res[k].host[0] == '\0';
+    if (!unreachable) {
+        if (x)
+            *x = env->dead[--env->ndead];
+        return;
+    }
+    if (x == NULL) {
+        if (env->ndead == env->dead_alloc) {
+            env->dead_alloc = env->dead_alloc ? env->dead_alloc * 2 : 16;
+            env->dead = mem_realloc(env->dead, env->dead_alloc * sizeof(*env->dead));
+        }
+        x = &env->dead[env->ndead++];
+        memset(x, 0, sizeof(*x));
+        snprintf(x->domain, sizeof(x->domain), "%s", domain);
+    }
+    x->fails++;
+    pause = x->fails > 12 ? cap : 30L << (x->fails - 1);
+    x->until = (long)time(NULL) + (pause < cap ? pause : cap);
+    snprintf(x->answer, sizeof(x->answer), "%s", res[0].answer);
+}
+
 static void dl_smtp_done(void *arg, const struct deliver_rcpt_result *res, size_t n)
 {
     struct dl_job *j = arg;
 
+    dl_dead_note(j->d, j->sreq.domain, res, n);
     for (size_t k = 0; k < n && k < j->n; k++)
         dl_result(j->d, j->idx[k], res[k].status, res[k].answer, res[k].host);
     dl_job_over(j);
@@ -730,6 +777,17 @@ static void dl_start_smtp(struct dl_job *j)
     j->smtp = deliver_smtp_start(d->env->loop, q, dl_smtp_done, j);
 }
 
+/* The domain is paused: its recipients wait, nothing is connected. */
+static void dl_skip_dead(struct dl_job *j, const struct delivery_dead_domain *x)
+{
+    char answer[DELIVER_ANSWER_MAX];
+
+    snprintf(answer, sizeof(answer), "%.400s (domain paused after failures)", x->answer);
+    for (size_t k = 0; k < j->n; k++)
+        dl_result(j->d, j->idx[k], DELIVER_TEMP, answer, NULL);
+    dl_job_over(j);
+}
+
 static void dl_slot_retry(uv_timer_t *t)
 {
     struct delivery *d = t->data;
@@ -747,7 +805,11 @@ static void dl_next_job(struct delivery *d)
         if (j->running || j->finished || j->asking)
             continue;
         if (!j->local) {
-            if (dl_domain_take(d, dl_domain(j->addrs[0])))
+            const struct delivery_dead_domain *x = dl_dead_find(d->env,
+                                                                dl_domain(j->addrs[0]));
+            if (x && x->until > (long)time(NULL))
+                dl_skip_dead(j, x);
+            else if (dl_domain_take(d, dl_domain(j->addrs[0])))
                 dl_start_smtp(j);
             else
                 waiting = 1;

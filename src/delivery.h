@@ -29,6 +29,14 @@ struct delivery_domain_count {
     long n;
 };
 
+/* A domain none of whose servers could be reached lately (see delivery.c). */
+struct delivery_dead_domain {
+    char domain[256];
+    long until;           /* not tried again before this unix time */
+    int fails;            /* failures in a row: the pause doubles */
+    char answer[512];
+};
+
 struct delivery_env {
     uv_loop_t *loop;
     struct coord *coord;
@@ -37,6 +45,8 @@ struct delivery_env {
     struct queue_id_gen *idgen;
     struct delivery_domain_count *domains;   /* Dremote_max_procs */
     size_t ndomains, domains_alloc;
+    struct delivery_dead_domain *dead;       /* unreachable domains */
+    size_t ndead, dead_alloc;
 };
 
 struct delivery;

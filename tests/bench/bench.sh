@@ -419,16 +419,22 @@ run_load() {
     IOWAIT=$(calc %.0f "100 * ($9 - $6) / ($7 - $4 + $8 - $5 + $9 - $6 + 0.01)")
 }
 
-# cpu_report SERVER_CPU N: where the CPU went during the last run.  "rest"
-# is kernel threads (writeback, ...) and whatever else runs on the machine.
+# cpu_report SERVER_CPU N [REDIS_CPU]: where the CPU went during the last
+# run.  "rest" is kernel threads (writeback, ...) and whatever else runs on
+# the machine.
 cpu_report() {
-    rest=$(calc %.2f "($MACH_CPU - $1 - $CLIENT_CPU) / $ELAPSED")
+    rcpu=${3:-0}
+    rest=$(calc %.2f "($MACH_CPU - $1 - $CLIENT_CPU - $rcpu) / $ELAPSED")
     note=""
     if awk -v r="$rest" 'BEGIN { exit !(r > 0.4) }'; then
         note=" (other work on the machine may have slowed this run)"
     fi
+    rtext=""
+    if [ $# -ge 3 ]; then
+        rtext=" redis-server $(calc %.2f "$rcpu / $ELAPSED") cores, $(calc %.0f "$rcpu * 1000000 / $2") us/msg;"
+    fi
     echo "CPU: server $(calc %.1f "$1") s = $(calc %.2f "$1 / $ELAPSED") cores," \
-         "$(calc %.0f "$1 * 1000000 / $2") us/msg; smtp-source $(calc %.2f "$CLIENT_CPU / $ELAPSED") cores;" \
+         "$(calc %.0f "$1 * 1000000 / $2") us/msg;$rtext smtp-source $(calc %.2f "$CLIENT_CPU / $ELAPSED") cores;" \
          "rest $rest cores; iowait $IOWAIT%$note"
 }
 
@@ -814,11 +820,13 @@ sink_count() { "$PY" "$LIB" sink-count "$SINK_OUT"; }
 # sink_load PORTS N OUTFILE: run_load, and waits until the sink has all N;
 # sets E2E (s from the first message sent until the sink had the last),
 # SINK_RC (0, or 1 when the sink stopped receiving for 60 s: SINK_GOT says
-# how many it got) and E2E_MACH (busy CPU seconds of the machine meanwhile)
+# how many it got), E2E_MACH (busy CPU seconds of the machine meanwhile) and
+# SINK_CPU (the sink's CPU seconds)
 sink_load() {
     sent=$2
     target=$(($(sink_count) + sent))
     st0=$("$PY" "$LIB" stat)
+    k0=$(cpu "$SINK_PID")
     "$PY" "$LIB" sink-wait "$SINK_OUT" "$target" 60 > "$3.sink" &
     WAIT_PID=$!
     run_load "$1" "$2" "$3"
@@ -828,6 +836,7 @@ sink_load() {
     set -- $(cat "$3.sink") 0 0
     SINK_GOT=$(($2 - target + sent))
     E2E=$(calc %.3f "$1 - $LOAD_T0")
+    SINK_CPU=$(calc %.2f "$(cpu "$SINK_PID") - $k0")
     set -- $st0 $("$PY" "$LIB" stat)
     E2E_MACH=$(calc %.2f "$4 - $1")
 }
@@ -925,7 +934,7 @@ EOF
     e2e_cpu() {
         say "    CPU: server $(calc %.1f "$1") s = $(calc %.2f "$1 / $E2E") cores," \
             "$(calc %.0f "$1 * 1000000 / $2") us/msg; smtp-source $(calc %.2f "$CLIENT_CPU / $E2E") cores;" \
-            "machine $(calc %.2f "$E2E_MACH / $E2E") of $(nproc) cores busy"
+            "smtp-sink $(calc %.2f "$SINK_CPU / $E2E") cores; machine $(calc %.2f "$E2E_MACH / $E2E") of $(nproc) cores busy"
     }
 
     say "e2e selor: warm-up, $E2E_WARMUP messages"
@@ -1013,7 +1022,7 @@ cluster_accept() {
     [ $ca_ok = 1 ] || fail "in cluster $lbl: three $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $((n / 3)) in parallel, to ports$ports"
     RATE=$(calc %.0f "$n / $ELAPSED")
     say "cluster $lbl: $n messages in $ELAPSED s = $RATE msg/s"
-    say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$n"); redis-server $(calc %.2f "($r1 - $r0) / $ELAPSED") cores, $(calc %.0f "($r1 - $r0) * 1000000 / $n") us/msg (in rest)"
+    say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$n" "$(calc %.2f "$r1 - $r0")")"
 }
 
 # cluster_node ND SID SPOOL PREFIX: writes the configuration of a node of

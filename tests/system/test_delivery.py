@@ -323,3 +323,21 @@ def test_mx_pointing_back_at_this_node(nodes, procs, alias_ip):
         wait_for(lambda: "failed to=<x@loop.test>" in w.node.log("summary"), timeout=30,
                  what="the relay refusal")
         assert "Relay denied" in w.node.log("summary")
+
+
+def test_unreachable_domain_is_paused(nodes, procs):
+    """No server of dead.test answers: the next message for it waits out a
+    pause instead of trying to connect again."""
+    dead = loopback_addr()
+    w = World(nodes, procs, remote=["a@dead.test", "b@dead.test"],
+              extra_mx={"dead.test": [(10, "mx.dead.test")]},
+              extra_hosts={"mx.dead.test": dead}, options={"Connect_timeout": 2})
+    w.send("a@dead.test", subject="first")
+    wait_for(lambda: "deferred to=<a@dead.test>" in w.node.log("summary"), timeout=30,
+             what="the first deferral")
+    assert "Could not connect to remote server" in w.node.log("summary")
+    w.send("b@dead.test", subject="second")
+    wait_for(lambda: "deferred to=<b@dead.test>" in w.node.log("summary"), timeout=30,
+             what="the second deferral")
+    line = [l for l in w.node.log("summary").splitlines() if "to=<b@dead.test>" in l][-1]
+    assert "domain paused after failures" in line
