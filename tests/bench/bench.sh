@@ -810,6 +810,8 @@ sink_start() {
     SINK_PID=$!
     if ! "$PY" "$LIB" wait-smtp "$SINK_PORT" 10; then
         SINK_REASON="smtp-sink did not start: $(tr '\r' '\n' < "$SINK_OUT" | tail -n 3)"
+        stop_pid "$SINK_PID"
+        SINK_PID=""
         return 1
     fi
     say "sink: $* 127.0.0.1:$SINK_PORT 256"
