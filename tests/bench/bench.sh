@@ -50,9 +50,11 @@
 # The last line is the accept result, e.g.
 #   accept: selor 1834 msg/s, postfix 362 msg/s, ratio 5.07x
 # and the lines before it the others, e.g.
-#   end-to-end: selor 700 msg/s, postfix 450 msg/s, ratio 1.56x
-#   cluster: redis round trips per message: accept 2.00, delivery 9.10
-#   cluster: 3 nodes 1500 msg/s, 1 node 1900 msg/s, ratio 0.79
+#   end-to-end: selor 969 msg/s, postfix 814 msg/s, ratio 1.19x
+#   cluster: redis round trips per message: accept 2.16, delivery 5.89 (3.57
+#     of them the flushes); commands run by Redis, the scripts' included:
+#     accept 7.65, delivery 36.17      (one line)
+#   cluster: 3 nodes 2170 msg/s, 1 node 2644 msg/s, ratio 0.82
 # Exit status: 0 when the run completed (no target is enforced); 1 when
 # Selor failed under the load (errors from smtp-source, queue files missing
 # or left over, a message not delivered or delivered twice, a crash or a
