@@ -82,6 +82,7 @@ struct delivery {
     int jobs_left;
     uv_timer_t slot_timer;
     int slot_timer_on;
+    int waiting_domain;            /* listed in env->waiting */
     uv_timer_t renew_timer;
     int renewing;                  /* a renewal is out */
     uint64_t lease_until_ms;       /* our lock holds at least until then */
@@ -260,9 +261,12 @@ static void dl_timer_closed(uv_handle_t *h)
     uv_close((uv_handle_t *)&d->renew_timer, dl_renew_closed);
 }
 
+static void dl_unwait_domain(struct delivery *d);
+
 /* Releases the claim (next_due -1: the file is gone) and ends the run. */
 static void dl_over(struct delivery *d, long next_due)
 {
+    dl_unwait_domain(d);
     d->phase = DL_OVER;
     uv_timer_stop(&d->renew_timer);
     if (!d->fenced)
@@ -746,16 +750,56 @@ static int dl_domain_take(struct delivery *d, const char *domain)
     return 1;
 }
 
+static void dl_slot_retry(uv_timer_t *t);
+
+/* A run that found a domain full waits in line for the next free slot. */
+static void dl_wait_domain(struct delivery *d)
+{
+    struct delivery_env *env = d->env;
+
+    if (d->waiting_domain)
+        return;
+    if (env->nwaiting == env->waiting_alloc) {
+        env->waiting_alloc = env->waiting_alloc ? env->waiting_alloc * 2 : 16;
+        env->waiting = mem_realloc(env->waiting, env->waiting_alloc * sizeof(*env->waiting));
+    }
+    env->waiting[env->nwaiting++] = d;
+    d->waiting_domain = 1;
+}
+
+static void dl_unwait_domain(struct delivery *d)
+{
+    struct delivery_env *env = d->env;
+
+    for (size_t i = 0; d->waiting_domain && i < env->nwaiting; i++) {
+        if (env->waiting[i] != d)
+            continue;
+        memmove(&env->waiting[i], &env->waiting[i + 1],
+                (env->nwaiting - i - 1) * sizeof(*env->waiting));
+        env->nwaiting--;
+        break;
+    }
+    d->waiting_domain = 0;
+}
+
 static void dl_domain_give(struct delivery *d, const char *domain)
 {
     struct delivery_env *env = d->env;
+    struct delivery *next;
 
     for (size_t i = 0; i < env->ndomains; i++) {
         if (strcasecmp(env->domains[i].domain, domain) != 0)
             continue;
         if (--env->domains[i].n <= 0)
             env->domains[i] = env->domains[--env->ndomains];
-        return;
+        break;
+    }
+    /* The first run in line tries at once (from the loop, not from here). */
+    if (env->nwaiting > 0) {
+        next = env->waiting[0];
+        dl_unwait_domain(next);
+        next->slot_timer_on = 1;
+        uv_timer_start(&next->slot_timer, dl_slot_retry, 0, 0);
     }
 }
 
@@ -811,8 +855,10 @@ static void dl_next_job(struct delivery *d)
                 dl_skip_dead(j, x);
             else if (dl_domain_take(d, dl_domain(j->addrs[0])))
                 dl_start_smtp(j);
-            else
+            else {
                 waiting = 1;
+                dl_wait_domain(d);
+            }
             continue;
         }
         j->asking = 1;

@@ -47,6 +47,8 @@ struct delivery_env {
     size_t ndomains, domains_alloc;
     struct delivery_dead_domain *dead;       /* unreachable domains */
     size_t ndead, dead_alloc;
+    struct delivery **waiting;               /* runs waiting for a domain slot */
+    size_t nwaiting, waiting_alloc;
 };
 
 struct delivery;

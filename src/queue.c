@@ -56,6 +56,7 @@ struct queue_proc {
     uv_work_t scan_work;
     int scanning, stopping;
     int pump_active, pump_again, claim_pending;
+    uint64_t qlimit_after_ms;       /* the qlimit queue was empty: ask later */
     unsigned long nruns;
     struct delivery **runs;
     size_t runs_alloc;
@@ -74,6 +75,14 @@ static int queue_load_too_high(void)
     if (selor_conf->Lavg_queue <= 0 || getloadavg(avg, 1) < 1)
         return 0;
     return avg[0] > (double)selor_conf->Lavg_queue;
+}
+
+static uint64_t queue_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- runs ---- */
@@ -125,8 +134,11 @@ static void queue_claimed(void *arg, int status, const struct coord_claim *cl)
         q->pump_again = 1;
     } else if (status == COORD_OK) {
         coord_release(q->env.coord, cl, 0);
-    } else if (!qlimit && status != COORD_DOWN) {
+    } else if (!qlimit && status != COORD_DOWN && queue_now_ms() >= q->qlimit_after_ms) {
         q->pump_again = 2;            /* main is empty or full: try qlimit */
+    } else if (qlimit) {
+        /* Nothing there: the lower-priority queue is asked again a second on. */
+        q->qlimit_after_ms = queue_now_ms() + QUEUE_TICK_MS;
     }
     /* An answer that came later (Redis) continues the pump, if there is more. */
     if (!q->pump_active && q->pump_again)
@@ -259,6 +271,20 @@ static void queue_scan_work(uv_work_t *w)
     queue_clean_temp(q, ctx.now);
 }
 
+/*
+ * When a file the index does not know is due.  A message accepted a moment
+ * ago may simply not be announced yet: with Immed_delivery 0 it is due
+ * Qsleep_time after it was accepted, as its announcement would say.
+ */
+static long queue_scan_due(const char *qid)
+{
+    long accepted = queue_id_time(qid), now = (long)time(NULL);
+
+    if (selor_conf->Immed_delivery == 0 && accepted + selor_conf->Qsleep_time > now)
+        return accepted + selor_conf->Qsleep_time;
+    return 0;
+}
+
 static void queue_scan_after(uv_work_t *w, int status)
 {
     struct queue_proc *q = w->data;
@@ -269,8 +295,8 @@ static void queue_scan_after(uv_work_t *w, int status)
     if (q->stopping)
         return;
     for (size_t i = 0; i < q->nfound; i++)
-        coord_announce(q->env.coord, q->found[i].queue, q->found[i].qid, 0,
-                       COORD_ANN_NEW);
+        coord_announce(q->env.coord, q->found[i].queue, q->found[i].qid,
+                       queue_scan_due(q->found[i].qid), COORD_ANN_NEW);
     queue_pump(q);
 }
 
