@@ -1225,9 +1225,13 @@ if [ "$DO_FSYNC" = 1 ]; then
     [ "$DO_ACCEPT" = 1 ] && FSYNC_LINE="$FSYNC_LINE; selor = $(calc %.2f "$SRATE / $f8") of the 8-writer ceiling"
 fi
 
+# Memory of a node holding 10,000 idle connections (the design brief's target).
+IDLE_LINE=$("$PY" "$ROOT/tests/bench/idle.py" 10000 2>&1 | tail -1)
+
 say "finished in $(( $(date +%s) - START )) s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$ROUNDS" -gt 1 ] && [ "$DO_ACCEPT" = 1 ] && say "selor runs:$SELOR_RATES msg/s; postfix runs:${PF_RATES:- none} msg/s (medians below)"
 [ -n "$FSYNC_LINE" ] && echo "$FSYNC_LINE"
+[ -n "$IDLE_LINE" ] && echo "$IDLE_LINE"
 [ -n "$E2E_LINE" ] && echo "$E2E_LINE"
 [ -n "$CLUSTER_LINES" ] && echo "$CLUSTER_LINES"
 if [ "$DO_ACCEPT" = 0 ]; then
