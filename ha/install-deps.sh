@@ -9,7 +9,7 @@ set -eu
 PKGS="build-essential pkg-config
 libuv1-dev libhiredis-dev libc-ares-dev libpq-dev uuid-dev libssl-dev
 libcrypt-dev libcmocka-dev
-python3-pytest python3-aiosmtpd swaks redis-server dnsmasq-base maildrop postfix
+python3-pytest swaks redis-server dnsmasq-base maildrop postfix
 postgresql openssl procps iproute2 util-linux"
 
 missing=""
