@@ -68,8 +68,8 @@ class Stoppers:
         self.items.append(d)
         return d
 
-    def redis(self):
-        r = selortest.Redis(self.base)
+    def redis(self, password=None):
+        r = selortest.Redis(self.base, password=password)
         self.items.append(r)
         return r
 

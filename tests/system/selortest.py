@@ -476,8 +476,9 @@ class Redis:
     """redis-server on a free loopback port, without persistence (a restart
     loses everything, the hardest case for the cluster)."""
 
-    def __init__(self, base, port=None):
+    def __init__(self, base, port=None, password=None):
         self.port = port or free_port()
+        self.password = password
         self.dir = os.path.join(base, "redis-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         self.proc = None
@@ -487,13 +488,15 @@ class Redis:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir,
-             "--logfile", os.path.join(self.dir, "redis.log")],
+             "--logfile", os.path.join(self.dir, "redis.log")] +
+            (["--requirepass", self.password] if self.password else []),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: self.cmd("PING") == "PONG", timeout=10, what="redis-server")
 
     def cmd(self, *args):
         try:
-            r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
+            auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+            r = subprocess.run(["redis-cli", "-p", str(self.port)] + auth + list(args),
                                capture_output=True, text=True, timeout=10)
         except subprocess.TimeoutExpired:
             return None

@@ -288,3 +288,31 @@ def test_drain_stop_and_add_a_node(nodes, procs):
     missing, doubled = all_delivered_once(cl, 0, 180, timeout=180)
     assert missing == [] and doubled == {}
     assert "delivered to=" in fourth.log("summary")
+
+
+def test_redis_password_database_and_prefix(nodes, procs):
+    """A Redis that asks for a password, a database other than 0 and a prefix
+    of our own: the node works, and its keys are where they should be."""
+    redis = procs.redis(password="s3cret")
+    sink_ip = loopback_addr()
+    sink = procs.sink(sink_ip, 25)
+    dns = procs.dns(mx={"remote.test": [(10, "mx.remote.test")]},
+                    hosts={"mx.remote.test": sink_ip})
+    passwd = selortest.DEFAULT_PASSWD + "@fwd.test:{ALIAS}all@remote.test\n"
+    n = nodes("mx1", sid="mx1", passwd=passwd, options={
+        "Redis_server": redis.server, "Redis_password": "s3cret", "Redis_db": 3,
+        "Redis_prefix": "mail1:", "Lock_lease": 2, "Dns_servers": dns.server,
+        "Immed_delivery": 2}).start()
+    with n.smtp() as c:
+        c.sendmail("someone@sender.test", ["x@fwd.test"], "Subject: pw\r\n\r\nx\r\n")
+    wait_for(lambda: sink.messages(), timeout=30, what="delivery")
+    assert redis.cmd("-n", "3", "EXISTS", "mail1:epoch") == "1"
+    assert redis.cmd("-n", "0", "DBSIZE") == "0"
+    r = subprocess.run([selortest.SELORCTL, "-c", n.conf, "nodes"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and "mx1" in r.stdout, r.stdout + r.stderr
+    # a wrong password is reported, not silently ignored
+    bad = nodes("mx2", sid="mx2", options={"Redis_server": redis.server,
+                                           "Redis_password": "wrong"}).start()
+    wait_for(lambda: "Redis refused Redis_password" in bad.log("warning"), timeout=20,
+             what="the refusal logged")
