@@ -1133,7 +1133,7 @@ int smtp_session_accept(struct smtp_worker *w, uv_stream_t *listener)
     return 0;
 }
 
-void smtp_session_shutdown(struct smtp_session *s)
+static void smtp_session_shutdown(struct smtp_session *s)
 {
     s->shutdown = 1;
     if (s->state == SMTP_S_COMMAND && !s->txn.active && !s->closing_handles)

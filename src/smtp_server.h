@@ -18,8 +18,7 @@ struct smtp_session;
 
 /* Creates a session and accepts a connection from the listener into it. */
 int smtp_session_accept(struct smtp_worker *w, uv_stream_t *listener);
-/* Stop: reply 421 to an idle session, let one in a transaction finish. */
-void smtp_session_shutdown(struct smtp_session *s);
+/* Stop: reply 421 to idle sessions, let those in a transaction finish. */
 void smtp_server_shutdown_all(struct smtp_worker *w);
 /* Abort every session at once (the stop grace time has passed). */
 void smtp_server_kill_all(struct smtp_worker *w);

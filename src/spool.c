@@ -430,7 +430,6 @@ static void spool_dsync_after(uv_work_t *w, int status)
 
     sp->dsync_batch = NULL;
     sp->dsync_busy = 0;
-    sp->dsyncs++;
     for (; m; m = next) {
         next = m->next;
         spool_finish(m, err);
@@ -464,7 +463,6 @@ static void spool_commit_after(uv_work_t *w, int status)
         return;
     }
     m->committed = 1;
-    sp->commits++;
     m->next = sp->dsync_wait;
     sp->dsync_wait = m;
     if (!sp->dsync_busy)

@@ -35,7 +35,6 @@ struct spool {
     struct spool_msg *dsync_batch;  /* covered by the fsync under way */
     int dsync_busy, dsync_err;
     uv_work_t dsync_work;
-    unsigned long commits, dsyncs;  /* counters for the benchmark */
 };
 
 /* Result of a commit: 0, or the errno that stopped it. */
