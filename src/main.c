@@ -32,6 +32,14 @@ static void usage(void)
     exit(2);
 }
 
+/* What -t loaded, given back (modules free their state on detach). */
+static void main_unload(struct selor_node *node)
+{
+    module_detach_all(&node->mods);
+    config_free(selor_conf);
+    selor_conf = NULL;
+}
+
 /* Loads and checks everything -t checks; exits 1 on the first error. */
 static void main_load(const char *path, struct selor_node *node)
 {
@@ -48,6 +56,9 @@ static void main_load(const char *path, struct selor_node *node)
         config_check_extras(selor_conf, module_claims_option, &node->mods, &err) < 0 ||
         accounts_check_config(&node->mods, selor_conf, &err) < 0) {
         fprintf(stderr, "%s\n", buf_cstr(&err));
+        main_unload(node);
+        buf_free(&err);
+        buf_free(&warn);
         exit(1);
     }
     buf_free(&err);
@@ -74,6 +85,7 @@ int main(int argc, char **argv)
     main_load(path, &node);
     if (check) {
         printf("%s: configuration is valid\n", path);
+        main_unload(&node);
         return 0;
     }
     master_run(&node);

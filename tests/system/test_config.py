@@ -116,3 +116,18 @@ def test_module_option_of_the_wrong_type(workdir):
     code, out, path = check_text(workdir, 'Module "%s"\nPasswd_file "%s"\nPasswd_system 5\n'
                                  % (mod, pw))
     assert (code, out) == (1, "%s:3: Passwd_system takes a text in double quotes" % path)
+
+
+def test_shipped_configurations_are_valid(workdir):
+    """conf/selor.conf (the example) and conf/selor.dev.conf (make run) load,
+    with the example's module and accounts pointed at files that exist here."""
+    mod = os.path.join(selortest.MOD_DIR, "selor_passwd.so")
+    demo = os.path.join(selortest.ROOT, "conf", "demo.passwd")
+    with open(os.path.join(selortest.ROOT, "conf", "selor.conf")) as f:
+        text = f.read().replace("/usr/local/selor/mod/selor_passwd.so", mod) \
+                       .replace("/usr/local/selor/accounts.passwd", demo)
+    code, out, _ = check_text(workdir, text)
+    assert code == 0, out
+    r = subprocess.run([selortest.SELOR, "-t", "-c", "conf/selor.dev.conf"],
+                       capture_output=True, text=True, cwd=selortest.ROOT, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
