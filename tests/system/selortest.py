@@ -7,7 +7,6 @@ started as root drops to the user "selor".
 """
 import os
 import re
-import shutil
 import signal
 import smtplib
 import socket
@@ -246,6 +245,16 @@ class Node:
 
     def smtp(self, timeout=30):
         s = smtplib.SMTP(self.host, self.port, timeout=timeout)
+        return s
+
+    def open_data(self, rcpt=b"alice@example.com", sender=b"a@remote.test"):
+        """A pipelined EHLO, MAIL, RCPT and DATA, all answered: the
+        connection is in the DATA phase, ready for content."""
+        s = self.connect()
+        s.sendall(b"EHLO client.test\r\nMAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n"
+                  % (sender, rcpt))
+        replies = [s.reply() for _ in range(4)]
+        assert replies[-1].startswith(b"354"), replies
         return s
 
     def connect(self, timeout=30):

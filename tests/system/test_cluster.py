@@ -12,8 +12,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 import selortest
 from selortest import loopback_addr, wait_for
 
@@ -167,7 +165,8 @@ def test_killed_node_work_is_taken_over(nodes, procs):
     cl = Cluster(nodes, procs, sink_args=["--delay-data", "1.5"])
     victim = cl.members[0]
     cl.wait_startup_pause()
-    ids = [cl.send(victim, i) for i in range(20)]
+    for i in range(20):
+        cl.send(victim, i)
     wait_for(lambda: "mx1" in holders(cl).values(), timeout=20,
              what="the victim holding deliveries")
     held = [q for q, sid in holders(cl).items() if sid == "mx1"]

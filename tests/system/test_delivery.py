@@ -5,7 +5,6 @@ import email
 import email.policy
 import os
 import re
-import signal
 import subprocess
 import time
 
@@ -290,7 +289,7 @@ def test_undeliverable_report_is_kept_and_postmaster_told(nodes, procs, workdir)
     w.bounces = selortest.Sink(w.node.dir, w.bounce_ip, 25,
                                ["--rcpt-rule", "*@sender.test=550"])
     try:
-        qid = w.send("nobody@remote.test", subject="doubly failed")
+        w.send("nobody@remote.test", subject="doubly failed")
         wait_for(lambda: "undeliverable delivery report" in open(got).read(), timeout=60,
                  what="the notice to Postmaster")
         errors = os.path.join(w.node.spool, "errors")
@@ -314,7 +313,7 @@ def test_mx_pointing_back_at_this_node(nodes, procs, alias_ip):
     w = World(nodes, procs, remote=["x@loop.test"], extra_mx={"loop.test": [(10, "mx.loop.test")]},
               extra_hosts={"mx.loop.test": me},
               options={"Bind_address": me, "Port": 25, "Mx_alias_ip": alias_ip})
-    qid = w.send("x@loop.test", subject="loop")
+    w.send("x@loop.test", subject="loop")
     if alias_ip:
         wait_for(lambda: "deferred to=<x@loop.test>" in w.node.log("summary"), timeout=30,
                  what="the loop deferred")

@@ -5,29 +5,18 @@ could take for a whole message unless its 250 was sent (or about to be);
 a full spool answers Msg_nodisk_space and leaves nothing behind.
 """
 import os
-import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from selortest import Node, parse_lfile, recv_reply, wait_for
-
-
-def open_data(node):
-    s = node.connect()
-    s.sendall(b"EHLO kill.test\r\nMAIL FROM:<a@remote.test>\r\n"
-              b"RCPT TO:<alice@example.com>\r\nDATA\r\n")
-    for _ in range(4):
-        recv_reply(s)
-    return s
+from selortest import parse_lfile, recv_reply, wait_for
 
 
 def test_sigkill_during_data_leaves_no_message(node):
-    s = open_data(node)
+    s = node.open_data()
     s.sendall(b"Subject: half\r\n\r\n" + b"x" * 300000)  # large enough to be flushed
     time.sleep(0.5)
     node.kill(signal.SIGKILL)
@@ -82,7 +71,7 @@ def test_sigkill_under_load_only_acknowledged_messages(node):
 
 
 def test_sigterm_stops_cleanly(node):
-    s = open_data(node)
+    s = node.open_data()
     s.sendall(b"Subject: finishing\r\n\r\nbody")
     node.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)

@@ -150,10 +150,7 @@ def test_command_line_longer_than_512(limited):
 
 
 def test_text_line_longer_than_1000(limited):
-    s = session(limited)
-    cmd(s, b"MAIL FROM:<a@remote.test>")
-    cmd(s, b"RCPT TO:<alice@example.com>")
-    cmd(s, b"DATA")
+    s = limited.open_data()
     s.sendall(b"Subject: long\r\n\r\n" + b"y" * 1001 + b"\r\n.\r\n")
     assert recv_reply(s).decode() == "554 5.6.0 Transaction failed here\r\n"
     s.close()
@@ -161,10 +158,7 @@ def test_text_line_longer_than_1000(limited):
 
 
 def test_text_line_of_exactly_1000_is_fine(limited):
-    s = session(limited)
-    cmd(s, b"MAIL FROM:<a@remote.test>")
-    cmd(s, b"RCPT TO:<alice@example.com>")
-    cmd(s, b"DATA")
+    s = limited.open_data()
     s.sendall(b"Subject: long\r\n\r\n" + b"y" * 998 + b"\r\n.\r\n")
     assert "Msg accepted" in recv_reply(s).decode()
     s.close()

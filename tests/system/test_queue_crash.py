@@ -4,9 +4,7 @@ is sent again."""
 import collections
 import os
 import signal
-import subprocess
 
-import selortest
 from selortest import parse_lfile, process_by_name, wait_for
 from test_delivery import World, fwd
 

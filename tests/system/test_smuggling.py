@@ -20,11 +20,7 @@ ATTEMPTS = [
 
 @pytest.mark.parametrize("terminator", ATTEMPTS, ids=lambda t: repr(t))
 def test_fake_terminator_does_not_split(node, terminator):
-    s = node.connect()
-    s.sendall(b"EHLO smuggle.test\r\nMAIL FROM:<a@remote.test>\r\n"
-              b"RCPT TO:<alice@example.com>\r\nDATA\r\n")
-    for _ in range(4):
-        recv_reply(s)
+    s = node.open_data()
     smuggled = (b"MAIL FROM:<admin@example.com>\r\nRCPT TO:<bob@example.com>\r\n"
                 b"DATA\r\nSubject: forged\r\n\r\nforged\r\n")
     s.sendall(b"Subject: outer\r\n\r\nouter" + terminator + smuggled + b".\r\n")
@@ -41,11 +37,7 @@ def test_fake_terminator_does_not_split(node, terminator):
 
 
 def test_dot_stuffing_is_undone(node):
-    s = node.connect()
-    s.sendall(b"EHLO x.test\r\nMAIL FROM:<a@remote.test>\r\n"
-              b"RCPT TO:<alice@example.com>\r\nDATA\r\n")
-    for _ in range(4):
-        recv_reply(s)
+    s = node.open_data()
     s.sendall(b"Subject: dots\r\n\r\n..leading dot\r\n...\r\nend\r\n.\r\n")
     assert b"Msg accepted" in recv_reply(s)
     s.close()
