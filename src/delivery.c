@@ -85,6 +85,8 @@ struct delivery {
     int waiting_domain;            /* listed in env->waiting */
     uv_timer_t renew_timer;
     int renewing;                  /* a renewal is out */
+    int calls_out;                 /* coordination answers still to come */
+    int handles_closed;            /* the run is over, its timers closed */
     uint64_t lease_until_ms;       /* our lock holds at least until then */
     uv_work_t work;
     void (*after)(struct delivery *d);   /* what follows the current job */
@@ -192,11 +194,16 @@ static int dl_lease_gone(const struct delivery *d)
 static void dl_stop_jobs(struct delivery *d);
 static void dl_finish(struct delivery *d);
 
+static void dl_free(struct delivery *d);
+static int dl_call_back(struct delivery *d);
+
 static void dl_renewed(void *arg, int status)
 {
     struct delivery *d = arg;
 
     d->renewing = 0;
+    if (dl_call_back(d))
+        return;
     if (status == COORD_OK) {
         d->lease_until_ms = dl_now_ms() + dl_lease_ms(d);
         return;
@@ -227,6 +234,7 @@ static void dl_renew_tick(uv_timer_t *t)
     }
     if (!d->renewing) {
         d->renewing = 1;
+        d->calls_out++;
         coord_renew(d->env->coord, &d->claim, dl_renewed, d);
     }
     for (struct dl_job *j = d->jobs; j; j = j->next)
@@ -236,11 +244,12 @@ static void dl_renew_tick(uv_timer_t *t)
 
 /* ---- ending the run ---- */
 
-static void dl_renew_closed(uv_handle_t *h)
+/*
+ * The run's memory goes once its timers are closed and no coordination
+ * answer (a renewal, a slot: Redis answers later) can still reach it.
+ */
+static void dl_free(struct delivery *d)
 {
-    struct delivery *d = h->data;
-
-    d->done(d->done_arg, d);
     qf_free(&d->qf);
     buf_free(&d->ltext);
     buf_free(&d->content);
@@ -252,6 +261,27 @@ static void dl_renew_closed(uv_handle_t *h)
     }
     arena_clear(&d->mem);
     mem_free(d);
+}
+
+/* An answer came; 1 if the run is already over (and maybe freed now). */
+static int dl_call_back(struct delivery *d)
+{
+    d->calls_out--;
+    if (!d->handles_closed)
+        return d->phase == DL_OVER;
+    if (d->calls_out == 0)
+        dl_free(d);
+    return 1;
+}
+
+static void dl_renew_closed(uv_handle_t *h)
+{
+    struct delivery *d = h->data;
+
+    d->done(d->done_arg, d);
+    d->handles_closed = 1;
+    if (d->calls_out == 0)
+        dl_free(d);
 }
 
 static void dl_timer_closed(uv_handle_t *h)
@@ -712,8 +742,14 @@ static void dl_start_mda(struct dl_job *j)
 static void dl_slot_got(void *arg, int status, uint64_t slot)
 {
     struct dl_job *j = arg;
+    struct coord *coord = j->d->env->coord;
 
     j->asking = 0;
+    if (dl_call_back(j->d)) {      /* the run ended meanwhile (j may be gone) */
+        if (status == COORD_OK)
+            coord_slot_release(coord, "dlocal", slot);
+        return;
+    }
     if (status != COORD_OK)
         return;   /* asked again by the slot timer */
     if (j->finished || j->d->stopping) {
@@ -862,6 +898,7 @@ static void dl_next_job(struct delivery *d)
             continue;
         }
         j->asking = 1;
+        d->calls_out++;
         coord_slot_acquire(d->env->coord, "dlocal", d->conf->Dlocal_max_procs,
                            dl_slot_got, j);
         waiting |= !j->running && !j->finished;
