@@ -119,20 +119,25 @@ static void sc_send_content(struct smtp_client *c);
 /* ---- content encoding ---- */
 
 /*
- * The line starting at pos: its length without the line end (LF or CR LF)
- * in *textlen; returns where the next line starts.  A CR not followed by
- * LF is part of the text.
+ * The line starting at pos: its length without the line end in *textlen;
+ * returns where the next line starts.  A line ends at LF, CR LF, or a bare
+ * CR: content goes out with CR only in CR LF, so a server that would end
+ * data at <CR>.<CR> never sees a line of ours start after a bare CR
+ * without its dot-stuffing (SMTP smuggling through Selor).
  */
 static size_t sc_line(const char *content, size_t len, size_t pos, size_t *textlen)
 {
     const char *nl = memchr(content + pos, '\n', len - pos);
-    size_t end = nl ? (size_t)(nl - content) : len;
-    size_t t = end;
+    size_t lim = nl ? (size_t)(nl - content) : len;
+    const char *cr = memchr(content + pos, '\r', lim - pos);
 
-    if (nl && t > pos && content[t - 1] == '\r')
-        t--;
-    *textlen = t - pos;
-    return nl ? end + 1 : len;
+    if (cr) {
+        size_t t = (size_t)(cr - content);
+        *textlen = t - pos;
+        return t + 1 < len && content[t + 1] == '\n' ? t + 2 : t + 1;
+    }
+    *textlen = lim - pos;
+    return nl ? lim + 1 : len;
 }
 
 /* Encodes whole lines from pos until out holds want bytes; the new pos. */

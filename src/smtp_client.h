@@ -83,9 +83,10 @@ struct smtp_client *smtp_client_start(uv_loop_t *loop, const struct sockaddr *ad
 void smtp_client_cancel(struct smtp_client *c);
 
 /*
- * Content in SMTP form: LF and CR LF line ends become CR LF, a line that
- * starts with "." gets another, and the content ends with CR LF (added if
- * missing) before the terminating ".". Appends to out; exposed for tests.
+ * Content in SMTP form: LF, CR LF and bare CR line ends become CR LF (no CR
+ * goes out outside CR LF), a line that starts with "." gets another, and
+ * the content ends with CR LF (added if missing) before the terminating ".".
+ * Appends to out; exposed for tests.
  */
 struct buf;
 void smtp_client_encode(const char *content, size_t len, struct buf *out);

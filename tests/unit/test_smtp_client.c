@@ -424,7 +424,7 @@ static const char content_mixed_sent[] =
     "\r\n"
     ".leading dot\r\n"
     "crlf line\r\n"
-    "bare\rcr\r\n"
+    "bare\r\ncr\r\n"
     "..two dots\r\n"
     "no final newline\r\n";
 
@@ -1356,9 +1356,12 @@ static void test_encode(void **state)
     assert_encoded("", "");
     assert_encoded("\n", "\r\n");
     assert_encoded("\n\n", "\r\n\r\n");
-    assert_encoded("bare\rcr\n", "bare\rcr\r\n");
-    assert_encoded("end\r", "end\r\r\n");
-    assert_encoded("cr\r\r\n", "cr\r\r\n");
+    /* A bare CR is a line end: CR goes out only in CR LF (no smuggling). */
+    assert_encoded("bare\rcr\n", "bare\r\ncr\r\n");
+    assert_encoded("end\r", "end\r\n");
+    assert_encoded("cr\r\r\n", "cr\r\n\r\n");
+    assert_encoded("a\r.\rb\n", "a\r\n..\r\nb\r\n");
+    assert_encoded("x\r\r.\r\n", "x\r\n\r\n..\r\n");
 }
 
 static void test_encode_appends(void **state)
