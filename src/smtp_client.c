@@ -45,6 +45,7 @@
 #include "mem.h"
 #include "net.h"
 #include "smtp_client.h"
+#include "smtp_reply.h"
 
 #define SC_LINE_MAX 4096             /* a reply line (RFC 5321 says 512) */
 #define SC_REPLY_MAX (64 * 1024)     /* a multi-line reply */
@@ -98,8 +99,7 @@ struct smtp_client {
     int content_done;           /* everything up to "." is queued */
     int writes_pending;
     struct buf in;              /* read, not yet parsed (a partial line) */
-    struct buf reply;           /* the reply being read: texts, '\n' apart */
-    int reply_code, reply_lines;
+    struct smtp_reply_in rin;   /* the reply being read */
     unsigned char *rstate;      /* enum sc_rcpt per recipient */
     struct smtp_client_result res;
     char rbuf[SC_READ_SIZE];
@@ -227,7 +227,7 @@ static void sc_clean_copy(char *out, size_t size, const char *p, size_t n)
 
 static void sc_reply_text(struct smtp_client *c, char *out, size_t size)
 {
-    sc_clean_copy(out, size, c->reply.data ? c->reply.data : "", c->reply.len);
+    sc_clean_copy(out, size, c->rin.text.data ? c->rin.text.data : "", c->rin.text.len);
 }
 
 /* ---- the result ---- */
@@ -277,7 +277,7 @@ static void sc_end_reply(struct smtp_client *c, int polite)
     char text[SMTP_CLIENT_ANSWER_MAX];
 
     sc_reply_text(c, text, sizeof(text));
-    sc_end(c, c->reply_code, text, polite);
+    sc_end(c, c->rin.code, text, polite);
 }
 
 /* A local error (code 0): the connection cannot be trusted any more. */
@@ -320,7 +320,7 @@ static void sc_handle_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     buf_free(&c->in);
-    buf_free(&c->reply);
+    buf_free(&c->rin.text);
     mem_free(c->rstate);
     mem_free(c->res.rcpt_code);
     mem_free(c->res.rcpt_answer);
@@ -462,7 +462,7 @@ static void sc_got_leaving(struct smtp_client *c)
 {
     /* 354 to a pipelined DATA after all recipients were refused: the
      * server now reads content; closing without "." discards it. */
-    if (c->reply_code / 100 == 3) {
+    if (c->rin.code / 100 == 3) {
         sc_close(c);
         return;
     }
@@ -479,12 +479,12 @@ static void sc_got_leaving(struct smtp_client *c)
 static int sc_unexpected(struct smtp_client *c, int want)
 {
     char text[SMTP_CLIENT_ANSWER_MAX - 64];
-    int cls = c->reply_code / 100;
+    int cls = c->rin.code / 100;
 
     if (cls == want || cls == 4 || cls == 5)
         return 0;
     sc_reply_text(c, text, sizeof(text));
-    sc_fail(c, "unexpected reply to %s: %d %s", sc_awaited(c), c->reply_code, text);
+    sc_fail(c, "unexpected reply to %s: %d %s", sc_awaited(c), c->rin.code, text);
     return 1;
 }
 
@@ -498,7 +498,7 @@ static void sc_got_greeting(struct smtp_client *c)
 {
     if (sc_unexpected(c, 2))
         return;
-    if (c->reply_code / 100 != 2) {
+    if (c->rin.code / 100 != 2) {
         sc_end_reply(c, 1);
         return;
     }
@@ -528,7 +528,7 @@ static void sc_ehlo_keyword(struct smtp_client *c, const char *p, size_t n)
 
 static void sc_parse_ehlo(struct smtp_client *c)
 {
-    const char *p = c->reply.data, *end = p + c->reply.len, *nl;
+    const char *p = c->rin.text.data, *end = p + c->rin.text.len, *nl;
 
     c->res.esmtp = 1;
     for (int line = 0; p && p < end; line++, p = nl + 1) {
@@ -593,11 +593,11 @@ static void sc_send_mail(struct smtp_client *c)
 
 static void sc_got_ehlo(struct smtp_client *c)
 {
-    if (c->reply_code == 421) {  /* closing: HELO would only meet EOF */
+    if (c->rin.code == 421) {  /* closing: HELO would only meet EOF */
         sc_end_reply(c, 0);
         return;
     }
-    if (c->reply_code / 100 != 2) {
+    if (c->rin.code / 100 != 2) {
         sc_send_ehlo(c, SC_S_HELO);
         return;
     }
@@ -609,7 +609,7 @@ static void sc_got_helo(struct smtp_client *c)
 {
     if (sc_unexpected(c, 2))
         return;
-    if (c->reply_code / 100 != 2) {
+    if (c->rin.code / 100 != 2) {
         sc_end_reply(c, 1);
         return;
     }
@@ -626,7 +626,7 @@ static void sc_got_mail(struct smtp_client *c)
 {
     if (sc_unexpected(c, 2))
         return;
-    if (c->reply_code / 100 != 2) {
+    if (c->rin.code / 100 != 2) {
         sc_end_reply(c, 1);  /* pipelined RCPTs and DATA: drained in LEAVING */
         return;
     }
@@ -661,13 +661,13 @@ static void sc_got_rcpt(struct smtp_client *c)
 
     if (sc_unexpected(c, 2))
         return;
-    if (c->reply_code / 100 == 2) {
+    if (c->rin.code / 100 == 2) {
         c->rstate[i] = SC_R_ACCEPTED;
         c->accepted++;
     } else {
         c->rstate[i] = SC_R_REFUSED;
         c->last_refused = i;
-        c->res.rcpt_code[i] = c->reply_code;
+        c->res.rcpt_code[i] = c->rin.code;
         sc_reply_text(c, c->res.rcpt_answer[i], SMTP_CLIENT_ANSWER_MAX);
     }
     if (c->rcpt_next == c->res.nrcpt)
@@ -682,7 +682,7 @@ static void sc_got_data(struct smtp_client *c)
 {
     if (sc_unexpected(c, 3))
         return;
-    if (c->reply_code / 100 != 3) {
+    if (c->rin.code / 100 != 3) {
         sc_end_reply(c, 1);  /* the accepted recipients get this reply */
         return;
     }
@@ -700,15 +700,15 @@ static void sc_got_final(struct smtp_client *c)
     char text[SMTP_CLIENT_ANSWER_MAX];
     int early = !c->content_done;
 
-    if (early && c->reply_code / 100 == 2) {
+    if (early && c->rin.code / 100 == 2) {
         sc_reply_text(c, text, sizeof(text) - 64);
-        sc_fail(c, "reply before end of data: %d %s", c->reply_code, text);
+        sc_fail(c, "reply before end of data: %d %s", c->rin.code, text);
         return;
     }
     if (sc_unexpected(c, 2))
         return;
     sc_reply_text(c, text, sizeof(text));
-    sc_finish(c, SMTP_CLIENT_DONE, c->reply_code, text);
+    sc_finish(c, SMTP_CLIENT_DONE, c->rin.code, text);
     if (c->state == SC_S_CLOSED)
         return;
     if (early)
@@ -735,31 +735,6 @@ static void sc_got_reply(struct smtp_client *c)
 }
 
 /* ---- input ---- */
-
-/*
- * One reply line without its line end: 1 when it completes the reply, 0
- * when more lines follow, -1 when malformed (code not 2xx-5xx, wrong
- * separator, a code that changes between lines), -2 when too long.
- */
-static int sc_reply_line(struct smtp_client *c, const char *p, size_t n)
-{
-    int code;
-
-    if (n > SC_LINE_MAX)
-        return -2;
-    if (n < 3 || p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
-        p[2] < '0' || p[2] > '9' || (n > 3 && p[3] != ' ' && p[3] != '-'))
-        return -1;
-    code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-    if (c->reply_lines > 0 && code != c->reply_code)
-        return -1;
-    c->reply_code = code;
-    if (c->reply_lines++ > 0 && buf_putc(&c->reply, '\n') < 0)
-        return -2;
-    if (n > 4 && buf_append(&c->reply, p + 4, n - 4) < 0)
-        return -2;
-    return n == 3 || p[3] == ' ';
-}
 
 static void sc_bad_reply(struct smtp_client *c, int why, const char *p, size_t n)
 {
@@ -790,15 +765,14 @@ static void sc_process(struct smtp_client *c)
         pos += n + 1;
         if (n > 0 && p[n - 1] == '\r')
             n--;
-        r = sc_reply_line(c, p, n);
+        r = smtp_reply_parse_line(&c->rin, p, n, SC_LINE_MAX);
         if (r < 0) {
             sc_bad_reply(c, r, p, n);
             break;
         }
         if (r == 1) {
             sc_got_reply(c);
-            buf_reset(&c->reply);
-            c->reply_lines = 0;
+            smtp_reply_in_reset(&c->rin);
         }
     }
     buf_consume(&c->in, pos);
@@ -925,7 +899,7 @@ struct smtp_client *smtp_client_start(uv_loop_t *loop, const struct sockaddr *ad
     c->done = done;
     c->arg = arg;
     buf_init(&c->in, SC_LINE_MAX + 2 + SC_READ_SIZE);
-    buf_init(&c->reply, SC_REPLY_MAX);
+    buf_init(&c->rin.text, SC_REPLY_MAX);
     c->rstate = mem_zalloc(n);
     c->res.nrcpt = n;
     c->res.rcpt_code = mem_zalloc(n * sizeof(*c->res.rcpt_code));

@@ -1,5 +1,6 @@
 /*
- * smtp_reply.c - reply lines from Msg_* texts (see smtp_reply.h).
+ * smtp_reply.c - reply lines from Msg_* texts, and reading a server's
+ * replies (see smtp_reply.h).
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -59,4 +60,30 @@ void smtp_reply_msg(struct buf *out, const char *msg, const char *detail,
     while (out->len && out->data[out->len - 1] == ' ')
         out->len--;
     buf_puts(out, "\r\n");
+}
+
+int smtp_reply_parse_line(struct smtp_reply_in *r, const char *p, size_t n, size_t max)
+{
+    int code;
+
+    if (n > max)
+        return -2;
+    if (n < 3 || p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
+        p[2] < '0' || p[2] > '9' || (n > 3 && p[3] != ' ' && p[3] != '-'))
+        return -1;
+    code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+    if (r->lines > 0 && code != r->code)
+        return -1;
+    r->code = code;
+    if (r->lines++ > 0 && buf_putc(&r->text, '\n') < 0)
+        return -2;
+    if (n > 4 && buf_append(&r->text, p + 4, n - 4) < 0)
+        return -2;
+    return n == 3 || p[3] == ' ';
+}
+
+void smtp_reply_in_reset(struct smtp_reply_in *r)
+{
+    buf_reset(&r->text);
+    r->lines = 0;
 }
