@@ -24,7 +24,7 @@ SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 LIBS    := $(PKG_LIBS) -luuid -lcrypt -ldl -lm
 
 # Code shared by every program.
-CORE_SRC := src/mem.c src/buf.c src/arena.c src/log.c src/config.c src/net.c \
+CORE_SRC := src/mem.c src/buf.c src/arena.c src/async.c src/log.c src/config.c src/net.c \
             src/queue_id.c src/queue_file.c src/spool.c src/addr.c \
             src/module.c src/accounts.c src/bounce.c src/queue_edit.c
 # The daemon.
@@ -82,7 +82,10 @@ asan:
 deps:
 	@sh ha/install-deps.sh
 
-run: deps all
+# deps first, then a new make: its pkg-config flags are read after the
+# packages are installed (a fresh machine has no pkg-config before deps).
+run: deps
+	@$(MAKE) --no-print-directory all
 	@sh ha/run-dev.sh
 
 test: deps
@@ -90,7 +93,8 @@ test: deps
 	@$(MAKE) --no-print-directory asan
 	@sh tests/run.sh
 
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@sh tests/bench/bench.sh
 
 clean:
