@@ -28,9 +28,9 @@ CORE_SRC := src/mem.c src/buf.c src/arena.c src/async.c src/log.c src/config.c s
             src/queue_id.c src/queue_file.c src/spool.c src/addr.c \
             src/module.c src/accounts.c src/bounce.c src/queue_edit.c
 # The daemon.
-SELOR_SRC := src/main.c src/master.c src/smtp_worker.c src/smtp_server.c \
+SELOR_SRC := src/main.c src/master.c src/smtp_worker.c src/smtp_server.c src/smtp_policy.c \
              src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c \
-             src/queue.c src/queue_ctl.c src/delivery.c src/deliver_smtp.c \
+             src/queue.c src/queue_ctl.c src/delivery.c src/lease.c src/deliver_smtp.c \
              src/dns.c src/smtp_client.c src/deliver_local.c \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
 CTL_SRC  := src/selorctl.c

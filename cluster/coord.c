@@ -2,8 +2,18 @@
  * coord.c - backend choice and the calls of the coordination interface
  * (see coord.h).
  */
+#include <time.h>
+
 #include "config.h"
 #include "coord.h"
+
+uint64_t coord_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 struct coord *coord_create(const struct config *conf, struct buf *err)
 {
@@ -29,9 +39,10 @@ void coord_destroy(struct coord *c)
         c->ops->destroy(c);
 }
 
-void coord_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn, void *arg)
+void coord_conn_check(struct coord *c, struct async_owner *o, const char *ip,
+                      coord_conn_fn *fn, void *arg)
 {
-    c->ops->conn_check(c, ip, fn, arg);
+    c->ops->conn_check(c, o, ip, fn, arg);
 }
 
 void coord_announce(struct coord *c, const char *queue, const char *qid, long due,
@@ -45,22 +56,22 @@ void coord_watch(struct coord *c, coord_wake_fn *fn, void *arg)
     c->ops->watch(c, fn, arg);
 }
 
-void coord_claim_next(struct coord *c, const char *queue, long limit, long now,
-                      coord_claim_fn *fn, void *arg)
+void coord_claim_next(struct coord *c, struct async_owner *o, const char *queue,
+                      long limit, long now, coord_claim_fn *fn, void *arg)
 {
-    c->ops->claim_next(c, queue, limit, now, fn, arg);
+    c->ops->claim_next(c, o, queue, limit, now, fn, arg);
 }
 
-void coord_claim_id(struct coord *c, const char *queue, const char *qid,
-                    coord_claim_fn *fn, void *arg)
+void coord_claim_id(struct coord *c, struct async_owner *o, const char *queue,
+                    const char *qid, coord_claim_fn *fn, void *arg)
 {
-    c->ops->claim_id(c, queue, qid, fn, arg);
+    c->ops->claim_id(c, o, queue, qid, fn, arg);
 }
 
-void coord_renew(struct coord *c, const struct coord_claim *cl, coord_status_fn *fn,
-                 void *arg)
+void coord_renew(struct coord *c, struct async_owner *o, const struct coord_claim *cl,
+                 coord_status_fn *fn, void *arg)
 {
-    c->ops->renew(c, cl, fn, arg);
+    c->ops->renew(c, o, cl, fn, arg);
 }
 
 void coord_release(struct coord *c, const struct coord_claim *cl, long next_due)
@@ -68,10 +79,10 @@ void coord_release(struct coord *c, const struct coord_claim *cl, long next_due)
     c->ops->release(c, cl, next_due);
 }
 
-void coord_slot_acquire(struct coord *c, const char *pool, long limit,
-                        coord_slot_fn *fn, void *arg)
+void coord_slot_acquire(struct coord *c, struct async_owner *o, const char *pool,
+                        long limit, coord_slot_fn *fn, void *arg)
 {
-    c->ops->slot_acquire(c, pool, limit, fn, arg);
+    c->ops->slot_acquire(c, o, pool, limit, fn, arg);
 }
 
 void coord_slot_release(struct coord *c, const char *pool, uint64_t slot)

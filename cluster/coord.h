@@ -6,8 +6,10 @@
  * (one node; the default when Redis_server is empty) and the Redis backend
  * (cluster).  Nothing above this interface knows which one runs.  Calls
  * answer through a callback, which may run before the call returns (the
- * embedded backend answers at once).  Must not: touch the spool or speak
- * SMTP.
+ * embedded backend answers at once).  Every call that answers belongs to
+ * an owner (async.h): an answer that comes after its owner cancelled is
+ * dropped, and what it granted (a lock, a slot) is given back by the
+ * backend.  Must not: touch the spool or speak SMTP.
  *
  * Queue files are found through a due-time index per queue ("main",
  * "qlimit"): the accepting side announces a new message, the holder of a
@@ -24,6 +26,7 @@
 
 #include "buf.h"
 
+struct async_owner;
 struct config;
 struct coord;
 
@@ -44,7 +47,13 @@ struct coord_claim {
     char qid[COORD_QID_MAX];
     uint64_t token;             /* fencing token: write it into the l file */
     uint64_t slot;              /* delivery slot held (0 = none) */
+    uint64_t asked_ms;          /* coord_mono_ms() when asked for: the lease
+                                   runs from no earlier than this */
 };
+
+/* coord_release's next_due: leave the file's due time as the claim set it
+ * (a lease from now), for a claim given back unused. */
+#define COORD_DUE_KEEP (-2L)
 
 enum coord_announce_mode {
     COORD_ANN_NEW,     /* add only if the index does not know it and nobody holds it */
@@ -62,19 +71,20 @@ struct coord_ops {
     int (*attach)(struct coord *c, uv_loop_t *loop);
     void (*detach)(struct coord *c);
     void (*destroy)(struct coord *c);
-    void (*conn_check)(struct coord *c, const char *ip, coord_conn_fn *fn, void *arg);
+    void (*conn_check)(struct coord *c, struct async_owner *o, const char *ip,
+                       coord_conn_fn *fn, void *arg);
     void (*announce)(struct coord *c, const char *queue, const char *qid, long due,
                      int mode);
     void (*watch)(struct coord *c, coord_wake_fn *fn, void *arg);
-    void (*claim_next)(struct coord *c, const char *queue, long limit, long now,
-                       coord_claim_fn *fn, void *arg);
-    void (*claim_id)(struct coord *c, const char *queue, const char *qid,
-                     coord_claim_fn *fn, void *arg);
-    void (*renew)(struct coord *c, const struct coord_claim *cl, coord_status_fn *fn,
-                  void *arg);
+    void (*claim_next)(struct coord *c, struct async_owner *o, const char *queue,
+                       long limit, long now, coord_claim_fn *fn, void *arg);
+    void (*claim_id)(struct coord *c, struct async_owner *o, const char *queue,
+                     const char *qid, coord_claim_fn *fn, void *arg);
+    void (*renew)(struct coord *c, struct async_owner *o, const struct coord_claim *cl,
+                  coord_status_fn *fn, void *arg);
     void (*release)(struct coord *c, const struct coord_claim *cl, long next_due);
-    void (*slot_acquire)(struct coord *c, const char *pool, long limit,
-                         coord_slot_fn *fn, void *arg);
+    void (*slot_acquire)(struct coord *c, struct async_owner *o, const char *pool,
+                         long limit, coord_slot_fn *fn, void *arg);
     void (*slot_release)(struct coord *c, const char *pool, uint64_t slot);
     void (*slot_renew)(struct coord *c, const char *pool, uint64_t slot);
     int (*take_rescan)(struct coord *c);
@@ -85,6 +95,10 @@ struct coord {
     const struct coord_ops *ops;
 };
 
+/* This node's monotonic clock in ms: lease arithmetic never uses the wall
+ * clock, which another node (or NTP) may disagree with. */
+uint64_t coord_mono_ms(void);
+
 /* Creates the backend the configuration asks for (in the master). */
 struct coord *coord_create(const struct config *conf, struct buf *err);
 /* Per process, after fork: hook into the process's loop. */
@@ -93,7 +107,8 @@ void coord_detach(struct coord *c);
 void coord_destroy(struct coord *c);
 
 /* A new connection from ip: record it and judge it (Limit_*). */
-void coord_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn, void *arg);
+void coord_conn_check(struct coord *c, struct async_owner *o, const char *ip,
+                      coord_conn_fn *fn, void *arg);
 
 /* The file qid of queue is due at `due` (unix time; 0 = now). */
 void coord_announce(struct coord *c, const char *queue, const char *qid, long due,
@@ -102,20 +117,21 @@ void coord_announce(struct coord *c, const char *queue, const char *qid, long du
 void coord_watch(struct coord *c, coord_wake_fn *fn, void *arg);
 /* The next due file of queue nobody holds, with its lock and a slot of at
  * most `limit` (0 = no limit). */
-void coord_claim_next(struct coord *c, const char *queue, long limit, long now,
-                      coord_claim_fn *fn, void *arg);
+void coord_claim_next(struct coord *c, struct async_owner *o, const char *queue,
+                      long limit, long now, coord_claim_fn *fn, void *arg);
 /* The lock of one file (no slot), for operator commands. */
-void coord_claim_id(struct coord *c, const char *queue, const char *qid,
-                    coord_claim_fn *fn, void *arg);
+void coord_claim_id(struct coord *c, struct async_owner *o, const char *queue,
+                    const char *qid, coord_claim_fn *fn, void *arg);
 /* Extends the lease; COORD_LOST when the lock is gone. */
-void coord_renew(struct coord *c, const struct coord_claim *cl, coord_status_fn *fn,
-                 void *arg);
+void coord_renew(struct coord *c, struct async_owner *o, const struct coord_claim *cl,
+                 coord_status_fn *fn, void *arg);
 /* Gives up lock and slot; next_due >= 0 puts the file back in the index
- * due then, -1 means the file is gone (delivered, deleted). */
+ * due then, -1 means the file is gone (delivered, deleted), COORD_DUE_KEEP
+ * leaves the index as the claim left it. */
 void coord_release(struct coord *c, const struct coord_claim *cl, long next_due);
 /* Counting semaphores whose slots are leases (Dlocal_max_procs). */
-void coord_slot_acquire(struct coord *c, const char *pool, long limit,
-                        coord_slot_fn *fn, void *arg);
+void coord_slot_acquire(struct coord *c, struct async_owner *o, const char *pool,
+                        long limit, coord_slot_fn *fn, void *arg);
 void coord_slot_release(struct coord *c, const char *pool, uint64_t slot);
 /* Extends a slot's lease (a holder renews as it renews its claim). */
 void coord_slot_renew(struct coord *c, const char *pool, uint64_t slot);

@@ -13,6 +13,8 @@
  *    finds the file).  A fencing token is the wall clock in milliseconds,
  *    bumped to stay strictly increasing: it survives a restart of the
  *    queue process without being stored.
+ * Every answer is given before the call returns, to an owner that is
+ * therefore alive: no request needs tracking (async.h).
  * Must not: be used by more than one node (it sees only its own processes)
  * or block: every operation is a few memory operations or one send(2).
  */
@@ -150,8 +152,8 @@ static int emb_judge(struct coord_embedded *e, uint64_t ip, int64_t now)
     return run >= e->limit_cnx ? COORD_LIMIT : COORD_OK;
 }
 
-static void emb_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn,
-                           void *arg)
+static void emb_conn_check(struct coord *c, struct async_owner *o, const char *ip,
+                           coord_conn_fn *fn, void *arg)
 {
     struct coord_embedded *e = (struct coord_embedded *)c;
     int verdict = COORD_OK;
@@ -324,10 +326,11 @@ static void emb_claim_fill(struct coord_embedded *e, struct coord_claim *cl,
     snprintf(cl->qid, sizeof(cl->qid), "%s", qid);
     cl->token = emb_token(e);
     cl->slot = with_slot ? ++e->last_slot : 0;
+    cl->asked_ms = coord_mono_ms();
 }
 
-static void emb_claim_next(struct coord *c, const char *queue, long limit, long now,
-                           coord_claim_fn *fn, void *arg)
+static void emb_claim_next(struct coord *c, struct async_owner *o, const char *queue,
+                           long limit, long now, coord_claim_fn *fn, void *arg)
 {
     struct coord_embedded *e = (struct coord_embedded *)c;
     struct emb_queue *q = emb_queue(e, queue);
@@ -351,8 +354,8 @@ static void emb_claim_next(struct coord *c, const char *queue, long limit, long 
     fn(arg, COORD_OK, &cl);
 }
 
-static void emb_claim_id(struct coord *c, const char *queue, const char *qid,
-                         coord_claim_fn *fn, void *arg)
+static void emb_claim_id(struct coord *c, struct async_owner *o, const char *queue,
+                         const char *qid, coord_claim_fn *fn, void *arg)
 {
     struct coord_embedded *e = (struct coord_embedded *)c;
     struct emb_file *f = emb_find(emb_queue(e, queue), qid, 1);
@@ -368,8 +371,8 @@ static void emb_claim_id(struct coord *c, const char *queue, const char *qid,
     fn(arg, COORD_OK, &cl);
 }
 
-static void emb_renew(struct coord *c, const struct coord_claim *cl,
-                      coord_status_fn *fn, void *arg)
+static void emb_renew(struct coord *c, struct async_owner *o,
+                      const struct coord_claim *cl, coord_status_fn *fn, void *arg)
 {
     struct coord_embedded *e = (struct coord_embedded *)c;
     struct emb_file *f = emb_find(emb_queue(e, cl->queue), cl->qid, 0);
@@ -388,7 +391,9 @@ static void emb_release(struct coord *c, const struct coord_claim *cl, long next
     if (f == NULL)
         return;
     f->held = 0;
-    if (next_due < 0)
+    if (next_due == COORD_DUE_KEEP)
+        emb_set_due(q, f, (long)time(NULL));
+    else if (next_due < 0)
         emb_forget(q, f);
     else
         emb_set_due(q, f, next_due);
@@ -457,8 +462,8 @@ static struct emb_pool *emb_pool(struct coord_embedded *e, const char *name)
     return &e->pools[EMB_POOLS - 1];
 }
 
-static void emb_slot_acquire(struct coord *c, const char *pool, long limit,
-                             coord_slot_fn *fn, void *arg)
+static void emb_slot_acquire(struct coord *c, struct async_owner *o, const char *pool,
+                             long limit, coord_slot_fn *fn, void *arg)
 {
     struct coord_embedded *e = (struct coord_embedded *)c;
     struct emb_pool *p = emb_pool(e, pool);

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "async.h"
 #include "config.h"
 #include "coord.h"
 #include "log.h"
@@ -53,6 +54,7 @@ enum cr_script {
     CR_S_RELEASE,
     CR_S_ANNOUNCE,
     CR_S_SLOT,
+    CR_S_SLOT_RENEW,
     CR_NSCRIPTS
 };
 
@@ -148,12 +150,14 @@ static const char *const cr_scripts[CR_NSCRIPTS] = {
     "end\n"
     "return 1\n",
 
-    /* RELEASE: KEYS lock, slots, due; ARGV owner, next due (-1 gone), qid */
+    /* RELEASE: KEYS lock, slots, due; ARGV owner, next due (-1 gone, -2
+     * keep as the claim left it), qid */
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "redis.call('DEL', KEYS[1])\n"
-    "if tonumber(ARGV[2]) >= 0 then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])\n"
-    "else redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
+    "local next = tonumber(ARGV[2])\n"
+    "if next >= 0 then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])\n"
+    "elseif next == -1 then redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
     "return 1\n",
 
     /* ANNOUNCE: KEYS due, lock; ARGV due, qid, mode ("new"/"force") */
@@ -168,6 +172,11 @@ static const char *const cr_scripts[CR_NSCRIPTS] = {
     "if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then return 0 end\n"
     "redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[3])\n"
     "return 1\n",
+
+    /* SLOT_RENEW: KEYS slots; ARGV lease ms, member.  Redis's clock, as at
+     * the grant: a node whose clock is off must not shorten or stretch it. */
+    CR_LUA_NOW
+    "return redis.call('ZADD', KEYS[1], 'XX', 'CH', now_ms + tonumber(ARGV[1]), ARGV[2])\n",
 };
 
 struct coord_redis {
@@ -196,14 +205,18 @@ struct coord_redis {
     void *wake_arg;
 };
 
-/* A command waiting for its reply. */
+/* A command waiting for its reply.  One with an answer belongs to its
+ * owner through req; one without (announce, release) belongs to nobody. */
 struct cr_call {
     struct coord_redis *cr;
+    struct async_req req;
+    int owned;
     enum cr_script script;         /* for a NOSCRIPT retry */
     int argc;
     char **argv;
     size_t *argvlen;
-    void (*reply)(struct cr_call *call, redisReply *r);
+    /* live: the owner still wants the answer; if not, give back what it grants */
+    void (*reply)(struct cr_call *call, redisReply *r, int live);
     union {
         coord_conn_fn *conn;
         coord_claim_fn *claim;
@@ -470,6 +483,16 @@ static void cr_call_free(struct cr_call *call)
 
 static void cr_send(struct cr_call *call, int use_sha);
 
+/* The reply is there (NULL: none will come): to the owner if it is still
+ * there, then the call is over. */
+static void cr_call_done(struct cr_call *call, redisReply *r)
+{
+    int live = call->owned ? async_req_end(&call->req) : 1;
+
+    call->reply(call, r, live);
+    cr_call_free(call);
+}
+
 static void cr_on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     struct cr_call *call = priv;
@@ -482,8 +505,7 @@ static void cr_on_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_warn("Redis: script %d: %s", call->script, reply->str);
-    call->reply(call, reply && reply->type != REDIS_REPLY_ERROR ? reply : NULL);
-    cr_call_free(call);
+    cr_call_done(call, reply && reply->type != REDIS_REPLY_ERROR ? reply : NULL);
 }
 
 static void cr_send(struct cr_call *call, int use_sha)
@@ -498,10 +520,8 @@ static void cr_send(struct cr_call *call, int use_sha)
     call->argvlen[1] = strlen(call->argv[1]);
     cr->commands++;
     if (redisAsyncCommandArgv(cr->ac, cr_on_reply, call, call->argc,
-                              (const char **)call->argv, call->argvlen) != REDIS_OK) {
-        call->reply(call, NULL);
-        cr_call_free(call);
-    }
+                              (const char **)call->argv, call->argvlen) != REDIS_OK)
+        cr_call_done(call, NULL);
 }
 
 /*
@@ -527,8 +547,10 @@ static void cr_eval(struct cr_call *call, int nkeys, const char *const *args)
     cr_send(call, 1);
 }
 
-static struct cr_call *cr_call_new(struct coord_redis *cr, enum cr_script s,
-                                   void (*reply)(struct cr_call *, redisReply *),
+/* o: the owner of the answer, or NULL for a call nobody waits for. */
+static struct cr_call *cr_call_new(struct coord_redis *cr, struct async_owner *o,
+                                   enum cr_script s,
+                                   void (*reply)(struct cr_call *, redisReply *, int),
                                    void *arg)
 {
     struct cr_call *call = mem_zalloc(sizeof(*call));
@@ -537,6 +559,10 @@ static struct cr_call *cr_call_new(struct coord_redis *cr, enum cr_script s,
     call->script = s;
     call->reply = reply;
     call->arg = arg;
+    if (o) {
+        async_req_start(&call->req, o, NULL, 0);   /* Redis cannot take it back */
+        call->owned = 1;
+    }
     return call;
 }
 
@@ -551,24 +577,27 @@ static long long cr_int(const redisReply *r)
     return -1;
 }
 
-static void cr_ignore_reply(struct cr_call *call, redisReply *r)
+static void cr_ignore_reply(struct cr_call *call, redisReply *r, int live)
 {
 }
 
 /* ---- anti-DoS ---- */
 
-static void cr_conn_reply(struct cr_call *call, redisReply *r)
+static void cr_conn_reply(struct cr_call *call, redisReply *r, int live)
 {
     long long v = cr_int(r);
 
-    if (v < 0) {   /* Redis failed meanwhile: this node judges alone */
-        coord_conn_check(call->cr->local, call->ip, call->fn.conn, call->arg);
+    if (!live)
+        return;
+    if (v < 0) {   /* Redis failed meanwhile: this node judges alone (at once) */
+        coord_conn_check(call->cr->local, NULL, call->ip, call->fn.conn, call->arg);
         return;
     }
     call->fn.conn(call->arg, v == 1 ? COORD_LIMIT : COORD_OK);
 }
 
-static void cr_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn, void *arg)
+static void cr_conn_check(struct coord *c, struct async_owner *o, const char *ip,
+                          coord_conn_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
     const struct config *conf = cr->conf;
@@ -580,10 +609,10 @@ static void cr_conn_check(struct coord *c, const char *ip, coord_conn_fn *fn, vo
         return;
     }
     if (!cr_ready(cr)) {
-        coord_conn_check(cr->local, ip, fn, arg);
+        coord_conn_check(cr->local, o, ip, fn, arg);
         return;
     }
-    call = cr_call_new(cr, CR_S_CONN, cr_conn_reply, arg);
+    call = cr_call_new(cr, o, CR_S_CONN, cr_conn_reply, arg);
     call->fn.conn = fn;
     snprintf(call->ip, sizeof(call->ip), "%s", ip);
     cr_key(cr, key, sizeof(key), "conns", NULL);
@@ -605,7 +634,7 @@ static void cr_announce(struct coord *c, const char *queue, const char *qid, lon
     coord_announce(cr->local, queue, qid, due, mode);   /* wakes this node's queue */
     if (!cr_ready(cr))
         return;   /* the scan puts it in the index once Redis is back */
-    call = cr_call_new(cr, CR_S_ANNOUNCE, cr_ignore_reply, NULL);
+    call = cr_call_new(cr, NULL, CR_S_ANNOUNCE, cr_ignore_reply, NULL);
     cr_key(cr, kdue, sizeof(kdue), "due", queue);
     cr_key(cr, klock, sizeof(klock), "lock", qid);
     snprintf(sdue, sizeof(sdue), "%ld", due > 0 ? due : (long)time(NULL));
@@ -622,7 +651,8 @@ static int cr_claim_status(const redisReply *r, struct coord_claim *cl)
         r->element[0]->type != REDIS_REPLY_STRING)
         return COORD_DOWN;
     word = r->element[0]->str;
-    if (strcmp(word, "OK") == 0 && r->elements >= 3) {
+    if (strcmp(word, "OK") == 0 && r->elements >= 3 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
         snprintf(cl->qid, sizeof(cl->qid), "%s", r->element[1]->str);
         cl->token = (uint64_t)cr_int(r->element[2]);
         return COORD_OK;
@@ -636,15 +666,25 @@ static int cr_claim_status(const redisReply *r, struct coord_claim *cl)
     return COORD_DOWN;   /* PAUSED: Redis lost its data a moment ago */
 }
 
-static void cr_claim_reply(struct cr_call *call, redisReply *r)
+static void cr_release(struct coord *c, const struct coord_claim *cl, long next_due);
+
+/* A lock nobody wants any more goes back at once: a file claimed for a
+ * delivery is due again now, one claimed for the operator keeps its time. */
+static void cr_claim_reply(struct cr_call *call, redisReply *r, int live)
 {
     int st = cr_claim_status(r, &call->cl);
 
+    if (!live) {
+        if (st == COORD_OK)
+            cr_release(&call->cr->base, &call->cl,
+                       call->script == CR_S_CLAIM ? (long)time(NULL) : COORD_DUE_KEEP);
+        return;
+    }
     call->fn.claim(call->arg, st, st == COORD_OK ? &call->cl : NULL);
 }
 
-static void cr_claim_next(struct coord *c, const char *queue, long limit, long now,
-                          coord_claim_fn *fn, void *arg)
+static void cr_claim_next(struct coord *c, struct async_owner *o, const char *queue,
+                          long limit, long now, coord_claim_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
     char kdue[256], kslots[256], ktok[256], kepoch[256], klock[256], slimit[32],
@@ -655,8 +695,9 @@ static void cr_claim_next(struct coord *c, const char *queue, long limit, long n
         fn(arg, cr->draining ? COORD_EMPTY : COORD_DOWN, NULL);
         return;
     }
-    call = cr_call_new(cr, CR_S_CLAIM, cr_claim_reply, arg);
+    call = cr_call_new(cr, o, CR_S_CLAIM, cr_claim_reply, arg);
     call->fn.claim = fn;
+    call->cl.asked_ms = coord_mono_ms();
     snprintf(call->cl.queue, sizeof(call->cl.queue), "%s", queue);
     call->cl.slot = limit > 0;
     cr_key(cr, kdue, sizeof(kdue), "due", queue);
@@ -671,8 +712,8 @@ static void cr_claim_next(struct coord *c, const char *queue, long limit, long n
                                            cr->node, klock, scand, NULL});
 }
 
-static void cr_claim_id(struct coord *c, const char *queue, const char *qid,
-                        coord_claim_fn *fn, void *arg)
+static void cr_claim_id(struct coord *c, struct async_owner *o, const char *queue,
+                        const char *qid, coord_claim_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
     char klock[256], kdue[256], ktok[256], kepoch[256], slease[32];
@@ -682,8 +723,9 @@ static void cr_claim_id(struct coord *c, const char *queue, const char *qid,
         fn(arg, COORD_DOWN, NULL);
         return;
     }
-    call = cr_call_new(cr, CR_S_CLAIM_ID, cr_claim_reply, arg);
+    call = cr_call_new(cr, o, CR_S_CLAIM_ID, cr_claim_reply, arg);
     call->fn.claim = fn;
+    call->cl.asked_ms = coord_mono_ms();
     snprintf(call->cl.queue, sizeof(call->cl.queue), "%s", queue);
     cr_key(cr, klock, sizeof(klock), "lock", qid);
     cr_key(cr, kdue, sizeof(kdue), "due", queue);
@@ -694,15 +736,16 @@ static void cr_claim_id(struct coord *c, const char *queue, const char *qid,
                                            qid, NULL});
 }
 
-static void cr_status_reply(struct cr_call *call, redisReply *r)
+static void cr_status_reply(struct cr_call *call, redisReply *r, int live)
 {
     long long v = cr_int(r);
 
-    call->fn.status(call->arg, v == 1 ? COORD_OK : v == 0 ? COORD_LOST : COORD_DOWN);
+    if (live)
+        call->fn.status(call->arg, v == 1 ? COORD_OK : v == 0 ? COORD_LOST : COORD_DOWN);
 }
 
-static void cr_renew(struct coord *c, const struct coord_claim *cl, coord_status_fn *fn,
-                     void *arg)
+static void cr_renew(struct coord *c, struct async_owner *o, const struct coord_claim *cl,
+                     coord_status_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
     char klock[256], kslots[256], kdue[256], owner[128], slease[32];
@@ -712,7 +755,7 @@ static void cr_renew(struct coord *c, const struct coord_claim *cl, coord_status
         fn(arg, COORD_DOWN);
         return;
     }
-    call = cr_call_new(cr, CR_S_RENEW, cr_status_reply, arg);
+    call = cr_call_new(cr, o, CR_S_RENEW, cr_status_reply, arg);
     call->fn.status = fn;
     cr_key(cr, klock, sizeof(klock), "lock", cl->qid);
     cr_key(cr, kslots, sizeof(kslots), "slots", cl->queue);
@@ -731,7 +774,7 @@ static void cr_release(struct coord *c, const struct coord_claim *cl, long next_
 
     if (!cr_ready(cr))
         return;   /* the lease ends by itself; the scan re-announces the file */
-    call = cr_call_new(cr, CR_S_RELEASE, cr_ignore_reply, NULL);
+    call = cr_call_new(cr, NULL, CR_S_RELEASE, cr_ignore_reply, NULL);
     cr_key(cr, klock, sizeof(klock), "lock", cl->qid);
     cr_key(cr, kslots, sizeof(kslots), "slots", cl->queue);
     cr_key(cr, kdue, sizeof(kdue), "due", cl->queue);
@@ -743,16 +786,23 @@ static void cr_release(struct coord *c, const struct coord_claim *cl, long next_
 
 /* ---- slots (Dlocal_max_procs) ---- */
 
-static void cr_slot_reply(struct cr_call *call, redisReply *r)
+static void cr_slot_release(struct coord *c, const char *pool, uint64_t slot);
+
+static void cr_slot_reply(struct cr_call *call, redisReply *r, int live)
 {
     long long v = cr_int(r);
 
+    if (!live) {   /* nobody waits for this slot: it goes back at once */
+        if (v == 1)
+            cr_slot_release(&call->cr->base, call->queue, call->cl.token);
+        return;
+    }
     call->fn.slot(call->arg, v == 1 ? COORD_OK : v == 0 ? COORD_FULL : COORD_DOWN,
                   v == 1 ? call->cl.token : 0);
 }
 
-static void cr_slot_acquire(struct coord *c, const char *pool, long limit,
-                            coord_slot_fn *fn, void *arg)
+static void cr_slot_acquire(struct coord *c, struct async_owner *o, const char *pool,
+                            long limit, coord_slot_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
     char key[256], slimit[32], slease[32], member[128];
@@ -763,12 +813,13 @@ static void cr_slot_acquire(struct coord *c, const char *pool, long limit,
         return;
     }
     if (!cr_ready(cr)) {
-        coord_slot_acquire(cr->local, pool, limit, fn, arg);
+        coord_slot_acquire(cr->local, o, pool, limit, fn, arg);
         return;
     }
-    call = cr_call_new(cr, CR_S_SLOT, cr_slot_reply, arg);
+    call = cr_call_new(cr, o, CR_S_SLOT, cr_slot_reply, arg);
     call->fn.slot = fn;
     call->cl.token = ++cr->slot_seq;
+    snprintf(call->queue, sizeof(call->queue), "%s", pool);
     cr_key(cr, key, sizeof(key), "slots", pool);
     snprintf(slimit, sizeof(slimit), "%ld", limit);
     snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
@@ -795,19 +846,17 @@ static void cr_slot_release(struct coord *c, const char *pool, uint64_t slot)
 static void cr_slot_renew(struct coord *c, const char *pool, uint64_t slot)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
-    char key[256], member[128];
-    struct timespec ts;
-    long long until;
+    char key[256], member[128], slease[32];
+    struct cr_call *call;
 
     if (!cr_ready(cr))
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    until = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + cr->lease_ms;
+    call = cr_call_new(cr, NULL, CR_S_SLOT_RENEW, cr_ignore_reply, NULL);
     cr_key(cr, key, sizeof(key), "slots", pool);
+    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
     snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
              (unsigned long long)slot);
-    redisAsyncCommand(cr->ac, NULL, NULL, "ZADD %s XX %lld %s", key, until, member);
-    cr->commands++;
+    cr_eval(call, 1, (const char *const[]){key, slease, member, NULL});
 }
 
 /* ---- node registry ---- */

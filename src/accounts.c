@@ -17,6 +17,7 @@
 
 #include "accounts.h"
 #include "arena.h"
+#include "async.h"
 #include "config.h"
 #include "mem.h"
 #include "module.h"
@@ -37,6 +38,8 @@ struct accounts_req {
     size_t targets_alloc;
     accounts_fn *fn;
     void *arg;
+    struct async_owner *owner;
+    struct async_req wait;            /* while a module answers later */
     const struct module_inst *asked;  /* module with a pending lookup */
 };
 
@@ -282,63 +285,95 @@ static enum accounts_wait acc_run(struct accounts_req *r)
     return ACCOUNTS_DONE;
 }
 
+static void acc_free(struct accounts_req *r)
+{
+    if (r->password)
+        memset((char *)r->password, 0, strlen(r->password));
+    arena_clear(&r->mem);
+    mem_free(r);
+}
+
 static void acc_on_done(struct selor_lookup *lk)
 {
     struct accounts_req *r = (struct accounts_req *)lk;
 
     r->asked = NULL;
     acc_take(r, lk->result);
-    if (acc_run(r) == ACCOUNTS_DONE)
+    if (acc_run(r) == ACCOUNTS_WAIT)
+        return;
+    if (async_req_end(&r->wait))
         r->fn(r->arg, r);
+    acc_free(r);
+}
+
+/* The owner went while a module was answering: the module stops. */
+static void acc_cancel(struct async_req *ar)
+{
+    struct accounts_req *r = (struct accounts_req *)((char *)ar -
+                                                     offsetof(struct accounts_req, wait));
+
+    if (r->asked && r->asked->mod->cancel)
+        r->asked->mod->cancel(r->asked->state, &r->lk);
+    acc_free(r);
+}
+
+/* The first phase's answer: at once, or later on behalf of the owner. */
+static enum accounts_wait acc_start(struct accounts_req *r, struct accounts_req **reqp)
+{
+    if (acc_run(r) == ACCOUNTS_DONE) {
+        *reqp = r;
+        return ACCOUNTS_DONE;
+    }
+    *reqp = NULL;
+    async_req_start(&r->wait, r->owner, acc_cancel, 0);
+    return ACCOUNTS_WAIT;
 }
 
 static struct accounts_req *acc_new(const struct module_set *mods,
-                                    const struct config *conf, accounts_fn *fn,
-                                    void *arg)
+                                    const struct config *conf, struct async_owner *o,
+                                    accounts_fn *fn, void *arg)
 {
     struct accounts_req *r = mem_zalloc(sizeof(*r));
 
     arena_init(&r->mem, 1024);
     r->mods = mods;
     r->conf = conf;
+    r->owner = o;
     r->fn = fn;
     r->arg = arg;
     return r;
 }
 
 enum accounts_wait accounts_resolve(const struct module_set *mods,
-                                    const struct config *conf, const char *addr,
-                                    struct accounts_req **reqp, accounts_fn *fn,
-                                    void *arg)
+                                    const struct config *conf, struct async_owner *o,
+                                    const char *addr, struct accounts_req **reqp,
+                                    accounts_fn *fn, void *arg)
 {
-    struct accounts_req *r = acc_new(mods, conf, fn, arg);
+    struct accounts_req *r = acc_new(mods, conf, o, fn, arg);
     const char *at = strrchr(addr, '@');
     char *copy = arena_strdup(&r->mem, addr);
 
-    *reqp = r;
     r->addr = copy;
     r->domain = at ? copy + (at - addr) + 1 : copy + strlen(copy);
-    if (at == NULL) {
+    if (at == NULL)
         acc_finish(r, ACCOUNTS_NOMAILBOX);
-        return ACCOUNTS_DONE;
-    }
-    acc_begin_phase(r, PH_DOMAIN);
-    return acc_run(r);
+    else
+        acc_begin_phase(r, PH_DOMAIN);
+    return acc_start(r, reqp);
 }
 
 enum accounts_wait accounts_auth(const struct module_set *mods,
-                                 const struct config *conf, const char *user,
-                                 const char *password, struct accounts_req **reqp,
-                                 accounts_fn *fn, void *arg)
+                                 const struct config *conf, struct async_owner *o,
+                                 const char *user, const char *password,
+                                 struct accounts_req **reqp, accounts_fn *fn, void *arg)
 {
-    struct accounts_req *r = acc_new(mods, conf, fn, arg);
+    struct accounts_req *r = acc_new(mods, conf, o, fn, arg);
 
-    *reqp = r;
     r->addr = arena_strdup(&r->mem, user);
     r->domain = "";
     r->password = arena_strdup(&r->mem, password);
     acc_begin_phase(r, PH_AUTH);
-    return acc_run(r);
+    return acc_start(r, reqp);
 }
 
 const struct accounts_result *accounts_result(const struct accounts_req *req)
@@ -348,12 +383,6 @@ const struct accounts_result *accounts_result(const struct accounts_req *req)
 
 void accounts_free(struct accounts_req *r)
 {
-    if (r == NULL)
-        return;
-    if (r->asked && r->asked->mod->cancel)
-        r->asked->mod->cancel(r->asked->state, &r->lk);
-    if (r->password)
-        memset((char *)r->password, 0, strlen(r->password));
-    arena_clear(&r->mem);
-    mem_free(r);
+    if (r)
+        acc_free(r);
 }

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "selor_module.h"
 
+struct async_owner;
 struct config;
 struct module_set;
 
@@ -42,20 +43,21 @@ enum accounts_wait { ACCOUNTS_DONE, ACCOUNTS_WAIT };
 
 /*
  * Resolves a recipient "user@domain".  ACCOUNTS_DONE: the answer is ready
- * in *reqp now and fn will not be called.  ACCOUNTS_WAIT: fn(arg, req)
- * follows.  Either way the caller frees the request with accounts_free.
+ * in *reqp now, fn will not be called, and the caller frees it with
+ * accounts_free.  ACCOUNTS_WAIT: *reqp is NULL; fn(arg, req) follows unless
+ * the owner cancels first, and req is freed when fn returns.
  */
 enum accounts_wait accounts_resolve(const struct module_set *mods,
-                                    const struct config *conf, const char *addr,
-                                    struct accounts_req **reqp, accounts_fn *fn,
-                                    void *arg);
+                                    const struct config *conf, struct async_owner *o,
+                                    const char *addr, struct accounts_req **reqp,
+                                    accounts_fn *fn, void *arg);
 /* Checks a login; same calling convention as accounts_resolve. */
 enum accounts_wait accounts_auth(const struct module_set *mods,
-                                 const struct config *conf, const char *user,
-                                 const char *password, struct accounts_req **reqp,
-                                 accounts_fn *fn, void *arg);
+                                 const struct config *conf, struct async_owner *o,
+                                 const char *user, const char *password,
+                                 struct accounts_req **reqp, accounts_fn *fn, void *arg);
 const struct accounts_result *accounts_result(const struct accounts_req *req);
-/* Frees a finished request, or cancels a pending one. */
+/* Frees a request answered at once (ACCOUNTS_DONE). */
 void accounts_free(struct accounts_req *req);
 
 /* Checks every Modseq_* names loaded modules; -1 with err. */

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "async.h"
 #include "buf.h"
 #include "deliver_local.h"
 #include "mem.h"
@@ -71,6 +72,7 @@
 #define DL_EX_TEMPFAIL 75
 
 struct deliver_local {
+    struct async_req req;        /* for the owner: done reaches it */
     uv_process_t proc;
     uv_pipe_t in;                /* the MDA's stdin */
     uv_pipe_t err;               /* the MDA's stderr */
@@ -82,7 +84,7 @@ struct deliver_local {
     size_t len, off;             /* off: bytes handed to uv_write */
     long timeout_ms;
     int handles;                 /* open handles; freed when 0 */
-    int in_closed, exited, err_eof, timed_out, cancelled, finished;
+    int in_closed, exited, err_eof, timed_out, finished;
     int write_error;             /* first write error other than EPIPE */
     int64_t exit_status;
     int term_signal;
@@ -518,8 +520,8 @@ static void dl_close_all(struct deliver_local *d)
     uv_close((uv_handle_t *)&d->proc, dl_on_close);
 }
 
-/* Once: reports (unless cancelled) and closes.  done runs while the
- * handles are closing, so d is still there if done calls cancel. */
+/* Once: reports (unless the owner cancelled) and closes.  done runs while
+ * the handles are closing, so d is still there if done calls cancel. */
 static void dl_finish(struct deliver_local *d)
 {
     if (d->finished)
@@ -527,7 +529,7 @@ static void dl_finish(struct deliver_local *d)
     d->finished = 1;
     dl_result(d);
     dl_close_all(d);
-    if (!d->cancelled)
+    if (async_req_end(&d->req))
         d->done(d->arg, &d->res);
 }
 
@@ -733,7 +735,9 @@ static void dl_init_handles(uv_loop_t *loop, struct deliver_local *d)
     d->handles = 4;  /* the process handle counts from uv_spawn on */
 }
 
-struct deliver_local *deliver_local_start(uv_loop_t *loop,
+static void dl_cancel(struct async_req *r);
+
+struct deliver_local *deliver_local_start(uv_loop_t *loop, struct async_owner *owner,
                                           const struct deliver_local_req *req,
                                           deliver_local_done_fn *done, void *arg,
                                           struct deliver_local_result *r)
@@ -774,6 +778,7 @@ struct deliver_local *deliver_local_start(uv_loop_t *loop,
         return NULL;
     }
     arena_clear(&mem);  /* the child has its own copy of argv and env */
+    async_req_start(&d->req, owner, dl_cancel, 0);
     if (uv_read_start((uv_stream_t *)&d->err, dl_on_alloc, dl_on_read) < 0)
         d->err_eof = 1;  /* no answer then, but the exit still counts */
     uv_timer_start(&d->timer, dl_on_timer, (uint64_t)d->timeout_ms, 0);
@@ -781,14 +786,25 @@ struct deliver_local *deliver_local_start(uv_loop_t *loop,
     return d;
 }
 
-void deliver_local_cancel(struct deliver_local *d)
+/* The owner no longer waits: stdin closes at once (the content it pointed
+ * into is the owner's, and may go now), the MDA is killed, and the exit
+ * callback finishes without done. */
+static void dl_cancel(struct async_req *r)
 {
-    if (d == NULL || d->finished || d->cancelled)
+    struct deliver_local *d = (struct deliver_local *)r;
+
+    if (d->finished)
         return;
-    d->cancelled = 1;
+    dl_close_stdin(d);
     if (d->exited) {
         dl_finish(d);  /* only stderr was left to wait for */
         return;
     }
-    dl_kill(d);  /* the exit callback finishes, without done */
+    dl_kill(d);
+}
+
+void deliver_local_cancel(struct deliver_local *d)
+{
+    if (d)
+        async_req_cancel(&d->req);
 }

@@ -60,13 +60,15 @@ struct deliver_local_result {
     char answer[DELIVER_LOCAL_ANSWER_MAX];
 };
 
+struct async_owner;
 struct deliver_local;
 typedef void deliver_local_done_fn(void *arg, const struct deliver_local_result *r);
 
-/* req and what it points to must stay valid until done; done never runs
- * before this returns.  NULL only when nothing could be started (done is
- * then not called and r holds the reason). */
-struct deliver_local *deliver_local_start(uv_loop_t *loop,
+/* The MDA runs for owner o (async.h).  req and what it points to must stay
+ * valid until done or the owner's cancel; done never runs before this
+ * returns.  NULL only when nothing could be started (done is then not
+ * called and r holds the reason). */
+struct deliver_local *deliver_local_start(uv_loop_t *loop, struct async_owner *o,
                                           const struct deliver_local_req *req,
                                           deliver_local_done_fn *done, void *arg,
                                           struct deliver_local_result *r);

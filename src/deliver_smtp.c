@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "async.h"
 #include "config.h"
 #include "deliver_smtp.h"
 #include "dns.h"
@@ -30,9 +31,13 @@ struct ds_host {
     int port;
 };
 
+/* A service to its owner (req), and the owner of its own DNS queries and
+ * SMTP sessions (own), which its cancel takes down with it. */
 struct deliver_smtp {
+    struct async_req req;
+    struct async_owner own;
     uv_loop_t *loop;
-    const struct deliver_smtp_req *req;
+    const struct deliver_smtp_req *rq;
     deliver_smtp_done_fn *done;
     void *arg;
     struct deliver_rcpt_result *res;
@@ -41,13 +46,9 @@ struct deliver_smtp {
     size_t nhosts, host_i;
     struct sockaddr_storage addrs[DNS_MAX_ADDRS];
     size_t naddrs, addr_i;
-    struct dns_query *dq;
-    int dns_pending;
-    struct smtp_client *client;
     struct smtp_client_msg msg;
     char last_error[DELIVER_ANSWER_MAX];
     uv_timer_t timer;
-    int cancelled, finished;
 };
 
 static void ds_route_host(struct deliver_smtp *d);
@@ -67,15 +68,14 @@ static void ds_finish_cb(uv_timer_t *t)
 {
     struct deliver_smtp *d = t->data;
 
-    if (!d->cancelled)
-        d->done(d->arg, d->res, d->req->nrcpt);
+    if (async_req_end(&d->req))
+        d->done(d->arg, d->res, d->rq->nrcpt);
     uv_close((uv_handle_t *)&d->timer, ds_closed);
 }
 
 /* Results are complete: report them from the loop (never synchronously). */
 static void ds_finish(struct deliver_smtp *d)
 {
-    d->finished = 1;
     uv_timer_start(&d->timer, ds_finish_cb, 0, 0);
 }
 
@@ -90,7 +90,7 @@ static void ds_set(struct deliver_rcpt_result *r, int status, const char *answer
 /* Every recipient from the current batch on gets the same answer. */
 static void ds_fail_rest(struct deliver_smtp *d, int status, const char *answer)
 {
-    for (size_t i = d->batch_start; i < d->req->nrcpt; i++)
+    for (size_t i = d->batch_start; i < d->rq->nrcpt; i++)
         ds_set(&d->res[i], status, answer, NULL);
     ds_finish(d);
 }
@@ -99,11 +99,11 @@ static void ds_fail_rest(struct deliver_smtp *d, int status, const char *answer)
 
 static void ds_batch_begin(struct deliver_smtp *d)
 {
-    long limit = d->req->conf->Tarpit_limit;
-    size_t left = d->req->nrcpt - d->batch_start;
+    long limit = d->rq->conf->Tarpit_limit;
+    size_t left = d->rq->nrcpt - d->batch_start;
 
     d->batch_len = limit > 0 && (size_t)limit < left ? (size_t)limit : left;
-    d->msg.rcpts = d->req->rcpts + d->batch_start;
+    d->msg.rcpts = d->rq->rcpts + d->batch_start;
     d->msg.nrcpt = d->batch_len;
     d->host_i = 0;
     d->last_error[0] = '\0';
@@ -118,12 +118,12 @@ static void ds_tarpit_done(uv_timer_t *t)
 static void ds_batch_end(struct deliver_smtp *d)
 {
     d->batch_start += d->batch_len;
-    if (d->batch_start >= d->req->nrcpt) {
+    if (d->batch_start >= d->rq->nrcpt) {
         ds_finish(d);
         return;
     }
     uv_timer_start(&d->timer, ds_tarpit_done,
-                   (uint64_t)d->req->conf->Tarpit_sleep * 1000, 0);
+                   (uint64_t)d->rq->conf->Tarpit_sleep * 1000, 0);
 }
 
 /* ---- SMTP sessions ---- */
@@ -157,7 +157,6 @@ static void ds_client_done(void *arg, const struct smtp_client_result *r)
     struct deliver_smtp *d = arg;
     char host[300];
 
-    d->client = NULL;
     ds_host_label(d, host, sizeof(host));
     if (ds_connection_failure(r)) {
         snprintf(d->last_error, sizeof(d->last_error), "%.200s: %.300s", host, r->answer);
@@ -180,7 +179,7 @@ static void ds_client_done(void *arg, const struct smtp_client_result *r)
 /* Mx_alias_ip: an address of this machine on our own port is a loop. */
 static int ds_is_self(struct deliver_smtp *d, const struct sockaddr_storage *a)
 {
-    const struct config *c = d->req->conf;
+    const struct config *c = d->rq->conf;
     struct ifaddrs *ifs, *i;
     char ip[64], mine[64];
     int port, self = 0;
@@ -205,8 +204,6 @@ static int ds_is_self(struct deliver_smtp *d, const struct sockaddr_storage *a)
 
 static void ds_try_addr(struct deliver_smtp *d)
 {
-    if (d->cancelled)
-        return;
     while (d->addr_i < d->naddrs && ds_is_self(d, &d->addrs[d->addr_i])) {
         snprintf(d->last_error, sizeof(d->last_error),
                  "%.256s: MX points back to this server (loop)", d->hosts[d->host_i].name);
@@ -217,8 +214,8 @@ static void ds_try_addr(struct deliver_smtp *d)
         ds_route_host(d);
         return;
     }
-    d->client = smtp_client_start(d->loop, (struct sockaddr *)&d->addrs[d->addr_i],
-                                  &d->msg, ds_client_done, d);
+    smtp_client_start(d->loop, &d->own, (struct sockaddr *)&d->addrs[d->addr_i], &d->msg,
+                      ds_client_done, d);
 }
 
 /* ---- addresses of a host ---- */
@@ -237,8 +234,6 @@ static void ds_addrs_done(void *arg, int status, const struct sockaddr_storage *
     struct deliver_smtp *d = arg;
     const struct ds_host *h = &d->hosts[d->host_i];
 
-    d->dns_pending = 0;
-    d->dq = NULL;
     if (status != DNS_OK) {
         snprintf(d->last_error, sizeof(d->last_error), "%.256s: %s", h->name,
                  dns_strstatus(status));
@@ -259,13 +254,10 @@ static void ds_route_host(struct deliver_smtp *d)
 {
     const struct ds_host *h;
     socklen_t len;
-    struct dns_query *q;
 
-    if (d->cancelled)
-        return;
     if (d->host_i >= d->nhosts) {
         char why[DELIVER_ANSWER_MAX];
-        snprintf(why, sizeof(why), "%.100s: %.400s", d->req->conf->Msg_cannot_connect,
+        snprintf(why, sizeof(why), "%.100s: %.400s", d->rq->conf->Msg_cannot_connect,
                  d->last_error[0] ? d->last_error : "no host to try");
         ds_fail_rest(d, DELIVER_TEMP, why);
         return;
@@ -277,10 +269,7 @@ static void ds_route_host(struct deliver_smtp *d)
         ds_try_addr(d);
         return;
     }
-    d->dns_pending = 1;
-    q = dns_addrs(d->req->dns, h->name, ds_addrs_done, d);
-    if (d->dns_pending)
-        d->dq = q;
+    dns_addrs(d->rq->dns, &d->own, h->name, ds_addrs_done, d);
 }
 
 /* ---- the route ---- */
@@ -289,8 +278,8 @@ static void ds_route_fail(struct deliver_smtp *d, int status, const char *why)
 {
     char answer[DELIVER_ANSWER_MAX];
 
-    snprintf(answer, sizeof(answer), "%.100s: %.256s (%s)", d->req->conf->Msg_cannot_resolve,
-             d->req->domain, why);
+    snprintf(answer, sizeof(answer), "%.100s: %.256s (%s)", d->rq->conf->Msg_cannot_resolve,
+             d->rq->domain, why);
     ds_fail_rest(d, status, answer);
 }
 
@@ -298,8 +287,6 @@ static void ds_mx_done(void *arg, int status, const struct dns_mx *mx, size_t n)
 {
     struct deliver_smtp *d = arg;
 
-    d->dns_pending = 0;
-    d->dq = NULL;
     if (status == DNS_NXDOMAIN) {
         ds_route_fail(d, DELIVER_PERM, "no such domain");
         return;
@@ -309,7 +296,7 @@ static void ds_mx_done(void *arg, int status, const struct dns_mx *mx, size_t n)
         return;
     }
     if (status == DNS_NODATA || n == 0) {
-        snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s", d->req->domain);
+        snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s", d->rq->domain);
         d->hosts[0].port = DS_SMTP_PORT;
         d->nhosts = 1;
     } else if (n == 1 && (mx[0].host[0] == '\0' || strcmp(mx[0].host, ".") == 0)) {
@@ -327,9 +314,8 @@ static void ds_mx_done(void *arg, int status, const struct dns_mx *mx, size_t n)
 
 static void ds_route(struct deliver_smtp *d)
 {
-    const char *relay = d->req->conf->Relay_host;
+    const char *relay = d->rq->conf->Relay_host;
     struct net_hostport hp;
-    struct dns_query *q;
 
     if (relay[0]) {
         if (net_parse_hostport(relay, DS_SMTP_PORT, &hp, NULL, 0) < 0) {
@@ -342,20 +328,22 @@ static void ds_route(struct deliver_smtp *d)
         ds_batch_begin(d);
         return;
     }
-    d->dns_pending = 1;
-    q = dns_mx(d->req->dns, d->req->domain, ds_mx_done, d);
-    if (d->dns_pending)
-        d->dq = q;
+    dns_mx(d->rq->dns, &d->own, d->rq->domain, ds_mx_done, d);
 }
 
-struct deliver_smtp *deliver_smtp_start(uv_loop_t *loop, const struct deliver_smtp_req *req,
+static void ds_cancel(struct async_req *r);
+
+struct deliver_smtp *deliver_smtp_start(uv_loop_t *loop, struct async_owner *o,
+                                        const struct deliver_smtp_req *req,
                                         deliver_smtp_done_fn *done, void *arg)
 {
     struct deliver_smtp *d = mem_zalloc(sizeof(*d));
     const struct config *c = req->conf;
 
+    async_req_start(&d->req, o, ds_cancel, 0);
+    async_owner_init(&d->own);
     d->loop = loop;
-    d->req = req;
+    d->rq = req;
     d->done = done;
     d->arg = arg;
     d->res = mem_zalloc(req->nrcpt * sizeof(*d->res));
@@ -372,16 +360,19 @@ struct deliver_smtp *deliver_smtp_start(uv_loop_t *loop, const struct deliver_sm
     return d;
 }
 
-void deliver_smtp_cancel(struct deliver_smtp *d)
+/* The owner no longer waits: its DNS queries and SMTP session go too. */
+static void ds_cancel(struct async_req *r)
 {
-    d->cancelled = 1;
-    if (d->dq)
-        dns_cancel(d->dq);
-    if (d->client)
-        smtp_client_cancel(d->client);
-    d->client = NULL;
+    struct deliver_smtp *d = (struct deliver_smtp *)r;
+
+    async_owner_cancel(&d->own);
     if (!uv_is_closing((uv_handle_t *)&d->timer)) {
         uv_timer_stop(&d->timer);
         uv_close((uv_handle_t *)&d->timer, ds_closed);
     }
+}
+
+void deliver_smtp_cancel(struct deliver_smtp *d)
+{
+    async_req_cancel(&d->req);
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+struct async_owner;
 struct dns;
 struct config;
 
@@ -50,10 +51,12 @@ struct deliver_smtp;
 typedef void deliver_smtp_done_fn(void *arg, const struct deliver_rcpt_result *results,
                                   size_t n);
 
-/* req (and what it points to) must stay valid until done; done never runs
- * before this returns. */
-struct deliver_smtp *deliver_smtp_start(uv_loop_t *loop, const struct deliver_smtp_req *req,
+/* For owner o (async.h).  req (and what it points to) must stay valid until
+ * done or the owner's cancel; done never runs before this returns. */
+struct deliver_smtp *deliver_smtp_start(uv_loop_t *loop, struct async_owner *o,
+                                        const struct deliver_smtp_req *req,
                                         deliver_smtp_done_fn *done, void *arg);
+/* Stops it (its DNS queries and SMTP session too); done will not be called. */
 void deliver_smtp_cancel(struct deliver_smtp *d);
 
 #endif

@@ -14,6 +14,12 @@
  *           files are removed when every recipient is final, or the l file
  *           is written with the next try and put back in the index
  * Only one thread-pool job of a run is under way at a time; `busy` says so.
+ * Every request of a run (lock renewals, Dlocal slots, account lookups,
+ * MDAs, SMTP deliveries, thread-pool jobs) belongs to the run's owner
+ * (async.h); the run's memory goes through async_owner_close, so no late
+ * answer reaches a run that is over.  Writes check the lock when they run
+ * and again right before their commit point (lease.h), and read the file's
+ * token first: a newer holder's file is never written over or removed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,12 +32,14 @@
 
 #include "accounts.h"
 #include "arena.h"
+#include "async.h"
 #include "bounce.h"
 #include "config.h"
 #include "deliver_local.h"
 #include "deliver_smtp.h"
 #include "delivery.h"
 #include "dns.h"
+#include "lease.h"
 #include "log.h"
 #include "mem.h"
 #include "module.h"
@@ -63,9 +71,12 @@ struct dl_job {
 };
 
 struct delivery {
+    struct async_owner own;        /* every request of the run */
+    struct async_owner lookups;    /* the account lookup under way (PLAN) */
     struct delivery_env *env;
     const struct config *conf;
     struct coord_claim claim;
+    struct lease lease;
     char dir[2048];
     struct queue_file qf;
     struct buf ltext, content;
@@ -73,22 +84,16 @@ struct delivery {
     int busy;                      /* a thread-pool job runs */
     int err;                       /* errno of the last job */
     char why[256];                 /* what the last job found wrong */
-    int fenced;                    /* a newer token is in the file */
+    int fenced;                    /* the file is not ours to write any more */
     int stopping;
     int write_again;               /* results came during a write */
     size_t plan_i;
-    struct accounts_req *lookup;
+    int lookup_pending;
     struct dl_job *jobs;
     int jobs_left;
     uv_timer_t slot_timer;
     int slot_timer_on;
     int waiting_domain;            /* listed in env->waiting */
-    uv_timer_t renew_timer;
-    int renewing;                  /* a renewal is out */
-    int calls_out;                 /* coordination answers still to come */
-    int handles_closed;            /* the run is over, its timers closed */
-    uint64_t lease_until_ms;       /* our lock holds at least until then */
-    uv_work_t work;
     void (*after)(struct delivery *d);   /* what follows the current job */
     char report_id[QUEUE_ID_MAX];
     struct buf report, report_l;   /* a report being queued: content, envelope */
@@ -144,25 +149,30 @@ static long dl_base_minutes(const struct delivery *d)
 }
 
 /* Runs fn on the thread pool, then `after` on the loop. */
-static void dl_after_work(uv_work_t *w, int status)
+static void dl_after_work(void *arg, int status)
 {
-    struct delivery *d = w->data;
+    struct delivery *d = arg;
     void (*after)(struct delivery *) = d->after;
 
     d->busy = 0;
     if (status < 0 && d->err == 0)
         d->err = ECANCELED;
+    if (lease_lost(&d->lease))
+        d->fenced = 1;
     after(d);
 }
 
-static void dl_thread(struct delivery *d, uv_work_cb fn, void (*after)(struct delivery *))
+static void dl_thread(struct delivery *d, async_work_fn *fn, void (*after)(struct delivery *))
 {
     d->busy = 1;
     d->err = 0;
     d->why[0] = '\0';
     d->after = after;
-    d->work.data = d;
-    uv_queue_work(d->env->loop, &d->work, fn, dl_after_work);
+    if (async_work(&d->own, d->env->loop, fn, dl_after_work, d) < 0) {
+        d->busy = 0;
+        d->err = EAGAIN;
+        after(d);
+    }
 }
 
 static void dl_path(const struct delivery *d, char kind, char *out, size_t size)
@@ -172,84 +182,44 @@ static void dl_path(const struct delivery *d, char kind, char *out, size_t size)
 
 /* ---- the lease ---- */
 
-static uint64_t dl_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t dl_lease_ms(const struct delivery *d)
-{
-    return (uint64_t)d->conf->Lock_lease * 1000;
-}
-
 /* Our lock may have lapsed: writing now could overwrite a newer holder. */
 static int dl_lease_gone(const struct delivery *d)
 {
-    return d->fenced || dl_now_ms() + dl_lease_ms(d) / 4 > d->lease_until_ms;
+    return d->fenced || !lease_valid(&d->lease);
+}
+
+/* A thread-pool job's check, at its commit point (spool_write_sync). */
+static int dl_still_ours(void *arg)
+{
+    return lease_valid(&((struct delivery *)arg)->lease);
 }
 
 static void dl_stop_jobs(struct delivery *d);
 static void dl_finish(struct delivery *d);
 
-static void dl_free(struct delivery *d);
-static int dl_call_back(struct delivery *d);
-
-static void dl_renewed(void *arg, int status)
+static void dl_lease_event(void *arg, enum lease_event ev)
 {
     struct delivery *d = arg;
 
-    d->renewing = 0;
-    if (dl_call_back(d))
-        return;
-    if (status == COORD_OK) {
-        d->lease_until_ms = dl_now_ms() + dl_lease_ms(d);
-        return;
-    }
-    if (status == COORD_LOST && !d->fenced) {
-        log_warn("%s: the lock was lost; this run stops without writing", d->claim.qid);
-        d->fenced = 1;
-    }
-}
-
-/*
- * Every third of a lease: renew.  A holder that cannot renew keeps going
- * while its lease surely holds, and stops before it could have lapsed.
- */
-static void dl_renew_tick(uv_timer_t *t)
-{
-    struct delivery *d = t->data;
-
-    if (d->phase == DL_OVER)
-        return;
-    if ((d->fenced || dl_lease_gone(d)) && !d->stopping) {
-        if (!d->fenced)
-            log_warn("%s: the lock could not be renewed; stopping before it lapses",
-                     d->claim.qid);
-        dl_stop_jobs(d);
-        dl_finish(d);
+    if (ev == LEASE_TICK) {   /* slots are leases too: renewed with the lock */
+        for (struct dl_job *j = d->jobs; j; j = j->next)
+            if (j->slot && j->running)
+                coord_slot_renew(d->env->coord, "dlocal", j->slot);
         return;
     }
-    if (!d->renewing) {
-        d->renewing = 1;
-        d->calls_out++;
-        coord_renew(d->env->coord, &d->claim, dl_renewed, d);
-    }
-    for (struct dl_job *j = d->jobs; j; j = j->next)
-        if (j->slot && j->running)
-            coord_slot_renew(d->env->coord, "dlocal", j->slot);
+    if (d->stopping || d->phase >= DL_ENDING)
+        return;
+    dl_stop_jobs(d);
+    dl_finish(d);
 }
 
 /* ---- ending the run ---- */
 
-/*
- * The run's memory goes once its timers are closed and no coordination
- * answer (a renewal, a slot: Redis answers later) can still reach it.
- */
-static void dl_free(struct delivery *d)
+/* The run's memory goes once no request of it can still be answered. */
+static void dl_release(struct async_owner *o)
 {
+    struct delivery *d = (struct delivery *)((char *)o - offsetof(struct delivery, own));
+
     qf_free(&d->qf);
     buf_free(&d->ltext);
     buf_free(&d->content);
@@ -263,32 +233,20 @@ static void dl_free(struct delivery *d)
     mem_free(d);
 }
 
-/* An answer came; 1 if the run is already over (and maybe freed now). */
-static int dl_call_back(struct delivery *d)
+static void dl_lease_closed(uv_handle_t *h)
 {
-    d->calls_out--;
-    if (!d->handles_closed)
-        return d->phase == DL_OVER;
-    if (d->calls_out == 0)
-        dl_free(d);
-    return 1;
-}
-
-static void dl_renew_closed(uv_handle_t *h)
-{
-    struct delivery *d = h->data;
+    struct delivery *d = ((struct lease *)h->data)->arg;
 
     d->done(d->done_arg, d);
-    d->handles_closed = 1;
-    if (d->calls_out == 0)
-        dl_free(d);
+    async_owner_cancel(&d->lookups);
+    async_owner_close(&d->own, dl_release);
 }
 
 static void dl_timer_closed(uv_handle_t *h)
 {
     struct delivery *d = h->data;
 
-    uv_close((uv_handle_t *)&d->renew_timer, dl_renew_closed);
+    lease_close(&d->lease, dl_lease_closed);
 }
 
 static void dl_unwait_domain(struct delivery *d);
@@ -298,7 +256,7 @@ static void dl_over(struct delivery *d, long next_due)
 {
     dl_unwait_domain(d);
     d->phase = DL_OVER;
-    uv_timer_stop(&d->renew_timer);
+    lease_stop(&d->lease);
     if (!d->fenced)
         coord_release(d->env->coord, &d->claim, next_due);
     uv_close((uv_handle_t *)&d->slot_timer, dl_timer_closed);
@@ -318,9 +276,9 @@ static long dl_next_due(const struct delivery *d)
 
 /* ---- LOAD ---- */
 
-static void dl_load_work(uv_work_t *w)
+static void dl_load_work(void *arg)
 {
-    struct delivery *d = w->data;
+    struct delivery *d = arg;
     char path[4096];
     struct stat st;
 
@@ -551,9 +509,8 @@ static void dl_lookup_done(void *arg, struct accounts_req *req)
 {
     struct delivery *d = arg;
 
-    d->lookup = NULL;
+    d->lookup_pending = 0;
     dl_plan_take(d, d->plan_i++, accounts_result(req));
-    accounts_free(req);
     dl_plan_next(d);
 }
 
@@ -568,9 +525,9 @@ static void dl_plan_next(struct delivery *d)
             d->plan_i++;
             continue;
         }
-        if (accounts_resolve(d->env->mods, d->conf, r->addr, &req, dl_lookup_done, d) ==
-            ACCOUNTS_WAIT) {
-            d->lookup = req;
+        if (accounts_resolve(d->env->mods, d->conf, &d->lookups, r->addr, &req,
+                             dl_lookup_done, d) == ACCOUNTS_WAIT) {
+            d->lookup_pending = 1;
             return;
         }
         dl_plan_take(d, d->plan_i++, accounts_result(req));
@@ -734,7 +691,7 @@ static void dl_start_mda(struct dl_job *j)
     q->uid = j->mbox.uid > 0 ? j->mbox.uid : -1;
     q->gid = j->mbox.gid > 0 ? j->mbox.gid : -1;
     j->running = 1;
-    j->mda = deliver_local_start(d->env->loop, q, dl_mda_done, j, &res);
+    j->mda = deliver_local_start(d->env->loop, &d->own, q, dl_mda_done, j, &res);
     if (j->mda == NULL)
         dl_mda_done(j, &res);
 }
@@ -742,14 +699,8 @@ static void dl_start_mda(struct dl_job *j)
 static void dl_slot_got(void *arg, int status, uint64_t slot)
 {
     struct dl_job *j = arg;
-    struct coord *coord = j->d->env->coord;
 
     j->asking = 0;
-    if (dl_call_back(j->d)) {      /* the run ended meanwhile (j may be gone) */
-        if (status == COORD_OK)
-            coord_slot_release(coord, "dlocal", slot);
-        return;
-    }
     if (status != COORD_OK)
         return;   /* asked again by the slot timer */
     if (j->finished || j->d->stopping) {
@@ -854,7 +805,7 @@ static void dl_start_smtp(struct dl_job *j)
     q->len = d->content.len;
     q->body_8bit = strcmp(d->qf.body, "8BITMIME") == 0;
     j->running = 1;
-    j->smtp = deliver_smtp_start(d->env->loop, q, dl_smtp_done, j);
+    j->smtp = deliver_smtp_start(d->env->loop, &d->own, q, dl_smtp_done, j);
 }
 
 /* The domain is paused: its recipients wait, nothing is connected. */
@@ -898,8 +849,7 @@ static void dl_next_job(struct delivery *d)
             continue;
         }
         j->asking = 1;
-        d->calls_out++;
-        coord_slot_acquire(d->env->coord, "dlocal", d->conf->Dlocal_max_procs,
+        coord_slot_acquire(d->env->coord, &d->own, "dlocal", d->conf->Dlocal_max_procs,
                            dl_slot_got, j);
         waiting |= !j->running && !j->finished;
     }
@@ -911,27 +861,48 @@ static void dl_next_job(struct delivery *d)
 
 /* ---- writing the l file ---- */
 
-/* Thread pool: stop if a newer holder wrote the file, else replace it. */
-static void dl_write_work(uv_work_t *w)
+/*
+ * Thread pool, before changing the file: is it still ours?  Not when the
+ * lease may have lapsed while the job waited in the pool, nor when the
+ * file is gone or carries a newer holder's token.  Marks the lease lost.
+ */
+static int dl_file_still_ours(struct delivery *d)
 {
-    struct delivery *d = w->data;
-    char path[4096], name[QUEUE_ID_MAX + 2];
+    char path[4096];
     struct buf cur = BUF_INIT(0);
     const char *tok;
-    int e;
+    int e, ours;
 
+    if (!lease_valid(&d->lease)) {
+        lease_mark_lost(&d->lease);
+        return 0;
+    }
     dl_path(d, 'l', path, sizeof(path));
     e = spool_read_sync(path, &cur, DL_LFILE_MAX);
-    if (e == ENOENT || (e == 0 && (tok = strstr(buf_cstr(&cur), "\ntoken ")) != NULL &&
-                        strtoull(tok + 7, NULL, 10) > d->claim.token)) {
-        d->fenced = 1;      /* finished, or written, by a newer holder */
-        buf_free(&cur);
+    ours = e != ENOENT && !(e == 0 && (tok = strstr(buf_cstr(&cur), "\ntoken ")) != NULL &&
+                            strtoull(tok + 7, NULL, 10) > d->claim.token);
+    buf_free(&cur);
+    if (!ours)
+        lease_mark_lost(&d->lease);   /* finished, or written, by a newer holder */
+    return ours;
+}
+
+/* Thread pool: replace the l file, unless it is no longer ours. */
+static void dl_write_work(void *arg)
+{
+    struct delivery *d = arg;
+    char name[QUEUE_ID_MAX + 2];
+
+    if (!dl_file_still_ours(d))
+        return;
+    snprintf(name, sizeof(name), "l%s", d->claim.qid);
+    d->err = spool_write_sync_checked(d->dir, selor_conf->Temp_path, name, d->ltext.data,
+                                      d->ltext.len, dl_still_ours, d);
+    if (d->err == ECANCELED) {      /* the lease ran out before the rename */
+        lease_mark_lost(&d->lease);
+        d->err = 0;
         return;
     }
-    buf_free(&cur);
-    snprintf(name, sizeof(name), "l%s", d->claim.qid);
-    d->err = spool_write_sync(d->dir, selor_conf->Temp_path, name, d->ltext.data,
-                              d->ltext.len);
     if (d->err == 0)
         d->err = spool_fsync_dir_sync(d->dir);
 }
@@ -982,11 +953,15 @@ static void dl_written(struct delivery *d)
 
 /* ---- FINISH ---- */
 
-static void dl_remove_work(uv_work_t *w)
+/* Thread pool: remove the files (l first: the message is gone at once),
+ * unless they are no longer ours. */
+static void dl_remove_work(void *arg)
 {
-    struct delivery *d = w->data;
+    struct delivery *d = arg;
     char path[4096];
 
+    if (!dl_file_still_ours(d))
+        return;
     dl_path(d, 'l', path, sizeof(path));
     d->err = spool_unlink_sync(path);
     dl_path(d, 'c', path, sizeof(path));
@@ -998,6 +973,12 @@ static void dl_remove_work(uv_work_t *w)
 
 static void dl_removed(struct delivery *d)
 {
+    if (d->fenced) {
+        log_warn("%s: the file is no longer ours (a newer holder, or the lock may "
+                 "have lapsed); leaving it", d->claim.qid);
+        dl_over(d, -1);
+        return;
+    }
     if (d->err) {
         log_warn("%s: cannot remove the delivered message: %s", d->claim.qid,
                  strerror(d->err));
@@ -1009,9 +990,9 @@ static void dl_removed(struct delivery *d)
 }
 
 /* Thread pool: queue the report (d->report, d->report_l) as a new message. */
-static void dl_report_work(uv_work_t *w)
+static void dl_report_work(void *arg)
 {
-    struct delivery *d = w->data;
+    struct delivery *d = arg;
     char qdir[4096], name[QUEUE_ID_MAX + 2];
 
     config_queue_dir(selor_conf, "main", qdir, sizeof(qdir));
@@ -1142,9 +1123,9 @@ static void dl_build_postmaster_notice(struct delivery *d)
 }
 
 /* Thread pool: copy the report's files into Cp_errors_path, then queue the notice. */
-static void dl_cp_errors_work(uv_work_t *w)
+static void dl_cp_errors_work(void *arg)
 {
-    struct delivery *d = w->data;
+    struct delivery *d = arg;
     char name[QUEUE_ID_MAX + 2];
 
     if (selor_conf->Cp_errors) {
@@ -1163,14 +1144,14 @@ static void dl_cp_errors_work(uv_work_t *w)
         if (d->err)
             return;
     }
-    dl_report_work(w);
+    dl_report_work(d);
 }
 
 /* Thread pool: read Report_file, format the report, queue it. */
-static void dl_report_build_work(uv_work_t *w)
+static void dl_report_build_work(void *arg)
 {
-    dl_build_report(w->data);
-    dl_report_work(w);
+    dl_build_report(arg);
+    dl_report_work(arg);
 }
 
 static int dl_count(const struct delivery *d, char state)
@@ -1244,7 +1225,7 @@ static void dl_finish(struct delivery *d)
 {
     if (d->phase >= DL_ENDING)
         return;
-    if (d->jobs_left > 0 || d->lookup)
+    if (d->jobs_left > 0 || d->lookup_pending)
         return;
     d->phase = DL_FINISH;
     if (d->busy)
@@ -1265,10 +1246,8 @@ static void dl_finish(struct delivery *d)
 static void dl_stop_jobs(struct delivery *d)
 {
     d->stopping = 1;
-    if (d->lookup) {
-        accounts_free(d->lookup);
-        d->lookup = NULL;
-    }
+    async_owner_cancel(&d->lookups);
+    d->lookup_pending = 0;
     for (struct dl_job *j = d->jobs; j; j = j->next) {
         if (j->finished)
             continue;
@@ -1304,6 +1283,8 @@ struct delivery *delivery_start(struct delivery_env *env,
 {
     struct delivery *d = mem_zalloc(sizeof(*d));
 
+    async_owner_init(&d->own);
+    async_owner_init(&d->lookups);
     d->env = env;
     d->conf = selor_conf;
     d->claim = *claim;
@@ -1316,10 +1297,9 @@ struct delivery *delivery_start(struct delivery_env *env,
     buf_init(&d->report, 0);
     buf_init(&d->report_l, 0);
     uv_timer_init(env->loop, &d->slot_timer);
-    uv_timer_init(env->loop, &d->renew_timer);
-    d->slot_timer.data = d->renew_timer.data = d;
-    d->lease_until_ms = dl_now_ms() + dl_lease_ms(d);
-    uv_timer_start(&d->renew_timer, dl_renew_tick, dl_lease_ms(d) / 3, dl_lease_ms(d) / 3);
+    d->slot_timer.data = d;
+    lease_init(&d->lease, env->loop, dl_lease_event, d);
+    lease_begin(&d->lease, env->coord, &d->own, claim, d->conf->Lock_lease);
     config_queue_dir(selor_conf, claim->queue, d->dir, sizeof(d->dir));
     d->phase = DL_LOAD;
     dl_thread(d, dl_load_work, dl_loaded);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "async.h"
 #include "dns.h"
 #include "mem.h"
 #include "net.h"
@@ -36,15 +37,14 @@ struct dns {
     int closing;
 };
 
-enum dns_kind { Q_MX, Q_ADDR, Q_PTR };
-
+/* One query: c-ares holds it until its callback, owner or not.  c-ares
+ * cannot cancel one query of a channel, so a cancelled query just has its
+ * answer dropped. */
 struct dns_query {
+    struct async_req req;
     struct dns *d;
-    enum dns_kind kind;
     void (*fn)(void);  /* one of dns_*_fn, by kind */
     void *arg;
-    int cancelled;
-    int refs;          /* the starting call and the c-ares callback */
 };
 
 const char *dns_strstatus(int status)
@@ -215,39 +215,25 @@ void dns_free(struct dns *d)
     uv_close((uv_handle_t *)&d->timer, dns_handle_closed);
 }
 
-static struct dns_query *dns_query_new(struct dns *d, enum dns_kind kind,
+static struct dns_query *dns_query_new(struct dns *d, struct async_owner *o,
                                        void (*fn)(void), void *arg)
 {
     struct dns_query *q = mem_zalloc(sizeof(*q));
 
     q->d = d;
-    q->kind = kind;
     q->fn = fn;
     q->arg = arg;
-    q->refs = 2;
+    async_req_start(&q->req, o, NULL, 0);
     return q;
 }
 
-/* Drops one reference; NULL when the query is over and freed. */
-static struct dns_query *dns_query_unref(struct dns_query *q)
+/* The answer is there: 1 when its owner still wants it.  A channel being
+ * destroyed answers everything with ARES_EDESTRUCTION: nobody wants that. */
+static int dns_query_end(struct dns_query *q, int status)
 {
-    if (--q->refs > 0)
-        return q;
-    mem_free(q);
-    return NULL;
-}
+    int deliver = async_req_end(&q->req);
 
-/* After the c-ares call: the query, or NULL if it already answered. */
-static struct dns_query *dns_started(struct dns *d, struct dns_query *q)
-{
-    dns_arm_timer(d);
-    return dns_query_unref(q);
-}
-
-void dns_cancel(struct dns_query *q)
-{
-    if (q)
-        q->cancelled = 1;
+    return deliver && status != ARES_EDESTRUCTION;
 }
 
 static int dns_mx_cmp(const void *a, const void *b)
@@ -295,17 +281,18 @@ static void dns_mx_done(void *arg, int status, int timeouts, unsigned char *abuf
     if (st == DNS_OK && n == 0)
         st = DNS_NODATA;
     dns_mx_shuffle(mx, n);
-    if (!q->cancelled && status != ARES_EDESTRUCTION)
+    if (dns_query_end(q, status))
         ((dns_mx_fn *)q->fn)(q->arg, st, mx, n);
-    dns_query_unref(q);
+    mem_free(q);
 }
 
-struct dns_query *dns_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg)
+void dns_mx(struct dns *d, struct async_owner *o, const char *domain, dns_mx_fn *fn,
+            void *arg)
 {
-    struct dns_query *q = dns_query_new(d, Q_MX, (void (*)(void))fn, arg);
+    struct dns_query *q = dns_query_new(d, o, (void (*)(void))fn, arg);
 
     ares_query(d->ch, domain, C_IN, T_MX, dns_mx_done, q);
-    return dns_started(d, q);
+    dns_arm_timer(d);
 }
 
 static void dns_addr_done(void *arg, int status, int timeouts,
@@ -327,22 +314,22 @@ static void dns_addr_done(void *arg, int status, int timeouts,
         ares_freeaddrinfo(res);
     if (st == DNS_OK && n == 0)
         st = DNS_NODATA;
-    if (!q->cancelled && status != ARES_EDESTRUCTION)
+    if (dns_query_end(q, status))
         ((dns_addr_fn *)q->fn)(q->arg, st, a, n);
-    dns_query_unref(q);
+    mem_free(q);
 }
 
-struct dns_query *dns_addrs(struct dns *d, const char *host, dns_addr_fn *fn,
-                            void *arg)
+void dns_addrs(struct dns *d, struct async_owner *o, const char *host, dns_addr_fn *fn,
+               void *arg)
 {
-    struct dns_query *q = dns_query_new(d, Q_ADDR, (void (*)(void))fn, arg);
+    struct dns_query *q = dns_query_new(d, o, (void (*)(void))fn, arg);
     struct ares_addrinfo_hints hints;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     ares_getaddrinfo(d->ch, host, NULL, &hints, dns_addr_done, q);
-    return dns_started(d, q);
+    dns_arm_timer(d);
 }
 
 static void dns_ptr_done(void *arg, int status, int timeouts, struct hostent *h)
@@ -352,22 +339,23 @@ static void dns_ptr_done(void *arg, int status, int timeouts, struct hostent *h)
 
     if (st == DNS_OK && (h == NULL || h->h_name == NULL))
         st = DNS_NODATA;
-    if (!q->cancelled && status != ARES_EDESTRUCTION)
+    if (dns_query_end(q, status))
         ((dns_name_fn *)q->fn)(q->arg, st, st == DNS_OK ? h->h_name : NULL);
-    dns_query_unref(q);
+    mem_free(q);
 }
 
-struct dns_query *dns_ptr(struct dns *d, const char *ip, dns_name_fn *fn, void *arg)
+void dns_ptr(struct dns *d, struct async_owner *o, const char *ip, dns_name_fn *fn,
+             void *arg)
 {
-    struct dns_query *q = dns_query_new(d, Q_PTR, (void (*)(void))fn, arg);
+    struct dns_query *q = dns_query_new(d, o, (void (*)(void))fn, arg);
     unsigned char addr[16];
     int family = strchr(ip, ':') ? AF_INET6 : AF_INET;
 
     if (inet_pton(family, ip, addr) != 1) {
         dns_ptr_done(q, ARES_ENOTFOUND, 0, NULL);
-        return dns_query_unref(q);
+        return;
     }
     ares_gethostbyaddr(d->ch, addr, family == AF_INET ? 4 : 16, family,
                        dns_ptr_done, q);
-    return dns_started(d, q);
+    dns_arm_timer(d);
 }

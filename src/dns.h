@@ -4,12 +4,11 @@
  * Owns: the resolver of one process: servers from Dns_servers (or the
  * system's), MX lookups ordered by preference with equal preferences
  * shuffled, address lookups (A and AAAA), reverse lookups.  Queries never
- * block the loop; a query can be cancelled, after which its callback is
- * never called.  A callback may run before the call that started the
- * query returns (an answer c-ares has at once): that call then returns
- * NULL, so callers note "pending" before the call and clear it in the
- * callback.  Must not: decide what a DNS answer means for mail (the
- * callers do: no MX means "use the A/AAAA records", NXDOMAIN is permanent).
+ * block the loop.  Each query belongs to an owner (async.h): when the
+ * owner cancels, the answer is dropped.  A callback may run before the call
+ * that started the query returns (an answer c-ares has at once).  Must
+ * not: decide what a DNS answer means for mail (the callers do: no MX means
+ * "use the A/AAAA records", NXDOMAIN is permanent).
  */
 #ifndef SELOR_DNS_H
 #define SELOR_DNS_H
@@ -33,8 +32,8 @@ struct dns_mx {
     int pref;
 };
 
+struct async_owner;
 struct dns;
-struct dns_query;
 
 typedef void dns_mx_fn(void *arg, int status, const struct dns_mx *mx, size_t n);
 typedef void dns_addr_fn(void *arg, int status, const struct sockaddr_storage *a,
@@ -43,15 +42,16 @@ typedef void dns_name_fn(void *arg, int status, const char *name);
 
 /* servers: "ip[:port],..." or "" for the system's resolver; NULL on error. */
 struct dns *dns_new(uv_loop_t *loop, const char *servers, char *err, size_t errlen);
-/* Cancels every query still pending; frees the resolver when they are gone. */
+/* Ends every query still pending (no answer is delivered); frees the
+ * resolver when its handles are closed. */
 void dns_free(struct dns *d);
 
-struct dns_query *dns_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg);
-struct dns_query *dns_addrs(struct dns *d, const char *host, dns_addr_fn *fn,
-                            void *arg);
-struct dns_query *dns_ptr(struct dns *d, const char *ip, dns_name_fn *fn, void *arg);
-/* The callback of q will not be called. */
-void dns_cancel(struct dns_query *q);
+void dns_mx(struct dns *d, struct async_owner *o, const char *domain, dns_mx_fn *fn,
+            void *arg);
+void dns_addrs(struct dns *d, struct async_owner *o, const char *host, dns_addr_fn *fn,
+               void *arg);
+void dns_ptr(struct dns *d, struct async_owner *o, const char *ip, dns_name_fn *fn,
+             void *arg);
 const char *dns_strstatus(int status);
 
 #endif

@@ -241,6 +241,7 @@ static void master_drop_privileges(struct master *m)
                   selor_conf->Group, strerror(errno));
     if (m->uid != 0 && setuid(0) == 0)
         log_fatal("privileges could be regained after dropping them");
+    m->node->dropped = m->uid != 0;
 }
 
 /* After the drop: the children will fail on a spool User cannot use. */

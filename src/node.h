@@ -19,6 +19,7 @@ struct selor_node {
     struct coord *coord;
     int ctl_fd;                       /* control socket for selorctl; -1 none */
     int foreground;
+    int dropped;                      /* started as root, now User/Group */
 };
 
 #endif

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "async.h"
 #include "config.h"
 #include "coord.h"
 #include "delivery.h"
@@ -46,6 +47,7 @@ struct queue_found {
 };
 
 struct queue_proc {
+    struct async_owner own;         /* claims and scans of the process itself */
     uv_loop_t loop;
     struct selor_node *node;
     struct delivery_env env;
@@ -53,9 +55,8 @@ struct queue_proc {
     uv_timer_t tick, scan_timer, stop_timer;
     uv_prepare_t log_flush;
     uv_signal_t sig_term, sig_int;
-    uv_work_t scan_work;
     int scanning, stopping;
-    int pump_active, pump_again, claim_pending;
+    int pump_active, pump_again, claim_pending, claim_qlimit;
     uint64_t qlimit_after_ms;       /* the qlimit queue was empty: ask later */
     unsigned long nruns;
     struct delivery **runs;
@@ -116,18 +117,11 @@ static void queue_run_start(struct queue_proc *q, const struct coord_claim *cl)
 
 /* ---- the pump ---- */
 
-struct queue_claim_ctx {
-    struct queue_proc *q;
-    int qlimit;
-};
-
 static void queue_claimed(void *arg, int status, const struct coord_claim *cl)
 {
-    struct queue_claim_ctx *ctx = arg;
-    struct queue_proc *q = ctx->q;
-    int qlimit = ctx->qlimit;
+    struct queue_proc *q = arg;
+    int qlimit = q->claim_qlimit;
 
-    mem_free(ctx);
     q->claim_pending = 0;
     if (status == COORD_OK && !q->stopping) {
         queue_run_start(q, cl);
@@ -147,14 +141,12 @@ static void queue_claimed(void *arg, int status, const struct coord_claim *cl)
 
 static void queue_claim(struct queue_proc *q, int qlimit)
 {
-    struct queue_claim_ctx *ctx = mem_alloc(sizeof(*ctx));
     long limit = qlimit ? selor_conf->Qlimit_max_procs : selor_conf->Max_qprocs;
 
-    ctx->q = q;
-    ctx->qlimit = qlimit;
+    q->claim_qlimit = qlimit;
     q->claim_pending = 1;
-    coord_claim_next(q->env.coord, qlimit ? "qlimit" : "main", limit,
-                     (long)time(NULL), queue_claimed, ctx);
+    coord_claim_next(q->env.coord, &q->own, qlimit ? "qlimit" : "main", limit,
+                     (long)time(NULL), queue_claimed, q);
 }
 
 /* Claims due files until none is due, every slot is taken or the cap is hit. */
@@ -253,9 +245,9 @@ static void queue_clean_temp(struct queue_proc *q, time_t now)
 }
 
 /* Thread pool: list both queue directories. */
-static void queue_scan_work(uv_work_t *w)
+static void queue_scan_work(void *arg)
 {
-    struct queue_proc *q = w->data;
+    struct queue_proc *q = arg;
     static const char *const queues[] = {"main", "qlimit"};
     struct queue_scan_ctx ctx;
 
@@ -285,9 +277,10 @@ static long queue_scan_due(const char *qid)
     return 0;
 }
 
-static void queue_scan_after(uv_work_t *w, int status)
+static void queue_scan_after(void *arg, int status)
 {
-    struct queue_proc *q = w->data;
+    struct queue_proc *q = arg;
+
     q->scanning = 0;
     if (q->removed)
         log_warn("queue scan removed %lu leftover file(s) of interrupted commits",
@@ -305,8 +298,8 @@ static void queue_scan_start(struct queue_proc *q)
     if (q->scanning || q->stopping)
         return;
     q->scanning = 1;
-    q->scan_work.data = q;
-    uv_queue_work(&q->loop, &q->scan_work, queue_scan_work, queue_scan_after);
+    if (async_work(&q->own, &q->loop, queue_scan_work, queue_scan_after, q) < 0)
+        q->scanning = 0;
 }
 
 static void queue_scan_tick(uv_timer_t *t)
@@ -325,6 +318,7 @@ static void queue_maybe_exit(struct queue_proc *q)
     if (q->nruns > 0 || q->stopping != 1)
         return;
     q->stopping = 2;
+    async_owner_cancel(&q->own);   /* a claim answered from now on goes back */
     uv_close((uv_handle_t *)&q->tick, queue_close_cb);
     uv_close((uv_handle_t *)&q->scan_timer, queue_close_cb);
     uv_close((uv_handle_t *)&q->stop_timer, queue_close_cb);
@@ -392,6 +386,7 @@ void queue_main(struct selor_node *node)
 
     log_set_role("queue");
     q->node = node;
+    async_owner_init(&q->own);
     uv_loop_init(&q->loop);
     queue_id_init(&q->idgen, selor_conf->Sid);
     srandom((unsigned)(time(NULL) ^ getpid()));
@@ -406,7 +401,7 @@ void queue_main(struct selor_node *node)
     if (q->env.dns == NULL)
         log_fatal("%s", err);
     coord_watch(node->coord, queue_wake, q);
-    q->ctl = queue_ctl_open(&q->loop, node->ctl_fd, &q->env);
+    q->ctl = queue_ctl_open(&q->loop, node->ctl_fd, node->dropped, &q->env);
     queue_handles(q);
     uv_run(&q->loop, UV_RUN_DEFAULT);
     log_flush();

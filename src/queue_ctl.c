@@ -3,20 +3,34 @@
  *
  * A request for one ID: find its queue (thread pool), claim it (BUSY when a
  * delivery run holds it: the operator tries again), change it (thread
- * pool), release it with its new due time.  "flush" without an ID lists
- * both queues and flushes each file in turn.
+ * pool) while keeping the claim's lease, release it with its new due time.
+ * "flush" without an ID lists both queues and flushes each file in turn.
+ *
+ * Who may ask: a node started as root runs its processes, and its MDAs, as
+ * User; so does anything an MDA starts.  Such a peer must not flush, hold
+ * or delete mail, so when the node dropped privileges only root may
+ * (SO_PEERCRED, checked when the connection is accepted).  A node started
+ * by an ordinary user serves that user.
+ *
+ * Each connection owns its requests (claims, jobs, renewals): a selorctl
+ * that goes away mid-request cancels them, and the connection's memory
+ * goes once its jobs are over; a claim it still held is given back then.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "async.h"
 #include "buf.h"
 #include "config.h"
 #include "coord.h"
 #include "delivery.h"
+#include "lease.h"
 #include "log.h"
 #include "mem.h"
 #include "queue_ctl.h"
@@ -30,13 +44,14 @@ struct queue_ctl {
     uv_loop_t *loop;
     uv_pipe_t server;
     int open;
+    int root_only;               /* the node dropped privileges */
     const struct delivery_env *env;
 };
 
 struct ctl_conn {
+    struct async_owner own;
     struct queue_ctl *ctl;
     uv_pipe_t pipe;
-    uv_work_t work;
     char in[CTL_LINE_MAX + 1];
     size_t inlen;
     struct buf reply;
@@ -45,17 +60,19 @@ struct ctl_conn {
     size_t nids, next, done_ok, busy;
     const char *queue;           /* of ids[next], found on the thread pool */
     struct coord_claim claim;
+    struct lease lease;
+    int holding;                 /* claim held, lease running */
     int err;
     char why[200];
-    int replied;
+    int replied, closing;
 };
+
+static void ctl_next(struct ctl_conn *cc);
 
 /* ---- ending a connection ---- */
 
-static void ctl_conn_closed(uv_handle_t *h)
+static void ctl_free(struct ctl_conn *cc)
 {
-    struct ctl_conn *cc = h->data;
-
     for (size_t i = 0; i < cc->nids; i++)
         mem_free(cc->ids[i]);
     mem_free(cc->ids);
@@ -63,12 +80,57 @@ static void ctl_conn_closed(uv_handle_t *h)
     mem_free(cc);
 }
 
+/* Gives the file back (due as given; COORD_DUE_KEEP: as the claim left it). */
+static void ctl_give_back(struct ctl_conn *cc, long due)
+{
+    if (!cc->holding)
+        return;
+    cc->holding = 0;
+    lease_mark_lost(&cc->lease);
+    lease_stop(&cc->lease);
+    coord_release(cc->ctl->env->coord, &cc->claim, due);
+}
+
+/* No job uses the connection any more: a claim still held goes back. */
+static void ctl_release(struct async_owner *o)
+{
+    struct ctl_conn *cc = (struct ctl_conn *)((char *)o - offsetof(struct ctl_conn, own));
+
+    ctl_give_back(cc, COORD_DUE_KEEP);
+    ctl_free(cc);
+}
+
+static void ctl_lease_closed(uv_handle_t *h)
+{
+    struct ctl_conn *cc = ((struct lease *)h->data)->arg;
+
+    async_owner_close(&cc->own, ctl_release);
+}
+
+/* A change job still running finds the lease lost at its commit point. */
+static void ctl_pipe_closed(uv_handle_t *h)
+{
+    struct ctl_conn *cc = h->data;
+
+    lease_mark_lost(&cc->lease);
+    lease_close(&cc->lease, ctl_lease_closed);
+}
+
+static void ctl_end(struct ctl_conn *cc)
+{
+    if (cc->closing)
+        return;
+    cc->closing = 1;
+    async_owner_cancel(&cc->own);
+    uv_close((uv_handle_t *)&cc->pipe, ctl_pipe_closed);
+}
+
 static void ctl_written(uv_write_t *req, int status)
 {
     struct ctl_conn *cc = req->data;
 
     mem_free(req);
-    uv_close((uv_handle_t *)&cc->pipe, ctl_conn_closed);
+    ctl_end(cc);
 }
 
 static void ctl_reply(struct ctl_conn *cc, const char *fmt, ...)
@@ -93,16 +155,27 @@ static void ctl_reply(struct ctl_conn *cc, const char *fmt, ...)
 
 /* ---- one file after another ---- */
 
-static void ctl_next(struct ctl_conn *cc);
-
-static void ctl_changed(uv_work_t *w, int status)
+/* The lock of the file being changed lapsed or was lost: the change job
+ * sees it at its commit point and writes nothing. */
+static void ctl_lease_event(void *arg, enum lease_event ev)
 {
-    struct ctl_conn *cc = w->data;
+}
+
+static int ctl_still_ours(void *arg)
+{
+    return lease_valid(&((struct ctl_conn *)arg)->lease);
+}
+
+static void ctl_changed(void *arg, int status)
+{
+    struct ctl_conn *cc = arg;
     long due = cc->op == QUEUE_EDIT_HOLD ? (long)time(NULL) + 3600 : 0;
 
+    if (status < 0 && cc->err == 0)
+        cc->err = ECANCELED;
     if (cc->op == QUEUE_EDIT_DELETE && cc->err == 0)
         due = -1;
-    coord_release(cc->ctl->env->coord, &cc->claim, due);
+    ctl_give_back(cc, cc->err ? COORD_DUE_KEEP : due);
     if (cc->err == 0) {
         cc->done_ok++;
         log_info("%s: %s by the operator", cc->ids[cc->next],
@@ -116,13 +189,13 @@ static void ctl_changed(uv_work_t *w, int status)
     ctl_next(cc);
 }
 
-static void ctl_change_work(uv_work_t *w)
+static void ctl_change_work(void *arg)
 {
-    struct ctl_conn *cc = w->data;
+    struct ctl_conn *cc = arg;
 
     cc->why[0] = '\0';
-    cc->err = queue_edit_apply(cc->queue, cc->ids[cc->next], cc->op, cc->why,
-                               sizeof(cc->why));
+    cc->err = queue_edit_apply(cc->queue, cc->ids[cc->next], cc->op, cc->claim.token,
+                               ctl_still_ours, cc, cc->why, sizeof(cc->why));
 }
 
 static void ctl_claimed(void *arg, int status, const struct coord_claim *cl)
@@ -143,20 +216,24 @@ static void ctl_claimed(void *arg, int status, const struct coord_claim *cl)
         return;
     }
     cc->claim = *cl;
-    cc->work.data = cc;
-    uv_queue_work(cc->ctl->loop, &cc->work, ctl_change_work, ctl_changed);
+    cc->holding = 1;
+    lease_begin(&cc->lease, cc->ctl->env->coord, &cc->own, cl, selor_conf->Lock_lease);
+    if (async_work(&cc->own, cc->ctl->loop, ctl_change_work, ctl_changed, cc) < 0) {
+        cc->err = EAGAIN;
+        ctl_changed(cc, 0);
+    }
 }
 
-static void ctl_find_work(uv_work_t *w)
+static void ctl_find_work(void *arg)
 {
-    struct ctl_conn *cc = w->data;
+    struct ctl_conn *cc = arg;
 
     cc->queue = queue_edit_find(cc->ids[cc->next]);
 }
 
-static void ctl_found(uv_work_t *w, int status)
+static void ctl_found(void *arg, int status)
 {
-    struct ctl_conn *cc = w->data;
+    struct ctl_conn *cc = arg;
 
     if (cc->queue == NULL) {
         if (cc->nids == 1) {
@@ -167,7 +244,8 @@ static void ctl_found(uv_work_t *w, int status)
         ctl_next(cc);
         return;
     }
-    coord_claim_id(cc->ctl->env->coord, cc->queue, cc->ids[cc->next], ctl_claimed, cc);
+    coord_claim_id(cc->ctl->env->coord, &cc->own, cc->queue, cc->ids[cc->next],
+                   ctl_claimed, cc);
 }
 
 static void ctl_next(struct ctl_conn *cc)
@@ -180,8 +258,9 @@ static void ctl_next(struct ctl_conn *cc)
             ctl_reply(cc, "ok %zu message(s)", cc->done_ok);
         return;
     }
-    cc->work.data = cc;
-    uv_queue_work(cc->ctl->loop, &cc->work, ctl_find_work, ctl_found);
+    cc->queue = NULL;
+    if (async_work(&cc->own, cc->ctl->loop, ctl_find_work, ctl_found, cc) < 0)
+        ctl_reply(cc, "error the node is too busy; try again");
 }
 
 /* ---- "flush" of everything: list the queues first ---- */
@@ -200,9 +279,9 @@ static int ctl_list_one(const char *name, void *arg)
     return 0;
 }
 
-static void ctl_list_work(uv_work_t *w)
+static void ctl_list_work(void *arg)
 {
-    struct ctl_conn *cc = w->data;
+    struct ctl_conn *cc = arg;
     char dir[2048];
 
     config_queue_dir(selor_conf, "main", dir, sizeof(dir));
@@ -211,9 +290,9 @@ static void ctl_list_work(uv_work_t *w)
     spool_scan_sync(dir, ctl_list_one, cc);
 }
 
-static void ctl_listed(uv_work_t *w, int status)
+static void ctl_listed(void *arg, int status)
 {
-    ctl_next(w->data);
+    ctl_next(arg);
 }
 
 /* ---- requests ---- */
@@ -233,8 +312,8 @@ static void ctl_request(struct ctl_conn *cc, char *line)
         ctl_next(cc);
         return;
     }
-    cc->work.data = cc;
-    uv_queue_work(cc->ctl->loop, &cc->work, ctl_list_work, ctl_listed);
+    if (async_work(&cc->own, cc->ctl->loop, ctl_list_work, ctl_listed, cc) < 0)
+        ctl_reply(cc, "error the node is too busy; try again");
 }
 
 static void ctl_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -252,7 +331,7 @@ static void ctl_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     if (n < 0) {
         uv_read_stop(st);
         if (!cc->replied)
-            uv_close((uv_handle_t *)&cc->pipe, ctl_conn_closed);
+            ctl_end(cc);   /* selorctl went away: what it asked for is dropped */
         return;
     }
     cc->inlen += (size_t)n;
@@ -269,31 +348,54 @@ static void ctl_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     ctl_request(cc, cc->in);
 }
 
+/* Root always; the node's own user only when the node never was root. */
+static int ctl_peer_allowed(const struct queue_ctl *ctl, uv_pipe_t *pipe, struct ucred *u)
+{
+    uv_os_fd_t fd;
+    socklen_t len = sizeof(*u);
+
+    if (uv_fileno((uv_handle_t *)pipe, &fd) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, u, &len) < 0)
+        return 0;
+    return u->uid == 0 || (!ctl->root_only && u->uid == getuid());
+}
+
 static void ctl_on_connection(uv_stream_t *server, int status)
 {
     struct queue_ctl *ctl = server->data;
     struct ctl_conn *cc;
+    struct ucred u = {0, 0, 0};
 
     if (status < 0)
         return;
     cc = mem_zalloc(sizeof(*cc));
+    async_owner_init(&cc->own);
     cc->ctl = ctl;
     buf_init(&cc->reply, 0);
     uv_pipe_init(ctl->loop, &cc->pipe, 0);
+    lease_init(&cc->lease, ctl->loop, ctl_lease_event, cc);   /* closed with the pipe */
     cc->pipe.data = cc;
     if (uv_accept(server, (uv_stream_t *)&cc->pipe) < 0) {
-        uv_close((uv_handle_t *)&cc->pipe, ctl_conn_closed);
+        ctl_end(cc);
+        return;
+    }
+    if (!ctl_peer_allowed(ctl, &cc->pipe, &u)) {
+        log_warn("control socket: refused pid %ld uid %ld: only root may change the "
+                 "queue of a node started as root", (long)u.pid, (long)u.uid);
+        ctl_reply(cc, "error permission denied: changes to the queue need root");
         return;
     }
     uv_read_start((uv_stream_t *)&cc->pipe, ctl_alloc, ctl_read);
 }
 
-struct queue_ctl *queue_ctl_open(uv_loop_t *loop, int fd, const struct delivery_env *env)
+struct queue_ctl *queue_ctl_open(uv_loop_t *loop, int fd, int root_only,
+                                 const struct delivery_env *env)
 {
     struct queue_ctl *c = mem_zalloc(sizeof(*c));
 
     c->loop = loop;
     c->env = env;
+    c->root_only = root_only;
     if (fd < 0)
         return c;
     uv_pipe_init(loop, &c->server, 0);

@@ -23,8 +23,15 @@ enum queue_edit_op {
 
 /* "main" or "qlimit" for the queue holding qid, or NULL when it is in neither. */
 const char *queue_edit_find(const char *qid);
-/* 0, or an errno (ENOENT: no such message) with why filled. */
+/*
+ * 0, or an errno (ENOENT: no such message) with why filled.  token: the
+ * fencing token of the caller's claim (0: no node runs, no claim); a file
+ * carrying a newer one is left alone (ESTALE), and the changed file carries
+ * ours.  still_ours (may be NULL) is asked right before the commit point:
+ * 0 means the claim's lease ran out, and nothing is changed (ECANCELED).
+ */
 int queue_edit_apply(const char *queue, const char *qid, enum queue_edit_op op,
+                     unsigned long long token, int (*still_ours)(void *), void *arg,
                      char *why, size_t whylen);
 /* Parses "flush", "hold", "release", "delete"; -1 if none. */
 int queue_edit_op_parse(const char *word);

@@ -316,13 +316,16 @@ static int ctl_queue_show(const struct config *c, const char *id)
 
 /* ---- changes ---- */
 
-/* Sends one request to the node; -1 when no node answers. */
-static int ctl_send(const struct config *c, const char *req, char *reply, size_t size)
+/*
+ * Connects to the node's control socket; -1 when no node answers.  Done
+ * before selorctl gives up root: a node started as root takes changes
+ * from root only (its MDAs run as User), and the kernel tells it who
+ * connected, not who writes later.
+ */
+static int ctl_connect(const struct config *c)
 {
     struct sockaddr_un sa;
     char path[sizeof(sa.sun_path) + 64];
-    size_t got = 0;
-    ssize_t n;
     int fd;
 
     config_ctl_path(c, path, sizeof(path));
@@ -337,6 +340,17 @@ static int ctl_send(const struct config *c, const char *req, char *reply, size_t
             close(fd);
         return -1;
     }
+    return fd;
+}
+
+/* Sends one request over fd (closed after); -1 when no node answers. */
+static int ctl_send(int fd, const char *req, char *reply, size_t size)
+{
+    size_t got = 0;
+    ssize_t n;
+
+    if (fd < 0)
+        return -1;
     if (write(fd, req, strlen(req)) < 0) {
         close(fd);
         return -1;
@@ -399,7 +413,7 @@ static int ctl_direct(const struct config *c, int op, const char *id)
         fprintf(stderr, "selorctl: no message %s in the queue\n", id);
         return 1;
     }
-    e = queue_edit_apply(queue, id, op, why, sizeof(why));
+    e = queue_edit_apply(queue, id, op, 0, NULL, NULL, why, sizeof(why));
     if (e) {
         fprintf(stderr, "selorctl: %s: %s\n", id, why[0] ? why : strerror(e));
         return 1;
@@ -408,17 +422,19 @@ static int ctl_direct(const struct config *c, int op, const char *id)
     return 0;
 }
 
-static int ctl_change(const struct config *c, const char *verb, const char *id)
+static int ctl_change(const struct config *c, int fd, const char *verb, const char *id)
 {
     int op = queue_edit_op_parse(verb);
     char req[256], reply[512];
 
     if (id && !queue_id_valid(id)) {
         fprintf(stderr, "selorctl: %s is not a queue ID\n", id);
+        if (fd >= 0)
+            close(fd);
         return 1;
     }
     snprintf(req, sizeof(req), "%s%s%s\n", verb, id ? " " : "", id ? id : "");
-    if (ctl_send(c, req, reply, sizeof(reply)) < 0)
+    if (ctl_send(fd, req, reply, sizeof(reply)) < 0)
         return ctl_direct(c, op, id);
     fputs(reply, strncmp(reply, "ok", 2) == 0 ? stdout : stderr);
     return strncmp(reply, "ok", 2) == 0 ? 0 : 1;
@@ -426,7 +442,8 @@ static int ctl_change(const struct config *c, const char *verb, const char *id)
 
 /*
  * Run as root, work as User/Group: a file selorctl writes must stay
- * readable by the node, and the control socket belongs to User.
+ * readable by the node.  (The control socket was connected before, as
+ * root: see ctl_connect.)
  */
 static int ctl_drop_privileges(const struct config *c)
 {
@@ -452,7 +469,7 @@ int main(int argc, char **argv)
 {
     const char *path = CTL_DEFAULT_CONF, *cmd, *arg;
     struct buf err = BUF_INIT(0), warn = BUF_INIT(0);
-    int opt;
+    int opt, change, fd = -1;
 
     while ((opt = getopt(argc, argv, "+c:h")) != -1) {
         if (opt == 'c')
@@ -474,6 +491,10 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_role("selorctl");
+    change = queue_edit_op_parse(cmd) >= 0 &&
+             (argc - optind == 2 || (argc - optind == 1 && strcmp(cmd, "flush") == 0));
+    if (change)
+        fd = ctl_connect(selor_conf);
     if (ctl_drop_privileges(selor_conf) < 0)
         return 1;
     if (strcmp(cmd, "queue") == 0 && arg == NULL)
@@ -485,9 +506,8 @@ int main(int argc, char **argv)
         return ctl_drain(selor_conf, arg, cmd[0] == 'd');
     if (strcmp(cmd, "queue") == 0 && strcmp(arg, "show") == 0 && optind + 2 < argc)
         return ctl_queue_show(selor_conf, argv[optind + 2]);
-    if (queue_edit_op_parse(cmd) >= 0 &&
-        (argc - optind == 2 || (argc - optind == 1 && strcmp(cmd, "flush") == 0)))
-        return ctl_change(selor_conf, cmd, arg);
+    if (change)
+        return ctl_change(selor_conf, fd, cmd, arg);
     ctl_usage();
     return 2;
 }

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "async.h"
 #include "buf.h"
 #include "mem.h"
 #include "net.h"
@@ -74,6 +75,7 @@ enum sc_rcpt {
 };
 
 struct smtp_client {
+    struct async_req req;       /* for the owner: done reaches it */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_connect_t connect;
@@ -84,7 +86,6 @@ struct smtp_client {
     char peer[80];              /* "1.2.3.4:25", "[::1]:25" for messages */
     int handles_open;
     int finished;               /* the result was given, or cancelled */
-    int cancelled;
     int quit_sent;
     int size_offered;           /* SIZE in the EHLO reply: send SIZE= */
     int unanswered;             /* commands (and greeting) owed a reply */
@@ -254,7 +255,8 @@ static void sc_finish(struct smtp_client *c, enum smtp_client_stage stage, int c
         r->rcpt_code[i] = code;
         memcpy(r->rcpt_answer[i], r->answer, sizeof(r->answer));
     }
-    c->done(c->arg, r);
+    if (async_req_end(&c->req))
+        c->done(c->arg, r);
 }
 
 /*
@@ -887,7 +889,10 @@ static void sc_format_peer(struct smtp_client *c, const struct sockaddr *addr)
         snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
 }
 
-struct smtp_client *smtp_client_start(uv_loop_t *loop, const struct sockaddr *addr,
+static void sc_cancel(struct async_req *r);
+
+struct smtp_client *smtp_client_start(uv_loop_t *loop, struct async_owner *o,
+                                      const struct sockaddr *addr,
                                       const struct smtp_client_msg *msg,
                                       smtp_client_done_fn *done, void *arg)
 {
@@ -898,6 +903,7 @@ struct smtp_client *smtp_client_start(uv_loop_t *loop, const struct sockaddr *ad
     c->msg = msg;
     c->done = done;
     c->arg = arg;
+    async_req_start(&c->req, o, sc_cancel, 0);
     buf_init(&c->in, SC_LINE_MAX + 2 + SC_READ_SIZE);
     buf_init(&c->rin.text, SC_REPLY_MAX);
     c->rstate = mem_zalloc(n);
@@ -923,17 +929,19 @@ struct smtp_client *smtp_client_start(uv_loop_t *loop, const struct sockaddr *ad
 }
 
 /*
- * QUIT goes out when the server reads commands (not while it reads
- * content); it is not waited for.  uv_write tries the socket at once, so
- * it usually leaves before the close.
+ * The owner no longer waits.  QUIT goes out when the server reads commands
+ * (not while it reads content); it is not waited for.  uv_write tries the
+ * socket at once, so it usually leaves before the close.  Nothing of the
+ * owner's (msg, content) is touched after this.
  */
-void smtp_client_cancel(struct smtp_client *c)
+static void sc_cancel(struct async_req *r)
 {
+    struct smtp_client *c = (struct smtp_client *)r;
     enum sc_state st = c->state;
 
     if (st == SC_S_CLOSED)
         return;
-    c->cancelled = c->finished = 1;
+    c->finished = 1;
     if (st != SC_S_CONNECT && st != SC_S_CONTENT && !c->quit_sent) {
         struct buf b = BUF_INIT(0);
 
@@ -942,4 +950,9 @@ void smtp_client_cancel(struct smtp_client *c)
         sc_send(c, &b, 1);
     }
     sc_close(c);
+}
+
+void smtp_client_cancel(struct smtp_client *c)
+{
+    async_req_cancel(&c->req);
 }

@@ -67,16 +67,19 @@ struct smtp_client_result {
     long long size_limit;          /* SIZE n (0 = none given) */
 };
 
+struct async_owner;
 struct smtp_client;
 typedef void smtp_client_done_fn(void *arg, const struct smtp_client_result *r);
 
 /*
- * Starts a session to addr.  msg and everything it points to must stay
- * valid until done is called.  done is called exactly once, never before
- * smtp_client_start returns, unless smtp_client_cancel was called first.
- * The result is valid only during the callback.
+ * Starts a session to addr for owner o (async.h).  msg and everything it
+ * points to must stay valid until done is called or the owner cancels.
+ * done is called exactly once, never before smtp_client_start returns,
+ * unless the owner cancelled first.  The result is valid only during the
+ * callback.  After done the session may still say QUIT on its own.
  */
-struct smtp_client *smtp_client_start(uv_loop_t *loop, const struct sockaddr *addr,
+struct smtp_client *smtp_client_start(uv_loop_t *loop, struct async_owner *o,
+                                      const struct sockaddr *addr,
                                       const struct smtp_client_msg *msg,
                                       smtp_client_done_fn *done, void *arg);
 /* Stops the session (QUIT is not waited for); done will not be called. */

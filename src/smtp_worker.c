@@ -27,7 +27,7 @@ static void worker_on_connection(uv_stream_t *server, int status)
         return;
     }
     if (!w->stopping)
-        smtp_session_accept(w, server);
+        smtp_server_accept(w, server);
 }
 
 static void worker_close_cb(uv_handle_t *h)

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "async.h"
 #include "log.h"
 #include "mem.h"
 #include "queue_id.h"
@@ -27,6 +28,7 @@
 #define SPOOL_BACKLOG_AT (1024 * 1024)   /* ask the sender to pause */
 
 struct spool_msg {
+    struct async_req req;   /* for its owner: done and drain reach it */
     struct spool *sp;
     char id[QUEUE_ID_MAX];
     struct buf mem;      /* content not yet given to a job */
@@ -35,7 +37,7 @@ struct spool_msg {
     int cfd;             /* temp c file; -1 until first written */
     int qlimit;          /* committed into the qlimit queue */
     int busy;            /* a job is running */
-    int committing, aborted, committed;
+    int committing, aborted;
     int err;             /* first errno; 0 = fine */
     size_t size;
     spool_done_fn *done;
@@ -151,8 +153,9 @@ static int spool_create_file(const char *path, const void *data, size_t len,
     return e;
 }
 
-int spool_write_sync(const char *dir, const char *tmpdir, const char *name,
-                     const void *data, size_t len)
+int spool_write_sync_checked(const char *dir, const char *tmpdir, const char *name,
+                             const void *data, size_t len, int (*still_ours)(void *),
+                             void *arg)
 {
     char tmp[4096], dst[4096];
     struct stat st;
@@ -161,11 +164,19 @@ int spool_write_sync(const char *dir, const char *tmpdir, const char *name,
     snprintf(tmp, sizeof(tmp), "%s/%s.%ld", tmpdir, name, (long)getpid());
     snprintf(dst, sizeof(dst), "%s/%s", dir, name);
     e = spool_create_file(tmp, data, len, &st);
+    if (e == 0 && still_ours && !still_ours(arg))
+        e = ECANCELED;
     if (e == 0)
         e = spool_rename_known(tmp, dst, &st);
     if (e)
         unlink(tmp);
     return e;
+}
+
+int spool_write_sync(const char *dir, const char *tmpdir, const char *name,
+                     const void *data, size_t len)
+{
+    return spool_write_sync_checked(dir, tmpdir, name, data, len, NULL, NULL);
 }
 
 int spool_read_sync(const char *path, struct buf *out, size_t max)
@@ -280,10 +291,13 @@ void spool_close(struct spool *sp)
     sp->queue_path = sp->qlimit_path = sp->temp_path = NULL;
 }
 
-struct spool_msg *spool_msg_new(struct spool *sp, const char *id)
+static void spool_msg_cancel(struct async_req *r);
+
+struct spool_msg *spool_msg_new(struct spool *sp, struct async_owner *o, const char *id)
 {
     struct spool_msg *m = mem_zalloc(sizeof(*m));
 
+    async_req_start(&m->req, o, spool_msg_cancel, 0);
     m->sp = sp;
     snprintf(m->id, sizeof(m->id), "%s", id);
     buf_init(&m->mem, 0);
@@ -417,7 +431,7 @@ static void spool_dsync_start(struct spool *sp);
 
 static void spool_finish(struct spool_msg *m, int err)
 {
-    if (!m->aborted && m->done)
+    if (async_req_end(&m->req) && m->done)
         m->done(m->done_arg, err, m->id);
     spool_msg_free(m);
 }
@@ -462,7 +476,6 @@ static void spool_commit_after(uv_work_t *w, int status)
         spool_finish(m, m->err);
         return;
     }
-    m->committed = 1;
     m->next = sp->dsync_wait;
     sp->dsync_wait = m;
     if (!sp->dsync_busy)
@@ -506,7 +519,7 @@ static void spool_flush_after(uv_work_t *w, int status)
     if (status && m->err == 0)
         m->err = EIO;
     spool_next(m);
-    if (drain && !m->aborted && !spool_msg_backlogged(m)) {
+    if (drain && async_req_live(&m->req) && !spool_msg_backlogged(m)) {
         m->drain = NULL;
         drain(m->drain_arg);
     }
@@ -539,10 +552,19 @@ void spool_msg_set_qlimit(struct spool_msg *m)
     m->qlimit = 1;
 }
 
-void spool_msg_abort(struct spool_msg *m)
+/* The owner cancelled: nothing more reaches it; what was written goes,
+ * unless the commit is under way (it completes, unannounced). */
+static void spool_msg_cancel(struct async_req *r)
 {
+    struct spool_msg *m = (struct spool_msg *)r;
+
     m->aborted = 1;
     m->drain = NULL;
     if (!m->busy && !m->committing)
         spool_next(m);
+}
+
+void spool_msg_abort(struct spool_msg *m)
+{
+    async_req_cancel(&m->req);
 }

@@ -21,6 +21,7 @@
 
 #include "buf.h"
 
+struct async_owner;
 struct spool_msg;
 
 struct spool {
@@ -45,8 +46,9 @@ int spool_open(struct spool *sp, uv_loop_t *loop, const char *queue_path,
                const char *temp_path, struct buf *err);
 void spool_close(struct spool *sp);
 
-/* A message being received: content is buffered, flushed in the background. */
-struct spool_msg *spool_msg_new(struct spool *sp, const char *id);
+/* A message being received for owner o: content is buffered, flushed in
+ * the background.  The owner cancelling it is spool_msg_abort. */
+struct spool_msg *spool_msg_new(struct spool *sp, struct async_owner *o, const char *id);
 /* Appends content; 0, or -1 once the message has failed (err kept). */
 int spool_msg_write(struct spool_msg *m, const void *p, size_t n);
 /* 1 when so much content waits for the disk that input should pause. */
@@ -64,9 +66,9 @@ void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
 /* Commit into the qlimit queue instead of the main one. */
 void spool_msg_set_qlimit(struct spool_msg *m);
 /*
- * The owner goes away.  Before a commit: everything written is removed.
- * During a commit: it completes (the message stays queued) but done is not
- * called.
+ * The owner no longer wants the message.  Before a commit: everything
+ * written is removed.  During a commit: it completes (the message stays
+ * queued) but done is not called.
  */
 void spool_msg_abort(struct spool_msg *m);
 
@@ -78,6 +80,12 @@ int spool_err_is_nodisk(int err);
 /* Writes dir/name atomically (temp file, fsync, rename); 0 or errno. */
 int spool_write_sync(const char *dir, const char *tmpdir, const char *name,
                      const void *data, size_t len);
+/* The same, asking still_ours(arg) right before the rename (the commit
+ * point) and giving up with ECANCELED when it says 0: a write under a
+ * lock whose lease ran out while the data went to disk. */
+int spool_write_sync_checked(const char *dir, const char *tmpdir, const char *name,
+                             const void *data, size_t len, int (*still_ours)(void *),
+                             void *arg);
 /* Reads a whole file of at most max bytes; 0, or errno (ENOENT: gone). */
 int spool_read_sync(const char *path, struct buf *out, size_t max);
 /* rename with the NFS check; 0 or errno. */

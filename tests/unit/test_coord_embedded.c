@@ -53,7 +53,7 @@ static struct got claim(struct coord *co, const char *queue, long limit, long no
 {
     struct got g = {0};
 
-    coord_claim_next(co, queue, limit, now, on_claim, &g);
+    coord_claim_next(co, NULL, queue, limit, now, on_claim, &g);
     assert_int_equal(g.calls, 1);   /* the embedded backend answers at once */
     return g;
 }
@@ -145,9 +145,9 @@ static void test_claim_id(void **state)
 
     (void)state;
     coord_announce(co, "main", "7_7_7_7", 0, COORD_ANN_NEW);
-    coord_claim_id(co, "main", "7_7_7_7", on_claim, &a);
+    coord_claim_id(co, NULL, "main", "7_7_7_7", on_claim, &a);
     assert_int_equal(a.status, COORD_OK);
-    coord_claim_id(co, "main", "7_7_7_7", on_claim, &b);
+    coord_claim_id(co, NULL, "main", "7_7_7_7", on_claim, &b);
     assert_int_equal(b.status, COORD_BUSY);
     assert_int_equal(claim(co, "main", 0, 10).status, COORD_EMPTY);  /* held */
     coord_release(co, &a.cl, 0);
@@ -169,16 +169,16 @@ static void test_pool_slots(void **state)
     uint64_t s1 = 0, s2 = 0, s3 = 0;
 
     (void)state;
-    coord_slot_acquire(co, "dlocal", 2, on_slot, &s1);
+    coord_slot_acquire(co, NULL, "dlocal", 2, on_slot, &s1);
     assert_int_equal(slot_status, COORD_OK);
-    coord_slot_acquire(co, "dlocal", 2, on_slot, &s2);
+    coord_slot_acquire(co, NULL, "dlocal", 2, on_slot, &s2);
     assert_int_equal(slot_status, COORD_OK);
-    coord_slot_acquire(co, "dlocal", 2, on_slot, &s3);
+    coord_slot_acquire(co, NULL, "dlocal", 2, on_slot, &s3);
     assert_int_equal(slot_status, COORD_FULL);
     coord_slot_release(co, "dlocal", s1);
-    coord_slot_acquire(co, "dlocal", 2, on_slot, &s3);
+    coord_slot_acquire(co, NULL, "dlocal", 2, on_slot, &s3);
     assert_int_equal(slot_status, COORD_OK);
-    coord_slot_acquire(co, "other", 1, on_slot, &s1);   /* pools are apart */
+    coord_slot_acquire(co, NULL, "other", 1, on_slot, &s1);   /* pools are apart */
     assert_int_equal(slot_status, COORD_OK);
     coord_destroy(co);
 }
@@ -195,14 +195,14 @@ static void test_connection_limit(void **state)
     struct coord *co = make(100, 3, 60);
 
     (void)state;
-    coord_conn_check(co, "192.0.2.1", on_conn, NULL);
+    coord_conn_check(co, NULL, "192.0.2.1", on_conn, NULL);
     assert_int_equal(verdict, COORD_OK);
-    coord_conn_check(co, "192.0.2.2", on_conn, NULL);   /* another address */
-    coord_conn_check(co, "192.0.2.1", on_conn, NULL);
+    coord_conn_check(co, NULL, "192.0.2.2", on_conn, NULL);   /* another address */
+    coord_conn_check(co, NULL, "192.0.2.1", on_conn, NULL);
     assert_int_equal(verdict, COORD_OK);
-    coord_conn_check(co, "192.0.2.1", on_conn, NULL);   /* the third in a run */
+    coord_conn_check(co, NULL, "192.0.2.1", on_conn, NULL);   /* the third in a run */
     assert_int_equal(verdict, COORD_LIMIT);
-    coord_conn_check(co, "192.0.2.2", on_conn, NULL);
+    coord_conn_check(co, NULL, "192.0.2.2", on_conn, NULL);
     assert_int_equal(verdict, COORD_OK);
     coord_destroy(co);
 }
@@ -212,11 +212,11 @@ static void test_connection_limit_off_and_window(void **state)
     struct coord *off = make(0, 1, 60), *fast = make(10, 2, 0);
 
     (void)state;
-    coord_conn_check(off, "192.0.2.1", on_conn, NULL);
-    coord_conn_check(off, "192.0.2.1", on_conn, NULL);
+    coord_conn_check(off, NULL, "192.0.2.1", on_conn, NULL);
+    coord_conn_check(off, NULL, "192.0.2.1", on_conn, NULL);
     assert_int_equal(verdict, COORD_OK);          /* Limit_buf 0: off */
-    coord_conn_check(fast, "192.0.2.1", on_conn, NULL);
-    coord_conn_check(fast, "192.0.2.1", on_conn, NULL);
+    coord_conn_check(fast, NULL, "192.0.2.1", on_conn, NULL);
+    coord_conn_check(fast, NULL, "192.0.2.1", on_conn, NULL);
     assert_int_equal(verdict, COORD_OK);          /* Limit_time 0: no gap is short */
     coord_destroy(off);
     coord_destroy(fast);

@@ -45,8 +45,13 @@
 
 #include "arena.h"
 #include "buf.h"
+#include "async.h"
 #include "deliver_local.h"
 #include "mem.h"
+
+/* Every MDA of these tests belongs to this owner (zeroed: a valid, empty owner). */
+static struct async_owner owner;
+
 
 static char dir[64];
 
@@ -216,7 +221,7 @@ static void run_req(const struct deliver_local_req *q, struct run *x)
     memset(x, 0, sizeof(*x));
     assert_int_equal(uv_loop_init(&loop), 0);
     memset(&r0, 0x55, sizeof(r0));
-    if (deliver_local_start(&loop, q, on_done, x, &r0) == NULL)
+    if (deliver_local_start(&loop, &owner, q, on_done, x, &r0) == NULL)
         fail_msg("cannot start \"%s\": %s", q->command, r0.answer);
     x->started = 1;
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -254,7 +259,7 @@ static void assert_no_start(const struct deliver_local_req *q,
 
     memset(&x, 0, sizeof(x));
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_null(deliver_local_start(&loop, q, on_done, &x, &r));
+    assert_null(deliver_local_start(&loop, &owner, q, on_done, &x, &r));
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(x.calls, 0);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -910,7 +915,7 @@ static void test_cancel(void **state)
     memset(&x, 0, sizeof(x));
     assert_int_equal(uv_loop_init(&loop), 0);
     t0 = now();
-    c.d = deliver_local_start(&loop, &q, on_done, &x, &r);
+    c.d = deliver_local_start(&loop, &owner, &q, on_done, &x, &r);
     assert_non_null(c.d);
     x.started = 1;
     uv_timer_init(&loop, &c.t);
@@ -926,12 +931,30 @@ static void test_cancel(void **state)
     /* At once, before the loop has run. */
     memset(&x, 0, sizeof(x));
     assert_int_equal(uv_loop_init(&loop), 0);
-    c.d = deliver_local_start(&loop, &q, on_done, &x, &r);
+    c.d = deliver_local_start(&loop, &owner, &q, on_done, &x, &r);
     assert_non_null(c.d);
     deliver_local_cancel(c.d);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(x.calls, 0);
     assert_int_equal(uv_loop_close(&loop), 0);
+
+    /* By its owner going away (async.h): killed, never answered. */
+    unlink(path("mda.pid"));
+    memset(&x, 0, sizeof(x));
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_non_null(deliver_local_start(&loop, &owner, &q, on_done, &x, &r));
+    assert_int_equal(async_owner_pending(&owner), 1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < 500 && access(path("mda.pid"), F_OK) != 0; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    async_owner_cancel(&owner);
+    assert_int_equal(async_owner_pending(&owner), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(x.calls, 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_killed(read_pid("mda.pid"));
 }
 
 /* ---- another user ---- */

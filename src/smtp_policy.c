@@ -1,0 +1,630 @@
+/*
+ * smtp_policy.c - what each SMTP command does and answers (see
+ * smtp_session.h, docs/smtp.md).
+ *
+ * Owns: HELO/EHLO, MAIL, RCPT, DATA and the small commands; the relay
+ * decision; refusals and what they cost a client (every refused command
+ * counts: past SMTP_SOFT_ERRORS each refusal is answered a second late,
+ * at SMTP_MAX_ERRORS the session ends; a refused recipient leaves nothing
+ * behind in the transaction); the Received header; handing a finished
+ * message to the spool.  Waiting for an answer (DNS, an account lookup)
+ * goes through smtp_session_wait / smtp_session_resume, and every such
+ * request belongs to the session (s->own).  Must not: touch the socket,
+ * timers or the session's state except through smtp_session_*.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "accounts.h"
+#include "addr.h"
+#include "config.h"
+#include "dns.h"
+#include "log.h"
+#include "mem.h"
+#include "node.h"
+#include "queue_file.h"
+#include "queue_id.h"
+#include "smtp_session.h"
+#include "smtp_worker.h"
+#include "spool.h"
+
+/* ---- the transaction ---- */
+
+void smtp_policy_txn_reset(struct smtp_session *s)
+{
+    struct smtp_txn *t = &s->txn;
+
+    if (t->msg)
+        spool_msg_abort(t->msg);
+    t->msg = NULL;
+    mem_free(t->rcpt);
+    arena_clear(&t->mem);
+    memset(t, 0, sizeof(*t));
+    arena_init(&t->mem, 1024);
+}
+
+void smtp_policy_txn_free(struct smtp_session *s)
+{
+    smtp_policy_txn_reset(s);
+    arena_clear(&s->txn.mem);
+}
+
+/* Adds an accepted final recipient (duplicates are dropped); -1 when full. */
+static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *orcpt)
+{
+    for (size_t i = 0; i < t->nrcpt; i++)
+        if (strcasecmp(t->rcpt[i].addr, addr) == 0)
+            return 0;
+    if (t->nrcpt >= SMTP_MAX_TARGETS)
+        return -1;
+    if (t->nrcpt == t->rcpt_alloc) {
+        t->rcpt_alloc = t->rcpt_alloc ? t->rcpt_alloc * 2 : 8;
+        t->rcpt = mem_realloc(t->rcpt, t->rcpt_alloc * sizeof(*t->rcpt));
+    }
+    t->rcpt[t->nrcpt].addr = arena_strdup(&t->mem, addr);
+    t->rcpt[t->nrcpt].orcpt = arena_strdup(&t->mem, orcpt);
+    t->nrcpt++;
+    return 0;
+}
+
+/* ---- refusals ---- */
+
+/*
+ * A refused command: its reply, and one more error.  Past SMTP_SOFT_ERRORS
+ * the reply is held back a second (at least `delay`); at SMTP_MAX_ERRORS
+ * the session ends.  Called at once by a command, or by the answer that a
+ * command waited for (then the session resumes here).
+ */
+static void smtp_refuse(struct smtp_session *s, const char *msg, const char *detail,
+                        const char *suffix, long delay)
+{
+    const struct config *conf = s->conf;
+    size_t start = s->out.len;
+
+    smtp_session_reply(s, msg, detail, NULL, suffix);
+    if (++s->errors >= SMTP_MAX_ERRORS) {
+        smtp_session_refused(s, "too many errors", conf->Msg_perm_deny);
+        smtp_session_hangup(s, conf->Msg_perm_deny, "7.0", "too many errors");
+        return;
+    }
+    if (s->errors > SMTP_SOFT_ERRORS && delay < SMTP_ERROR_DELAY)
+        delay = SMTP_ERROR_DELAY;
+    smtp_session_resume(s, start, delay);
+}
+
+/* Accepted: the reply, and the session goes on (resumes if it waited). */
+static void smtp_accept_reply(struct smtp_session *s, const char *msg, const char *detail)
+{
+    size_t start = s->out.len;
+
+    smtp_session_reply(s, msg, detail, NULL, NULL);
+    smtp_session_resume(s, start, 0);
+}
+
+void smtp_policy_line_too_long(struct smtp_session *s)
+{
+    smtp_refuse(s, s->conf->Msg_invalid_cmd, "5.2", NULL, 0);
+}
+
+/* ---- HELO, EHLO ---- */
+
+/* A name for the Received header: printable ASCII, no blank. */
+static int smtp_helo_ok(const char *p, size_t n, size_t max)
+{
+    if (n == 0 || n >= max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static void smtp_do_helo(struct smtp_session *s, const struct smtp_cmd *c)
+{
+    const struct config *conf = s->conf;
+
+    if (!smtp_helo_ok(c->arg, c->arglen, sizeof(s->helo))) {
+        smtp_refuse(s, conf->Msg_invalid_param, "5.4", NULL, 0);
+        return;
+    }
+    smtp_policy_txn_reset(s);
+    memcpy(s->helo, c->arg, c->arglen);
+    s->helo[c->arglen] = '\0';
+    s->esmtp = c->verb == SMTP_EHLO;
+    s->greeted = 1;
+    if (!s->esmtp) {
+        smtp_session_reply_raw(s, "250 %s\r\n", conf->Server_name);
+        return;
+    }
+    smtp_session_reply_raw(s, "250-%s\r\n", conf->Server_name);
+    smtp_session_reply_raw(s, "250-PIPELINING\r\n");
+    smtp_session_reply_raw(s, "250-SIZE %ld\r\n", conf->Max_mail_size);
+    smtp_session_reply_raw(s, "250-8BITMIME\r\n");
+    smtp_session_reply_raw(s, "250 ENHANCEDSTATUSCODES\r\n");
+}
+
+/* ---- MAIL ---- */
+
+/* Errors of a MAIL or RCPT path, answered with the matching Msg_*. */
+static void smtp_path_error(struct smtp_session *s, enum smtp_path_err e,
+                            const struct smtp_path *p)
+{
+    switch (e) {
+    case SMTP_PATH_DOMAIN:
+        smtp_refuse(s, s->conf->Msg_invalid_domain, "1.2", p->addr.domain, 0);
+        break;
+    case SMTP_PATH_8BIT:
+        smtp_refuse(s, s->conf->Msg_invalid_param, "6.7", NULL, 0);
+        break;
+    default:
+        smtp_refuse(s, s->conf->Msg_invalid_param, "5.4", NULL, 0);
+        break;
+    }
+}
+
+/* A bare name gets Df_domain; -1 when there is none. */
+static int smtp_complete_addr(struct smtp_session *s, struct addr *a)
+{
+    if (a->domain[0] == '\0') {
+        if (s->conf->Df_domain[0] == '\0')
+            return -1;
+        snprintf(a->domain, sizeof(a->domain), "%s", s->conf->Df_domain);
+        addr_lower(a->domain);
+    }
+    return 0;
+}
+
+static int smtp_mail_params(struct smtp_session *s, const struct smtp_path *p)
+{
+    const struct config *conf = s->conf;
+    const char *q = p->params, *end = p->params + p->paramslen;
+    struct smtp_param prm;
+    int r;
+
+    while ((r = smtp_cmd_next_param(&q, end, &prm)) > 0) {
+        if (strcmp(prm.key, "SIZE") == 0) {
+            char *e;
+            unsigned long long v = strtoull(prm.value, &e, 10);
+            if (prm.value[0] == '\0' || *e) {
+                smtp_refuse(s, conf->Msg_invalid_param, "5.4", NULL, 0);
+                return -1;
+            }
+            if (v > (unsigned long long)conf->Max_mail_size) {
+                smtp_session_refused(s, "size", conf->Msg_mail_toobig);
+                smtp_refuse(s, conf->Msg_mail_toobig, "3.4", NULL, 0);
+                return -1;
+            }
+        } else if (strcmp(prm.key, "BODY") == 0 &&
+                   (strcasecmp(prm.value, "7BIT") == 0 ||
+                    strcasecmp(prm.value, "8BITMIME") == 0)) {
+            s->txn.body = prm.value[0] == '8' ? "8BITMIME" : "7BIT";
+        } else {
+            smtp_refuse(s, conf->Msg_invalid_param, "5.4", NULL, 0);
+            return -1;
+        }
+    }
+    if (r < 0) {
+        smtp_refuse(s, conf->Msg_invalid_param, "5.4", NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* Lavg_negative: refuse new mail while the load is above it. */
+static int smtp_load_too_high(const struct config *conf)
+{
+    double avg[1];
+
+    return conf->Lavg_negative > 0 && getloadavg(avg, 1) == 1 &&
+           avg[0] > (double)conf->Lavg_negative;
+}
+
+/* Qlimit!: the rules engine calls this; until it exists, Qlimit_senders does. */
+static void smtp_policy_set_qlimit(struct smtp_session *s)
+{
+    s->txn.qlimit = 1;
+}
+
+/* Is the sender in a list of addresses and "@domain"s? */
+static int smtp_sender_listed(const char *list, const char *from)
+{
+    const char *at = strrchr(from, '@');
+    char item[ADDR_PATH_MAX + 2];
+
+    for (const char *p = list; *p; ) {
+        size_t n = strcspn(p, " \t,");
+        if (n > 0 && n < sizeof(item)) {
+            memcpy(item, p, n);
+            item[n] = '\0';
+            if (strcasecmp(item, from) == 0 ||
+                (item[0] == '@' && at && strcasecmp(item, at) == 0))
+                return 1;
+        }
+        p += n;
+        p += strspn(p, " \t,");
+    }
+    return 0;
+}
+
+static void smtp_mail_accept(struct smtp_session *s)
+{
+    const struct config *conf = s->conf;
+
+    s->txn.active = 1;
+    if (conf->Qlimit_senders[0] && smtp_sender_listed(conf->Qlimit_senders, s->txn.from))
+        smtp_policy_set_qlimit(s);
+    smtp_accept_reply(s, conf->Msg_allowed_sender, "1.0");
+}
+
+/*
+ * The answer about the sender's domain (From_level_check).  The reply comes
+ * last: it resumes the session, which may go on with pipelined commands.
+ */
+static void smtp_sender_domain_known(struct smtp_session *s, int status)
+{
+    const struct config *conf = s->conf;
+    char domain[ADDR_DOMAIN_MAX + 1];
+
+    if (status == DNS_OK) {
+        smtp_mail_accept(s);
+        return;
+    }
+    snprintf(domain, sizeof(domain), "%s", strrchr(s->txn.from, '@') + 1);
+    smtp_policy_txn_reset(s);
+    if (status == DNS_TEMPFAIL) {
+        smtp_refuse(s, conf->Msg_internal_error, "4.3", NULL, 0);
+        return;
+    }
+    smtp_session_refused(s, "sender domain", domain);
+    smtp_refuse(s, conf->Msg_invalid_domain, "1.8", domain, 0);
+}
+
+static void smtp_sender_addrs(void *arg, int status, const struct sockaddr_storage *a,
+                              size_t n)
+{
+    smtp_sender_domain_known(arg, status);
+}
+
+/* Level 1: the domain has MX or address records; level 2: MX records. */
+static void smtp_sender_mx(void *arg, int status, const struct dns_mx *mx, size_t n)
+{
+    struct smtp_session *s = arg;
+
+    if (status == DNS_NODATA && s->conf->From_level_check == 1) {
+        dns_addrs(s->w->dns, &s->own, strrchr(s->txn.from, '@') + 1, smtp_sender_addrs, s);
+        return;
+    }
+    smtp_sender_domain_known(s, status);
+}
+
+static void smtp_do_mail(struct smtp_session *s, const struct smtp_cmd *c)
+{
+    const struct config *conf = s->conf;
+    struct smtp_path p;
+    enum smtp_path_err e;
+    char from[ADDR_PATH_MAX + 2];
+
+    if (!s->greeted || s->txn.active) {
+        smtp_refuse(s, conf->Msg_sequence_error, "5.1", NULL, 0);
+        return;
+    }
+    if (smtp_load_too_high(conf)) {
+        smtp_session_refused(s, "load average", conf->Msg_lavg);
+        smtp_refuse(s, conf->Msg_lavg, "3.2", NULL, 0);
+        return;
+    }
+    if (s->msgs >= (unsigned long)conf->Max_msgs_per_cnx) {
+        smtp_session_refused(s, "messages per connection", conf->Msg_perm_deny);
+        smtp_session_hangup(s, conf->Msg_perm_deny, "7.0", "Max_msgs_per_cnx");
+        return;
+    }
+    e = smtp_cmd_path(c->arg, c->arglen, "FROM:", conf->Proto_level_check == 1, &p);
+    if (e != SMTP_PATH_OK) {
+        smtp_path_error(s, e, &p);
+        return;
+    }
+    if (!p.null && smtp_complete_addr(s, &p.addr) < 0) {
+        smtp_refuse(s, conf->Msg_invalid_domain, "1.7", p.addr.local, 0);
+        return;
+    }
+    smtp_policy_txn_reset(s);
+    s->txn.body = "7BIT";
+    if (smtp_mail_params(s, &p) < 0)
+        return;
+    addr_format(&p.addr, from, sizeof(from));
+    s->txn.from = p.null ? "" : arena_strdup(&s->txn.mem, from);
+    if (s->txn.from[0] && conf->From_level_check > 0) {
+        smtp_session_wait(s, "sender domain DNS");
+        dns_mx(s->w->dns, &s->own, strrchr(s->txn.from, '@') + 1, smtp_sender_mx, s);
+        return;
+    }
+    smtp_mail_accept(s);
+}
+
+/* ---- RCPT ---- */
+
+/* The relay decision for one recipient, once the accounts have answered. */
+static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_result *r,
+                             const char *addr)
+{
+    const struct config *conf = s->conf;
+    int ok = 1;
+
+    switch (r->status) {
+    case ACCOUNTS_LOCAL:
+        for (size_t i = 0; i < r->ntargets && ok; i++)
+            ok = smtp_txn_add_rcpt(&s->txn, r->targets[i], addr) == 0;
+        break;
+    case ACCOUNTS_REMOTE:
+        if (!(s->auth[0] && conf->Auth_relay)) {
+            smtp_session_refused(s, "relay", addr);
+            smtp_refuse(s, conf->Msg_relay_denied, "7.1", NULL, 0);
+            return;
+        }
+        ok = smtp_txn_add_rcpt(&s->txn, addr, addr) == 0;
+        break;
+    case ACCOUNTS_NOMAILBOX:
+        smtp_session_refused(s, "no mailbox", addr);
+        smtp_refuse(s, conf->Msg_no_mailbox, "1.1", NULL, conf->No_mailbox_delay);
+        return;
+    default:
+        log_warn("%s: lookup of %s failed: %s", s->cid, addr,
+                 r->error ? r->error : "temporary failure");
+        smtp_refuse(s, conf->Msg_internal_error, "3.0", NULL, 0);
+        return;
+    }
+    if (!ok) {
+        smtp_refuse(s, conf->Msg_toomany_rcpts, "5.3", NULL, 0);
+        return;
+    }
+    s->txn.rcpt_cmds++;
+    smtp_accept_reply(s, conf->Msg_allowed_rcpt, "1.5");
+}
+
+static void smtp_lookup_done(void *arg, struct accounts_req *req)
+{
+    struct smtp_session *s = arg;
+    char addr[ADDR_PATH_MAX + 2];
+
+    addr_format(&s->pending_path.addr, addr, sizeof(addr));
+    smtp_rcpt_decide(s, accounts_result(req), addr);
+}
+
+static void smtp_do_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
+{
+    const struct config *conf = s->conf;
+    struct smtp_path *p = &s->pending_path;
+    struct accounts_req *req;
+    char addr[ADDR_PATH_MAX + 2];
+    enum smtp_path_err e;
+
+    if (!s->txn.active) {
+        smtp_refuse(s, conf->Msg_sequence_error, "5.1", NULL, 0);
+        return;
+    }
+    if (s->txn.rcpt_cmds >= (unsigned long)conf->Max_rcpts) {
+        smtp_refuse(s, conf->Msg_toomany_rcpts, "5.3", NULL, 0);
+        return;
+    }
+    e = smtp_cmd_path(c->arg, c->arglen, "TO:", conf->Proto_level_check == 1, p);
+    if (e == SMTP_PATH_OK && (p->null || p->paramslen > 0))
+        e = SMTP_PATH_SYNTAX;
+    if (e != SMTP_PATH_OK) {
+        smtp_path_error(s, e, p);
+        return;
+    }
+    if (p->addr.domain[0] == '\0' && strcasecmp(p->addr.local, "postmaster") == 0) {
+        struct addr pm;
+        const char *v = conf->Postmaster;
+        if (addr_parse(v, strlen(v), &pm) == ADDR_OK)
+            p->addr = pm;
+    }
+    if (smtp_complete_addr(s, &p->addr) < 0) {
+        smtp_refuse(s, conf->Msg_invalid_domain, "1.3", p->addr.local, 0);
+        return;
+    }
+    addr_format(&p->addr, addr, sizeof(addr));
+    addr_lower(addr);
+    if (accounts_resolve(&s->w->node->mods, conf, &s->own, addr, &req, smtp_lookup_done,
+                         s) == ACCOUNTS_WAIT) {
+        smtp_session_wait(s, "account lookup");
+        return;
+    }
+    addr_format(&p->addr, addr, sizeof(addr));
+    smtp_rcpt_decide(s, accounts_result(req), addr);
+    accounts_free(req);
+}
+
+/* ---- DATA ---- */
+
+static void smtp_received(struct smtp_session *s, struct buf *h)
+{
+    const struct config *conf = s->conf;
+    char date[64];
+    const char *proto = s->esmtp ? (s->auth[0] ? "ESMTPA" : "ESMTP") : "SMTP";
+
+    log_format_rfc5322(date, sizeof(date), (long)time(NULL));
+    buf_printf(h, "Received: from %s (%s [%s])\n", s->helo,
+               s->rdns[0] ? s->rdns : "unknown", s->ip);
+    if (conf->Hshow_user && s->auth[0])
+        buf_printf(h, "\t(authenticated user %s)\n", s->auth);
+    buf_printf(h, "\tby %s (Selor) with %s id %s", conf->Server_name, proto,
+               s->txn.qid);
+    if (s->txn.nrcpt == 1)
+        buf_printf(h, "\n\tfor <%s>", s->txn.rcpt[0].orcpt);
+    buf_printf(h, "; %s\n", date);
+}
+
+static void smtp_spool_drained(void *arg)
+{
+    smtp_session_process(arg);
+}
+
+static void smtp_do_data(struct smtp_session *s)
+{
+    const struct config *conf = s->conf;
+    struct buf hdr = BUF_INIT(0);
+
+    if (!s->txn.active) {
+        smtp_refuse(s, conf->Msg_sequence_error, "5.1", NULL, 0);
+        return;
+    }
+    if (s->txn.nrcpt == 0) {
+        smtp_refuse(s, conf->Msg_transaction_falied, "5.1", NULL, 0);
+        return;
+    }
+    queue_id_next(&s->w->idgen, s->txn.qid);
+    s->txn.msg = spool_msg_new(&s->w->spool, &s->own, s->txn.qid);
+    smtp_received(s, &hdr);
+    spool_msg_write(s->txn.msg, hdr.data, hdr.len);
+    buf_free(&hdr);
+    smtp_data_init(&s->txn.data, (size_t)conf->Max_mail_size,
+                   (size_t)conf->Max_header_size);
+    log_central(s->txn.qid, "%s %s * from=<%s> nrcpt=%zu", s->cid, s->ip,
+                s->txn.from, s->txn.nrcpt);
+    smtp_session_reply(s, conf->Msg_send_body, NULL, NULL, NULL);
+    smtp_session_set_state(s, SMTP_S_DATA, NULL);
+}
+
+static void smtp_commit_done(void *arg, int err, const char *id)
+{
+    struct smtp_session *s = arg;
+    const struct config *conf = s->conf;
+
+    s->txn.msg = NULL;  /* the spool freed it */
+    if (err) {
+        log_warn("%s: cannot queue %s: %s", s->cid, id, strerror(err));
+        smtp_session_reply(s, spool_err_is_nodisk(err) ? conf->Msg_nodisk_space
+                                                       : conf->Msg_internal_error,
+                           "3.0", NULL, NULL);
+    } else {
+        for (size_t i = 0; i < s->txn.nrcpt; i++)
+            log_summary(id, "accepted from=<%s> to=<%s> size=%zu bytes=%zu client=%s",
+                        s->txn.from, s->txn.rcpt[i].addr, s->txn.data.size,
+                        s->txn.data.wire, s->ip);
+        s->msgs++;
+        s->errors = 0;   /* the count is of errors without delivering mail */
+        smtp_session_announce(s, id);
+        smtp_session_reply(s, conf->Msg_mail_accepted, "0.0", id, NULL);
+    }
+    smtp_policy_txn_reset(s);
+    smtp_session_set_state(s, SMTP_S_COMMAND, err ? "not queued" : "queued");
+    smtp_session_process(s);
+}
+
+static void smtp_commit(struct smtp_session *s)
+{
+    struct smtp_txn *t = &s->txn;
+    struct queue_file qf;
+    struct buf l = BUF_INIT(0);
+
+    qf_init(&qf);
+    qf.id = t->qid;
+    qf.sid = s->conf->Sid;
+    qf.created = (long)time(NULL);
+    qf.size = (long)spool_msg_size(t->msg);
+    qf.from = t->from;
+    qf.client_ip = s->ip;
+    qf.client_name = s->rdns;
+    qf.helo = s->helo;
+    qf.auth = s->auth;
+    qf.body = t->body;
+    if (t->qlimit) {
+        qf.flags |= QF_F_QLIMIT;
+        spool_msg_set_qlimit(t->msg);
+    }
+    for (size_t i = 0; i < t->nrcpt; i++)
+        qf_add_rcpt(&qf, t->rcpt[i].addr, t->rcpt[i].orcpt);
+    qf_format(&qf, &l);
+    qf_free(&qf);
+    smtp_session_set_state(s, SMTP_S_COMMIT, NULL);
+    spool_msg_commit(t->msg, l.data, l.len, smtp_commit_done, s);
+    buf_free(&l);
+}
+
+/* The end of data: refuse what broke a limit, commit the rest. */
+static void smtp_data_end(struct smtp_session *s)
+{
+    const struct config *conf = s->conf;
+    unsigned f = s->txn.data.flags;
+    const char *msg = NULL, *detail = "6.0";
+
+    if (f & SMTP_DATA_TOOBIG)
+        msg = conf->Msg_mail_toobig, detail = "3.4";
+    else if (f & SMTP_DATA_HEADER_TOOBIG)
+        msg = conf->Msg_header_toobig;
+    else if (f & SMTP_DATA_LINE_TOOLONG)
+        msg = conf->Msg_transaction_falied;
+    if (f & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR))
+        log_central(s->txn.qid, "%s %s * bare %s in content (normalised)", s->cid,
+                    s->ip, f & SMTP_DATA_BARE_LF ? "LF" : "CR");
+    if (msg) {
+        smtp_session_reply(s, msg, detail, NULL, NULL);
+        smtp_session_refused(s, "content", msg);
+        smtp_policy_txn_reset(s);
+        smtp_session_set_state(s, SMTP_S_COMMAND, "content refused");
+        return;
+    }
+    smtp_commit(s);
+}
+
+int smtp_policy_data_input(struct smtp_session *s)
+{
+    int done = 0;
+    size_t used;
+
+    if (s->txn.msg && spool_msg_backlogged(s->txn.msg)) {
+        spool_msg_on_drain(s->txn.msg, smtp_spool_drained, s);
+        return 0;
+    }
+    used = smtp_data_feed(&s->txn.data, s->in.data, s->in.len, &s->chunk, &done);
+    buf_consume(&s->in, used);
+    if (s->chunk.len) {
+        spool_msg_write(s->txn.msg, s->chunk.data, s->chunk.len);
+        buf_reset(&s->chunk);
+    }
+    if (done)
+        smtp_data_end(s);
+    return done;
+}
+
+/* ---- the commands ---- */
+
+void smtp_policy_command(struct smtp_session *s, const char *line, size_t n)
+{
+    const struct config *conf = s->conf;
+    struct smtp_cmd c;
+
+    smtp_cmd_parse(line, n, &c);
+    switch (c.verb) {
+    case SMTP_HELO:
+    case SMTP_EHLO: smtp_do_helo(s, &c); break;
+    case SMTP_MAIL: smtp_do_mail(s, &c); break;
+    case SMTP_RCPT: smtp_do_rcpt(s, &c); break;
+    case SMTP_DATA: smtp_do_data(s); break;
+    case SMTP_RSET:
+        smtp_policy_txn_reset(s);
+        smtp_session_reply(s, conf->Msg_ok, "0.0", NULL, NULL);
+        break;
+    case SMTP_NOOP: smtp_session_reply(s, conf->Msg_ok, "0.0", NULL, NULL); break;
+    case SMTP_QUIT: smtp_session_hangup(s, conf->Msg_goodbye, "0.0", "QUIT"); break;
+    case SMTP_VRFY:
+        smtp_session_reply_raw(s, "252 %sCannot VRFY user, but will accept message\r\n",
+                               s->esmtp ? "2.5.0 " : "");
+        break;
+    case SMTP_HELP:
+        smtp_session_reply_raw(s, "214 %sCommands: HELO EHLO MAIL RCPT DATA RSET NOOP "
+                               "QUIT VRFY HELP\r\n", s->esmtp ? "2.0.0 " : "");
+        break;
+    case SMTP_EXPN:
+        smtp_refuse(s, conf->Msg_refused, "7.0", NULL, 0);
+        break;
+    default:
+        smtp_refuse(s, conf->Msg_invalid_cmd, "5.2", NULL, 0);
+        break;
+    }
+}

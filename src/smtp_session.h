@@ -1,0 +1,137 @@
+/*
+ * smtp_session.h - one SMTP session, as the two files that run it see it
+ * (internal to the SMTP server; the worker sees only smtp_server.h).
+ *
+ * smtp_server.c owns the session's life: the state machine (every change
+ * in smtp_session_set_state, checked against the table of allowed
+ * transitions and logged), the socket, timers, the WAIT continuation,
+ * the connection checks before the greeting, and closing.  smtp_policy.c
+ * owns what each command does and answers.  Every asynchronous request a
+ * session makes (coordination, DNS, account lookups, the spool) belongs to
+ * its owner `own`: entering CLOSING or closing cancels them all, so no
+ * answer can reach a session that is going or gone.  Must not: be included
+ * outside the SMTP server.
+ */
+#ifndef SELOR_SMTP_SESSION_H
+#define SELOR_SMTP_SESSION_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "arena.h"
+#include "async.h"
+#include "buf.h"
+#include "queue_id.h"
+#include "smtp_cmd.h"
+#include "smtp_data.h"
+
+struct config;
+struct smtp_worker;
+struct spool_msg;
+
+#define SMTP_MAX_TARGETS 10000        /* recipients of one message after aliases */
+#define SMTP_SOFT_ERRORS 10           /* from here each error reply waits a second */
+#define SMTP_MAX_ERRORS 20            /* refused commands before we hang up */
+#define SMTP_ERROR_DELAY 1            /* seconds, past SMTP_SOFT_ERRORS */
+
+enum smtp_state {
+    SMTP_S_CONNECT,   /* limits and reverse DNS checked; no greeting yet */
+    SMTP_S_COMMAND,   /* reading and answering commands */
+    SMTP_S_WAIT,      /* a command waits (an answer, a delay); input is buffered */
+    SMTP_S_DATA,      /* content goes through the DATA parser to the spool */
+    SMTP_S_COMMIT,    /* the spool makes the message durable */
+    SMTP_S_CLOSING,   /* the last reply is being written */
+    SMTP_S_CLOSED,    /* handles closing; the session is freed after */
+    SMTP_NSTATES
+};
+
+struct smtp_rcpt {
+    const char *addr;   /* final recipient */
+    const char *orcpt;  /* as the client gave it */
+};
+
+/* One mail transaction: MAIL to the end of DATA (or RSET). */
+struct smtp_txn {
+    int active;
+    const char *from;
+    const char *body;
+    struct smtp_rcpt *rcpt;
+    size_t nrcpt, rcpt_alloc;
+    unsigned rcpt_cmds;        /* accepted RCPT commands (Max_rcpts) */
+    int qlimit;                /* goes to the qlimit queue (Qlimit!) */
+    struct smtp_data data;
+    struct spool_msg *msg;
+    char qid[QUEUE_ID_MAX];
+    struct arena mem;          /* accepted addresses only: a refusal costs nothing */
+};
+
+struct smtp_session {
+    uv_tcp_t tcp;
+    uv_timer_t timer;           /* idle timeout, or the delay of a held reply */
+    struct smtp_worker *w;
+    const struct config *conf;
+    struct async_owner own;     /* every request this session started */
+    struct smtp_session *prev, *next;
+    enum smtp_state state;
+    const char *wait_for;       /* WAIT: what for (logged) */
+    char cid[32];
+    char ip[64];
+    char rdns[256];
+    char helo[256];
+    char auth[256];             /* authenticated user ("" none) */
+    int greeted, esmtp;
+    int reading, handles_open;
+    int processing, process_again;   /* smtp_session_process is running */
+    int skip_line;              /* discarding an over-long command line */
+    int shutdown;               /* the worker is stopping */
+    unsigned msgs, errors;
+    struct buf in, out, chunk;
+    size_t out_pending;         /* bytes handed to uv_write, not yet done */
+    struct smtp_path pending_path;   /* RCPT waiting for its lookup */
+    char held_reply[512];            /* a reply held back by a delay */
+    struct smtp_txn txn;
+    struct buf announce;        /* "queue id\n" accepted, announced at close */
+};
+
+/* ---- smtp_server.c: life, state, I/O ---- */
+
+/* The one place the state changes: checked, logged (why may be NULL). */
+void smtp_session_set_state(struct smtp_session *s, enum smtp_state st, const char *why);
+/* Appends a Msg_* reply (see smtp_reply_msg) and logs it. */
+void smtp_session_reply(struct smtp_session *s, const char *msg, const char *detail,
+                        const char *prefix, const char *suffix);
+/* A reply whose text is fixed by the protocol (docs/smtp.md lists them). */
+void smtp_session_reply_raw(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* A Refused_log line: what was refused, and with which reply. */
+void smtp_session_refused(struct smtp_session *s, const char *what, const char *msg);
+/* The final reply: after it is written the connection closes. */
+void smtp_session_hangup(struct smtp_session *s, const char *msg, const char *detail,
+                         const char *why);
+/* A command waits for an answer (what: for the log); input is buffered. */
+void smtp_session_wait(struct smtp_session *s, const char *what);
+/*
+ * The answer came and its reply is in `out` from reply_start on: back to
+ * reading commands, after `delay` seconds during which that reply is held
+ * back (a timer, never a sleep).
+ */
+void smtp_session_resume(struct smtp_session *s, size_t reply_start, long delay);
+/* Handles buffered input, writes replies, decides about reading. */
+void smtp_session_process(struct smtp_session *s);
+/* Tells the queue about an accepted message (Immed_delivery). */
+void smtp_session_announce(struct smtp_session *s, const char *id);
+
+/* ---- smtp_policy.c: what the commands do ---- */
+
+/* One complete command line (without its line end). */
+void smtp_policy_command(struct smtp_session *s, const char *line, size_t n);
+/* A command line over 512 bytes ended. */
+void smtp_policy_line_too_long(struct smtp_session *s);
+/* Feeds buffered input to the DATA parser; 0 when it needs more input. */
+int smtp_policy_data_input(struct smtp_session *s);
+/* Ends the transaction; a message not yet committed is dropped. */
+void smtp_policy_txn_reset(struct smtp_session *s);
+/* The transaction's memory goes (the session closes). */
+void smtp_policy_txn_free(struct smtp_session *s);
+
+#endif
