@@ -43,6 +43,11 @@ static int addr_valid_quoted(const char *s, size_t n)
     return 1;
 }
 
+/*
+ * [1.2.3.4] or [IPv6:...].  Every byte is looked at before inet_pton sees
+ * the text: it stops at a NUL, so "[127.0.0.1\0\x1b...]" would otherwise
+ * pass as 127.0.0.1 with the rest smuggled along.
+ */
 static int addr_valid_literal(const char *d, size_t n)
 {
     char tmp[ADDR_DOMAIN_MAX + 1];
@@ -50,6 +55,9 @@ static int addr_valid_literal(const char *d, size_t n)
 
     if (n < 3 || n > ADDR_DOMAIN_MAX || d[n - 1] != ']')
         return 0;
+    for (size_t i = 1; i < n - 1; i++)
+        if (!isalnum((unsigned char)d[i]) && d[i] != '.' && d[i] != ':')
+            return 0;
     memcpy(tmp, d + 1, n - 2);
     tmp[n - 2] = '\0';
     if (strncasecmp(tmp, "IPv6:", 5) == 0)

@@ -208,6 +208,22 @@ static void test_address_literals(void **state)
     expect_err("user@[ 192.0.2.1]", ADDR_EDOMAIN);
     expect_err("user@[192.0.2.1].", ADDR_EDOMAIN);
     expect_err("user@[localhost]", ADDR_EDOMAIN);
+    expect_err("user@[192.0.2.1\x1b[2J]", ADDR_EDOMAIN);
+}
+
+/* A NUL or control byte inside a literal: inet_pton would stop at the NUL
+ * and pass "u@[127.0.0.1" with the rest smuggled along (finding 6). */
+static void test_literal_with_nul(void **state)
+{
+    static const char nul[] = "u@[127.0.0.1\0\1\x1b[2J]";
+    static const char ctl[] = "u@[127.0.0.1\r\n]";
+    struct addr a;
+
+    (void)state;
+    assert_int_equal(addr_parse(nul, sizeof(nul) - 1, &a), ADDR_EDOMAIN);
+    assert_int_equal(addr_parse(ctl, sizeof(ctl) - 1, &a), ADDR_EDOMAIN);
+    assert_false(addr_valid_domain("[127.0.0.1\0]", 12));
+    assert_true(addr_valid_domain("[127.0.0.1]", 11));
 }
 
 static void test_bad_local(void **state)
@@ -455,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_quoted_local),
         cmocka_unit_test(test_source_route),
         cmocka_unit_test(test_address_literals),
+        cmocka_unit_test(test_literal_with_nul),
         cmocka_unit_test(test_bad_local),
         cmocka_unit_test(test_bad_domain),
         cmocka_unit_test(test_8bit),
