@@ -24,7 +24,8 @@ SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 LIBS    := $(PKG_LIBS) -luuid -lcrypt -ldl -lm
 
 # Code shared by every program.
-CORE_SRC := src/mem.c src/buf.c src/arena.c src/async.c src/log.c src/config.c src/net.c \
+CORE_SRC := src/mem.c src/buf.c src/arena.c src/async.c src/log.c src/priv.c src/config.c \
+            src/net.c \
             src/queue_id.c src/queue_file.c src/spool.c src/addr.c \
             src/module.c src/accounts.c src/bounce.c src/queue_edit.c
 # The daemon.

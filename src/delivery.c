@@ -21,6 +21,7 @@
  * and again right before their commit point (lease.h), and read the file's
  * token first: a newer holder's file is never written over or removed.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -649,23 +650,52 @@ static void dl_mda_done(void *arg, const struct deliver_local_result *r)
     dl_job_over(j);
 }
 
-/* The mailbox's own MDA only if its program is listed in Adlocal_allowed. */
-static const char *dl_mda_command(struct dl_job *j)
+/*
+ * A mailbox's own command (its account's dlocal) is one program that
+ * Adlocal_allowed lists, and plain arguments: nothing a shell would
+ * interpret, and it never runs through one (Dlocal_type does not apply).
+ * The account database is not trusted to write shell.  "" when fine, else
+ * why not.
+ */
+static const char *dl_own_command_refused(const char *own, const char *allowed)
 {
-    const char *own = j->mbox.dlocal, *allowed = j->d->conf->Adlocal_allowed;
     size_t n = strcspn(own, " \t");
+    int listed = 0;
 
-    if (own[0] == '\0')
-        return j->d->conf->Dlocal;
-    for (const char *p = allowed; *p; ) {
+    for (const char *p = allowed; *p && !listed; ) {
         size_t k = strcspn(p, " \t,");
-        if (k == n && strncmp(p, own, n) == 0)
-            return own;
+        listed = k == n && strncmp(p, own, n) == 0;
         p += k;
         p += strspn(p, " \t,");
     }
-    log_warn("%s: mailbox %s asks for MDA %.*s, which Adlocal_allowed does not list; "
-             "using Dlocal", j->d->claim.qid, j->addrs[0] ? j->addrs[0] : "?", (int)n, own);
+    if (!listed)
+        return "which Adlocal_allowed does not list";
+    for (const char *p = own; *p; p++) {
+        if (isalnum((unsigned char)*p) || strchr("/._-+,:=@% \t", *p))
+            continue;
+        if (*p == '<' && (p[1] == '\0' || p[1] == ' ' || p[1] == '\t') &&
+            (p == own || p[-1] == ' ' || p[-1] == '\t'))
+            continue;   /* a lone "<", as the reference's examples end */
+        return "with characters a shell would interpret";
+    }
+    return "";
+}
+
+/* The command for this mailbox and how to run it (*type). */
+static const char *dl_mda_command(struct dl_job *j, int *type)
+{
+    const char *own = j->mbox.dlocal, *why;
+
+    *type = (int)j->d->conf->Dlocal_type;
+    if (own[0] == '\0')
+        return j->d->conf->Dlocal;
+    why = dl_own_command_refused(own, j->d->conf->Adlocal_allowed);
+    if (why[0] == '\0') {
+        *type = 0;
+        return own;
+    }
+    log_warn("%s: mailbox %s asks for MDA \"%.*s\", %s; using Dlocal", j->d->claim.qid,
+             j->addrs[0] ? j->addrs[0] : "?", (int)strcspn(own, " \t"), own, why);
     return j->d->conf->Dlocal;
 }
 
@@ -677,8 +707,7 @@ static void dl_start_mda(struct dl_job *j)
     struct deliver_local_result res;
 
     j->addrs[0] = arena_strdup(&d->mem, r->addr);
-    q->command = dl_mda_command(j);
-    q->type = (int)d->conf->Dlocal_type;
+    q->command = dl_mda_command(j, &q->type);
     q->vars.user = j->mbox.user[0] ? j->mbox.user : r->addr;
     q->vars.id = d->claim.qid;
     q->vars.rcpt = j->addrs[0];
@@ -1129,7 +1158,7 @@ static void dl_cp_errors_work(void *arg)
     char name[QUEUE_ID_MAX + 2];
 
     if (selor_conf->Cp_errors) {
-        spool_mkdirs(selor_conf->Cp_errors_path, (uid_t)-1, (gid_t)-1, 0750);
+        spool_mkdirs(selor_conf->Cp_errors_path, 0750);
         snprintf(name, sizeof(name), "c%s", d->claim.qid);
         d->err = spool_write_sync(selor_conf->Cp_errors_path, selor_conf->Temp_path,
                                   name, d->content.data, d->content.len);

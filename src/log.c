@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
+#include "priv.h"
 
 #define LOG_LINE_MAX 8192
 
@@ -259,20 +260,24 @@ void log_panic(const char *fmt, ...)
     abort();
 }
 
-static int log_open_one(const char *path, int *fd, struct buf *err)
+static int log_open_one(const char *path, int *fd, uid_t uid, gid_t gid,
+                        struct buf *err)
 {
     *fd = -1;
     if (path == NULL || path[0] == '\0')
         return 0;
-    *fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    *fd = priv_open(path, O_WRONLY | O_APPEND | O_CREAT, 0640, uid, gid);
     if (*fd < 0) {
-        buf_printf(err, "cannot open log %s: %s", path, strerror(errno));
+        buf_printf(err, "cannot open log %s: %s%s", path, strerror(-*fd),
+                   *fd == -ELOOP ? " (a symlink: logs are never opened through one)" :
+                   *fd == -EPERM ? " (not a plain file of its own: hard link?)" : "");
+        *fd = -1;
         return -1;
     }
     return 0;
 }
 
-int log_open(struct config *c, struct buf *err)
+int log_open(struct config *c, uid_t uid, gid_t gid, struct buf *err)
 {
     const char *paths[LOG_NSTREAMS];
 
@@ -281,7 +286,7 @@ int log_open(struct config *c, struct buf *err)
     paths[LOG_WARNING] = c->Warning_log;
     paths[LOG_REFUSED] = c->Refused_log;
     for (int s = 0; s < LOG_NSTREAMS; s++)
-        if (log_open_one(paths[s], &c->logs.fd[s], err) < 0)
+        if (log_open_one(paths[s], &c->logs.fd[s], uid, gid, err) < 0)
             return -1;
     return 0;
 }

@@ -19,6 +19,7 @@
 #define SELOR_LOG_H
 
 #include <stdarg.h>
+#include <sys/types.h>
 
 enum log_stream {
     LOG_CENTRAL,
@@ -45,8 +46,9 @@ struct log_sinks {
 struct config;
 struct buf;
 
-/* Opens every configured log; -1 with the reason in err. */
-int log_open(struct config *c, struct buf *err);
+/* Opens every configured log (never through a symlink; as root, for
+ * uid:gid, see priv.h); -1 with the reason in err. */
+int log_open(struct config *c, uid_t uid, gid_t gid, struct buf *err);
 void log_close(struct config *c);
 void log_set_role(const char *role);
 /*

@@ -3,7 +3,9 @@
  *
  * Owns: everything done once, with privileges, before any mail flows:
  * directories and log files, the pid file (refusing to start when a live
- * Selor holds it), binding the SMTP port, dropping to User/Group; then
+ * Selor holds it), binding the SMTP port, dropping to User/Group (every
+ * file operation as root goes through priv.c, which never trusts a path
+ * User could have changed); then
  * starting the children (SMTP workers and the queue process), restarting a
  * child that dies, and a clean stop on SIGTERM.  The master runs no event
  * loop and handles no mail: it waits for signals.  Must not: touch the
@@ -32,6 +34,7 @@
 #include "master.h"
 #include "net.h"
 #include "node.h"
+#include "priv.h"
 #include "queue.h"
 #include "smtp_worker.h"
 #include "spool.h"
@@ -86,8 +89,9 @@ static void master_dir(const char *path, struct master *m, mode_t mode)
 
     if (path[0] == '\0')
         return;
-    if ((e = spool_mkdirs(path, m->uid, m->gid, mode)) != 0)
-        log_fatal("cannot create directory %s: %s", path, strerror(e));
+    if ((e = priv_mkdirs(path, mode, m->uid, m->gid)) != 0)
+        log_fatal("cannot create directory %s: %s%s", path, strerror(e),
+                  e == ELOOP ? " (a symlink where User can write)" : "");
 }
 
 static void master_parent_dir(const char *file, struct master *m)
@@ -117,13 +121,9 @@ static void master_prepare_files(struct master *m)
     for (size_t i = 0; i < sizeof(logs) / sizeof(logs[0]); i++)
         master_parent_dir(logs[i], m);
     master_parent_dir(c->Pid_file, m);
-    if (log_open(c, &err) < 0)
+    if (log_open(c, m->uid, m->gid, &err) < 0)
         log_fatal("%s", buf_cstr(&err));
     buf_free(&err);
-    for (int s = 0; s < LOG_NSTREAMS; s++)
-        if (c->logs.fd[s] >= 0 && geteuid() == 0 &&
-            fchown(c->logs.fd[s], m->uid, m->gid) < 0)
-            log_warn("cannot hand a log file to User: %s", strerror(errno));
     if (stat(c->Queue_path, &qs) < 0 || stat(c->Temp_path, &ts) < 0)
         log_fatal("cannot stat Queue_path or Temp_path: %s", strerror(errno));
     if (qs.st_dev != ts.st_dev)
@@ -132,18 +132,20 @@ static void master_prepare_files(struct master *m)
 }
 
 /* A pid file naming a live Selor stops this start. */
-static void master_check_pid_file(void)
+static void master_check_pid_file(const struct master *m)
 {
     const char *path = selor_conf->Pid_file;
     char buf[64] = "", comm[64] = "", proc[64];
-    FILE *f = fopen(path, "r");
+    int fd = priv_open(path, O_RDONLY, 0, m->uid, m->gid);
+    ssize_t n;
+    FILE *f;
     long pid;
 
-    if (f == NULL)
+    if (fd < 0)
         return;
-    if (fgets(buf, sizeof(buf), f) == NULL)
-        buf[0] = '\0';
-    fclose(f);
+    n = read(fd, buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    close(fd);
     pid = strtol(buf, NULL, 10);
     if (pid <= 0 || pid == (long)getpid() || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
         return;
@@ -164,11 +166,11 @@ static void master_write_pid_file(struct master *m)
     char line[32];
     int n;
 
-    m->pid_fd = open(selor_conf->Pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                     0644);
+    m->pid_fd = priv_open(selor_conf->Pid_file, O_WRONLY | O_CREAT | O_TRUNC, 0644,
+                          m->uid, m->gid);
     if (m->pid_fd < 0)
         log_fatal("cannot write Pid_file %s: %s", selor_conf->Pid_file,
-                  strerror(errno));
+                  strerror(-m->pid_fd));
     n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
     if (write(m->pid_fd, line, (size_t)n) != n)
         log_fatal("cannot write Pid_file %s: %s", selor_conf->Pid_file,
@@ -203,7 +205,7 @@ static void master_ctl_socket(struct master *m)
 {
     struct sockaddr_un sa;
     char path[sizeof(sa.sun_path) + 64];
-    int fd;
+    int fd, e;
 
     m->node->ctl_fd = -1;
     config_ctl_path(selor_conf, path, sizeof(path));
@@ -216,17 +218,15 @@ static void master_ctl_socket(struct master *m)
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    unlink(path);  /* a leftover: the pid file said no node runs */
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(fd, 16) < 0) {
-        log_warn("cannot create control socket %s: %s", path, strerror(errno));
+    e = fd < 0 ? errno : priv_bind_unix(fd, &sa, m->uid, m->gid);
+    if (e == 0 && listen(fd, 16) < 0)
+        e = errno;
+    if (e) {
+        log_warn("cannot create control socket %s: %s", path, strerror(e));
         if (fd >= 0)
             close(fd);
         return;
     }
-    chmod(path, 0660);
-    if (geteuid() == 0 && chown(path, m->uid, m->gid) < 0)
-        log_warn("cannot hand control socket %s to User: %s", path, strerror(errno));
     m->node->ctl_fd = fd;
 }
 
@@ -501,7 +501,7 @@ void master_run(struct selor_node *node)
     master_raise_fd_limit();
     master_lookup_user(&m);
     master_prepare_files(&m);
-    master_check_pid_file();
+    master_check_pid_file(&m);
     master_bind(&m);
     master_ctl_socket(&m);
     node->coord = coord_create(selor_conf, &err);

@@ -225,7 +225,7 @@ int spool_scan_sync(const char *dir, spool_scan_fn *fn, void *arg)
     return r < 0 ? 0 : r;
 }
 
-int spool_mkdirs(const char *path, uid_t uid, gid_t gid, mode_t mode)
+int spool_mkdirs(const char *path, mode_t mode)
 {
     char tmp[4096];
     size_t n = strlen(path);
@@ -238,12 +238,8 @@ int spool_mkdirs(const char *path, uid_t uid, gid_t gid, mode_t mode)
             continue;
         char c = *p;
         *p = '\0';
-        if (mkdir(tmp, c ? 0755 : mode) == 0) {
-            if (geteuid() == 0 && chown(tmp, uid, gid) < 0)
-                return errno;
-        } else if (errno != EEXIST) {
+        if (mkdir(tmp, c ? 0755 : mode) < 0 && errno != EEXIST)
             return errno;
-        }
         *p = c;
         if (c == '\0' || p[1] == '\0')
             break;

@@ -98,7 +98,8 @@ typedef int spool_scan_fn(const char *name, void *arg);
 int spool_scan_sync(const char *dir, spool_scan_fn *fn, void *arg);
 /* 1 if name is "c<ID>" or "l<ID>". */
 int spool_is_queue_name(const char *name);
-/* mkdir -p with owner and mode (when run as root); 0 or errno. */
-int spool_mkdirs(const char *path, uid_t uid, gid_t gid, mode_t mode);
+/* mkdir -p (unprivileged: the master creates its directories through
+ * priv.c); 0 or errno. */
+int spool_mkdirs(const char *path, mode_t mode);
 
 #endif
