@@ -62,6 +62,15 @@ $(B)/mod/selor_%.so: $(B)/obj/modules/$$*/selor_$$*.o
 	@echo "  LD    $@"
 	@$(CC) $(BF) -shared -o $@ $^ -lcrypt
 
+# Modules only the tests load (tests/modules/selor_*.c), next to the others.
+TEST_MODULES := slow
+$(B)/testmod/selor_%.so: $(B)/obj/tests/modules/selor_%.o
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(BF) -shared -o $@ $^
+
+test-mods: $(foreach m,$(TEST_MODULES),$(B)/testmod/selor_$(m).so)
+
 # Unit tests: one cmocka program per tests/unit/test_*.c, linked with the
 # core objects of the same flavour.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -78,7 +87,7 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(
 unit-bins: $(UNIT_BIN)
 
 asan:
-	@$(MAKE) --no-print-directory B=build/asan BF="$(SAN)" all unit-bins
+	@$(MAKE) --no-print-directory B=build/asan BF="$(SAN)" all unit-bins test-mods
 
 deps:
 	@sh ha/install-deps.sh
@@ -101,6 +110,6 @@ bench: deps
 clean:
 	rm -rf build var
 
-.PHONY: all asan deps run test bench clean unit-bins
+.PHONY: all asan deps run test bench clean unit-bins test-mods
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

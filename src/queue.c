@@ -14,6 +14,7 @@
  * queue_ctl.c do, holding its claim).
  */
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@
 #include "spool.h"
 
 #define QUEUE_DEBRIS_AGE 3600     /* seconds before an orphan is removed */
+#define QUEUE_FOREIGN_DEBRIS_AGE (24 * 3600)   /* another node's, that node gone */
 #define QUEUE_MAX_RUNS 500        /* runs at once when no limit is set */
 #define QUEUE_TICK_MS 1000
 #define QUEUE_STOP_GRACE_MS 15000
@@ -223,22 +225,55 @@ static int queue_scan_one(const char *name, void *arg)
     return 0;
 }
 
-/* Temporary files of commits a crash cut short. */
+/* A process of this machine with that pid is alive. */
+static int queue_pid_alive(long pid)
+{
+    return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+/*
+ * The age at which a temporary file is debris, or -1 while it is in use.
+ * A commit's c<ID>/l<ID> belong to the SMTP worker the ID names: on this
+ * node, in use while that worker lives (a slow DATA may take hours); of
+ * another node, that node's own scan judges it, unless it is a day old
+ * (the node is gone).  A rewrite's l<ID>.<pid> belongs to that pid.
+ */
+static long queue_temp_debris_age(const char *name, unsigned long my_node)
+{
+    char id[QUEUE_ID_MAX];
+    const char *dot = strchr(name, '.');
+    unsigned long node;
+    long pid;
+
+    if (dot)
+        return queue_pid_alive(strtol(dot + 1, NULL, 10)) ? -1 : QUEUE_DEBRIS_AGE;
+    snprintf(id, sizeof(id), "%s", name + 1);
+    if (queue_id_origin(id, &pid, &node) < 0)
+        return QUEUE_DEBRIS_AGE;
+    if (node != my_node)
+        return QUEUE_FOREIGN_DEBRIS_AGE;
+    return queue_pid_alive(pid) ? -1 : QUEUE_DEBRIS_AGE;
+}
+
+/* Temporary files of commits and rewrites a crash cut short. */
 static void queue_clean_temp(struct queue_proc *q, time_t now)
 {
     DIR *d = opendir(selor_conf->Temp_path);
+    unsigned long my_node = queue_id_node(selor_conf->Sid);
     struct dirent *de;
     char path[4096];
     struct stat st;
+    long age;
 
     if (d == NULL)
         return;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] != 'c' && de->d_name[0] != 'l')
+        if ((de->d_name[0] != 'c' && de->d_name[0] != 'l') ||
+            (age = queue_temp_debris_age(de->d_name, my_node)) < 0)
             continue;
         snprintf(path, sizeof(path), "%s/%s", selor_conf->Temp_path, de->d_name);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-            now - st.st_mtime > QUEUE_DEBRIS_AGE && unlink(path) == 0)
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > age &&
+            unlink(path) == 0)
             q->removed++;
     }
     closedir(d);

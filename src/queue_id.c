@@ -74,3 +74,14 @@ long queue_id_time(const char *id)
 {
     return strtol(id, NULL, 10);
 }
+
+int queue_id_origin(const char *id, long *pid, unsigned long *node)
+{
+    long sec, usec;
+    int n = 0;
+
+    if (sscanf(id, "%ld_%ld_%ld_%lu%n", &sec, &usec, pid, node, &n) != 4 ||
+        id[n] != '\0')
+        return -1;
+    return 0;
+}

@@ -26,5 +26,7 @@ int queue_id_valid(const char *s);
 unsigned long queue_id_node(const char *sid);
 /* The seconds part (the time the message was accepted). */
 long queue_id_time(const char *id);
+/* The pid and node parts; -1 when id is not shaped like an ID. */
+int queue_id_origin(const char *id, long *pid, unsigned long *node);
 
 #endif

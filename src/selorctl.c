@@ -32,6 +32,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "arena.h"
 #include "bounce.h"
 #include "config.h"
 #include "net.h"
@@ -182,6 +183,48 @@ static int ctl_collect(const char *name, void *arg)
     return 0;
 }
 
+/* ---- showing what a client wrote, to a person's terminal ---- */
+
+/* Any byte of s, which a client or a remote server chose, printable:
+ * control and non-ASCII bytes as \xHH (no escape sequence reaches the
+ * operator's terminal, no field can fake a line). */
+static const char *ctl_safe(struct arena *a, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(s);
+    char *out = arena_alloc(a, 4 * n + 1), *o = out;
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c >= 0x7f || c == '\\') {
+            *o++ = '\\';
+            if (c == '\\') {
+                *o++ = '\\';
+                continue;
+            }
+            *o++ = 'x';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* A header section: line ends and tabs kept, every other byte as above. */
+static void ctl_print_text(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c >= 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
+    }
+}
+
 static int ctl_load(const char *dir, const char *id, struct queue_file *qf)
 {
     char path[4096], err[200];
@@ -194,8 +237,12 @@ static int ctl_load(const char *dir, const char *id, struct queue_file *qf)
         return -1;  /* taken or delivered meanwhile */
     }
     r = qf_parse(qf, text.data, text.len, err, sizeof(err));
-    if (r < 0)
-        printf("%-34s (unreadable: %s)\n", id, err);
+    if (r < 0) {
+        struct arena a;
+        arena_init(&a, 512);
+        printf("%-34s (unreadable: %s)\n", id, ctl_safe(&a, err));
+        arena_clear(&a);
+    }
     buf_free(&text);
     return r;
 }
@@ -213,7 +260,7 @@ static void ctl_when(long t, char *out, size_t size)
     strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
-static void ctl_show_rcpts(const struct queue_file *qf)
+static void ctl_show_rcpts(const struct queue_file *qf, struct arena *a)
 {
     static const char *const names[] = {"pending", "delivered", "failed", "reported"};
     char when[40];
@@ -223,11 +270,11 @@ static void ctl_show_rcpts(const struct queue_file *qf)
         const char *st = r->state == QF_DELIVERED ? names[1] : r->state == QF_FAILED
             ? names[2] : r->state == QF_REPORTED ? names[3] : names[0];
         ctl_when(r->next, when, sizeof(when));
-        printf("    %-9s <%s>", st, r->addr);
+        printf("    %-9s <%s>", st, ctl_safe(a, r->addr));
         if (r->state == QF_PENDING)
             printf(" next %s, %d attempt(s)", when, r->attempts);
         if (r->answer[0])
-            printf("\n              %s", r->answer);
+            printf("\n              %s", ctl_safe(a, r->answer));
         printf("\n");
     }
 }
@@ -236,16 +283,19 @@ static void ctl_show_one(const char *dir, const char *queue, const char *lname, 
                          redisContext *rc)
 {
     struct queue_file qf;
+    struct arena a;
     char holder[128];
 
     if (ctl_load(dir, lname + 1, &qf) < 0)
         return;
+    arena_init(&a, 1024);
     ctl_holder(rc, selor_conf, qf.id, holder, sizeof(holder));
     printf("%-34s %6lds %8ld  <%s>%s%s%s%s\n", qf.id, (long)(now - qf.created), qf.size,
-           qf.from, qf.flags & QF_F_HOLD ? " (held)" : "",
+           ctl_safe(&a, qf.from), qf.flags & QF_F_HOLD ? " (held)" : "",
            strcmp(queue, "qlimit") == 0 ? " (qlimit)" : "",
-           holder[0] ? " held by node " : "", holder);
-    ctl_show_rcpts(&qf);
+           holder[0] ? " held by node " : "", ctl_safe(&a, holder));
+    ctl_show_rcpts(&qf, &a);
+    arena_clear(&a);
     qf_free(&qf);
 }
 
@@ -289,26 +339,32 @@ static int ctl_queue(const struct config *c)
 
 static int ctl_queue_show(const struct config *c, const char *id)
 {
-    const char *queue = queue_edit_find(id);
+    const char *queue = queue_id_valid(id) ? queue_edit_find(id) : NULL;
     char dir[2048], path[4096];
     struct buf content = BUF_INIT(0);
     struct queue_file qf;
+    struct arena a;
 
-    if (queue == NULL || !queue_id_valid(id)) {
+    if (queue == NULL) {
         fprintf(stderr, "selorctl: no message %s in the queue\n", id);
         return 1;
     }
     config_queue_dir(c, queue, dir, sizeof(dir));
     if (ctl_load(dir, id, &qf) < 0)
         return 1;
+    arena_init(&a, 1024);
     printf("id:       %s (%s queue)\nfrom:     <%s>\nclient:   %s %s (helo %s)\n"
-           "accepted: %ld by %s\nsize:     %ld\nflags:    %u\n", qf.id, queue, qf.from,
-           qf.client_ip, qf.client_name, qf.helo, qf.created, qf.sid[0] ? qf.sid : "-",
+           "accepted: %ld by %s\nsize:     %ld\nflags:    %u\n", qf.id, queue,
+           ctl_safe(&a, qf.from), ctl_safe(&a, qf.client_ip), ctl_safe(&a, qf.client_name),
+           ctl_safe(&a, qf.helo), qf.created, qf.sid[0] ? ctl_safe(&a, qf.sid) : "-",
            qf.size, qf.flags);
-    ctl_show_rcpts(&qf);
+    ctl_show_rcpts(&qf, &a);
+    arena_clear(&a);
     snprintf(path, sizeof(path), "%s/c%s", dir, id);
-    if (spool_read_sync(path, &content, (size_t)qf.size + 1) == 0)
-        printf("--\n%.*s", (int)bounce_header_len(content.data, content.len), content.data);
+    if (spool_read_sync(path, &content, (size_t)qf.size + 1) == 0) {
+        printf("--\n");
+        ctl_print_text(content.data, bounce_header_len(content.data, content.len));
+    }
     qf_free(&qf);
     buf_free(&content);
     return 0;

@@ -5,7 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 B=build/asan
-export SELOR_MOD_DIR="$PWD/$B/mod"
+export SELOR_MOD_DIR="$PWD/$B/mod" SELOR_TESTMOD_DIR="$PWD/$B/testmod"
 export SELOR_BIN="$PWD/$B/selor" SELORCTL_BIN="$PWD/$B/selorctl"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

@@ -73,6 +73,11 @@ class Stoppers:
         self.items.append(r)
         return r
 
+    def delayproxy(self, kind, to, **kw):
+        d = selortest.DelayProxy(self.base, kind, to, **kw)
+        self.items.append(d)
+        return d
+
     def sink(self, ip="127.0.0.1", port=25, args=()):
         s = selortest.Sink(self.base, ip, port, args)
         self.items.append(s)

@@ -18,6 +18,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SELOR = os.environ.get("SELOR_BIN", os.path.join(ROOT, "build", "asan", "selor"))
 SELORCTL = os.environ.get("SELORCTL_BIN", os.path.join(ROOT, "build", "asan", "selorctl"))
 MOD_DIR = os.environ.get("SELOR_MOD_DIR", os.path.join(ROOT, "build", "asan", "mod"))
+TESTMOD_DIR = os.environ.get("SELOR_TESTMOD_DIR",
+                             os.path.join(ROOT, "build", "asan", "testmod"))
 RUN_USER = "selor" if os.geteuid() == 0 else None
 
 
@@ -517,5 +519,44 @@ class Redis:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class DelayProxy:
+    """tests/system/delayproxy.py: a TCP (Redis) or DNS proxy that makes
+    the server behind it answer late."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "delayproxy.py")
+
+    def __init__(self, base, kind, to, delay=0.0, per_type=None):
+        os.makedirs(base, exist_ok=True)
+        fd, self.control = tempfile.mkstemp(prefix="delayproxy-", dir=base)
+        os.close(fd)
+        args = ["/usr/bin/python3", self.SCRIPT, kind, "--to", to, "--delay", str(delay),
+                "--control", self.control]
+        for t, s in (per_type or {}).items():
+            args += ["--delay-type", "%s=%s" % (t, s)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("READY"), "delayproxy did not start: %r" % line
+        self.port = int(line.split()[1])
+
+    @property
+    def server(self):
+        return "127.0.0.1:%d" % self.port
+
+    def set(self, delay=None, **per_type):
+        """Changes the delays (seconds); takes effect within half a second."""
+        lines = ([] if delay is None else ["delay %s" % delay]) + \
+            ["%s %s" % (t, s) for t, s in per_type.items()]
+        tmp = self.control + ".new"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, self.control)
+        time.sleep(0.5)
+
+    def stop(self):
+        if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
