@@ -73,6 +73,11 @@ class Stoppers:
         self.items.append(r)
         return r
 
+    def netns(self):
+        ns = selortest.Netns()
+        self.items.insert(0, ns)    # stopped last: its processes go first
+        return ns
+
     def delayproxy(self, kind, to, **kw):
         d = selortest.DelayProxy(self.base, kind, to, **kw)
         self.items.append(d)

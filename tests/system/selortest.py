@@ -69,6 +69,7 @@ class Node:
         self.pidfile = os.path.join(self.dir, "run", "selor.pid")
         self.passwd = os.path.join(self.dir, "passwd")
         self.proc = None
+        self.prefix = []      # e.g. ["ip", "netns", "exec", NAME]: where it runs
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         with open(self.passwd, "w") as f:
             f.write(passwd if passwd is not None else DEFAULT_PASSWD)
@@ -151,8 +152,8 @@ class Node:
         if write:
             self.write_conf()
         err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([SELOR, "-f", "-c", self.conf], stdout=err,
-                                     stderr=err, env=self.env(),
+        self.proc = subprocess.Popen(self.prefix + [SELOR, "-f", "-c", self.conf],
+                                     stdout=err, stderr=err, env=self.env(),
                                      start_new_session=True)
         err.close()
         if wait:
@@ -165,6 +166,8 @@ class Node:
         if self.proc and self.proc.poll() is not None:
             raise AssertionError("node %s exited with %s:\n%s" % (
                 self.name, self.proc.returncode, self.stderr()))
+        if self.prefix:   # in a network namespace: ask from in there
+            return client_in(self.prefix, PROBE, self.host, self.port).startswith("220")
         try:
             with socket.create_connection((self.host, self.port), timeout=1) as s:
                 s.settimeout(5)
@@ -366,7 +369,8 @@ class Dns:
     mx: {"domain": [(pref, "host"), ...]}, hosts: {"host": "ip"}.
     """
 
-    def __init__(self, base, mx=None, hosts=None, ptrs=None):
+    def __init__(self, base, mx=None, hosts=None, ptrs=None, prefix=()):
+        self.prefix = list(prefix)
         self.port = free_port()
         self.dir = os.path.join(base, "dns")
         os.makedirs(self.dir, exist_ok=True)
@@ -383,8 +387,11 @@ class Dns:
             rev = ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
             args.append("--ptr-record=%s,%s" % (rev, name))
         self.log = open(os.path.join(self.dir, "dnsmasq.log"), "wb")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
-        wait_for(self._ready, timeout=10, what="dnsmasq")
+        self.proc = subprocess.Popen(self.prefix + args, stdout=self.log, stderr=self.log)
+        if self.prefix:
+            time.sleep(1)
+        else:
+            wait_for(self._ready, timeout=10, what="dnsmasq")
 
     def _ready(self):
         if self.proc.poll() is not None:
@@ -529,7 +536,7 @@ class DelayProxy:
 
     SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "delayproxy.py")
 
-    def __init__(self, base, kind, to, delay=0.0, per_type=None):
+    def __init__(self, base, kind, to, delay=0.0, per_type=None, prefix=()):
         os.makedirs(base, exist_ok=True)
         fd, self.control = tempfile.mkstemp(prefix="delayproxy-", dir=base)
         os.close(fd)
@@ -537,7 +544,8 @@ class DelayProxy:
                 "--control", self.control]
         for t, s in (per_type or {}).items():
             args += ["--delay-type", "%s=%s" % (t, s)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(list(prefix) + args, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
         line = self.proc.stdout.readline().decode()
         assert line.startswith("READY"), "delayproxy did not start: %r" % line
         self.port = int(line.split()[1])
@@ -560,3 +568,41 @@ class DelayProxy:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+# ---- a network namespace of the test's own ----
+
+PROBE = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+    s.settimeout(5)
+    print(s.recv(512).decode(errors="replace"))
+except OSError:
+    pass
+"""
+
+
+def client_in(prefix, code, *args, timeout=60):
+    """Runs a small Python client where the node runs; its standard output."""
+    r = subprocess.run(prefix + ["/usr/bin/python3", "-c", code] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=timeout)
+    return r.stdout
+
+
+class Netns:
+    """A network namespace with only its loopback, up, and TCP buffers of
+    4 KB (net.ipv4.tcp_wmem/tcp_rmem are per namespace): a client that stops
+    reading leaves a server's write pending, as on a slow real network."""
+
+    def __init__(self):
+        self.name = "selor-t%d-%d" % (os.getpid(), int(time.monotonic() * 1000) % 100000)
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.prefix = ["ip", "netns", "exec", self.name]
+        subprocess.run(self.prefix + ["ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(self.prefix + ["sysctl", "-q", "-w",
+                                      "net.ipv4.tcp_wmem=4096 4096 4096",
+                                      "net.ipv4.tcp_rmem=4096 4096 4096"], check=True)
+
+    def stop(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
