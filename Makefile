@@ -76,7 +76,7 @@ test-mods: $(foreach m,$(TEST_MODULES),$(B)/testmod/selor_$(m).so)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA := src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c src/smtp_client.c \
-              src/deliver_local.c src/dns.c cluster/coord.c cluster/coord_embedded.c \
+              src/deliver_local.c src/dns.c src/lease.c cluster/coord.c cluster/coord_embedded.c \
               cluster/coord_redis.c
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
