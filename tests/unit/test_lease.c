@@ -24,7 +24,6 @@
 struct holder {
     struct lease lease;
     int ticks, lost;
-    uv_loop_t *loop;
 };
 
 static void on_event(void *arg, enum lease_event ev)
@@ -77,83 +76,80 @@ static void run_for(uv_loop_t *loop, uint64_t ms)
     uv_run(loop, UV_RUN_NOWAIT);
 }
 
-static void test_valid_from_asking(void **state)
-{
+/* A loop, the embedded backend, a claimed file and its holder. */
+struct bench {
     uv_loop_t loop;
-    struct coord *co = make_coord();
+    struct coord *co;
     struct coord_claim cl;
     struct holder h;
+};
+
+static void bench_open(struct bench *b, const char *qid)
+{
+    memset(b, 0, sizeof(*b));
+    uv_loop_init(&b->loop);
+    b->co = make_coord();
+    coord_claim_id(b->co, NULL, "main", qid, got_claim, &b->cl);
+    lease_init(&b->h.lease, &b->loop, on_event, &b->h);
+}
+
+static void bench_close(struct bench *b)
+{
+    lease_close(&b->h.lease, closed);
+    uv_run(&b->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&b->loop);
+    coord_destroy(b->co);
+}
+
+static void test_valid_from_asking(void **state)
+{
+    struct bench b;
 
     (void)state;
-    uv_loop_init(&loop);
-    memset(&h, 0, sizeof(h));
-    coord_claim_id(co, NULL, "main", "1_2_3_4", got_claim, &cl);
-    lease_init(&h.lease, &loop, on_event, &h);
-    lease_begin(&h.lease, co, NULL, &cl, 4);
-    assert_true(lease_valid(&h.lease));
-    lease_stop(&h.lease);
-
+    bench_open(&b, "1_2_3_4");
+    lease_begin(&b.h.lease, b.co, NULL, &b.cl, 4);
+    assert_true(lease_valid(&b.h.lease));
+    lease_stop(&b.h.lease);
     /* The same claim, asked for 3.5 s ago: less than a quarter of 4 s left. */
-    cl.asked_ms = coord_mono_ms() - 3500;
-    lease_begin(&h.lease, co, NULL, &cl, 4);
-    assert_false(lease_valid(&h.lease));
-    cl.asked_ms = coord_mono_ms() - 2500;   /* 1.5 s left: still fine */
-    lease_begin(&h.lease, co, NULL, &cl, 4);
-    assert_true(lease_valid(&h.lease));
-    lease_close(&h.lease, closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    coord_destroy(co);
+    b.cl.asked_ms = coord_mono_ms() - 3500;
+    lease_begin(&b.h.lease, b.co, NULL, &b.cl, 4);
+    assert_false(lease_valid(&b.h.lease));
+    b.cl.asked_ms = coord_mono_ms() - 2500;   /* 1.5 s left: still fine */
+    lease_begin(&b.h.lease, b.co, NULL, &b.cl, 4);
+    assert_true(lease_valid(&b.h.lease));
+    bench_close(&b);
 }
 
 /* Renewals every third of a lease keep it valid well past one lease. */
 static void test_renewals_keep_it(void **state)
 {
-    uv_loop_t loop;
-    struct coord *co = make_coord();
-    struct coord_claim cl;
-    struct holder h;
+    struct bench b;
 
     (void)state;
-    uv_loop_init(&loop);
-    memset(&h, 0, sizeof(h));
-    coord_claim_id(co, NULL, "main", "1_2_3_5", got_claim, &cl);
-    lease_init(&h.lease, &loop, on_event, &h);
-    lease_begin(&h.lease, co, NULL, &cl, 2);
-    run_for(&loop, 3500);
-    assert_true(h.ticks >= 4);
-    assert_int_equal(h.lost, 0);
-    assert_true(lease_valid(&h.lease));
-    lease_close(&h.lease, closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    coord_destroy(co);
+    bench_open(&b, "1_2_3_5");
+    lease_begin(&b.h.lease, b.co, NULL, &b.cl, 2);
+    run_for(&b.loop, 3500);
+    assert_true(b.h.ticks >= 4);
+    assert_int_equal(b.h.lost, 0);
+    assert_true(lease_valid(&b.h.lease));
+    bench_close(&b);
 }
 
 /* The lock is gone (released behind our back): the first renewal says
  * so, the holder is told once, and the lease is no longer valid. */
 static void test_lost_lock_stops_holder(void **state)
 {
-    uv_loop_t loop;
-    struct coord *co = make_coord();
-    struct coord_claim cl;
-    struct holder h;
+    struct bench b;
 
     (void)state;
-    uv_loop_init(&loop);
-    memset(&h, 0, sizeof(h));
-    coord_claim_id(co, NULL, "main", "1_2_3_6", got_claim, &cl);
-    lease_init(&h.lease, &loop, on_event, &h);
-    lease_begin(&h.lease, co, NULL, &cl, 2);
-    coord_release(co, &cl, 0);
-    run_for(&loop, 2500);
-    assert_int_equal(h.lost, 1);
-    assert_true(lease_lost(&h.lease));
-    assert_false(lease_valid(&h.lease));
-    lease_close(&h.lease, closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    coord_destroy(co);
+    bench_open(&b, "1_2_3_6");
+    lease_begin(&b.h.lease, b.co, NULL, &b.cl, 2);
+    coord_release(b.co, &b.cl, 0);
+    run_for(&b.loop, 2500);
+    assert_int_equal(b.h.lost, 1);
+    assert_true(lease_lost(&b.h.lease));
+    assert_false(lease_valid(&b.h.lease));
+    bench_close(&b);
 }
 
 static int never_ours(void *arg)
