@@ -7,6 +7,7 @@
 #                 sanitizer build; the last line is "N passed, N failed"
 #   make bench    accept (and delivery) throughput against Postfix
 #   make asan     the AddressSanitizer + UBSan build in build/asan
+#   make fuzz     every libFuzzer harness (tests/fuzz/) for FUZZ_SECONDS (60)
 
 CC      ?= cc
 PKGS    := libuv hiredis libcares openssl
@@ -106,6 +107,9 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/bench/bench.sh
+
+# The harnesses' own rules (fuzz-bins, fuzz-run, fuzz-replay): after CORE_SRC.
+include tests/fuzz/fuzz.mk
 
 clean:
 	rm -rf build var

@@ -1019,6 +1019,10 @@ static void bounce_boundary(struct buf *out, const struct bounce_info *bi,
         buf_puts(&base, "selor-report-");
         bounce_atom(&base, bounce_str(bi->queue_id), 0);
         buf_printf(&base, "-%ld", bi->now);
+        /* RFC 2046 allows 70; a long ID must not make the boundary line
+         * long or fold the Content-Type (the loop below keeps it unique) */
+        if (base.len > BOUNCE_BOUNDARY_MAX)
+            base.len = BOUNCE_BOUNDARY_MAX;
     }
     for (;;) {
         size_t i;

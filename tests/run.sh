@@ -1,7 +1,7 @@
 #!/bin/sh
-# run.sh - `make test`: unit tests, then system tests, against the
-# sanitizer build (build/asan).  The last line is "N passed, N failed";
-# the exit status is 1 when anything failed.
+# run.sh - `make test`: unit tests, the fuzz corpora replayed, then system
+# tests, against the sanitizer builds (build/asan, build/fuzz).  The last
+# line is "N passed, N failed"; the exit status is 1 when anything failed.
 set -u
 cd "$(dirname "$0")/.."
 B=build/asan
@@ -29,6 +29,18 @@ for t in $B/tests/test_*; do
     passed=$((passed + p))
     failed=$((failed + f))
 done
+
+echo "== fuzz corpora"
+fz=$(sh tests/fuzz/replay.sh 2>&1)
+fzrc=$?
+printf '%s\n' "$fz"
+fzf=0
+for pf in $(printf '%s\n' "$fz" | sed -n 's/^fuzz_[a-z_]*: \([0-9]*\) passed, \([0-9]*\) failed$/\1:\2/p'); do
+    passed=$((passed + ${pf%:*}))
+    fzf=$((fzf + ${pf#*:}))
+done
+[ "$fzrc" -eq 0 ] || [ "$fzf" -gt 0 ] || fzf=1
+failed=$((failed + fzf))
 
 echo "== system tests"
 xml=$B/pytest.xml

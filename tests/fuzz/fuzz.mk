@@ -89,7 +89,8 @@ $(FUZZ_DIR)/seed_queue_file: $(FUZZ_OBJ)/tests/fuzz/seed_queue_file.o $(FUZZ_LIB
 
 fuzz-bins: $(FUZZ_BINS)
 
-fuzz: fuzz-bins
+# deps: the top-level Makefile's (clang comes with it), when included from it.
+fuzz: fuzz-deps fuzz-bins
 	@FUZZ_SECONDS='$(FUZZ_SECONDS)' FUZZ_ARGS='$(FUZZ_ARGS)' \
 	    sh tests/fuzz/fuzz.sh $(FUZZ_NAMES)
 
@@ -100,7 +101,10 @@ fuzz-replay: fuzz-bins
 fuzz-seeds: $(FUZZ_DIR)/seed_queue_file
 	@$(FUZZ_DIR)/seed_queue_file tests/fuzz/corpus/queue_file
 
-.PHONY: fuzz fuzz-bins fuzz-replay fuzz-seeds
+fuzz-deps:
+	@if [ -f ha/install-deps.sh ]; then sh ha/install-deps.sh; fi
+
+.PHONY: fuzz fuzz-bins fuzz-replay fuzz-seeds fuzz-deps
 
 -include $(wildcard $(FUZZ_OBJ)/src/*.d $(FUZZ_OBJ)/modules/*/*.d \
                     $(FUZZ_OBJ)/tests/fuzz/*.d)
