@@ -164,7 +164,8 @@ static int qf_hexval(char c)
     return -1;
 }
 
-/* Decodes one field in place; -1 on a bad escape. */
+/* Decodes one field in place; -1 on a bad escape, or on a byte the
+ * writer would have escaped (a file we did not write is not guessed at). */
 static int qf_decode(char *f)
 {
     char *w = f;
@@ -174,6 +175,8 @@ static int qf_decode(char *f)
         return 0;
     }
     for (char *p = f; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return -1;
         if (*p != '%') {
             *w++ = *p;
             continue;
@@ -213,7 +216,9 @@ static int qf_long(struct qf_reader *r, const char *s, long long min,
 
     errno = 0;
     *out = strtoll(s, &end, 10);
-    if (errno || *end || end == s || *out < min || *out > max)
+    /* digits only (a sign for negatives): strtoll would take " +1" too */
+    if (errno || *end || end == s || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) ||
+        *out < min || *out > max)
         return qf_fail(r, "bad number \"%s\"", s);
     return 0;
 }

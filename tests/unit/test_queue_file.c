@@ -478,6 +478,10 @@ static void test_bad_escapes(void **state)
     expect_refused(good_with("from", "from %%41"), "bad field");
     expect_refused(good_with("from", "from a%00b"), "bad field");  /* cuts the text */
     expect_refused(good_with("rcpt D", "rcpt D 1 0 c%ZZ@x - -"), "bad field");
+    /* bytes the writer always escapes are not taken raw (found by fuzzing) */
+    expect_refused(good_with("from", "from a\tb"), "bad field");
+    expect_refused(good_with("from", "from a\x1b[2Jb"), "bad field");
+    expect_refused(good_with("from", "from caf\xc3\xa9"), "bad field");
 }
 
 static void test_escapes_decoded(void **state)
@@ -514,6 +518,8 @@ static void test_bad_numbers(void **state)
     expect_refused(good_with("attempts", "attempts 4294967297"), "bad number");
     expect_refused(good_with("attempts", "attempts 1000001"), "bad number");
     expect_refused(good_with("flags", "flags 4294967296"), "bad number");
+    expect_refused(good_with("size", "size +1523"), "bad number");
+    expect_refused(good_with("size", "size %201523"), "bad number");
 }
 
 static void test_bad_token(void **state)
