@@ -17,7 +17,11 @@ PQ_INC  := $(shell pg_config --includedir 2>/dev/null)
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter
-CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -Icluster \
+# The tree reads like docs/architecture.md: core utilities, SMTP in, the
+# spool, queue and delivery, accounts; the programs at the top of src/.
+SRC_DIRS := src src/core src/smtp src/spool src/queue src/accounts cluster
+SRC_INC  := $(addprefix -I,$(SRC_DIRS))
+CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE $(SRC_INC) \
            $(PKG_CFLAGS) -I$(PQ_INC) -fPIC
 OPT     ?= -O2 -g
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -25,15 +29,16 @@ SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 LIBS    := $(PKG_LIBS) -luuid -lcrypt -ldl -lm
 
 # Code shared by every program.
-CORE_SRC := src/mem.c src/buf.c src/arena.c src/async.c src/log.c src/priv.c src/config.c \
-            src/net.c \
-            src/queue_id.c src/queue_file.c src/spool.c src/addr.c \
-            src/module.c src/accounts.c src/bounce.c src/queue_edit.c
+CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c config.c \
+              net.c addr.c) \
+            $(addprefix src/spool/,queue_id.c queue_file.c spool.c queue_edit.c) \
+            $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
 # The daemon.
-SELOR_SRC := src/main.c src/master.c src/smtp_worker.c src/smtp_server.c src/smtp_policy.c \
-             src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c \
-             src/queue.c src/queue_ctl.c src/delivery.c src/lease.c src/deliver_smtp.c \
-             src/dns.c src/smtp_client.c src/deliver_local.c \
+SELOR_SRC := src/main.c src/master.c src/core/dns.c \
+             $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_cmd.c \
+               smtp_data.c smtp_reply.c) \
+             $(addprefix src/queue/,queue.c queue_ctl.c delivery.c lease.c deliver_smtp.c \
+               smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
 CTL_SRC  := src/selorctl.c
 MODULES  := passwd
@@ -76,8 +81,9 @@ test-mods: $(foreach m,$(TEST_MODULES),$(B)/testmod/selor_$(m).so)
 # core objects of the same flavour.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
-UNIT_EXTRA := src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c src/smtp_client.c \
-              src/deliver_local.c src/dns.c src/lease.c cluster/coord.c cluster/coord_embedded.c \
+UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c \
+              src/queue/smtp_client.c src/queue/deliver_local.c src/core/dns.c \
+              src/queue/lease.c cluster/coord.c cluster/coord_embedded.c \
               cluster/coord_redis.c
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))

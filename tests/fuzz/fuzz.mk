@@ -38,7 +38,7 @@ FUZZ_WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
                 -Wmissing-prototypes -Wno-unused-parameter
 # Project sources: their warnings are the project's business (gcc -Werror
 # in the main build); harnesses: -Werror.
-FUZZ_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -Isrc -Icluster $(FUZZ_PKG_CFLAGS) \
+FUZZ_CFLAGS   = -std=gnu11 -D_GNU_SOURCE $(or $(SRC_INC),-Isrc -Icluster) $(FUZZ_PKG_CFLAGS) \
                 -O1 -g -fno-omit-frame-pointer $(FUZZ_WARN) \
                 -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 FUZZ_LDFLAGS  = -fsanitize=fuzzer $(FUZZ_SAN)
@@ -48,9 +48,8 @@ FUZZ_LIBS     = $(FUZZ_PKG_LIBS) -luuid -lcrypt -ldl -lm
 # objects it uses, so coverage counts only code it can reach.  The core
 # of the top-level Makefile (CORE_SRC, when this file is included after it)
 # and the pure SMTP parsers.
-FUZZ_LIB_SRC := $(sort $(CORE_SRC) src/mem.c src/buf.c src/arena.c src/log.c \
-                src/config.c src/net.c src/addr.c src/queue_file.c src/bounce.c \
-                src/smtp_cmd.c src/smtp_data.c src/smtp_reply.c)
+FUZZ_LIB_SRC := $(sort $(CORE_SRC) src/smtp/smtp_cmd.c src/smtp/smtp_data.c \
+                src/smtp/smtp_reply.c)
 FUZZ_LIB     := $(FUZZ_DIR)/libselor_fuzz.a
 FUZZ_EXTRA_passwd := $(FUZZ_OBJ)/modules/passwd/selor_passwd.o
 FUZZ_BINS     = $(foreach n,$(FUZZ_ALL),$(FUZZ_DIR)/fuzz_$(n))
@@ -106,7 +105,7 @@ fuzz-deps:
 
 .PHONY: fuzz fuzz-bins fuzz-replay fuzz-seeds fuzz-deps
 
--include $(wildcard $(FUZZ_OBJ)/src/*.d $(FUZZ_OBJ)/modules/*/*.d \
+-include $(wildcard $(FUZZ_OBJ)/src/*.d $(FUZZ_OBJ)/src/*/*.d $(FUZZ_OBJ)/modules/*/*.d \
                     $(FUZZ_OBJ)/tests/fuzz/*.d)
 
 # Including this file never changes the default goal.

@@ -1,5 +1,5 @@
 /*
- * fuzz_addr.c - mail address syntax (src/addr.h).
+ * fuzz_addr.c - mail address syntax (src/core/addr.h).
  *
  * Input: the text of an address as a client writes it inside <...>
  * ("u@example.org", "\"a b\"@x.example", "@r1,@r2:u@[192.0.2.1]", "u").

@@ -1,5 +1,5 @@
 /*
- * fuzz_bounce.c - delivery reports (src/bounce.h).
+ * fuzz_bounce.c - delivery reports (src/queue/bounce.h).
  *
  * Input (struct fuzz_in: bytes, numbers, NUL-separated strings):
  *   ctl byte: bit 0 a template from the input (else the built-in text),

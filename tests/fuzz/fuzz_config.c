@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c - selor.conf (src/config.h, src/config_options.h).
+ * fuzz_config.c - selor.conf (src/core/config.h, src/core/config_options.h).
  *
  * Input: the text of a selor.conf, written to a memfd and loaded with
  * config_load("/proc/self/fd/N").

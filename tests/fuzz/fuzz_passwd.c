@@ -1,6 +1,6 @@
 /*
  * fuzz_passwd.c - the passwd account module (modules/passwd/selor_passwd.c),
- * driven only through its ABI (src/selor_module.h), as Selor drives it.
+ * driven only through its ABI (src/accounts/selor_module.h), as Selor drives it.
  *
  * Input: the Passwd_file text; after a first NUL byte, if any, the text of
  * the Passwd_system file (used by *@domain:{SYSTEM} lines).  Both go to

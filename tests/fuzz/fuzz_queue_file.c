@@ -1,5 +1,5 @@
 /*
- * fuzz_queue_file.c - the l file (src/queue_file.h, docs/spool.md).
+ * fuzz_queue_file.c - the l file (src/spool/queue_file.h, docs/spool.md).
  *
  * Every input is used twice.
  * 1. As the text of an l file, through qf_parse.  Invariants: it succeeds

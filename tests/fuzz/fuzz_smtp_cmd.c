@@ -1,5 +1,5 @@
 /*
- * fuzz_smtp_cmd.c - SMTP command line syntax (src/smtp_cmd.h).
+ * fuzz_smtp_cmd.c - SMTP command line syntax (src/smtp/smtp_cmd.h).
  *
  * Input: one command line without its CR LF, as smtp_server.c passes it
  * ("MAIL FROM:<a@b.example> SIZE=10 BODY=8BITMIME").  It goes through

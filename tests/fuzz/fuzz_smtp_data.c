@@ -1,5 +1,5 @@
 /*
- * fuzz_smtp_data.c - the DATA stream (src/smtp_data.h).
+ * fuzz_smtp_data.c - the DATA stream (src/smtp/smtp_data.h).
  *
  * Input: five control bytes, then the bytes a client sends after DATA.
  *   [0] Max_mail_size: n*16 bytes, or no limit when n >= 0x80

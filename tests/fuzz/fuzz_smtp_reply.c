@@ -1,5 +1,5 @@
 /*
- * fuzz_smtp_reply.c - SMTP replies (src/smtp_reply.h), both sides.
+ * fuzz_smtp_reply.c - SMTP replies (src/smtp/smtp_reply.h), both sides.
  *
  * Input: two control bytes, then text.
  *   [0] max, the longest reply line: 1 + n*4 bytes

@@ -6,7 +6,7 @@
 Each harness gets tests/fuzz/corpus/<name>/seed-* files in the input layout
 its header comment describes; files of other names (gen-* from
 seed_queue_file.c, found-* kept from fuzzing runs) are left alone.  Also
-writes tests/fuzz/config.dict from src/config_options.h.
+writes tests/fuzz/config.dict from src/core/config_options.h.
 """
 import os
 import re
@@ -364,7 +364,7 @@ with open(os.path.join(ROOT, "..", "..", "src", "config_options.h")) as fp:
         if m:
             names.append(m.group(1))
 with open(os.path.join(ROOT, "config.dict"), "w") as fp:
-    fp.write("# selor.conf option names, from src/config_options.h (seeds.py)\n")
+    fp.write("# selor.conf option names, from src/core/config_options.h (seeds.py)\n")
     for n in names:
         fp.write('"%s "\n' % n)
     fp.write('"\\""\n"\\\\"\n"#"\n"\\x0a"\n"-"\n"+"\n"0"\n"Passwd_system "\n')

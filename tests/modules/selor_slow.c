@@ -1,6 +1,6 @@
 /*
  * selor_slow.c - a test account module that answers late, through the real
- * module ABI (src/selor_module.h), so the tests can hold a session or a
+ * module ABI (src/accounts/selor_module.h), so the tests can hold a session or a
  * delivery run in the middle of an account lookup.
  *
  * Options: Slow_domains "a.test b.test" (local domains), Slow_delay_ms

@@ -389,7 +389,7 @@ def test_slow_data_keeps_its_temp_file(nodes):
 
 
 def queue_node(sid):
-    """The <node> part of this node's queue IDs (src/queue_id.c)."""
+    """The <node> part of this node's queue IDs (src/spool/queue_id.c)."""
     if sid.isdigit() and len(sid) <= 6:
         return int(sid)
     h = 2166136261

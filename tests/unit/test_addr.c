@@ -1,5 +1,5 @@
 /*
- * test_addr.c - RFC 5321 mailbox syntax and limits (src/addr.c).
+ * test_addr.c - RFC 5321 mailbox syntax and limits (src/core/addr.c).
  *
  * Every input is copied into a heap block of exactly its length, with no
  * NUL after it, so AddressSanitizer catches a read past the end.

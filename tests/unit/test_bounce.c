@@ -1,5 +1,5 @@
 /*
- * test_bounce.c - delivery status notifications (src/bounce.c).
+ * test_bounce.c - delivery status notifications (src/queue/bounce.c).
  *
  * Besides string checks, each kind of report is handed to Python's email
  * package (a real /usr/bin/python3 subprocess): if it parses as a

@@ -1,5 +1,5 @@
 /*
- * test_buf.c - the growable buffer and its hard limit (src/buf.c).
+ * test_buf.c - the growable buffer and its hard limit (src/core/buf.c).
  */
 #include <stdarg.h>
 #include <stddef.h>

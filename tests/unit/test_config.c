@@ -1,6 +1,6 @@
 /*
- * test_config.c - the selor.conf parser and checks (src/config.c,
- * src/config_options.h).
+ * test_config.c - the selor.conf parser and checks (src/core/config.c,
+ * src/core/config_options.h).
  *
  * Files are written to a mkdtemp directory that is removed at the end.
  * REFERENCE below is the 114 options of the original reference

@@ -1,5 +1,5 @@
 /*
- * test_deliver_local.c - the MDA runner (src/deliver_local.c), with real
+ * test_deliver_local.c - the MDA runner (src/queue/deliver_local.c), with real
  * processes.
  *
  * The MDAs are /bin/sh scripts written into a mkdtemp directory, and

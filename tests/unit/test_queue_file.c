@@ -1,5 +1,5 @@
 /*
- * test_queue_file.c - the l file format (src/queue_file.c): format then
+ * test_queue_file.c - the l file format (src/spool/queue_file.c): format then
  * parse gives the same envelope, and the parser refuses anything it does
  * not fully understand.
  */

@@ -1,5 +1,5 @@
 /*
- * test_queue_id.c - queue IDs (src/queue_id.c): shape, order, node number.
+ * test_queue_id.c - queue IDs (src/spool/queue_id.c): shape, order, node number.
  */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * test_smtp_client.c - the outgoing SMTP session (src/smtp_client.c)
+ * test_smtp_client.c - the outgoing SMTP session (src/queue/smtp_client.c)
  * against real servers: tests/system/sink.py started as a process, and a
  * scripted server on the test's own loop for replies no sane server sends
  * (malformed codes, over-long lines, a connection dropped mid-session).

@@ -1,6 +1,6 @@
 /*
  * test_smtp_cmd.c - command line syntax: verbs, MAIL/RCPT paths, ESMTP
- * parameters (src/smtp_cmd.c).
+ * parameters (src/smtp/smtp_cmd.c).
  *
  * Inputs are copied into heap blocks of exactly their length (no NUL after
  * them), so AddressSanitizer catches any read past the end.

@@ -1,5 +1,5 @@
 /*
- * test_smtp_data.c - the DATA stream (src/smtp_data.c): only CR LF . CR LF
+ * test_smtp_data.c - the DATA stream (src/smtp/smtp_data.c): only CR LF . CR LF
  * ends a message, dot-unstuffing, LF output, limits, and nothing consumed
  * after the end of data.
  *

@@ -1,5 +1,5 @@
 /*
- * test_smtp_reply.c - reply lines from Msg_* texts (src/smtp_reply.c).
+ * test_smtp_reply.c - reply lines from Msg_* texts (src/smtp/smtp_reply.c).
  */
 #include <stdarg.h>
 #include <stddef.h>
