@@ -37,7 +37,9 @@ CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c confi
 SELOR_SRC := src/main.c src/master.c src/core/dns.c \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_cmd.c \
                smtp_data.c smtp_reply.c) \
-             $(addprefix src/queue/,queue.c queue_ctl.c delivery.c lease.c deliver_smtp.c \
+             $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
+               delivery_domains.c \
+               lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
 CTL_SRC  := src/selorctl.c

@@ -34,11 +34,12 @@
 #include "accounts.h"
 #include "arena.h"
 #include "async.h"
-#include "bounce.h"
 #include "config.h"
 #include "deliver_local.h"
 #include "deliver_smtp.h"
 #include "delivery.h"
+#include "delivery_domains.h"
+#include "delivery_report.h"
 #include "dns.h"
 #include "lease.h"
 #include "log.h"
@@ -94,10 +95,9 @@ struct delivery {
     int jobs_left;
     uv_timer_t slot_timer;
     int slot_timer_on;
-    int waiting_domain;            /* listed in env->waiting */
+    struct delivery_domains_waiter waiter;   /* for a domain slot */
     void (*after)(struct delivery *d);   /* what follows the current job */
-    char report_id[QUEUE_ID_MAX];
-    struct buf report, report_l;   /* a report being queued: content, envelope */
+    struct delivery_report report; /* about the failed recipients */
     long now;
     delivery_done_fn *done;
     void *done_arg;
@@ -224,8 +224,7 @@ static void dl_release(struct async_owner *o)
     qf_free(&d->qf);
     buf_free(&d->ltext);
     buf_free(&d->content);
-    buf_free(&d->report);
-    buf_free(&d->report_l);
+    delivery_report_free(&d->report);
     for (struct dl_job *j = d->jobs, *next; j; j = next) {
         next = j->next;
         mem_free(j);
@@ -250,12 +249,10 @@ static void dl_timer_closed(uv_handle_t *h)
     lease_close(&d->lease, dl_lease_closed);
 }
 
-static void dl_unwait_domain(struct delivery *d);
-
 /* Releases the claim (next_due -1: the file is gone) and ends the run. */
 static void dl_over(struct delivery *d, long next_due)
 {
-    dl_unwait_domain(d);
+    delivery_domains_unwait(&d->env->domains, &d->waiter);
     d->phase = DL_OVER;
     lease_stop(&d->lease);
     if (!d->fenced)
@@ -542,14 +539,12 @@ static void dl_plan_next(struct delivery *d)
 
 /* ---- RUN ---- */
 
-static void dl_domain_give(struct delivery *d, const char *domain);
-
 static void dl_job_over(struct dl_job *j)
 {
     struct delivery *d = j->d;
 
     if (!j->local && j->running)
-        dl_domain_give(d, j->sreq.domain);
+        delivery_domains_give(&d->env->domains, j->sreq.domain);
     j->finished = 1;
     j->running = 0;
     j->mda = NULL;
@@ -565,57 +560,12 @@ static void dl_job_over(struct dl_job *j)
         dl_next_job(d);
 }
 
-/*
- * Unreachable domains: when no server of a domain could be reached, other
- * messages for it are not tried again at once: each waits out a pause that
- * starts at 30 s and doubles with each failure in a row, up to Queue_time
- * (one lost domain must not cost a connection attempt per queued message).
- * Any answer from one of its servers ends the pause.
- */
-static struct delivery_dead_domain *dl_dead_find(struct delivery_env *env,
-                                                 const char *domain)
-{
-    for (size_t i = 0; i < env->ndead; i++)
-        if (strcasecmp(env->dead[i].domain, domain) == 0)
-            return &env->dead[i];
-    return NULL;
-}
-
-static void dl_dead_note(struct delivery *d, const char *domain,
-                         const struct deliver_rcpt_result *res, size_t n)
-{
-    struct delivery_env *env = d->env;
-    struct delivery_dead_domain *x = dl_dead_find(env, domain);
-    long pause, cap = d->conf->Queue_time * 60;
-    int unreachable = n > 0;
-
-    for (size_t k = 0; k < n; k++)
-        unreachable &= res[k].status == DELIVER_TEMP && res[k].host[0] == '\0';
-    if (!unreachable) {
-        if (x)
-            *x = env->dead[--env->ndead];
-        return;
-    }
-    if (x == NULL) {
-        if (env->ndead == env->dead_alloc) {
-            env->dead_alloc = env->dead_alloc ? env->dead_alloc * 2 : 16;
-            env->dead = mem_realloc(env->dead, env->dead_alloc * sizeof(*env->dead));
-        }
-        x = &env->dead[env->ndead++];
-        memset(x, 0, sizeof(*x));
-        snprintf(x->domain, sizeof(x->domain), "%s", domain);
-    }
-    x->fails++;
-    pause = x->fails > 12 ? cap : 30L << (x->fails - 1);
-    x->until = (long)time(NULL) + (pause < cap ? pause : cap);
-    snprintf(x->answer, sizeof(x->answer), "%s", res[0].answer);
-}
-
 static void dl_smtp_done(void *arg, const struct deliver_rcpt_result *res, size_t n)
 {
     struct dl_job *j = arg;
 
-    dl_dead_note(j->d, j->sreq.domain, res, n);
+    delivery_domains_note(&j->d->env->domains, j->sreq.domain, res, n,
+                          j->d->conf->Queue_time * 60);
     for (size_t k = 0; k < n && k < j->n; k++)
         dl_result(j->d, j->idx[k], res[k].status, res[k].answer, res[k].host);
     dl_job_over(j);
@@ -740,83 +690,15 @@ static void dl_slot_got(void *arg, int status, uint64_t slot)
     dl_start_mda(j);
 }
 
-/* Dremote_max_procs: SMTP deliveries to one domain at once, per node. */
-static int dl_domain_take(struct delivery *d, const char *domain)
-{
-    struct delivery_env *env = d->env;
-    long limit = d->conf->Dremote_max_procs;
-    size_t i;
-
-    for (i = 0; i < env->ndomains; i++)
-        if (strcasecmp(env->domains[i].domain, domain) == 0)
-            break;
-    if (i < env->ndomains && limit > 0 && env->domains[i].n >= limit)
-        return 0;
-    if (i == env->ndomains) {
-        if (env->ndomains == env->domains_alloc) {
-            env->domains_alloc = env->domains_alloc ? env->domains_alloc * 2 : 16;
-            env->domains = mem_realloc(env->domains,
-                                       env->domains_alloc * sizeof(*env->domains));
-        }
-        snprintf(env->domains[i].domain, sizeof(env->domains[i].domain), "%s", domain);
-        env->domains[i].n = 0;
-        env->ndomains++;
-    }
-    env->domains[i].n++;
-    return 1;
-}
-
 static void dl_slot_retry(uv_timer_t *t);
 
-/* A run that found a domain full waits in line for the next free slot. */
-static void dl_wait_domain(struct delivery *d)
+/* A slot of the domain this run waited for is free: try from the loop. */
+static void dl_domain_freed(void *arg)
 {
-    struct delivery_env *env = d->env;
+    struct delivery *d = arg;
 
-    if (d->waiting_domain)
-        return;
-    if (env->nwaiting == env->waiting_alloc) {
-        env->waiting_alloc = env->waiting_alloc ? env->waiting_alloc * 2 : 16;
-        env->waiting = mem_realloc(env->waiting, env->waiting_alloc * sizeof(*env->waiting));
-    }
-    env->waiting[env->nwaiting++] = d;
-    d->waiting_domain = 1;
-}
-
-static void dl_unwait_domain(struct delivery *d)
-{
-    struct delivery_env *env = d->env;
-
-    for (size_t i = 0; d->waiting_domain && i < env->nwaiting; i++) {
-        if (env->waiting[i] != d)
-            continue;
-        memmove(&env->waiting[i], &env->waiting[i + 1],
-                (env->nwaiting - i - 1) * sizeof(*env->waiting));
-        env->nwaiting--;
-        break;
-    }
-    d->waiting_domain = 0;
-}
-
-static void dl_domain_give(struct delivery *d, const char *domain)
-{
-    struct delivery_env *env = d->env;
-    struct delivery *next;
-
-    for (size_t i = 0; i < env->ndomains; i++) {
-        if (strcasecmp(env->domains[i].domain, domain) != 0)
-            continue;
-        if (--env->domains[i].n <= 0)
-            env->domains[i] = env->domains[--env->ndomains];
-        break;
-    }
-    /* The first run in line tries at once (from the loop, not from here). */
-    if (env->nwaiting > 0) {
-        next = env->waiting[0];
-        dl_unwait_domain(next);
-        next->slot_timer_on = 1;
-        uv_timer_start(&next->slot_timer, dl_slot_retry, 0, 0);
-    }
+    d->slot_timer_on = 1;
+    uv_timer_start(&d->slot_timer, dl_slot_retry, 0, 0);
 }
 
 static void dl_start_smtp(struct dl_job *j)
@@ -865,15 +747,17 @@ static void dl_next_job(struct delivery *d)
         if (j->running || j->finished || j->asking)
             continue;
         if (!j->local) {
-            const struct delivery_dead_domain *x = dl_dead_find(d->env,
-                                                                dl_domain(j->addrs[0]));
-            if (x && x->until > (long)time(NULL))
+            struct delivery_domains *dd = &d->env->domains;
+            const char *domain = dl_domain(j->addrs[0]);
+            const struct delivery_dead_domain *x =
+                delivery_domains_paused(dd, domain, (long)time(NULL));
+            if (x)
                 dl_skip_dead(j, x);
-            else if (dl_domain_take(d, dl_domain(j->addrs[0])))
+            else if (delivery_domains_take(dd, domain, d->conf->Dremote_max_procs))
                 dl_start_smtp(j);
             else {
                 waiting = 1;
-                dl_wait_domain(d);
+                delivery_domains_wait(dd, &d->waiter);
             }
             continue;
         }
@@ -1018,22 +902,12 @@ static void dl_removed(struct delivery *d)
     dl_over(d, -1);
 }
 
-/* Thread pool: queue the report (d->report, d->report_l) as a new message. */
+/* Thread pool: the report about the failed recipients, queued. */
 static void dl_report_work(void *arg)
 {
     struct delivery *d = arg;
-    char qdir[4096], name[QUEUE_ID_MAX + 2];
 
-    config_queue_dir(selor_conf, "main", qdir, sizeof(qdir));
-    snprintf(name, sizeof(name), "c%s", d->report_id);
-    d->err = spool_write_sync(qdir, selor_conf->Temp_path, name, d->report.data,
-                              d->report.len);
-    snprintf(name, sizeof(name), "l%s", d->report_id);
-    if (d->err == 0)
-        d->err = spool_write_sync(qdir, selor_conf->Temp_path, name, d->report_l.data,
-                                  d->report_l.len);
-    if (d->err == 0)
-        d->err = spool_fsync_dir_sync(qdir);
+    d->err = delivery_report_make(&d->report);
 }
 
 static void dl_final_step(struct delivery *d);
@@ -1047,140 +921,13 @@ static void dl_reported(struct delivery *d)
         dl_final_step(d);   /* failed recipients stay F: reported next run */
         return;
     }
-    log_summary(d->claim.qid, "report %s queued to=<%s>", d->report_id,
-                d->qf.flags & QF_F_BOUNCE ? selor_conf->Postmaster : d->qf.from);
-    coord_announce(d->env->coord, "main", d->report_id, 0, COORD_ANN_NEW);
+    log_summary(d->claim.qid, "report %s queued to=<%s>", d->report.id,
+                delivery_report_to(&d->report));
+    coord_announce(d->env->coord, "main", d->report.id, 0, COORD_ANN_NEW);
     for (size_t i = 0; i < d->qf.nrcpt; i++)
         if (d->qf.rcpt[i].state == QF_FAILED)
             d->qf.rcpt[i].state = QF_REPORTED;
     dl_final_step(d);
-}
-
-/* The l file of a report: null sender, one recipient. */
-static void dl_report_envelope(struct delivery *d, const char *to, unsigned flags)
-{
-    struct queue_file qf;
-
-    qf_init(&qf);
-    qf.id = d->report_id;
-    qf.sid = selor_conf->Sid;
-    qf.created = d->now;
-    qf.size = (long)d->report.len;
-    qf.from = "";
-    qf.client_ip = "127.0.0.1";
-    qf.client_name = "localhost";
-    qf.helo = selor_conf->Server_name;
-    qf.flags = flags;
-    qf_add_rcpt(&qf, to, to);
-    buf_reset(&d->report_l);
-    qf_format(&qf, &d->report_l);
-    qf_free(&qf);
-}
-
-static void dl_read_template(struct buf *out)
-{
-    const char *path = selor_conf->Report_file;
-
-    if (path[0] == '\0' || spool_read_sync(path, out, 64 * 1024) != 0)
-        buf_reset(out);
-}
-
-/* A report to the sender about every failed recipient. */
-static void dl_build_report(struct delivery *d)
-{
-    struct bounce_rcpt *br = arena_alloc(&d->mem, d->qf.nrcpt * sizeof(*br));
-    struct bounce_info bi;
-    struct buf tpl = BUF_INIT(0);
-    char boundary[QUEUE_ID_MAX + 16];
-    size_t n = 0;
-
-    for (size_t i = 0; i < d->qf.nrcpt; i++) {
-        const struct qf_rcpt *r = &d->qf.rcpt[i];
-        if (r->state != QF_FAILED)
-            continue;
-        br[n].addr = r->addr;
-        br[n].orcpt = strcmp(r->orcpt, r->addr) ? r->orcpt : "";
-        br[n].answer = r->answer;
-        br[n].remote_mta = "";
-        br[n++].status = "";
-    }
-    dl_read_template(&tpl);
-    snprintf(boundary, sizeof(boundary), "%s/report", d->report_id);
-    memset(&bi, 0, sizeof(bi));
-    bi.server_name = selor_conf->Server_name;
-    bi.report_from = selor_conf->Report_from;
-    bi.subject = selor_conf->Subject_error_msg;
-    bi.postmaster = selor_conf->Postmaster;
-    bi.sender = d->qf.from;
-    bi.queue_id = d->claim.qid;
-    bi.arrival = d->qf.created;
-    bi.now = d->now;
-    bi.template_text = tpl.len ? buf_cstr(&tpl) : NULL;
-    bi.headers = d->content.data;
-    bi.headers_len = bounce_header_len(d->content.data, d->content.len);
-    bi.rcpts = br;
-    bi.nrcpt = n;
-    bi.boundary = boundary;
-    bounce_format(&bi, &d->report);
-    buf_free(&tpl);
-    dl_report_envelope(d, d->qf.from, QF_F_BOUNCE);
-}
-
-/* A report that could not be delivered: Cp_errors, and a word to Postmaster. */
-static void dl_build_postmaster_notice(struct delivery *d)
-{
-    char date[64];
-
-    log_format_rfc5322(date, sizeof(date), d->now);
-    buf_printf(&d->report,
-               "From: %s\nTo: <%s>\nSubject: %s undeliverable delivery report %s\n"
-               "Date: %s\nAuto-Submitted: auto-generated\nMIME-Version: 1.0\n"
-               "Content-Type: text/plain; charset=us-ascii\n\n"
-               "A delivery report could not be delivered to its recipient.\n"
-               "Queue ID: %s\n", selor_conf->Report_from[0] == '<' ?
-               selor_conf->Report_from + 1 : selor_conf->Report_from,
-               selor_conf->Postmaster, selor_conf->Subject_error_msg, d->claim.qid, date,
-               d->claim.qid);
-    if (selor_conf->Cp_errors)
-        buf_printf(&d->report, "A copy of the report is kept in %s.\n",
-                   selor_conf->Cp_errors_path);
-    for (size_t i = 0; i < d->qf.nrcpt; i++)
-        if (d->qf.rcpt[i].state == QF_FAILED)
-            buf_printf(&d->report, "Recipient <%s>: %s\n", d->qf.rcpt[i].addr,
-                       d->qf.rcpt[i].answer);
-    dl_report_envelope(d, selor_conf->Postmaster, QF_F_BOUNCE | QF_F_NOTICE);
-}
-
-/* Thread pool: copy the report's files into Cp_errors_path, then queue the notice. */
-static void dl_cp_errors_work(void *arg)
-{
-    struct delivery *d = arg;
-    char name[QUEUE_ID_MAX + 2];
-
-    if (selor_conf->Cp_errors) {
-        spool_mkdirs(selor_conf->Cp_errors_path, 0750);
-        snprintf(name, sizeof(name), "c%s", d->claim.qid);
-        d->err = spool_write_sync(selor_conf->Cp_errors_path, selor_conf->Temp_path,
-                                  name, d->content.data, d->content.len);
-        snprintf(name, sizeof(name), "l%s", d->claim.qid);
-        if (d->err == 0) {
-            struct buf l = BUF_INIT(0);
-            qf_format(&d->qf, &l);
-            d->err = spool_write_sync(selor_conf->Cp_errors_path, selor_conf->Temp_path,
-                                      name, l.data, l.len);
-            buf_free(&l);
-        }
-        if (d->err)
-            return;
-    }
-    dl_report_work(d);
-}
-
-/* Thread pool: read Report_file, format the report, queue it. */
-static void dl_report_build_work(void *arg)
-{
-    dl_build_report(arg);
-    dl_report_work(arg);
 }
 
 static int dl_count(const struct delivery *d, char state)
@@ -1233,14 +980,13 @@ static void dl_report_failures(struct delivery *d)
         dl_final_step(d);
         return;
     }
-    queue_id_next(d->env->idgen, d->report_id);
-    buf_reset(&d->report);
-    if (dl_is_bounce(d)) {
-        dl_build_postmaster_notice(d);
-        dl_thread(d, dl_cp_errors_work, dl_reported);
-    } else {
-        dl_thread(d, dl_report_build_work, dl_reported);
-    }
+    queue_id_next(d->env->idgen, d->report.id);
+    d->report.qf = &d->qf;
+    d->report.qid = d->claim.qid;
+    d->report.content = d->content.data;
+    d->report.len = d->content.len;
+    d->report.now = d->now;
+    dl_thread(d, dl_report_work, dl_reported);
 }
 
 static void dl_last_written(struct delivery *d)
@@ -1284,7 +1030,7 @@ static void dl_stop_jobs(struct delivery *d)
             deliver_local_cancel(j->mda);
         if (j->smtp) {
             deliver_smtp_cancel(j->smtp);
-            dl_domain_give(d, j->sreq.domain);
+            delivery_domains_give(&d->env->domains, j->sreq.domain);
         }
         if (j->slot)
             coord_slot_release(d->env->coord, "dlocal", j->slot);
@@ -1323,10 +1069,12 @@ struct delivery *delivery_start(struct delivery_env *env,
     qf_init(&d->qf);
     buf_init(&d->ltext, 0);
     buf_init(&d->content, 0);
-    buf_init(&d->report, 0);
-    buf_init(&d->report_l, 0);
+    buf_init(&d->report.text, 0);
+    buf_init(&d->report.envelope, 0);
     uv_timer_init(env->loop, &d->slot_timer);
     d->slot_timer.data = d;
+    d->waiter.wake = dl_domain_freed;
+    d->waiter.arg = d;
     lease_init(&d->lease, env->loop, dl_lease_event, d);
     lease_begin(&d->lease, env->coord, &d->own, claim, d->conf->Lock_lease);
     config_queue_dir(selor_conf, claim->queue, d->dir, sizeof(d->dir));

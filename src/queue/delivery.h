@@ -8,9 +8,11 @@
  * domains (one SMTP delivery per domain) and failures; recording every
  * result in the l file as it comes (write-new, fsync, rename: a recipient
  * recorded delivered is never sent again); giving up after Max_attempts;
- * delivery reports for failed recipients; removing the files when nothing
- * is left to do.  Must not: choose which file to run (queue.c does) or
- * write an l file after finding a newer fencing token in it.
+ * delivery reports for failed recipients (built and queued by
+ * delivery_report.c); removing the files when nothing is left to do.  The
+ * node's view of remote domains across runs is delivery_domains.c's.
+ * Must not: choose which file to run (queue.c does) or write an l file
+ * after finding a newer fencing token in it.
  */
 #ifndef SELOR_DELIVERY_H
 #define SELOR_DELIVERY_H
@@ -18,24 +20,11 @@
 #include <uv.h>
 
 #include "coord.h"
+#include "delivery_domains.h"
 
 struct dns;
 struct module_set;
 struct queue_id_gen;
-
-/* SMTP deliveries under way per destination domain, in this process. */
-struct delivery_domain_count {
-    char domain[256];
-    long n;
-};
-
-/* A domain none of whose servers could be reached lately (see delivery.c). */
-struct delivery_dead_domain {
-    char domain[256];
-    long until;           /* not tried again before this unix time */
-    int fails;            /* failures in a row: the pause doubles */
-    char answer[512];
-};
 
 struct delivery_env {
     uv_loop_t *loop;
@@ -43,12 +32,7 @@ struct delivery_env {
     struct dns *dns;
     const struct module_set *mods;
     struct queue_id_gen *idgen;
-    struct delivery_domain_count *domains;   /* Dremote_max_procs */
-    size_t ndomains, domains_alloc;
-    struct delivery_dead_domain *dead;       /* unreachable domains */
-    size_t ndead, dead_alloc;
-    struct delivery **waiting;               /* runs waiting for a domain slot */
-    size_t nwaiting, waiting_alloc;
+    struct delivery_domains domains;   /* Dremote_max_procs, paused domains */
 };
 
 struct delivery;
