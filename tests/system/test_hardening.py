@@ -10,7 +10,8 @@ looked at, and must keep passing.
   6 address literals carrying NUL and control bytes
   7 a bare CR relayed as it came
   8 HELO with control and 8-bit bytes; selorctl printing stored bytes raw
-  9 fencing: see test_fencing.py
+  9 fencing: an operator's change keeps its claim alive (below); the
+    rest in test_slow_redis.py, test_clock_skew.py, unit test_lease.c
  10 temporary files of a slow DATA; the control socket and the MDA's user
 """
 import os
@@ -369,6 +370,59 @@ def test_selorctl_escapes_stored_bytes(node):
         assert b"\x1b" not in r.stdout and b"\x07" not in r.stdout, r.stdout
         assert b"\nfake" not in r.stdout, r.stdout
         assert b"\\x1b" in r.stdout, r.stdout
+
+
+# ---- 9: an operator's change holds its claim while it works ----
+
+def test_operator_change_keeps_its_claim(nodes, procs, workdir):
+    """selorctl hold on a slow spool takes longer than a lease: the claim
+    is renewed all along (the lock never lapses in Redis), and the change
+    is written once, with the claim's token."""
+    import threading
+    from nfsmount import NfsMount
+    redis = procs.redis()
+    backing, mnt = os.path.join(workdir, "backing"), os.path.join(workdir, "spool")
+    os.makedirs(backing)
+    os.makedirs(mnt)
+    fs = NfsMount(backing, mnt)
+    try:
+        n = nodes(options={"Redis_server": redis.server, "Lock_lease": 3,
+                           "Queue_path": mnt, "Temp_path": os.path.join(mnt, "tmp")}).start()
+        wait_for(lambda: "reachable" in n.log("warning"), what="Redis")
+        time.sleep(3.5)            # Redis started empty: nobody claims for a lease
+        with n.smtp() as c:
+            c.ehlo("client.test")
+            c.mail("a@remote.test")
+            c.rcpt("alice@example.com")
+            qid = c.data("Subject: x\r\n\r\nbody\r\n")[1].decode().split()[1]
+        fs.set(delay_ms=900)       # each file operation now takes most of a second
+        seen, done = [], []
+
+        def watch():
+            while not done:
+                seen.append(redis.cmd("EXISTS", "selor:lock:" + qid) == "1")
+                time.sleep(0.1)
+
+        t = threading.Thread(target=watch)
+        t.start()
+        t0 = time.monotonic()
+        r = subprocess.run([selortest.SELORCTL, "-c", n.conf, "hold", qid],
+                           capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - t0
+        done.append(1)
+        t.join()
+        fs.set(delay_ms=0)
+        assert r.returncode == 0 and r.stdout.startswith("ok 1"), r
+        assert took > 3, took      # longer than one lease: renewals were needed
+        held = "".join("1" if x else "0" for x in seen).strip("0")
+        assert held and "0" not in held, "the claim lapsed during the change: %s" % held
+        recs, _ = selortest.parse_lfile(n.read_qf(qid))
+        assert int(recs["flags"][0]) & 1            # held
+        assert int(recs["token"][0]) > 0           # written under the claim's token
+    finally:
+        for node in nodes.nodes:
+            node.kill()
+        fs.stop()
 
 
 # ---- 10: a slow DATA keeps its temporary file; the control socket ----
