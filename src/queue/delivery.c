@@ -809,7 +809,7 @@ static void dl_write_work(void *arg)
     if (!dl_file_still_ours(d))
         return;
     snprintf(name, sizeof(name), "l%s", d->claim.qid);
-    d->err = spool_write_sync_checked(d->dir, selor_conf->Temp_path, name, d->ltext.data,
+    d->err = spool_write_sync_checked(d->dir, d->conf->Temp_path, name, d->ltext.data,
                                       d->ltext.len, dl_still_ours, d);
     if (d->err == ECANCELED) {      /* the lease ran out before the rename */
         lease_mark_lost(&d->lease);
@@ -981,6 +981,7 @@ static void dl_report_failures(struct delivery *d)
         return;
     }
     queue_id_next(d->env->idgen, d->report.id);
+    d->report.conf = d->conf;
     d->report.qf = &d->qf;
     d->report.qid = d->claim.qid;
     d->report.content = d->content.data;
@@ -1077,7 +1078,7 @@ struct delivery *delivery_start(struct delivery_env *env,
     d->waiter.arg = d;
     lease_init(&d->lease, env->loop, dl_lease_event, d);
     lease_begin(&d->lease, env->coord, &d->own, claim, d->conf->Lock_lease);
-    config_queue_dir(selor_conf, claim->queue, d->dir, sizeof(d->dir));
+    config_queue_dir(d->conf, claim->queue, d->dir, sizeof(d->dir));
     d->phase = DL_LOAD;
     dl_thread(d, dl_load_work, dl_loaded);
     return d;

@@ -19,7 +19,7 @@ static int report_is_notice(const struct delivery_report *r)
 
 const char *delivery_report_to(const struct delivery_report *r)
 {
-    return report_is_notice(r) ? selor_conf->Postmaster : r->qf->from;
+    return report_is_notice(r) ? r->conf->Postmaster : r->qf->from;
 }
 
 /* The l file of a report: null sender, one recipient. */
@@ -30,13 +30,13 @@ static void report_envelope(struct delivery_report *r, unsigned flags)
 
     qf_init(&qf);
     qf.id = r->id;
-    qf.sid = selor_conf->Sid;
+    qf.sid = r->conf->Sid;
     qf.created = r->now;
     qf.size = (long)r->text.len;
     qf.from = "";
     qf.client_ip = "127.0.0.1";
     qf.client_name = "localhost";
-    qf.helo = selor_conf->Server_name;
+    qf.helo = r->conf->Server_name;
     qf.flags = flags;
     qf_add_rcpt(&qf, to, to);
     buf_reset(&r->envelope);
@@ -44,9 +44,9 @@ static void report_envelope(struct delivery_report *r, unsigned flags)
     qf_free(&qf);
 }
 
-static void report_read_template(struct buf *out)
+static void report_read_template(const struct delivery_report *r, struct buf *out)
 {
-    const char *path = selor_conf->Report_file;
+    const char *path = r->conf->Report_file;
 
     if (path[0] == '\0' || spool_read_sync(path, out, 64 * 1024) != 0)
         buf_reset(out);
@@ -72,13 +72,13 @@ static void report_build(struct delivery_report *r)
         br[n].remote_mta = "";
         br[n++].status = "";
     }
-    report_read_template(&tpl);
+    report_read_template(r, &tpl);
     snprintf(boundary, sizeof(boundary), "%s/report", r->id);
     memset(&bi, 0, sizeof(bi));
-    bi.server_name = selor_conf->Server_name;
-    bi.report_from = selor_conf->Report_from;
-    bi.subject = selor_conf->Subject_error_msg;
-    bi.postmaster = selor_conf->Postmaster;
+    bi.server_name = r->conf->Server_name;
+    bi.report_from = r->conf->Report_from;
+    bi.subject = r->conf->Subject_error_msg;
+    bi.postmaster = r->conf->Postmaster;
     bi.sender = q->from;
     bi.queue_id = r->qid;
     bi.arrival = q->created;
@@ -107,12 +107,12 @@ static void report_build_notice(struct delivery_report *r)
                "Date: %s\nAuto-Submitted: auto-generated\nMIME-Version: 1.0\n"
                "Content-Type: text/plain; charset=us-ascii\n\n"
                "A delivery report could not be delivered to its recipient.\n"
-               "Queue ID: %s\n", selor_conf->Report_from[0] == '<' ?
-               selor_conf->Report_from + 1 : selor_conf->Report_from,
-               selor_conf->Postmaster, selor_conf->Subject_error_msg, r->qid, date, r->qid);
-    if (selor_conf->Cp_errors)
+               "Queue ID: %s\n", r->conf->Report_from[0] == '<' ?
+               r->conf->Report_from + 1 : r->conf->Report_from,
+               r->conf->Postmaster, r->conf->Subject_error_msg, r->qid, date, r->qid);
+    if (r->conf->Cp_errors)
         buf_printf(&r->text, "A copy of the report is kept in %s.\n",
-                   selor_conf->Cp_errors_path);
+                   r->conf->Cp_errors_path);
     for (size_t i = 0; i < q->nrcpt; i++)
         if (q->rcpt[i].state == QF_FAILED)
             buf_printf(&r->text, "Recipient <%s>: %s\n", q->rcpt[i].addr,
@@ -123,7 +123,7 @@ static void report_build_notice(struct delivery_report *r)
 /* Cp_errors: the failed report's own files, kept in Cp_errors_path. */
 static int report_keep_copy(const struct delivery_report *r)
 {
-    const char *dir = selor_conf->Cp_errors_path, *tmp = selor_conf->Temp_path;
+    const char *dir = r->conf->Cp_errors_path, *tmp = r->conf->Temp_path;
     struct buf l = BUF_INIT(0);
     char name[QUEUE_ID_MAX + 2];
     int e;
@@ -146,12 +146,12 @@ static int report_queue(const struct delivery_report *r)
     char qdir[4096], name[QUEUE_ID_MAX + 2];
     int e;
 
-    config_queue_dir(selor_conf, "main", qdir, sizeof(qdir));
+    config_queue_dir(r->conf, "main", qdir, sizeof(qdir));
     snprintf(name, sizeof(name), "c%s", r->id);
-    e = spool_write_sync(qdir, selor_conf->Temp_path, name, r->text.data, r->text.len);
+    e = spool_write_sync(qdir, r->conf->Temp_path, name, r->text.data, r->text.len);
     snprintf(name, sizeof(name), "l%s", r->id);
     if (e == 0)
-        e = spool_write_sync(qdir, selor_conf->Temp_path, name, r->envelope.data,
+        e = spool_write_sync(qdir, r->conf->Temp_path, name, r->envelope.data,
                              r->envelope.len);
     if (e == 0)
         e = spool_fsync_dir_sync(qdir);
@@ -165,7 +165,7 @@ int delivery_report_make(struct delivery_report *r)
     buf_reset(&r->text);
     if (report_is_notice(r)) {
         report_build_notice(r);
-        if (selor_conf->Cp_errors && (e = report_keep_copy(r)) != 0)
+        if (r->conf->Cp_errors && (e = report_keep_copy(r)) != 0)
             return e;
     } else {
         report_build(r);

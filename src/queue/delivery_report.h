@@ -19,7 +19,10 @@
 #include "queue_file.h"
 #include "queue_id.h"
 
+struct config;
+
 struct delivery_report {
+    const struct config *conf;      /* the run's view of the configuration */
     char id[QUEUE_ID_MAX];          /* the report's own queue ID (the caller's) */
     const struct queue_file *qf;    /* the original: its F recipients are reported */
     const char *qid;                /* the original's queue ID */
