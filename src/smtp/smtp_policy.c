@@ -587,6 +587,10 @@ int smtp_policy_data_input(struct smtp_session *s)
         spool_msg_write(s->txn.msg, s->chunk.data, s->chunk.len);
         buf_reset(&s->chunk);
     }
+    /* Reading stops while the spool is behind (smtp_server.c): whoever
+     * made it so asks to be woken, with input left to handle or not. */
+    if (!done && spool_msg_backlogged(s->txn.msg))
+        spool_msg_on_drain(s->txn.msg, smtp_spool_drained, s);
     if (done)
         smtp_data_end(s);
     return done;
