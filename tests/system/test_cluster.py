@@ -19,8 +19,15 @@ LEASE = 4
 
 
 class Cluster:
-    def __init__(self, nodes, procs, n=3, sink_args=(), options=None):
+    def __init__(self, nodes, procs, n=3, sink_args=(), options=None, nfs=None):
+        """nfs: None, every node on the one shared directory; or a dict of
+        nfsfs behaviours (tests/nfsfs/nfsfs.py): each node then has the
+        shared directory (the backing directory, still self.spool) through
+        an nfsfs mount of its own, self.mounts[Sid], as NFS clients do."""
         self.nodes_factory = nodes
+        self.procs = procs
+        self.nfs = nfs
+        self.mounts = {}
         self.redis = procs.redis()
         self.sink_ip = loopback_addr()
         self.sink = procs.sink(self.sink_ip, 25, sink_args)
@@ -43,9 +50,23 @@ class Cluster:
 
     def add(self, sid):
         passwd = selortest.DEFAULT_PASSWD + "@fwd.test:{ALIAS}all@remote.test\n"
-        node = self.nodes_factory(sid, sid=sid, passwd=passwd, options=dict(self.options))
+        options = dict(self.options)
+        if self.nfs is not None:
+            options.update(self.mount(sid))
+        node = self.nodes_factory(sid, sid=sid, passwd=passwd, options=options)
         node.start()
         return node
+
+    def mount(self, sid):
+        """sid's own nfsfs mount of the shared directory: its spool options.
+        The mount is stopped with the test's processes (procs): a test that
+        lists procs before nodes stops its nodes first."""
+        from nfsmount import NfsMount
+        m = NfsMount(self.spool, os.path.join(self.nodes_factory.base, "nfs-" + sid),
+                     **self.nfs)
+        self.mounts[sid] = m
+        self.procs.items.insert(0, m)   # stopped after the test's other processes
+        return {"Queue_path": m.mountpoint, "Temp_path": m.path("tmp")}
 
     def send(self, node, i, conn=None):
         c = conn or node.smtp()
