@@ -331,6 +331,15 @@ static void dl_loaded(struct delivery *d)
         dl_over(d, d->now + 3600);
         return;
     }
+    if (!lease_valid(&d->lease)) {
+        /* The claim's answer (or the load) came so late that the lock may
+         * have lapsed: another node may hold the file by now. */
+        log_warn("%s: the claim came too late to be sure of the lock; leaving the "
+                 "file to its next holder", d->claim.qid);
+        d->fenced = 1;
+        dl_over(d, -1);
+        return;
+    }
     d->qf.token = d->claim.token;
     d->qf.attempts++;
     d->phase = DL_PLAN;
@@ -738,11 +747,18 @@ static void dl_slot_retry(uv_timer_t *t)
     dl_next_job(d);
 }
 
-/* Starts every job that can start; local jobs wait for a Dlocal slot. */
+/* Starts every job that can start; local jobs wait for a Dlocal slot.
+ * Nothing starts unless the lock surely holds. */
 static void dl_next_job(struct delivery *d)
 {
     int waiting = 0;
 
+    if (dl_lease_gone(d) && !d->stopping) {
+        log_warn("%s: the lock may lapse before more is done; stopping", d->claim.qid);
+        dl_stop_jobs(d);
+        dl_finish(d);
+        return;
+    }
     for (struct dl_job *j = d->jobs; j && !d->stopping; j = j->next) {
         if (j->running || j->finished || j->asking)
             continue;

@@ -317,9 +317,10 @@ size_t spool_msg_size(const struct spool_msg *m)
     return m->size;
 }
 
+/* A message that failed takes no more content: nothing is behind then. */
 int spool_msg_backlogged(const struct spool_msg *m)
 {
-    return m->mem.len >= SPOOL_BACKLOG_AT;
+    return m->err == 0 && m->mem.len >= SPOOL_BACKLOG_AT;
 }
 
 void spool_msg_on_drain(struct spool_msg *m, spool_drain_fn *fn, void *arg)
@@ -432,6 +433,28 @@ static void spool_finish(struct spool_msg *m, int err)
     spool_msg_free(m);
 }
 
+/* Thread pool: a commit whose directory fsync failed is taken back, the
+ * l file first (the message is gone at once), so the client's retry after
+ * its 4xx is not a second copy. */
+static void spool_withdraw_work(uv_work_t *w)
+{
+    struct spool_msg *m = w->data;
+    char path[4096];
+
+    spool_path(path, sizeof(path), spool_msg_dir(m), 'l', m->id);
+    spool_unlink_sync(path);
+    spool_path(path, sizeof(path), spool_msg_dir(m), 'c', m->id);
+    spool_unlink_sync(path);
+    spool_fsync_dir_sync(spool_msg_dir(m));
+}
+
+static void spool_withdraw_after(uv_work_t *w, int status)
+{
+    struct spool_msg *m = w->data;
+
+    spool_finish(m, m->err);
+}
+
 static void spool_dsync_after(uv_work_t *w, int status)
 {
     struct spool *sp = w->data;
@@ -442,7 +465,13 @@ static void spool_dsync_after(uv_work_t *w, int status)
     sp->dsync_busy = 0;
     for (; m; m = next) {
         next = m->next;
-        spool_finish(m, err);
+        if (err == 0) {
+            spool_finish(m, 0);
+            continue;
+        }
+        m->err = err;
+        m->busy = 1;
+        uv_queue_work(sp->loop, &m->work, spool_withdraw_work, spool_withdraw_after);
     }
     if (sp->dsync_wait)
         spool_dsync_start(sp);
@@ -514,6 +543,8 @@ static void spool_flush_after(uv_work_t *w, int status)
     m->busy = 0;
     if (status && m->err == 0)
         m->err = EIO;
+    if (m->err)
+        buf_free(&m->mem);   /* never to be written: the commit will fail */
     spool_next(m);
     if (drain && async_req_live(&m->req) && !spool_msg_backlogged(m)) {
         m->drain = NULL;
