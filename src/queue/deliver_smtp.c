@@ -47,6 +47,8 @@ struct deliver_smtp {
     struct sockaddr_storage addrs[DNS_MAX_ADDRS];
     size_t naddrs, addr_i;
     struct smtp_client_msg msg;
+    struct smtp_client *client;      /* the session under way */
+    int committed;                   /* some content was sent in full */
     char last_error[DELIVER_ANSWER_MAX];
     uv_timer_t timer;
 };
@@ -157,6 +159,8 @@ static void ds_client_done(void *arg, const struct smtp_client_result *r)
     struct deliver_smtp *d = arg;
     char host[300];
 
+    d->committed |= smtp_client_content_sent(d->client);
+    d->client = NULL;
     ds_host_label(d, host, sizeof(host));
     if (ds_connection_failure(r)) {
         snprintf(d->last_error, sizeof(d->last_error), "%.200s: %.300s", host, r->answer);
@@ -214,8 +218,8 @@ static void ds_try_addr(struct deliver_smtp *d)
         ds_route_host(d);
         return;
     }
-    smtp_client_start(d->loop, &d->own, (struct sockaddr *)&d->addrs[d->addr_i], &d->msg,
-                      ds_client_done, d);
+    d->client = smtp_client_start(d->loop, &d->own, (struct sockaddr *)&d->addrs[d->addr_i],
+                                  &d->msg, ds_client_done, d);
 }
 
 /* ---- addresses of a host ---- */
@@ -365,6 +369,7 @@ static void ds_cancel(struct async_req *r)
 {
     struct deliver_smtp *d = (struct deliver_smtp *)r;
 
+    d->client = NULL;
     async_owner_cancel(&d->own);
     if (!uv_is_closing((uv_handle_t *)&d->timer)) {
         uv_timer_stop(&d->timer);
@@ -375,4 +380,9 @@ static void ds_cancel(struct async_req *r)
 void deliver_smtp_cancel(struct deliver_smtp *d)
 {
     async_req_cancel(&d->req);
+}
+
+int deliver_smtp_committed(const struct deliver_smtp *d)
+{
+    return d->committed || (d->client && smtp_client_content_sent(d->client));
 }

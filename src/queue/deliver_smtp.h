@@ -58,5 +58,8 @@ struct deliver_smtp *deliver_smtp_start(uv_loop_t *loop, struct async_owner *o,
                                         deliver_smtp_done_fn *done, void *arg);
 /* Stops it (its DNS queries and SMTP session too); done will not be called. */
 void deliver_smtp_cancel(struct deliver_smtp *d);
+/* A server may already have taken the message (a transaction's content
+ * was sent): stopping now could deliver it twice. */
+int deliver_smtp_committed(const struct deliver_smtp *d);
 
 #endif

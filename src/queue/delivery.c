@@ -91,6 +91,7 @@ struct delivery {
     int write_again;               /* results came during a write */
     size_t plan_i;
     int lookup_pending;
+    int await_lock;                /* the final step waits for LEASE_SURE */
     struct dl_job *jobs;
     int jobs_left;
     uv_timer_t slot_timer;
@@ -195,9 +196,18 @@ static int dl_still_ours(void *arg)
     return lease_valid(&((struct delivery *)arg)->lease);
 }
 
-static void dl_stop_jobs(struct delivery *d);
+static void dl_stop_jobs(struct delivery *d, int keep_committed);
 static void dl_finish(struct delivery *d);
+static void dl_final_step(struct delivery *d);
 
+/*
+ * The lock may lapse (SHAKY): nothing new starts and MDAs are killed (one
+ * may start again elsewhere: two must never run at once), but an SMTP
+ * transaction whose content went out finishes: the server may have taken
+ * the message, so cutting it would only mean a second copy.  The results
+ * are written once the lock is sure again (SURE).  The lock is gone
+ * (LOST): everything stops, nothing is written.
+ */
 static void dl_lease_event(void *arg, enum lease_event ev)
 {
     struct delivery *d = arg;
@@ -208,10 +218,21 @@ static void dl_lease_event(void *arg, enum lease_event ev)
                 coord_slot_renew(d->env->coord, "dlocal", j->slot);
         return;
     }
-    if (d->stopping || d->phase >= DL_ENDING)
+    if (ev == LEASE_SURE) {
+        if (d->await_lock && d->phase == DL_FINISH && !d->busy) {
+            d->await_lock = 0;
+            dl_final_step(d);
+        }
         return;
-    dl_stop_jobs(d);
+    }
+    if (d->phase >= DL_ENDING || (ev == LEASE_SHAKY && d->stopping))
+        return;
+    dl_stop_jobs(d, ev == LEASE_SHAKY);
     dl_finish(d);
+    if (ev == LEASE_LOST && d->await_lock) {
+        d->await_lock = 0;
+        dl_final_step(d);
+    }
 }
 
 /* ---- ending the run ---- */
@@ -754,8 +775,9 @@ static void dl_next_job(struct delivery *d)
     int waiting = 0;
 
     if (dl_lease_gone(d) && !d->stopping) {
-        log_warn("%s: the lock may lapse before more is done; stopping", d->claim.qid);
-        dl_stop_jobs(d);
+        log_warn("%s: the lock may lapse before more is done; starting nothing more",
+                 d->claim.qid);
+        dl_stop_jobs(d, !d->fenced);
         dl_finish(d);
         return;
     }
@@ -791,9 +813,10 @@ static void dl_next_job(struct delivery *d)
 /* ---- writing the l file ---- */
 
 /*
- * Thread pool, before changing the file: is it still ours?  Not when the
- * lease may have lapsed while the job waited in the pool, nor when the
- * file is gone or carries a newer holder's token.  Marks the lease lost.
+ * Thread pool, before changing the file: is it still ours?  Not sure when
+ * the lease may have lapsed while the job waited in the pool (ECANCELED:
+ * nothing written, the next step decides); no when the file is gone or
+ * carries a newer holder's token (the lease is then lost).
  */
 static int dl_file_still_ours(struct delivery *d)
 {
@@ -803,7 +826,7 @@ static int dl_file_still_ours(struct delivery *d)
     int e, ours;
 
     if (!lease_valid(&d->lease)) {
-        lease_mark_lost(&d->lease);
+        d->err = ECANCELED;
         return 0;
     }
     dl_path(d, 'l', path, sizeof(path));
@@ -825,13 +848,9 @@ static void dl_write_work(void *arg)
     if (!dl_file_still_ours(d))
         return;
     snprintf(name, sizeof(name), "l%s", d->claim.qid);
+    /* ECANCELED: the lease ran short before the rename; nothing written */
     d->err = spool_write_sync_checked(d->dir, d->conf->Temp_path, name, d->ltext.data,
                                       d->ltext.len, dl_still_ours, d);
-    if (d->err == ECANCELED) {      /* the lease ran out before the rename */
-        lease_mark_lost(&d->lease);
-        d->err = 0;
-        return;
-    }
     if (d->err == 0)
         d->err = spool_fsync_dir_sync(d->dir);
 }
@@ -841,8 +860,11 @@ static void dl_written(struct delivery *d);
 static void dl_write_start(struct delivery *d)
 {
     if (dl_lease_gone(d)) {
-        d->fenced = 1;      /* not sure the file is still ours: write nothing */
-        dl_written(d);
+        /* Not sure the file is still ours: nothing now; the final step
+         * writes everything if the lock is sure again by then. */
+        d->write_again = 0;
+        if (d->phase == DL_FINISH)
+            dl_finish(d);
         return;
     }
     d->write_again = 0;
@@ -867,8 +889,8 @@ static void dl_written(struct delivery *d)
     if (d->fenced) {
         log_warn("%s: a newer holder wrote the file; this run stops without writing",
                  d->claim.qid);
-        dl_stop_jobs(d);
-    } else if (d->err) {
+        dl_stop_jobs(d, 0);
+    } else if (d->err && d->err != ECANCELED) {
         log_warn("%s: cannot record delivery results: %s", d->claim.qid,
                  strerror(d->err));
     }
@@ -900,9 +922,22 @@ static void dl_remove_work(void *arg)
         spool_fsync_dir_sync(d->dir);
 }
 
+/* The final write or removal found the lock not sure when it ran: back to
+ * waiting for it (the results are not lost while the run lives). */
+static int dl_await_lock(struct delivery *d)
+{
+    if (d->err != ECANCELED || d->fenced || lease_lost(&d->lease))
+        return 0;
+    d->phase = DL_FINISH;
+    d->await_lock = 1;
+    return 1;
+}
+
 static void dl_removed(struct delivery *d)
 {
-    if (d->fenced) {
+    if (dl_await_lock(d))
+        return;
+    if (d->fenced || d->err == ECANCELED) {
         log_warn("%s: the file is no longer ours (a newer holder, or the lock may "
                  "have lapsed); leaving it", d->claim.qid);
         dl_over(d, -1);
@@ -962,15 +997,16 @@ static void dl_final_step(struct delivery *d)
 
     if (d->phase >= DL_ENDING)
         return;
-    if (d->fenced) {
+    if (d->fenced || lease_lost(&d->lease)) {
+        if (!d->fenced)
+            log_warn("%s: the lock lapsed; leaving the file to its next holder",
+                     d->claim.qid);
+        d->fenced = 1;
         dl_over(d, -1);
         return;
     }
-    if (dl_lease_gone(d)) {
-        log_warn("%s: the lock may have lapsed; leaving the file to its next holder",
-                 d->claim.qid);
-        d->fenced = 1;
-        dl_over(d, -1);
+    if (!lease_valid(&d->lease)) {
+        d->await_lock = 1;   /* LEASE_SURE comes back here, LEASE_LOST ends it */
         return;
     }
     d->phase = DL_ENDING;
@@ -1008,8 +1044,15 @@ static void dl_report_failures(struct delivery *d)
 
 static void dl_last_written(struct delivery *d)
 {
-    if (d->err)
+    if (dl_await_lock(d))
+        return;
+    if (d->err == ECANCELED) {
+        log_warn("%s: the lock may have lapsed before the results were written; "
+                 "leaving the file to its next holder", d->claim.qid);
+        d->fenced = 1;
+    } else if (d->err) {
         log_warn("%s: cannot write the queue file: %s", d->claim.qid, strerror(d->err));
+    }
     dl_over(d, d->fenced ? -1 : dl_next_due(d));
 }
 
@@ -1035,13 +1078,17 @@ static void dl_finish(struct delivery *d)
 
 /* ---- start and stop ---- */
 
-static void dl_stop_jobs(struct delivery *d)
+/* keep_committed: an SMTP delivery whose content went out is left to
+ * finish (see dl_lease_event). */
+static void dl_stop_jobs(struct delivery *d, int keep_committed)
 {
     d->stopping = 1;
     async_owner_cancel(&d->lookups);
     d->lookup_pending = 0;
     for (struct dl_job *j = d->jobs; j; j = j->next) {
         if (j->finished)
+            continue;
+        if (keep_committed && j->running && j->smtp && deliver_smtp_committed(j->smtp))
             continue;
         if (j->mda)
             deliver_local_cancel(j->mda);
@@ -1064,7 +1111,7 @@ void delivery_stop(struct delivery *d)
 {
     if (d->stopping || d->phase == DL_OVER)
         return;
-    dl_stop_jobs(d);
+    dl_stop_jobs(d, 0);
     if (d->phase != DL_LOAD)
         dl_finish(d);
 }

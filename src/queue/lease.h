@@ -6,7 +6,8 @@
  * monotonic clock, counted from when a claim or renewal was *asked for*
  * (never from when its answer came: the answer may have been slow), a
  * renewal every third of a lease, and the verdict "may still write",
- * which holds while a quarter of a lease is left.  The verdict is safe to
+ * which holds while a quarter of a lease is left (a renewal answered late
+ * brings it back).  The verdict is safe to
  * read from a thread-pool job, so a job checks the lock when it runs (and
  * again just before its commit point), not only when it was queued.
  * Must not: decide what a holder does once the lock is gone (it is told
@@ -23,9 +24,15 @@
 
 struct async_owner;
 
+#define LEASE_RENEWALS_OUT 8
+
 enum lease_event {
     LEASE_TICK,    /* a renewal went out (the holder renews what it holds with it) */
-    LEASE_LOST,    /* the lock is gone, or may lapse before the next renewal */
+    LEASE_SHAKY,   /* the lock may lapse before a renewal lands: start nothing;
+                      renewals go on */
+    LEASE_SURE,    /* after SHAKY: a late renewal landed, the lock holds again */
+    LEASE_LOST,    /* the lock is gone (another holder has it, or it lapsed by
+                      this node's clock): stop at once, write nothing */
 };
 
 typedef void lease_fn(void *arg, enum lease_event ev);
@@ -36,10 +43,16 @@ struct lease {
     struct coord_claim claim;
     uv_timer_t timer;
     uint64_t lease_ms;
-    uint64_t asked_ms;              /* when the renewal out was asked for */
+    uint64_t asked_ms;              /* when the claim was asked for */
+    /* Renewals out, oldest first (answers come in order): one goes every
+     * tick, not one at a time, so a slow Redis delays the answers but
+     * not the renewals themselves. */
+    uint64_t out_asked[LEASE_RENEWALS_OUT];
+    unsigned out_gen[LEASE_RENEWALS_OUT];   /* of an earlier claim: ignored */
+    unsigned out_head, out_n, gen;
     _Atomic uint64_t until_ms;      /* the lock holds at least until then */
     _Atomic int lost;               /* COORD_LOST, or a newer token was seen */
-    int renewing;
+    int shaky;                      /* LEASE_SHAKY was told, not yet valid again */
     lease_fn *fn;
     void *arg;
 };

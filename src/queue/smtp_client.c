@@ -956,3 +956,8 @@ void smtp_client_cancel(struct smtp_client *c)
 {
     async_req_cancel(&c->req);
 }
+
+int smtp_client_content_sent(const struct smtp_client *c)
+{
+    return c->content_done;
+}

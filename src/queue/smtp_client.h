@@ -84,6 +84,9 @@ struct smtp_client *smtp_client_start(uv_loop_t *loop, struct async_owner *o,
                                       smtp_client_done_fn *done, void *arg);
 /* Stops the session (QUIT is not waited for); done will not be called. */
 void smtp_client_cancel(struct smtp_client *c);
+/* The final "." is on its way: the server may take the message whatever
+ * happens to us now. */
+int smtp_client_content_sent(const struct smtp_client *c);
 
 /*
  * Content in SMTP form: LF, CR LF and bare CR line ends become CR LF (no CR
