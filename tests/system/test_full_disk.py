@@ -18,10 +18,11 @@ removes a filler file.  This file shows:
   the first background write or a later one, gets 452 after its end and
   leaves nothing behind either; with room again it is accepted whole.
 
-The clients here send large content in pieces, each written before the
-next comes: a client faster than the node's writes hits a Selor bug (the
-session is never read to the end; test_nfs_cluster.py shows it
-deterministically on a slow NFS server).
+Content that runs into the full spool is sent in pieces, each written
+before the next comes: a client faster than the node's writes, when the
+spool fills up while more than 1 MB waits in the node's memory, hits a
+Selor bug (test_nfs_cluster.py shows it deterministically, on an NFS
+server that is slow and full).
 """
 import errno
 import os
@@ -187,6 +188,17 @@ def test_full_spool_refuses_then_accepts_by_itself(tmpfs_node):
     assert summary.count("accepted from=") == 1 and qid in summary, summary
 
 
+def send_at_once(node, i, size):
+    """The whole content in one write, faster than the node writes it (it
+    stops reading past 1 MB of unwritten content): the reply."""
+    s = node.open_data()
+    try:
+        s.sendall(content(i, size).encode() + b".\r\n")
+        return s.reply(timeout=node.options["Timeout"] + 10).decode()
+    finally:
+        s.close()
+
+
 def send_in_pieces(node, i, size, piece=128 * 1024, pause=0.05):
     """The content in pieces, each written by the node before the next
     comes (less than 1 MB ever waits in its memory): the reply."""
@@ -206,7 +218,8 @@ def test_space_runs_out_in_the_middle_of_data(tmpfs_node, leave_kb):
     """A 2 MB message: content past 256 KB is written to Temp_path while it
     arrives, and one of those writes (the first, or a later one) finds the
     spool full.  452 after the content, nothing kept; with room again the
-    same message is accepted whole."""
+    same message is accepted whole, also from a client that sends it in one
+    go."""
     n = tmpfs_node(Timeout=10)
     n.fill(leave=leave_kb * 1024)
     size = 2 * 1024 * 1024
@@ -220,3 +233,8 @@ def test_space_runs_out_in_the_middle_of_data(tmpfs_node, leave_kb):
     reply = send_in_pieces(n, 1, size)
     assert reply.startswith("250 "), reply
     assert_queued_whole(n, reply.split()[2], 1, size)
+    os.unlink(n.ns("l" + reply.split()[2]))
+    os.unlink(n.ns("c" + reply.split()[2]))
+    reply = send_at_once(n, 2, size)
+    assert reply.startswith("250 "), reply
+    assert_queued_whole(n, reply.split()[2], 2, size)

@@ -18,14 +18,14 @@ that fail.  This file shows that on such a spool:
   everything, its own accepted mail included;
 - a commit whose rename reports an error after succeeding is accepted once
   and delivered once (src/spool/spool.c: spool_rename_known);
-- a commit whose fsync fails (content or envelope) gets a 4xx, leaves
-  nothing in the spool and is never delivered; the next message is
-  accepted and delivered.  xfail, a Selor bug: when the fsync of the queue
-  directory fails, the client gets 452 but the message stays and is
-  delivered;
-- xfail, a Selor bug: on an NFS server that answers writes late, a client
-  sending a large message in one go is never read to the end (421 at
-  Timeout).
+- a commit whose fsync fails (content, envelope, or the queue directory
+  after the renames) gets a 4xx, leaves nothing in the spool and is never
+  delivered; the next message is accepted and delivered;
+- on an NFS server that answers writes late, a client sending a large
+  message in one go is read to the end (Selor stops reading past 1 MB of
+  unwritten content and goes on once it is written): accepted, delivered
+  once; and when that server also runs out of space meanwhile, the client
+  gets 452 after its content and nothing of the message stays.
 
 Tests list `procs` before `nodes`: the nodes are stopped first, then the
 mounts (with the test's other processes).
@@ -33,11 +33,13 @@ mounts (with the test's other processes).
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
+from nfsmount import is_mounted
 from selortest import wait_for
 from test_cluster import LEASE, Cluster, all_delivered_once, holders, send_many
 
@@ -235,14 +237,7 @@ FSYNC_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("which", [
-    "content", "envelope",
-    pytest.param("directory", marks=pytest.mark.xfail(strict=True, reason=(
-        "Selor bug: when the fsync of Queue_path after the renames fails, the "
-        "client gets 452 but c and l stay in Queue_path and are delivered "
-        "(src/spool/spool.c spool_dsync_after passes the error on without removing "
-        "the renamed files)"))),
-])
+@pytest.mark.parametrize("which", ["content", "envelope", "directory"])
 def test_failed_fsync_on_commit(procs, nodes, which):
     """A commit whose fsync fails: 4xx, nothing of the message stays, it is
     never delivered; the next one is accepted and delivered."""
@@ -276,14 +271,6 @@ def test_failed_fsync_on_commit(procs, nodes, which):
     assert qid in a.log("summary") and delivered_lines(cl) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Selor bug: a session stops reading when more than 1 MB of content waits "
-    "for its background write (src/smtp/smtp_server.c smtp_read_control, "
-    "spool_msg_backlogged), but what resumes it (spool_msg_on_drain) is only "
-    "registered when src/smtp/smtp_policy.c smtp_policy_data_input is entered with "
-    "the spool backlogged and input left over; when the write that crossed "
-    "1 MB used up the input, as here, spool_flush_after finds no drain "
-    "callback and nothing ever reads again: 421 at Timeout"))
 def test_large_message_on_a_slow_nfs_server(procs, nodes):
     """The NFS server answers each write late (200 ms): a client sending
     4 MB in one go is faster than the spool.  Selor stops reading past 1 MB
@@ -305,3 +292,60 @@ def test_large_message_on_a_slow_nfs_server(procs, nodes):
     m.set(delay_ms=0)
     wait_for(lambda: cl.sink.messages(), timeout=30, what="the delivery")
     assert len(cl.sink.messages()) == 1
+    assert cl.sink.messages()[0][1].endswith(body.encode())
+
+
+class Tmpfs:
+    """A small tmpfs at path (the shared directory of a test), stopped with
+    the test's processes; lazily unmounted if something still uses it."""
+
+    def __init__(self, path, size_kb):
+        os.makedirs(path, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dk,mode=0777" % size_kb,
+                        "selor-test-backing", path], check=True)
+        self.path = path
+
+    def free(self):
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+    def fill(self, leave):
+        os.makedirs(os.path.join(self.path, "fill"), exist_ok=True)
+        with open(os.path.join(self.path, "fill", "filler"), "wb") as f:
+            f.write(b"\0" * (self.free() - leave))
+
+    def unfill(self):
+        os.unlink(os.path.join(self.path, "fill", "filler"))
+
+    def stop(self):
+        for cmd in (["umount", self.path], ["umount", "-l", self.path]):
+            if not is_mounted(self.path):
+                break
+            subprocess.run(cmd, capture_output=True, timeout=30)
+
+
+def test_spool_full_while_a_fast_client_waits_for_a_slow_nfs_server(procs, nodes):
+    """The same server fills up while the message arrives: 452 after the
+    content, nothing of it stays; with room again it is accepted."""
+    backing = Tmpfs(os.path.join(nodes.base, "shared-spool"), 6 * 1024)
+    procs.items.insert(0, backing)
+    cl = Cluster(nodes, procs, n=1, nfs=nfs(), options={"Timeout": 15})
+    procs.items.remove(backing)
+    procs.items.insert(0, backing)      # unmounted after the nfsfs mounts
+    node = cl.members[0]
+    m = cl.mounts["mx1"]
+    backing.fill(leave=1536 * 1024)
+    m.set(delay_ms=200, delay_ops="write")
+    body = "Subject: big\r\n\r\n" + ("x" * 76 + "\r\n") * (4 * 1024 * 1024 // 78)
+    s = node.open_data(rcpt=b"m0@fwd.test", sender=b"someone@sender.test")
+    try:
+        s.sendall(body.encode() + b".\r\n")
+        reply = s.reply(timeout=60).decode()
+    finally:
+        s.close()
+    assert reply.startswith("452 ") and "No disk space" in reply, reply
+    wait_for(lambda: spool_debris(cl) == [], timeout=10, what="nothing left")
+    backing.unfill()
+    m.set(delay_ms=0)
+    reply = cl.send(node, 1)
+    wait_for(lambda: cl.subjects()["m1"] == 1, timeout=30, what="the next delivery")
