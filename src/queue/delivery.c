@@ -216,10 +216,12 @@ static void dl_lease_event(void *arg, enum lease_event ev)
         for (struct dl_job *j = d->jobs; j; j = j->next)
             if (j->slot && j->running)
                 coord_slot_renew(d->env->coord, "dlocal", j->slot);
-        return;
     }
-    if (ev == LEASE_SURE) {
-        if (d->await_lock && d->phase == DL_FINISH && !d->busy) {
+    /* TICK too: a write may have found the lease short in the instant
+     * before an answer made it sure, with no SHAKY/SURE told around it */
+    if (ev == LEASE_SURE || ev == LEASE_TICK) {
+        if (d->await_lock && d->phase == DL_FINISH && !d->busy &&
+            lease_valid(&d->lease)) {
             d->await_lock = 0;
             dl_final_step(d);
         }

@@ -7,7 +7,10 @@
  * (never from when its answer came: the answer may have been slow), a
  * renewal every third of a lease, and the verdict "may still write",
  * which holds while a quarter of a lease is left (a renewal answered late
- * brings it back).  The verdict is safe to
+ * brings it back).  The holder is told the moment the verdict changes
+ * (a timer set to the next deadline, and every answer), not at the next
+ * renewal: a holder cut off from Redis hears SHAKY when a quarter of its
+ * lease is left and LOST when none is.  The verdict is safe to
  * read from a thread-pool job, so a job checks the lock when it runs (and
  * again just before its commit point), not only when it was queued.
  * Must not: decide what a holder does once the lock is gone (it is told
@@ -52,7 +55,9 @@ struct lease {
     unsigned out_head, out_n, gen;
     _Atomic uint64_t until_ms;      /* the lock holds at least until then */
     _Atomic int lost;               /* COORD_LOST, or a newer token was seen */
+    uint64_t next_renew_ms;         /* when the next renewal goes out */
     int shaky;                      /* LEASE_SHAKY was told, not yet valid again */
+    int running;                    /* between lease_begin and lease_stop/close */
     lease_fn *fn;
     void *arg;
 };

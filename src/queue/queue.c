@@ -60,6 +60,7 @@ struct queue_proc {
     int scanning, stopping;
     int pump_active, pump_again, claim_pending, claim_qlimit;
     uint64_t qlimit_after_ms;       /* the qlimit queue was empty: ask later */
+    uint64_t claims_after_ms;       /* claims came back too late: ask later */
     unsigned long nruns;
     struct delivery **runs;
     size_t runs_alloc;
@@ -119,12 +120,37 @@ static void queue_run_start(struct queue_proc *q, const struct coord_claim *cl)
 
 /* ---- the pump ---- */
 
+/*
+ * A claim answered when most of its lease is gone (Redis answers this node
+ * late) cannot be used, and asking again at once would only take the file
+ * away from nodes that can: the lock, set when Redis ran the script, would
+ * lapse just as this node heard of it, and this node would ask first again.
+ * So it gives the file back and claims nothing for a lease.
+ */
+static int queue_claim_too_late(struct queue_proc *q, const struct coord_claim *cl)
+{
+    uint64_t lease = (uint64_t)selor_conf->Lock_lease * 1000, now = coord_mono_ms();
+
+    if (!cl->asked_ms || now < cl->asked_ms + lease * 3 / 4)
+        return 0;
+    if (now >= q->claims_after_ms)
+        log_warn("%s: the claim was answered %llu ms after it was asked, too late to "
+                 "work on (Lock_lease %ld s); claiming nothing for a lease", cl->qid,
+                 (unsigned long long)(now - cl->asked_ms), selor_conf->Lock_lease);
+    q->claims_after_ms = now + lease;
+    return 1;
+}
+
 static void queue_claimed(void *arg, int status, const struct coord_claim *cl)
 {
     struct queue_proc *q = arg;
     int qlimit = q->claim_qlimit;
 
     q->claim_pending = 0;
+    if (status == COORD_OK && !q->stopping && queue_claim_too_late(q, cl)) {
+        coord_release(q->env.coord, cl, (long)time(NULL));
+        return;
+    }
     if (status == COORD_OK && !q->stopping) {
         queue_run_start(q, cl);
         q->pump_again = 1;
@@ -154,7 +180,8 @@ static void queue_claim(struct queue_proc *q, int qlimit)
 /* Claims due files until none is due, every slot is taken or the cap is hit. */
 static void queue_pump(struct queue_proc *q)
 {
-    if (q->pump_active || q->claim_pending || q->stopping)
+    if (q->pump_active || q->claim_pending || q->stopping ||
+        coord_mono_ms() < q->claims_after_ms)
         return;
     if (queue_load_too_high())
         return;

@@ -2,6 +2,9 @@
  * test_lease.c - keeping a queue file's lock: the lease runs from when a
  * claim or renewal was asked for (not answered), a holder is told to stop
  * while a quarter of the lease is left, a lock found lost stops it at once,
+ * a holder whose answers do not come is told when a quarter of its lease is
+ * left and when none is (not at its next renewal), a late answer makes it
+ * sure at once,
  * and a write checked at its commit point gives up (spool_write_sync_checked).
  */
 #include <errno.h>
@@ -23,17 +26,27 @@
 
 struct holder {
     struct lease lease;
-    int ticks, lost;
+    int ticks, lost, shaky, sure;
+    uint64_t shaky_ms, sure_ms, lost_ms;     /* when told, first time */
 };
 
 static void on_event(void *arg, enum lease_event ev)
 {
     struct holder *h = arg;
+    uint64_t now = coord_mono_ms();
 
-    if (ev == LEASE_TICK)
+    if (ev == LEASE_TICK) {
         h->ticks++;
-    else
-        h->lost++;
+    } else if (ev == LEASE_SHAKY) {
+        if (!h->shaky++)
+            h->shaky_ms = now;
+    } else if (ev == LEASE_SURE) {
+        if (!h->sure++)
+            h->sure_ms = now;
+    } else {
+        if (!h->lost++)
+            h->lost_ms = now;
+    }
 }
 
 static struct coord *make_coord(void)
@@ -152,6 +165,91 @@ static void test_lost_lock_stops_holder(void **state)
     bench_close(&b);
 }
 
+/* A backend whose renewals are answered only when the test says so: a
+ * Redis that is slow (or gone) for this node. */
+struct late_coord {
+    struct coord base;
+    int n;
+    struct { coord_status_fn *fn; void *arg; } held[16];
+};
+
+static void late_renew(struct coord *c, struct async_owner *o, const struct coord_claim *cl,
+                       coord_status_fn *fn, void *arg)
+{
+    struct late_coord *lc = (struct late_coord *)c;
+
+    (void)o;
+    (void)cl;
+    assert_true(lc->n < 16);
+    lc->held[lc->n].fn = fn;
+    lc->held[lc->n].arg = arg;
+    lc->n++;
+}
+
+static const struct coord_ops late_ops = { .name = "late", .renew = late_renew };
+
+/* Answers the oldest held renewal. */
+static void late_answer(struct late_coord *lc, int status)
+{
+    assert_true(lc->n > 0);
+    lc->held[0].fn(lc->held[0].arg, status);
+    memmove(lc->held, lc->held + 1, sizeof(lc->held[0]) * (size_t)--lc->n);
+}
+
+/* No answer at all: SHAKY when a quarter of the lease is left, LOST when
+ * none is, each on time (a check only at renewals would come up to a
+ * third of a lease late, after the lock could have lapsed in Redis). */
+static void test_deadlines_without_answers(void **state)
+{
+    struct bench b;
+    struct late_coord lc = { .base.ops = &late_ops };
+    uint64_t t0;
+
+    (void)state;
+    bench_open(&b, "1_2_3_7");
+    t0 = b.cl.asked_ms = coord_mono_ms();
+    lease_begin(&b.h.lease, &lc.base, NULL, &b.cl, 3);
+    run_for(&b.loop, 3400);
+    assert_int_equal(b.h.shaky, 1);
+    assert_int_equal(b.h.lost, 1);
+    assert_int_equal(b.h.sure, 0);
+    assert_true(b.h.shaky_ms >= t0 + 2250 && b.h.shaky_ms < t0 + 2400);
+    assert_true(b.h.lost_ms >= t0 + 3000 && b.h.lost_ms < t0 + 3150);
+    assert_true(lc.n >= 2);               /* renewals went out, unanswered */
+    assert_true(lease_lost(&b.h.lease));
+    while (lc.n)                          /* answers after the end: ignored */
+        late_answer(&lc, COORD_OK);
+    assert_int_equal(b.h.sure, 0);
+    bench_close(&b);
+}
+
+/* Unsure, then a renewal's answer comes late but within the lease: the
+ * holder is sure again at once, with the lease counted from the asking. */
+static void test_late_answer_makes_it_sure(void **state)
+{
+    struct bench b;
+    struct late_coord lc = { .base.ops = &late_ops };
+    uint64_t t0;
+
+    (void)state;
+    bench_open(&b, "1_2_3_8");
+    t0 = b.cl.asked_ms = coord_mono_ms();
+    lease_begin(&b.h.lease, &lc.base, NULL, &b.cl, 3);
+    run_for(&b.loop, 2500);
+    assert_int_equal(b.h.shaky, 1);
+    assert_false(lease_valid(&b.h.lease));
+    late_answer(&lc, COORD_OK);           /* asked at 1 s: holds to 4 s */
+    assert_int_equal(b.h.sure, 1);
+    assert_true(lease_valid(&b.h.lease));
+    assert_int_equal(atomic_load(&b.h.lease.until_ms) / 100, (t0 + 4000) / 100);
+    run_for(&b.loop, 1000);               /* 3.5 s: a quarter left again */
+    assert_int_equal(b.h.shaky, 2);
+    late_answer(&lc, COORD_LOST);         /* the next one: another holder has it */
+    assert_int_equal(b.h.lost, 1);
+    assert_false(lease_valid(&b.h.lease));
+    bench_close(&b);
+}
+
 static int never_ours(void *arg)
 {
     (*(int *)arg)++;
@@ -189,6 +287,8 @@ int main(void)
         cmocka_unit_test(test_valid_from_asking),
         cmocka_unit_test(test_renewals_keep_it),
         cmocka_unit_test(test_lost_lock_stops_holder),
+        cmocka_unit_test(test_deadlines_without_answers),
+        cmocka_unit_test(test_late_answer_makes_it_sure),
         cmocka_unit_test(test_checked_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
