@@ -32,7 +32,6 @@ mounts (with the test's other processes).
 """
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -41,7 +40,8 @@ import pytest
 
 from nfsmount import is_mounted
 from selortest import wait_for
-from test_cluster import LEASE, Cluster, all_delivered_once, holders, send_many
+from test_cluster import (LEASE, Cluster, all_delivered_once, check_killed_node_takeover,
+                          holders, send_many)
 
 # What every mount does: NFS's caches (a few seconds), silly renames, and
 # ESTALE where an application on Linux NFS sees it.
@@ -116,6 +116,18 @@ def send_all(cl, count, refusals):
     # one rename per node reports ENOENT after it happened; one fsync fails
     {"rename_error": 1, "fsync_error": 1, "actimeo": 3},
 ], ids=["caching", "caching+faults"])
+def send_at_once(node, size):
+    """A message of about size bytes to m0@fwd.test, its content sent in one
+    go: (the reply to it, the body sent)."""
+    body = "Subject: big\r\n\r\n" + ("x" * 76 + "\r\n") * (size // 78)
+    s = node.open_data(rcpt=b"m0@fwd.test", sender=b"someone@sender.test")
+    try:
+        s.sendall(body.encode() + b".\r\n")
+        return s.reply(timeout=60).decode(), body
+    finally:
+        s.close()
+
+
 def test_thousand_messages_round_robin_each_delivered_once(procs, nodes, faults):
     cl = Cluster(nodes, procs, nfs=nfs(**faults))
     cl.wait_startup_pause()
@@ -146,27 +158,8 @@ def test_thousand_messages_round_robin_each_delivered_once(procs, nodes, faults)
 
 
 def test_killed_node_work_is_taken_over(procs, nodes):
-    cl = Cluster(nodes, procs, sink_args=["--delay-data", "1.5"], nfs=nfs())
-    victim = cl.members[0]
-    cl.wait_startup_pause()
-    for i in range(20):
-        cl.send(victim, i)
-    wait_for(lambda: "mx1" in holders(cl).values(), timeout=20,
-             what="the victim holding deliveries")
-    victim.kill(signal.SIGKILL)
-    # its locks outlive it by a lease: read now, they are what it held
-    held = [q for q, sid in holders(cl).items() if sid == "mx1"]
-    assert held
-    missing, doubled = all_delivered_once(cl, 0, 20, timeout=90)
-    assert missing == []
-    # only what the victim had in flight may have been delivered twice
-    assert sum(v - 1 for v in doubled.values()) <= len(held), (doubled, held)
-    others = "".join(n.log("summary") for n in cl.members[1:])
-    taken = [q for q in held if q in others]
-    assert taken, "nobody took over the victim's files: %s" % held
-    # the taken-over files are finished: gone from the shared directory
-    wait_for(lambda: not any(q in n for q in held for n in os.listdir(cl.spool)),
-             timeout=20, what="the victim's files removed")
+    check_killed_node_takeover(
+        Cluster(nodes, procs, sink_args=["--delay-data", "1.5"], nfs=nfs()), timeout=90)
 
 
 def test_drained_node_takes_no_queue_work(procs, nodes):
@@ -280,13 +273,7 @@ def test_large_message_on_a_slow_nfs_server(procs, nodes):
     node = cl.members[0]
     m = cl.mounts["mx1"]
     m.set(delay_ms=200, delay_ops="write")
-    body = "Subject: big\r\n\r\n" + ("x" * 76 + "\r\n") * (4 * 1024 * 1024 // 78)
-    s = node.open_data(rcpt=b"m0@fwd.test", sender=b"someone@sender.test")
-    try:
-        s.sendall(body.encode() + b".\r\n")
-        reply = s.reply(timeout=60).decode()
-    finally:
-        s.close()
+    reply, body = send_at_once(node, 4 * 1024 * 1024)
     assert m.counters()["delays"] > 0
     assert reply.startswith("250 "), reply
     m.set(delay_ms=0)
@@ -336,13 +323,7 @@ def test_spool_full_while_a_fast_client_waits_for_a_slow_nfs_server(procs, nodes
     m = cl.mounts["mx1"]
     backing.fill(leave=1536 * 1024)
     m.set(delay_ms=200, delay_ops="write")
-    body = "Subject: big\r\n\r\n" + ("x" * 76 + "\r\n") * (4 * 1024 * 1024 // 78)
-    s = node.open_data(rcpt=b"m0@fwd.test", sender=b"someone@sender.test")
-    try:
-        s.sendall(body.encode() + b".\r\n")
-        reply = s.reply(timeout=60).decode()
-    finally:
-        s.close()
+    reply, _ = send_at_once(node, 4 * 1024 * 1024)
     assert reply.startswith("452 ") and "No disk space" in reply, reply
     wait_for(lambda: spool_debris(cl) == [], timeout=10, what="nothing left")
     backing.unfill()

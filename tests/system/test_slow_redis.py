@@ -29,14 +29,13 @@ next answer) keep the lease sure.  This file shows:
 """
 import os
 import re
-import subprocess
-import threading
 import time
 
 import pytest
 
 import selortest
 from selortest import wait_for
+from redis_watcher import RedisWatcher
 from test_cluster import Cluster, all_delivered_once, holders
 
 LEASE = 4
@@ -90,62 +89,6 @@ def wait_startup_pause(cl, lease):
         sec, usec = cl.redis.cmd("TIME").split()
         return epoch and int(sec) * 1000 + int(usec) // 1000 > int(epoch) + lease * 1000 + 300
     wait_for(over, timeout=30, what="the start-up pause")
-
-
-class LockWatcher(threading.Thread):
-    """Samples the lock keys every 50 ms (one script: Redis's time, each
-    lock's holder and remaining life)."""
-
-    SCRIPT = """
-local t = redis.call('TIME')
-local out = {t[1] .. string.format('%06d', tonumber(t[2]))}
-for _, k in ipairs(redis.call('KEYS', 'selor:lock:*')) do
-  local v = redis.call('GET', k)
-  if v then out[#out + 1] = k .. ' ' .. v .. ' ' .. redis.call('PTTL', k) end
-end
-return out
-"""
-
-    def __init__(self, redis):
-        super().__init__(daemon=True)
-        self.redis = redis
-        self.stopping = threading.Event()
-        self.samples = []
-
-    def run(self):
-        while not self.stopping.is_set():
-            r = subprocess.run(["redis-cli", "-p", str(self.redis.port), "--raw", "EVAL",
-                                self.SCRIPT, "0"], capture_output=True, text=True, timeout=10)
-            lines = r.stdout.split("\n")
-            if r.returncode == 0 and lines and lines[0].isdigit():
-                now = int(lines[0]) / 1e6
-                self.samples.append((now, [l.split() for l in lines[1:] if l.strip()]))
-            time.sleep(0.05)
-
-    def stop(self):
-        self.stopping.set()
-        self.join(timeout=10)
-
-    def first_seen(self, qid, sid):
-        """Redis time when a lock of sid on qid was first seen, or None."""
-        for now, locks in self.samples:
-            for key, holder, token, pttl in locks:
-                if key.endswith(":" + qid) and holder == sid:
-                    return now
-        return None
-
-    def renewed(self, sid):
-        """qids whose lock held by sid had its remaining life go up again."""
-        last, out = {}, set()
-        for _, locks in self.samples:
-            for key, holder, token, pttl in locks:
-                if holder != sid:
-                    continue
-                k = (key, token)
-                if k in last and int(pttl) > last[k] + 200:
-                    out.add(key.split(":", 2)[2])
-                last[k] = int(pttl)
-        return out
 
 
 STOP = re.compile(r"lock (could not be renewed|lapsed without a renewal|was lost)")
@@ -207,7 +150,7 @@ def test_smtp_holders_stop_before_their_lease_can_lapse(nodes, procs, delay):
     count before the next answer can come, and mx1 stops then, before the
     lock, renewed on time in Redis, can lapse there."""
     cl, slow, fast = slow_cluster(nodes, procs, sink_args=["--delay-data", "10"])
-    watcher = LockWatcher(cl.redis)
+    watcher = RedisWatcher(cl.redis)
     watcher.start()
     try:
         ids = hold_then_slow_down(cl, slow, 4, delay,
@@ -277,7 +220,7 @@ def test_mda_holders_stop_in_time_and_nothing_is_delivered_twice(nodes, procs, w
     cl, slow, fast = slow_cluster(
         nodes, procs, passwd=passwd, options={"Dlocal_type": 0, "Immed_delivery": 2},
         per_node={"mx1": {"Dlocal": script + " mx1 %r"}, "mx2": {"Dlocal": script + " mx2 %r"}})
-    watcher = LockWatcher(cl.redis)
+    watcher = RedisWatcher(cl.redis)
     watcher.start()
     try:
         ids = []
@@ -320,7 +263,7 @@ def test_late_answers_within_five_twelfths_of_a_lease_stop_nobody(nodes, procs):
     still left, more than a quarter), deliveries that take 10 s: mx1 keeps its
     locks, renewed, and delivers what it holds, once."""
     cl, slow, fast = slow_cluster(nodes, procs, lease=8, sink_args=["--delay-data", "10"])
-    watcher = LockWatcher(cl.redis)
+    watcher = RedisWatcher(cl.redis)
     watcher.start()
     try:
         ids = hold_then_slow_down(cl, slow, 4, 3.0,
