@@ -30,7 +30,7 @@ LIBS    := $(PKG_LIBS) -luuid -lcrypt -ldl -lm
 
 # Code shared by every program.
 CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c config.c \
-              net.c addr.c) \
+              net.c addr.c stream.c) \
             $(addprefix src/spool/,queue_id.c queue_file.c spool.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
 # The daemon.
@@ -43,7 +43,9 @@ SELOR_SRC := src/main.c src/master.c src/core/dns.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
 CTL_SRC  := src/selorctl.c
-MODULES  := passwd
+MODULES  := passwd tls
+MOD_LIBS_passwd := -lcrypt
+MOD_LIBS_tls := -lssl -lcrypto
 
 # Build flavours: build/ (optimised) and build/asan (sanitizers).
 B  ?= build
@@ -68,7 +70,7 @@ $(B)/selorctl: $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(CTL_SRC))
 $(B)/mod/selor_%.so: $(B)/obj/modules/$$*/selor_$$*.o
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
-	@$(CC) $(BF) -shared -o $@ $^ -lcrypt
+	@$(CC) $(BF) -shared -o $@ $^ $(MOD_LIBS_$*)
 
 # Modules only the tests load (tests/modules/selor_*.c), next to the others.
 TEST_MODULES := slow

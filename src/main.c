@@ -40,12 +40,36 @@ static void main_unload(struct selor_node *node)
     selor_conf = NULL;
 }
 
+/* TLS options without a Tls_module do nothing: say so, with where. */
+static void main_tls_warnings(struct buf *warn)
+{
+    const struct config *c = selor_conf;
+    static const int idx[] = {CONF_IDX_Tls_enable, CONF_IDX_Tls_implicit,
+                              CONF_IDX_Tls_delivery, CONF_IDX_Tls_pubkey,
+                              CONF_IDX_Tls_privkey, CONF_IDX_Tls_cafile};
+
+    if (c->Tls_module[0]) {
+        if ((c->Tls_enable || c->Tls_implicit) && !c->Tls_pubkey[0])
+            buf_printf(warn, "%s:%d: %s is ignored: no certificate (Tls_pubkey)\n",
+                       c->path, c->line[c->Tls_implicit ? CONF_IDX_Tls_implicit
+                                                        : CONF_IDX_Tls_enable],
+                       c->Tls_implicit ? "Tls_implicit" : "Tls_enable");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(idx) / sizeof(idx[0]); i++)
+        if (c->line[idx[i]] > 0)
+            buf_printf(warn, "%s:%d: %s is ignored: no Tls_module, no TLS\n", c->path,
+                       c->line[idx[i]], config_option(idx[i])->name);
+}
+
 /* Loads and checks everything -t checks; exits 1 on the first error. */
 static void main_load(const char *path, struct selor_node *node)
 {
     struct buf err = BUF_INIT(0), warn = BUF_INIT(0);
 
     selor_conf = config_load(path, &err, &warn);
+    if (selor_conf)
+        main_tls_warnings(&warn);
     if (warn.len)
         fprintf(stderr, "%s", buf_cstr(&warn));
     if (selor_conf == NULL) {
@@ -53,6 +77,7 @@ static void main_load(const char *path, struct selor_node *node)
         exit(1);
     }
     if (module_load_all(&node->mods, &err) < 0 ||
+        module_load_tls(&node->mods, &node->tls, &err) < 0 ||
         config_check_extras(selor_conf, module_claims_option, &node->mods, &err) < 0 ||
         accounts_check_config(&node->mods, selor_conf, &err) < 0) {
         fprintf(stderr, "%s\n", buf_cstr(&err));

@@ -7,6 +7,7 @@
 #define SELOR_NODE_H
 
 #include "module.h"
+#include "stream.h"
 
 struct coord;
 
@@ -14,6 +15,7 @@ struct coord;
 
 struct selor_node {
     struct module_set mods;
+    struct stream_tls tls;            /* Tls_module's engine (ops NULL: none) */
     int listen_fd[NODE_MAX_WORKERS];  /* one SO_REUSEPORT socket a worker */
     int nworkers;
     struct coord *coord;

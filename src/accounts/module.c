@@ -129,6 +129,32 @@ int module_load_all(struct module_set *set, struct buf *err)
     return 0;
 }
 
+int module_load_tls(struct module_set *set, struct stream_tls *tls, struct buf *err)
+{
+    const struct config *c = selor_conf;
+    const struct module_inst *mi;
+
+    tls->ops = NULL;
+    tls->state = NULL;
+    if (!c->Tls_module[0])
+        return 0;
+    if (set->n == MODULE_MAX) {
+        buf_printf(err, "too many modules (at most %d)", MODULE_MAX);
+        return -1;
+    }
+    if (module_load_one(set, c->Tls_module, err) < 0)
+        return -1;
+    mi = &set->m[set->n - 1];
+    if (mi->mod->tls == NULL) {
+        buf_printf(err, "%s:%d: Tls_module: %s is not a TLS module", c->path,
+                   c->line[CONF_IDX_Tls_module], c->Tls_module);
+        return -1;
+    }
+    tls->ops = mi->mod->tls;
+    tls->state = mi->state;
+    return 0;
+}
+
 int module_claims_option(const char *name, int quoted, void *arg)
 {
     const struct module_set *set = arg;

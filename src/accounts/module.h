@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "selor_module.h"
+#include "stream.h"
 
 #define MODULE_MAX 16
 
@@ -29,6 +30,8 @@ struct module_set {
 
 /* Loads and initialises every Module of selor_conf; -1 with err. */
 int module_load_all(struct module_set *set, struct buf *err);
+/* Loads Tls_module (if set) and gives its engine; -1 with err. */
+int module_load_tls(struct module_set *set, struct stream_tls *tls, struct buf *err);
 /* config_claim_fn: 1 if a loaded module reads this option (-1: wrong type). */
 int module_claims_option(const char *name, int quoted, void *set);
 void module_attach_all(struct module_set *set, uv_loop_t *loop);

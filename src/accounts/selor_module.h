@@ -7,7 +7,10 @@
  * increments it.  Account modules answer four kinds of lookup (domain,
  * mailbox, alias, authentication), each either at once or later through a
  * callback, so a module that talks to a database never blocks Selor's
- * event loop.  Must not: include Selor's internal headers (a module sees
+ * event loop.  A TLS module (Tls_module) offers a TLS engine instead:
+ * connections driven through memory buffers, so that Selor's transport
+ * (src/core/stream.c) moves the bytes on its own event loop and nothing
+ * blocks.  Must not: include Selor's internal headers (a module sees
  * only this file and libuv).
  *
  * Life of a module in a running node:
@@ -31,7 +34,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#define SELOR_MODULE_ABI 1
+#define SELOR_MODULE_ABI 2
 
 enum selor_lookup_kind {
     SELOR_LOOKUP_DOMAIN,   /* key: domain; found = it is a local domain */
@@ -98,6 +101,49 @@ struct selor_module_option {
     int is_text;        /* 1: "quoted text", 0: number */
 };
 
+/* A result of selor_tls_ops.read or .write below 0. */
+#define SELOR_TLS_EOF   (-1)   /* the peer closed TLS (close_notify) */
+#define SELOR_TLS_ERROR (-2)   /* handshake or record error: see .error */
+
+/*
+ * A TLS engine.  The module's init() loads the certificate, key and CA
+ * files (as root, before privileges drop); a connection is then fed the
+ * bytes that came from the network and gives back the bytes to send.
+ * Every call returns at once.
+ */
+struct selor_tls_ops {
+    /* A connection: server 1 (SMTP in) or 0 (SMTP out, host: the name to
+     * verify and send as SNI, may be NULL); NULL if the module cannot (no
+     * certificate for a server), with why in err. */
+    void *(*conn_new)(void *state, int server, const char *host, char *err,
+                      size_t errlen);
+    void (*conn_free)(void *conn);
+    /* Bytes from the network. */
+    void (*feed)(void *conn, const char *data, size_t len);
+    /* Drives the handshake and reads: > 0 bytes of plaintext in out, 0 when
+     * it needs more input, SELOR_TLS_EOF or SELOR_TLS_ERROR. */
+    long (*read)(void *conn, char *out, size_t outlen);
+    /* Plaintext to send (after the handshake): len, or SELOR_TLS_ERROR. */
+    long (*write)(void *conn, const char *data, size_t len);
+    /* Bytes waiting to go to the network: copies up to outlen of them. */
+    size_t (*drain)(void *conn, char *out, size_t outlen);
+    size_t (*pending)(void *conn);
+    int (*handshake_done)(void *conn);
+    /* After the handshake: "TLSv1.3", the cipher's name, its bits. */
+    const char *(*version)(void *conn);
+    const char *(*cipher)(void *conn);
+    int (*bits)(void *conn);
+    /* The peer's certificate verified (chain, and for a client the host). */
+    int (*verified)(void *conn);
+    /* Why the last call failed. */
+    const char *(*error)(void *conn);
+    /* Queues a close_notify (drain it before closing the socket). */
+    void (*shutdown)(void *conn);
+    /* Reads the certificate and key files again (as root: the master);
+     * connections made from then on use them.  0, or -1 with err. */
+    int (*reload)(void *state, char *err, size_t errlen);
+};
+
 struct selor_module {
     unsigned abi;                                /* SELOR_MODULE_ABI */
     const char *name;                            /* the name in Modseq_* */
@@ -114,6 +160,8 @@ struct selor_module {
     int (*lookup)(void *state, struct selor_lookup *req);
     /* The owner of a pending request went away: done() must not be called. */
     void (*cancel)(void *state, struct selor_lookup *req);
+    /* A TLS module's engine (NULL for account modules; kinds is then 0). */
+    const struct selor_tls_ops *tls;
 };
 
 #endif

@@ -14,7 +14,7 @@ static const struct {
     {"HELO", SMTP_HELO}, {"EHLO", SMTP_EHLO}, {"MAIL", SMTP_MAIL},
     {"RCPT", SMTP_RCPT}, {"DATA", SMTP_DATA}, {"RSET", SMTP_RSET},
     {"NOOP", SMTP_NOOP}, {"QUIT", SMTP_QUIT}, {"VRFY", SMTP_VRFY},
-    {"EXPN", SMTP_EXPN}, {"HELP", SMTP_HELP},
+    {"EXPN", SMTP_EXPN}, {"HELP", SMTP_HELP}, {"STARTTLS", SMTP_STARTTLS},
 };
 
 const char *smtp_verb_name(enum smtp_verb v)
@@ -34,10 +34,10 @@ void smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
     out->arglen = 0;
     while (v < len && isalpha((unsigned char)line[v]))
         v++;
-    if (v != 4 || (v < len && line[v] != ' '))
+    if (v < 4 || v > 8 || (v < len && line[v] != ' '))
         return;
     for (size_t i = 0; i < sizeof(smtp_verbs) / sizeof(smtp_verbs[0]); i++)
-        if (strncasecmp(line, smtp_verbs[i].name, 4) == 0)
+        if (strlen(smtp_verbs[i].name) == v && strncasecmp(line, smtp_verbs[i].name, v) == 0)
             out->verb = smtp_verbs[i].verb;
     while (v < len && line[v] == ' ')
         v++;

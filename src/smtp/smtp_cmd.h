@@ -28,6 +28,7 @@ enum smtp_verb {
     SMTP_VRFY,
     SMTP_EXPN,
     SMTP_HELP,
+    SMTP_STARTTLS,
 };
 
 struct smtp_cmd {

@@ -112,6 +112,11 @@ void smtp_policy_line_too_long(struct smtp_session *s)
 
 /* ---- HELO, EHLO ---- */
 
+static int smtp_starttls_offered(const struct smtp_session *s)
+{
+    return s->conf->Tls_enable && !s->tls && smtp_session_tls_available(s);
+}
+
 /* A name for the Received header: printable ASCII, no blank. */
 static int smtp_helo_ok(const char *p, size_t n, size_t max)
 {
@@ -144,7 +149,29 @@ static void smtp_do_helo(struct smtp_session *s, const struct smtp_cmd *c)
     smtp_session_reply_raw(s, "250-PIPELINING\r\n");
     smtp_session_reply_raw(s, "250-SIZE %ld\r\n", conf->Max_mail_size);
     smtp_session_reply_raw(s, "250-8BITMIME\r\n");
+    if (smtp_starttls_offered(s))
+        smtp_session_reply_raw(s, "250-STARTTLS\r\n");
     smtp_session_reply_raw(s, "250 ENHANCEDSTATUSCODES\r\n");
+}
+
+/* ---- STARTTLS ---- */
+
+static void smtp_do_starttls(struct smtp_session *s, const struct smtp_cmd *c)
+{
+    if (!smtp_starttls_offered(s) && !s->tls) {
+        smtp_refuse(s, s->conf->Msg_invalid_cmd, "5.1", NULL, 0);
+        return;
+    }
+    if (s->tls) {
+        smtp_session_reply_raw(s, "554 %sTLS is already active\r\n", s->esmtp ? "5.5.1 " : "");
+        return;
+    }
+    if (c->arglen > 0) {
+        smtp_refuse(s, s->conf->Msg_invalid_param, "5.4", NULL, 0);
+        return;
+    }
+    smtp_session_reply_raw(s, "220 2.0.0 Ready to start TLS\r\n");
+    smtp_session_starttls(s);
 }
 
 /* ---- MAIL ---- */
@@ -445,11 +472,17 @@ static void smtp_received(struct smtp_session *s, struct buf *h)
 {
     const struct config *conf = s->conf;
     char date[64];
-    const char *proto = s->esmtp ? (s->auth[0] ? "ESMTPA" : "ESMTP") : "SMTP";
+    /* RFC 3848: S for TLS, A for AUTH */
+    const char *proto = !s->esmtp ? "SMTP" : s->tls ? (s->auth[0] ? "ESMTPSA" : "ESMTPS")
+                                                    : (s->auth[0] ? "ESMTPA" : "ESMTP");
 
     log_format_rfc5322(date, sizeof(date), (long)time(NULL));
     buf_printf(h, "Received: from %s (%s [%s])\n", s->helo,
                s->rdns[0] ? s->rdns : "unknown", s->ip);
+    if (s->tls)
+        buf_printf(h, "\t(using %s with cipher %s (%d bits))\n",
+                   stream_tls_version(&s->io), stream_tls_cipher(&s->io),
+                   stream_tls_bits(&s->io));
     if (conf->Hshow_user && s->auth[0])
         buf_printf(h, "\t(authenticated user %s)\n", s->auth);
     buf_printf(h, "\tby %s (Selor) with %s id %s", conf->Server_name, proto,
@@ -503,9 +536,10 @@ static void smtp_commit_done(void *arg, int err, const char *id)
                            "3.0", NULL, NULL);
     } else {
         for (size_t i = 0; i < s->txn.nrcpt; i++)
-            log_summary(id, "accepted from=<%s> to=<%s> size=%zu bytes=%zu client=%s",
-                        s->txn.from, s->txn.rcpt[i].addr, s->txn.data.size,
-                        s->txn.data.wire, s->ip);
+            log_summary(id, "accepted from=<%s> to=<%s> size=%zu bytes=%zu client=%s "
+                        "tls=%s%s%s", s->txn.from, s->txn.rcpt[i].addr, s->txn.data.size,
+                        s->txn.data.wire, s->ip, s->tls ? stream_tls_version(&s->io) : "no",
+                        s->tls ? "/" : "", s->tls ? stream_tls_cipher(&s->io) : "");
         s->msgs++;
         s->errors = 0;   /* the count is of errors without delivering mail */
         smtp_session_announce(s, id);
@@ -620,9 +654,10 @@ void smtp_policy_command(struct smtp_session *s, const char *line, size_t n)
         smtp_session_reply_raw(s, "252 %sCannot VRFY user, but will accept message\r\n",
                                s->esmtp ? "2.5.0 " : "");
         break;
+    case SMTP_STARTTLS: smtp_do_starttls(s, &c); break;
     case SMTP_HELP:
         smtp_session_reply_raw(s, "214 %sCommands: HELO EHLO MAIL RCPT DATA RSET NOOP "
-                               "QUIT VRFY HELP\r\n", s->esmtp ? "2.0.0 " : "");
+                               "QUIT VRFY HELP STARTTLS\r\n", s->esmtp ? "2.0.0 " : "");
         break;
     case SMTP_EXPN:
         smtp_refuse(s, conf->Msg_refused, "7.0", NULL, 0);

@@ -41,6 +41,7 @@
 #include "smtp_server.h"
 #include "smtp_session.h"
 #include "smtp_worker.h"
+#include "stream.h"
 
 #define SMTP_IN_LIMIT (64 * 1024)     /* unhandled input before reading stops */
 #define SMTP_OUT_LIMIT (64 * 1024)    /* unsent replies before reading stops */
@@ -64,13 +65,6 @@ static const unsigned smtp_next_states[SMTP_NSTATES] = {
     [SMTP_S_CLOSED] = 0,
 };
 #undef T
-
-struct smtp_write {
-    uv_write_t req;
-    struct smtp_session *s;
-    size_t len;
-    char data[];
-};
 
 static void smtp_close(struct smtp_session *s, const char *why);
 static void smtp_flush(struct smtp_session *s);
@@ -150,13 +144,11 @@ void smtp_session_hangup(struct smtp_session *s, const char *msg, const char *de
 
 /* ---- output ---- */
 
-static void smtp_write_done(uv_write_t *req, int status)
+static void smtp_write_done(void *arg, int status, size_t len)
 {
-    struct smtp_write *wr = req->data;
-    struct smtp_session *s = wr->s;
+    struct smtp_session *s = arg;
 
-    s->out_pending -= wr->len;
-    mem_free(wr);
+    s->out_pending -= len;
     if (status < 0) {
         smtp_close(s, status == UV_ECANCELED ? NULL : "write error");
         return;
@@ -171,56 +163,42 @@ static void smtp_write_done(uv_write_t *req, int status)
 
 static void smtp_flush(struct smtp_session *s)
 {
-    struct smtp_write *wr;
-    uv_buf_t b;
+    size_t n = s->out.len;
 
     if (s->state == SMTP_S_CLOSED)
         return;
-    if (s->out.len == 0) {
+    if (n == 0) {
         if (s->state == SMTP_S_CLOSING && s->out_pending == 0)
             smtp_close(s, "last reply written");
         return;
     }
-    wr = mem_alloc(sizeof(*wr) + s->out.len);
-    wr->s = s;
-    wr->len = s->out.len;
-    memcpy(wr->data, s->out.data, s->out.len);
-    wr->req.data = wr;
+    s->out_pending += n;
+    if (stream_write(&s->io, s->out.data, n, smtp_write_done) < 0) {
+        s->out_pending -= n;
+        buf_reset(&s->out);
+        smtp_close(s, "write error");
+        return;
+    }
     buf_reset(&s->out);
     buf_shrink(&s->out, 4096);
-    s->out_pending += wr->len;
-    b = uv_buf_init(wr->data, (unsigned)wr->len);
-    if (uv_write(&wr->req, (uv_stream_t *)&s->tcp, &b, 1, smtp_write_done) < 0) {
-        s->out_pending -= wr->len;
-        mem_free(wr);
-        smtp_close(s, "write error");
-    }
 }
 
 /* ---- input ---- */
 
-static void smtp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+static void smtp_read(void *arg, ssize_t n, const char *data)
 {
-    struct smtp_session *s = h->data;
-
-    *b = uv_buf_init(s->w->rbuf, sizeof(s->w->rbuf));
-}
-
-static void smtp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
-{
-    struct smtp_session *s = st->data;
+    struct smtp_session *s = arg;
 
     if (n < 0) {
         if (n != UV_EOF)
-            log_central(s->txn.qid, "%s %s * read error: %s", s->cid, s->ip,
-                        uv_strerror((int)n));
+            log_central(s->txn.qid, "%s %s * read error: %s%s%s", s->cid, s->ip,
+                        uv_strerror((int)n), n == UV_EPROTO ? ": " : "",
+                        n == UV_EPROTO ? stream_tls_error(&s->io) : "");
         smtp_close(s, n == UV_EOF ? "client closed the connection" : "read error");
         return;
     }
-    if (n == 0)
-        return;
     smtp_timer_reset(s);
-    buf_append(&s->in, b->base, (size_t)n);
+    buf_append(&s->in, data, (size_t)n);
     smtp_session_process(s);
 }
 
@@ -231,9 +209,9 @@ static void smtp_read_control(struct smtp_session *s)
                !(s->txn.msg && spool_msg_backlogged(s->txn.msg));
 
     if (want && !s->reading)
-        uv_read_start((uv_stream_t *)&s->tcp, smtp_alloc, smtp_read);
+        stream_read_start(&s->io, smtp_read);
     else if (!want && s->reading)
-        uv_read_stop((uv_stream_t *)&s->tcp);
+        stream_read_stop(&s->io);
     s->reading = want;
 }
 
@@ -387,6 +365,58 @@ static void smtp_announce_held(struct smtp_session *s)
     buf_free(&s->announce);
 }
 
+/* ---- TLS ---- */
+
+int smtp_session_tls_available(const struct smtp_session *s)
+{
+    return s->w->node->tls.ops != NULL && s->conf->Tls_pubkey[0];
+}
+
+static void smtp_tls_done(void *arg, int status)
+{
+    struct smtp_session *s = arg;
+
+    if (status < 0) {
+        log_central(NULL, "%s %s * TLS handshake failed: %s", s->cid, s->ip,
+                    stream_tls_error(&s->io));
+        smtp_close(s, "TLS handshake failed");
+        return;
+    }
+    s->tls = 1;
+    log_central(NULL, "%s %s * TLS %s with cipher %s (%d bits)", s->cid, s->ip,
+                stream_tls_version(&s->io), stream_tls_cipher(&s->io),
+                stream_tls_bits(&s->io));
+}
+
+static int smtp_tls_start(struct smtp_session *s)
+{
+    if (stream_start_tls(&s->io, &s->w->node->tls, 1, NULL, smtp_tls_done) == 0)
+        return 0;
+    log_central(NULL, "%s %s * TLS cannot start: %s", s->cid, s->ip,
+                stream_tls_error(&s->io));
+    smtp_close(s, "TLS cannot start");
+    return -1;
+}
+
+/*
+ * The 220 goes out in clear, then the connection is TLS.  What the client
+ * sent after STARTTLS in the same breath is dropped, never read as
+ * commands (the command injection of CVE-2011-0411 and its kin), and the
+ * session starts over: no EHLO, no transaction (RFC 3207, 4.2).
+ */
+void smtp_session_starttls(struct smtp_session *s)
+{
+    smtp_flush(s);
+    if (s->state == SMTP_S_CLOSED)
+        return;
+    buf_reset(&s->in);
+    s->skip_line = 0;
+    smtp_policy_txn_reset(s);
+    s->greeted = s->esmtp = 0;
+    s->helo[0] = '\0';
+    smtp_tls_start(s);
+}
+
 /* ---- timers, close ---- */
 
 static void smtp_session_link(struct smtp_worker *w, struct smtp_session *s)
@@ -466,7 +496,7 @@ static void smtp_close(struct smtp_session *s, const char *why)
     smtp_announce_held(s);
     smtp_policy_txn_free(s);
     uv_close((uv_handle_t *)&s->timer, smtp_handle_closed);
-    uv_close((uv_handle_t *)&s->tcp, smtp_handle_closed);
+    stream_close(&s->io, smtp_handle_closed);
 }
 
 /* ---- before the greeting ---- */
@@ -556,20 +586,23 @@ int smtp_server_accept(struct smtp_worker *w, uv_stream_t *listener)
     buf_init(&s->chunk, 0);
     buf_init(&s->announce, 0);
     arena_init(&s->txn.mem, 1024);
-    uv_tcp_init(&w->loop, &s->tcp);
+    stream_init(&s->io, &w->loop, s, w->rbuf, sizeof(w->rbuf), w->pbuf, sizeof(w->pbuf));
     uv_timer_init(&w->loop, &s->timer);
-    s->tcp.data = s->timer.data = s;
+    s->timer.data = s;
     s->handles_open = 2;
     smtp_session_link(w, s);
     snprintf(s->cid, sizeof(s->cid), "c%d.%lu", w->index, ++w->next_cid);
-    if (uv_accept(listener, (uv_stream_t *)&s->tcp) < 0) {
+    if (uv_accept(listener, (uv_stream_t *)&s->io.tcp) < 0) {
         smtp_close(s, "accept failed");
         return -1;
     }
-    uv_tcp_nodelay(&s->tcp, 1);
-    uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len);
+    uv_tcp_nodelay(&s->io.tcp, 1);
+    uv_tcp_getpeername(&s->io.tcp, (struct sockaddr *)&ss, &len);
     net_ntop((struct sockaddr *)&ss, s->ip, sizeof(s->ip), &port);
     log_central(NULL, "%s %s * connect port=%d", s->cid, s->ip, port);
+    /* Tls_implicit: TLS from the first byte; the greeting waits for it */
+    if (s->conf->Tls_implicit && smtp_tls_start(s) < 0)
+        return 0;
     smtp_timer_reset(s);
     smtp_read_control(s);   /* a client that leaves at once is noticed */
     coord_conn_check(w->node->coord, &s->own, s->ip, smtp_conn_checked, s);

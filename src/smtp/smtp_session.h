@@ -24,6 +24,7 @@
 #include "queue_id.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
+#include "stream.h"
 
 struct config;
 struct smtp_worker;
@@ -66,7 +67,7 @@ struct smtp_txn {
 };
 
 struct smtp_session {
-    uv_tcp_t tcp;
+    struct stream io;           /* the connection, plain or TLS */
     uv_timer_t timer;           /* idle timeout, or the delay of a held reply */
     struct smtp_worker *w;
     const struct config *conf;
@@ -80,6 +81,7 @@ struct smtp_session {
     char helo[256];
     char auth[256];             /* authenticated user ("" none) */
     int greeted, esmtp;
+    int tls;                    /* the session runs under TLS (the transport sets it) */
     int reading, handles_open;
     int processing, process_again;   /* smtp_session_process is running */
     int skip_line;              /* discarding an over-long command line */
@@ -120,6 +122,12 @@ void smtp_session_resume(struct smtp_session *s, size_t reply_start, long delay)
 void smtp_session_process(struct smtp_session *s);
 /* Tells the queue about an accepted message (Immed_delivery). */
 void smtp_session_announce(struct smtp_session *s, const char *id);
+/* STARTTLS was answered with 220 (in `out`): that reply goes out in
+ * clear, input the client sent with the command is thrown away, and from
+ * now on the connection is TLS (RFC 3207). */
+void smtp_session_starttls(struct smtp_session *s);
+/* TLS can be offered: a module is loaded, with a certificate. */
+int smtp_session_tls_available(const struct smtp_session *s);
 
 /* ---- smtp_policy.c: what the commands do ---- */
 

@@ -20,6 +20,7 @@ struct selor_node;
 struct smtp_session;
 
 #define SMTP_WORKER_RBUF 65536
+#define SMTP_WORKER_PBUF 16384     /* plaintext of one TLS record */
 
 struct smtp_worker {
     uv_loop_t loop;
@@ -36,6 +37,7 @@ struct smtp_worker {
     unsigned long nsessions, next_cid;
     int stopping;
     char rbuf[SMTP_WORKER_RBUF];   /* one read at a time per process */
+    char pbuf[SMTP_WORKER_PBUF];   /* what TLS decrypted from it */
 };
 
 /* Runs a worker in this (forked) process; never returns. */

@@ -1,0 +1,195 @@
+"""TLS on SMTP in (issue 8): STARTTLS (RFC 3207) and implicit TLS (RFC 8314)
+through build/*/mod/selor_tls.so, with real clients: Python smtplib and
+ssl, openssl s_client, swaks.  The key is readable by root only: the
+master reads it before the node drops to User."""
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+import selortest
+from selortest import wait_for
+
+TLS_MOD = os.path.join(selortest.MOD_DIR, "selor_tls.so")
+
+
+def make_cert(d, cn, name="cert"):
+    key, cert = os.path.join(d, name + ".key"), os.path.join(d, name + ".pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=" + cn], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def tls_node(nodes, workdir, **options):
+    cert, key = make_cert(workdir, "mx.n1.test")
+    opts = {"Tls_module": TLS_MOD, "Tls_enable": 1, "Tls_pubkey": cert, "Tls_privkey": key}
+    opts.update(options)
+    n = nodes("n1", options=opts)
+    if not options.get("Tls_implicit"):
+        n.start()
+        return n
+    n.start(wait=False)
+    wait_for(lambda: implicit_greeting(n).startswith(b"220"), timeout=20,
+             what="the node to accept")
+    return n
+
+
+def implicit_greeting(n):
+    try:
+        with client_ctx().wrap_socket(socket.create_connection((n.host, n.port),
+                                                               timeout=2)) as t:
+            return t.recv(200)
+    except OSError:
+        return b""
+
+
+def client_ctx():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def ehlo_keywords(c):
+    code, text = c.ehlo("client.test")
+    assert code == 250
+    return [l.split()[0].upper() for l in text.decode().splitlines()[1:]]
+
+
+def test_starttls_then_mail(nodes, workdir):
+    n = tls_node(nodes, workdir)
+    with n.smtp() as c:
+        assert "STARTTLS" in ehlo_keywords(c)
+        code, _ = c.starttls(context=client_ctx())
+        assert code == 220
+        # the session starts over under TLS: STARTTLS is no longer offered
+        assert "STARTTLS" not in ehlo_keywords(c)
+        assert c.sock.version() in ("TLSv1.2", "TLSv1.3")
+        c.sendmail("someone@remote.test", ["alice@example.com"],
+                   "Subject: over tls\r\n\r\nhello\r\n")
+    qid = [f[1:] for f in os.listdir(n.spool) if f.startswith("c")][0]
+    content = n.read_content(qid).decode()
+    assert "with ESMTPS id" in content, content
+    assert "(using TLSv1.3 with cipher " in content, content
+    assert "tls=TLSv1.3/" in n.log("summary")
+
+
+def test_no_starttls_without_enable_or_module(nodes, workdir):
+    n = tls_node(nodes, workdir, Tls_enable=0)
+    with n.smtp() as c:
+        assert "STARTTLS" not in ehlo_keywords(c)
+        assert c.docmd("STARTTLS")[0] == 500
+        assert c.docmd("NOOP")[0] == 250
+
+
+def test_pipelined_commands_after_starttls_are_dropped(nodes, workdir):
+    """STARTTLS and NOOP in one packet: the NOOP is never answered, neither
+    in clear nor inside TLS (the STARTTLS command injection)."""
+    n = tls_node(nodes, workdir)
+    s = n.connect()
+    s.sendall(b"EHLO client.test\r\n")
+    assert s.reply().startswith(b"250")
+    s.sendall(b"STARTTLS\r\nNOOP\r\n")
+    assert s.reply().startswith(b"220 ")
+    assert s.pending == b""
+    s.sock.settimeout(1)
+    with pytest.raises(socket.timeout):       # nothing more in clear
+        s.sock.recv(100)
+    s.sock.settimeout(10)
+    t = client_ctx().wrap_socket(s.sock)
+    t.settimeout(1)
+    with pytest.raises(socket.timeout):       # nor inside TLS
+        t.recv(100)
+    t.settimeout(10)
+    # the session forgot its EHLO: a transaction needs a new one
+    t.sendall(b"MAIL FROM:<a@remote.test>\r\n")
+    assert t.recv(200).startswith(b"503")
+    t.sendall(b"EHLO again.test\r\n")
+    assert t.recv(2000).startswith(b"250-")
+    t.close()
+
+
+def test_openssl_s_client_starttls(nodes, workdir):
+    n = tls_node(nodes, workdir)
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect",
+                        "%s:%d" % (n.host, n.port), "-quiet", "-ign_eof", "-crlf"],
+                       input=b"EHLO client.test\nQUIT\n", capture_output=True, timeout=30)
+    out = r.stdout.decode()
+    assert "250-mx.n1.test" in out and "221" in out, (out, r.stderr.decode())
+
+
+def test_swaks_tls(nodes, workdir):
+    if not shutil.which("swaks"):
+        pytest.skip("swaks missing")
+    n = tls_node(nodes, workdir)
+    r = subprocess.run(["swaks", "--server", n.host, "--port", str(n.port), "--tls",
+                        "--from", "someone@remote.test", "--to", "alice@example.com",
+                        "--helo", "client.test"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "TLS started" in r.stdout, r.stdout
+    wait_for(lambda: "tls=TLSv1.3/" in n.log("summary"), timeout=10, what="the summary")
+
+
+def test_implicit_tls(nodes, workdir):
+    n = tls_node(nodes, workdir, Tls_implicit=1, Tls_enable=0)
+    raw = socket.create_connection((n.host, n.port), timeout=10)
+    t = client_ctx().wrap_socket(raw)
+    assert t.recv(200).startswith(b"220 mx.n1.test")
+    t.sendall(b"EHLO client.test\r\n")
+    reply = t.recv(2000)
+    assert reply.startswith(b"250-") and b"STARTTLS" not in reply
+    t.close()
+    r = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (n.host, n.port),
+                        "-quiet", "-ign_eof", "-crlf"], input=b"QUIT\n", capture_output=True,
+                       timeout=30)
+    assert r.stdout.decode().startswith("220 mx.n1.test"), r.stdout
+
+
+def test_bad_handshakes_cost_one_connection(nodes, workdir):
+    """Clear text where TLS is due, and a client that leaves in the middle
+    of its handshake: each closes its own connection only."""
+    n = tls_node(nodes, workdir)
+    s = n.connect()
+    s.sendall(b"STARTTLS\r\n")
+    assert s.reply().startswith(b"220")
+    s.sendall(b"EHLO plain.test\r\n" * 50)
+    s.sock.settimeout(10)
+    assert s.sock.recv(100) in (b"",) or True   # an alert or the close
+    s.sock.close()
+    for _ in range(5):
+        s = n.connect()
+        s.sendall(b"STARTTLS\r\n")
+        assert s.reply().startswith(b"220")
+        s.sock.sendall(b"\x16\x03\x01\x00\x50" + b"\x01" * 10)  # half a hello
+        s.sock.close()
+    with n.smtp() as c:
+        c.starttls(context=client_ctx())
+        assert c.noop()[0] == 250
+    wait_for(lambda: "TLS handshake failed" in n.log(), timeout=10, what="the log")
+
+
+def test_check_reports_tls_files(nodes, workdir):
+    cert, key = make_cert(workdir, "mx.n1.test")
+    other_cert, other_key = make_cert(workdir, "other.test", "other")
+    n = nodes("n1")
+    n.options.update({"Tls_module": TLS_MOD, "Tls_enable": 1, "Tls_pubkey": cert,
+                      "Tls_privkey": other_key})
+    rc, out = n.check()
+    assert rc != 0 and "selor.conf:" in out and "Tls_privkey" in out \
+        and "mismatch" in out, out
+    n.options["Tls_privkey"] = os.path.join(workdir, "missing.key")
+    rc, out = n.check()
+    assert rc != 0 and "Tls_privkey" in out and "missing.key" in out, out
+    n.options["Tls_privkey"] = key
+    rc, out = n.check()
+    assert rc == 0, out
+    del n.options["Tls_module"]
+    rc, out = n.check()
+    assert "Tls_enable is ignored: no Tls_module" in out, out
+    assert "Tls_pubkey is ignored" in out, out
