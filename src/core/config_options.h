@@ -63,7 +63,7 @@ CONF_TEXT(Tls_pubkey, "Tls_pubkey", "", CONF_F_PATH)
 CONF_TEXT(Tls_privkey, "Tls_privkey", "", CONF_F_PATH)
 CONF_NUM(Tls_enable, "Tls_enable", 0, 0, 1, CONF_F_DEF)
 CONF_NUM(Tls_delivery, "Tls_delivery", 0, 0, 2, CONF_F_DEF)
-CONF_NUM(Tls_implicit, "Tls_implicit", 0, 0, 1, 0)
+CONF_NUM(Tls_implicit, "Tls_implicit", 0, 0, 1, CONF_F_NEW)
 
 /* Files and directories */
 CONF_TEXT(Pid_file, "Pid_file", "/var/run/selor.pid", CONF_F_PATH)

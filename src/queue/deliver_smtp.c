@@ -49,6 +49,7 @@ struct deliver_smtp {
     struct smtp_client_msg msg;
     struct smtp_client *client;      /* the session under way */
     int committed;                   /* some content was sent in full */
+    int tls_fallback;                /* this address again, in clear */
     char last_error[DELIVER_ANSWER_MAX];
     uv_timer_t timer;
 };
@@ -139,13 +140,18 @@ static int ds_status_of(int code)
     return DELIVER_TEMP;
 }
 
-static void ds_host_label(struct deliver_smtp *d, char *out, size_t size)
+/* "mx.example.com[192.0.2.1]:25 tls=TLSv1.3/TLS_AES_256_GCM_SHA384": the
+ * delivery log says whether each delivery was encrypted. */
+static void ds_host_label(struct deliver_smtp *d, const struct smtp_client_result *r,
+                          char *out, size_t size)
 {
     char ip[64];
     int port;
 
     net_ntop((struct sockaddr *)&d->addrs[d->addr_i], ip, sizeof(ip), &port);
-    snprintf(out, size, "%s[%s]:%d", d->hosts[d->host_i].name, ip, port);
+    snprintf(out, size, "%s[%s]:%d tls=%s%s%s%s", d->hosts[d->host_i].name, ip, port,
+             r->tls_version[0] ? r->tls_version : "no", r->tls_version[0] ? "/" : "",
+             r->tls_cipher, r->tls_version[0] && r->tls_verified ? "/verified" : "");
 }
 
 static int ds_connection_failure(const struct smtp_client_result *r)
@@ -161,7 +167,19 @@ static void ds_client_done(void *arg, const struct smtp_client_result *r)
 
     d->committed |= smtp_client_content_sent(d->client);
     d->client = NULL;
-    ds_host_label(d, host, sizeof(host));
+    ds_host_label(d, r, host, sizeof(host));
+    /* Tls_delivery 1: a handshake that failed is tried again in clear,
+     * as opportunistic TLS does (once per address) */
+    if (r->tls_failed && d->rq->conf->Tls_delivery == 1 && !d->tls_fallback) {
+        d->tls_fallback = 1;
+        d->msg.tls = 0;
+        d->client = smtp_client_start(d->loop, &d->own,
+                                      (struct sockaddr *)&d->addrs[d->addr_i], &d->msg,
+                                      ds_client_done, d);
+        return;
+    }
+    d->tls_fallback = 0;
+    d->msg.tls = (int)d->rq->conf->Tls_delivery;
     if (ds_connection_failure(r)) {
         snprintf(d->last_error, sizeof(d->last_error), "%.200s: %.300s", host, r->answer);
         d->addr_i++;
@@ -218,6 +236,7 @@ static void ds_try_addr(struct deliver_smtp *d)
         ds_route_host(d);
         return;
     }
+    d->msg.tls_host = d->hosts[d->host_i].name;
     d->client = smtp_client_start(d->loop, &d->own, (struct sockaddr *)&d->addrs[d->addr_i],
                                   &d->msg, ds_client_done, d);
 }
@@ -360,6 +379,8 @@ struct deliver_smtp *deliver_smtp_start(uv_loop_t *loop, struct async_owner *o,
     d->msg.body_8bit = req->body_8bit;
     d->msg.connect_timeout_ms = c->Connect_timeout * 1000;
     d->msg.timeout_ms = c->Timeout * 1000;
+    d->msg.tls = (int)c->Tls_delivery;
+    d->msg.tls_engine = req->tls;
     ds_route(d);
     return d;
 }

@@ -37,6 +37,7 @@ struct deliver_rcpt_result {
 struct deliver_smtp_req {
     const struct config *conf;
     struct dns *dns;
+    const struct stream_tls *tls;     /* for Tls_delivery */
     const char *domain;               /* lower case */
     const char *from;                 /* "" for the null sender */
     const char *const *rcpts;

@@ -740,6 +740,7 @@ static void dl_start_smtp(struct dl_job *j)
 
     q->conf = d->conf;
     q->dns = d->env->dns;
+    q->tls = d->env->tls;
     q->domain = arena_strdup(&d->mem, dl_domain(j->addrs[0]));
     q->from = d->qf.from;
     q->rcpts = j->addrs;

@@ -31,6 +31,7 @@ struct delivery_env {
     struct coord *coord;
     struct dns *dns;
     const struct module_set *mods;
+    const struct stream_tls *tls;      /* Tls_module's engine (ops NULL: none) */
     struct queue_id_gen *idgen;
     struct delivery_domains domains;   /* Dremote_max_procs, paused domains */
 };

@@ -458,6 +458,7 @@ void queue_main(struct selor_node *node)
     q->env.loop = &q->loop;
     q->env.coord = node->coord;
     q->env.mods = &node->mods;
+    q->env.tls = &node->tls;
     q->env.idgen = &q->idgen;
     q->env.dns = dns_new(&q->loop, selor_conf->Dns_servers, err, sizeof(err));
     if (q->env.dns == NULL)

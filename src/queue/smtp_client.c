@@ -8,6 +8,9 @@
  *   GREETING  the server's greeting must be 2xx
  *   EHLO      EHLO, extensions read; when refused, HELO instead
  *   HELO      HELO (no extensions)
+ *   STARTTLS  the reply to STARTTLS (when msg->tls asks and the server
+ *             offers it); 220, then the handshake (TLS), then EHLO again
+ *   TLS       the TLS handshake is under way
  *   MAIL      the reply to MAIL; with PIPELINING, MAIL, every RCPT and DATA
  *             went out in one write and their replies are read in order
  *   RCPT      the replies to RCPT, one per recipient
@@ -47,6 +50,7 @@
 #include "net.h"
 #include "smtp_client.h"
 #include "smtp_reply.h"
+#include "stream.h"
 
 #define SC_LINE_MAX 4096             /* a reply line (RFC 5321 says 512) */
 #define SC_REPLY_MAX (64 * 1024)     /* a multi-line reply */
@@ -59,6 +63,8 @@ enum sc_state {
     SC_S_GREETING,
     SC_S_EHLO,
     SC_S_HELO,
+    SC_S_STARTTLS,
+    SC_S_TLS,
     SC_S_MAIL,
     SC_S_RCPT,
     SC_S_DATA,
@@ -76,7 +82,7 @@ enum sc_rcpt {
 
 struct smtp_client {
     struct async_req req;       /* for the owner: done reaches it */
-    uv_tcp_t tcp;
+    struct stream io;           /* the connection, plain or TLS */
     uv_timer_t timer;
     uv_connect_t connect;
     const struct smtp_client_msg *msg;
@@ -88,6 +94,7 @@ struct smtp_client {
     int finished;               /* the result was given, or cancelled */
     int quit_sent;
     int size_offered;           /* SIZE in the EHLO reply: send SIZE= */
+    int starttls_offered;       /* STARTTLS in the EHLO reply */
     int unanswered;             /* commands (and greeting) owed a reply */
     int deferred;               /* a failure found before connecting */
     int deferred_code;
@@ -104,18 +111,14 @@ struct smtp_client {
     unsigned char *rstate;      /* enum sc_rcpt per recipient */
     struct smtp_client_result res;
     char rbuf[SC_READ_SIZE];
-};
-
-struct sc_write {
-    uv_write_t req;
-    struct smtp_client *c;
-    char *data;
+    char pbuf[SC_READ_SIZE];    /* plaintext out of TLS */
 };
 
 static void sc_on_timer(uv_timer_t *t);
 static void sc_close(struct smtp_client *c);
 static void sc_leave(struct smtp_client *c);
 static void sc_send_content(struct smtp_client *c);
+static void sc_after_ehlo(struct smtp_client *c);
 
 /* ---- content encoding ---- */
 
@@ -189,7 +192,9 @@ static enum smtp_client_stage sc_stage(const struct smtp_client *c)
     case SC_S_CONNECT: return SMTP_CLIENT_CONNECT;
     case SC_S_GREETING: return SMTP_CLIENT_GREETING;
     case SC_S_EHLO:
-    case SC_S_HELO: return SMTP_CLIENT_HELO;
+    case SC_S_HELO:
+    case SC_S_STARTTLS:
+    case SC_S_TLS: return SMTP_CLIENT_HELO;
     case SC_S_MAIL: return SMTP_CLIENT_MAIL;
     case SC_S_RCPT: return SMTP_CLIENT_RCPT;
     default: return SMTP_CLIENT_DATA;
@@ -202,6 +207,8 @@ static const char *sc_awaited(const struct smtp_client *c)
     switch (c->state) {
     case SC_S_EHLO: return "EHLO";
     case SC_S_HELO: return "HELO";
+    case SC_S_STARTTLS: return "STARTTLS";
+    case SC_S_TLS: return "the TLS handshake";
     case SC_S_MAIL: return "MAIL";
     case SC_S_RCPT: return "RCPT";
     case SC_S_DATA: return "DATA";
@@ -337,7 +344,7 @@ static void sc_close(struct smtp_client *c)
         return;
     sc_set_state(c, SC_S_CLOSED);
     uv_close((uv_handle_t *)&c->timer, sc_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, sc_handle_closed);
+    stream_close(&c->io, sc_handle_closed);
 }
 
 static void sc_timer(struct smtp_client *c, long ms)
@@ -354,13 +361,10 @@ static void sc_expect(struct smtp_client *c, enum sc_state st)
 
 /* ---- output ---- */
 
-static void sc_write_done(uv_write_t *req, int status)
+static void sc_write_done(void *arg, int status, size_t len)
 {
-    struct sc_write *wr = req->data;
-    struct smtp_client *c = wr->c;
+    struct smtp_client *c = arg;
 
-    mem_free(wr->data);
-    mem_free(wr);
     c->writes_pending--;
     if (c->state == SC_S_CLOSED)
         return;
@@ -373,27 +377,19 @@ static void sc_write_done(uv_write_t *req, int status)
 }
 
 /*
- * Writes what b holds (its storage is handed over) and counts the
- * commands in it as owed a reply.  Callers set their state first: a
- * failing write ends the session.
+ * Writes what b holds (and frees it) and counts the commands in it as
+ * owed a reply.  Callers set their state first: a failing write ends the
+ * session.
  */
 static void sc_send(struct smtp_client *c, struct buf *b, int commands)
 {
-    struct sc_write *wr = mem_alloc(sizeof(*wr));
-    size_t len;
-    uv_buf_t ub;
     int r;
 
-    wr->c = c;
-    wr->data = buf_steal(b, &len);
-    wr->req.data = wr;
     c->writes_pending++;
     c->unanswered += commands;
-    ub = uv_buf_init(wr->data, (unsigned)len);
-    r = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &ub, 1, sc_write_done);
+    r = stream_write(&c->io, b->data, b->len, sc_write_done);
+    buf_free(b);
     if (r < 0) {
-        mem_free(wr->data);
-        mem_free(wr);
         c->writes_pending--;
         sc_lost(c, r);
     }
@@ -516,6 +512,8 @@ static void sc_ehlo_keyword(struct smtp_client *c, const char *p, size_t n)
         k++;
     if (k == 10 && strncasecmp(p, "PIPELINING", k) == 0) {
         c->res.pipelining = 1;
+    } else if (k == 8 && strncasecmp(p, "STARTTLS", k) == 0) {
+        c->starttls_offered = 1;
     } else if (k == 8 && strncasecmp(p, "8BITMIME", k) == 0) {
         c->res.eightbit = 1;
     } else if (k == 4 && strncasecmp(p, "SIZE", k) == 0) {
@@ -604,6 +602,74 @@ static void sc_got_ehlo(struct smtp_client *c)
         return;
     }
     sc_parse_ehlo(c);
+    sc_after_ehlo(c);
+}
+
+/* ---- STARTTLS (Tls_delivery: 1 when offered, 2 required) ---- */
+
+static void sc_tls_done(void *arg, int status)
+{
+    struct smtp_client *c = arg;
+    struct smtp_client_result *r = &c->res;
+
+    if (c->state != SC_S_TLS)
+        return;
+    if (status < 0) {
+        r->tls_failed = 1;
+        sc_fail(c, "TLS handshake with %s failed: %s", c->peer, stream_tls_error(&c->io));
+        return;
+    }
+    r->tls_verified = stream_tls_verified(&c->io);
+    if (c->msg->tls == 2 && !r->tls_verified) {
+        sc_fail(c, "TLS required (Tls_delivery 2), but the certificate of %s (%s) "
+                "does not verify", c->peer, c->msg->tls_host ? c->msg->tls_host : "?");
+        return;
+    }
+    snprintf(r->tls_version, sizeof(r->tls_version), "%s", stream_tls_version(&c->io));
+    snprintf(r->tls_cipher, sizeof(r->tls_cipher), "%s", stream_tls_cipher(&c->io));
+    /* RFC 3207: what the server said before TLS is forgotten */
+    r->esmtp = r->pipelining = r->eightbit = 0;
+    r->size_limit = 0;
+    c->size_offered = c->starttls_offered = 0;
+    sc_send_ehlo(c, SC_S_EHLO);
+}
+
+static void sc_got_starttls(struct smtp_client *c)
+{
+    if (c->rin.code == 220) {
+        sc_expect(c, SC_S_TLS);
+        if (stream_start_tls(&c->io, c->msg->tls_engine, 0, c->msg->tls_host,
+                             sc_tls_done) < 0) {
+            c->res.tls_failed = 1;
+            sc_fail(c, "TLS cannot start: %s", stream_tls_error(&c->io));
+        }
+        return;
+    }
+    if (c->msg->tls == 2) {
+        char text[SMTP_CLIENT_ANSWER_MAX - 64];
+        sc_reply_text(c, text, sizeof(text));
+        sc_fail(c, "TLS required (Tls_delivery 2), STARTTLS refused: %d %s",
+                c->rin.code, text);
+        return;
+    }
+    sc_send_mail(c);         /* opportunistic: on in clear */
+}
+
+static void sc_after_ehlo(struct smtp_client *c)
+{
+    const struct smtp_client_msg *m = c->msg;
+    int can = m->tls && m->tls_engine && m->tls_engine->ops;
+
+    if (!stream_is_tls(&c->io) && can && c->starttls_offered) {
+        sc_expect(c, SC_S_STARTTLS);
+        sc_send_line(c, "STARTTLS\r\n");
+        return;
+    }
+    if (!stream_is_tls(&c->io) && m->tls == 2) {
+        sc_fail(c, "TLS required (Tls_delivery 2), but %s", !can
+                ? "no TLS module is loaded (Tls_module)" : "the server offers no STARTTLS");
+        return;
+    }
     sc_send_mail(c);
 }
 
@@ -615,7 +681,7 @@ static void sc_got_helo(struct smtp_client *c)
         sc_end_reply(c, 1);
         return;
     }
-    sc_send_mail(c);
+    sc_after_ehlo(c);     /* no extensions: Tls_delivery 2 fails there */
 }
 
 static void sc_send_rcpt(struct smtp_client *c)
@@ -727,6 +793,7 @@ static void sc_got_reply(struct smtp_client *c)
     case SC_S_GREETING: sc_got_greeting(c); break;
     case SC_S_EHLO: sc_got_ehlo(c); break;
     case SC_S_HELO: sc_got_helo(c); break;
+    case SC_S_STARTTLS: sc_got_starttls(c); break;
     case SC_S_MAIL: sc_got_mail(c); break;
     case SC_S_RCPT: sc_got_rcpt(c); break;
     case SC_S_DATA: sc_got_data(c); break;
@@ -782,27 +849,24 @@ static void sc_process(struct smtp_client *c)
         sc_fail(c, "reply to %s too long", sc_awaited(c));
 }
 
-static void sc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+static void sc_read(void *arg, ssize_t n, const char *data)
 {
-    struct smtp_client *c = h->data;
-
-    *b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
-}
-
-static void sc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
-{
-    struct smtp_client *c = st->data;
+    struct smtp_client *c = arg;
 
     if (c->state == SC_S_CLOSED)
         return;
     if (n < 0) {
+        if (n == UV_EPROTO && c->state == SC_S_TLS)
+            return;            /* sc_tls_done tells */
+        if (n == UV_EPROTO) {
+            sc_fail(c, "TLS error with %s: %s", c->peer, stream_tls_error(&c->io));
+            return;
+        }
         sc_lost(c, (int)n);
         return;
     }
-    if (n == 0)
-        return;
     /* in holds at most a partial line of SC_LINE_MAX + 2 bytes here */
-    if (buf_append(&c->in, b->base, (size_t)n) < 0) {
+    if (buf_append(&c->in, data, (size_t)n) < 0) {
         sc_fail(c, "reply to %s too long", sc_awaited(c));
         return;
     }
@@ -845,7 +909,6 @@ static void sc_on_timer(uv_timer_t *t)
 static void sc_connected(uv_connect_t *req, int status)
 {
     struct smtp_client *c = req->data;
-    int r;
 
     if (status == UV_ECANCELED || c->state != SC_S_CONNECT)
         return;
@@ -853,12 +916,10 @@ static void sc_connected(uv_connect_t *req, int status)
         sc_fail(c, "connect to %s: %s", c->peer, uv_strerror(status));
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->io.tcp, 1);
     c->unanswered = 1;  /* the greeting */
     sc_expect(c, SC_S_GREETING);
-    r = uv_read_start((uv_stream_t *)&c->tcp, sc_alloc, sc_read);
-    if (r < 0)
-        sc_lost(c, r);
+    stream_read_start(&c->io, sc_read);
 }
 
 /* A failure known at once, reported from the loop: never inside start. */
@@ -912,15 +973,15 @@ struct smtp_client *smtp_client_start(uv_loop_t *loop, struct async_owner *o,
     c->res.rcpt_answer = mem_zalloc(n * sizeof(*c->res.rcpt_answer));
     sc_format_peer(c, addr);
     sc_set_state(c, SC_S_CONNECT);
-    uv_tcp_init(loop, &c->tcp);
+    stream_init(&c->io, loop, c, c->rbuf, sizeof(c->rbuf), c->pbuf, sizeof(c->pbuf));
     uv_timer_init(loop, &c->timer);
-    c->tcp.data = c->timer.data = c->connect.data = c;
+    c->timer.data = c->connect.data = c;
     c->handles_open = 2;
     if (n == 0) {
         sc_defer(c, 0, "no recipients");
         return c;
     }
-    r = uv_tcp_connect(&c->connect, &c->tcp, addr, sc_connected);
+    r = uv_tcp_connect(&c->connect, &c->io.tcp, addr, sc_connected);
     if (r < 0)
         sc_defer(c, 0, "connect to %s: %s", c->peer, uv_strerror(r));
     else

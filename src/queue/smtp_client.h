@@ -19,6 +19,8 @@
 
 #define SMTP_CLIENT_ANSWER_MAX 512
 
+struct stream_tls;
+
 struct smtp_client_msg {
     const char *helo_name;       /* our name in EHLO/HELO (Server_name) */
     const char *from;            /* envelope sender; "" = null sender <> */
@@ -29,6 +31,9 @@ struct smtp_client_msg {
     int body_8bit;               /* send BODY=8BITMIME when offered */
     long connect_timeout_ms;     /* Connect_timeout */
     long timeout_ms;             /* each reply (Timeout) */
+    int tls;                     /* Tls_delivery: 0 never, 1 when offered, 2 required */
+    const char *tls_host;        /* the name the certificate must carry (2) */
+    const struct stream_tls *tls_engine;   /* Tls_module's (NULL: none) */
 };
 
 /* How far the session got. */
@@ -65,6 +70,10 @@ struct smtp_client_result {
     /* What the server offered (for the caller's logs and decisions). */
     int esmtp, pipelining, eightbit;
     long long size_limit;          /* SIZE n (0 = none given) */
+    /* TLS: the protocol and cipher ("" in clear), the certificate
+     * verified, or the handshake failed (Tls_delivery 1 retries in clear). */
+    char tls_version[16], tls_cipher[64];
+    int tls_verified, tls_failed;
 };
 
 struct async_owner;

@@ -27,6 +27,9 @@ Options:
   --size N              offer SIZE N and refuse bigger messages with 552
         (at MAIL when SIZE= says so, else at the end of the content).
   --delay-data SECONDS  wait this long before answering the final ".".
+  --tls-cert PEM --tls-key PEM  offer STARTTLS with this certificate.
+  --tls-broken          offer STARTTLS, answer 220, then send garbage
+                        instead of a TLS handshake (a broken TLS server).
 
 ACTION is "accept", a reply code such as "450" or "550" (refuse every
 time), or CODExN such as "450x2" (refuse the first N times it applies,
@@ -51,7 +54,8 @@ What it writes into DIR:
                           data_code (the reply to the content; null if no
                           content came), data_size (bytes after
                           unstuffing; null), message (path of the .eml,
-                          null when nothing was stored)
+                          null when nothing was stored), tls (the TLS
+                          version, null in clear)
   stats.json            concurrency counters, rewritten atomically (write
                         then rename) on every change: connections,
                         max_connections, in_data (transactions between
@@ -64,6 +68,7 @@ read the READY line, and terminate() it at the end of the test.
 """
 import argparse
 import asyncio
+import ssl
 import fnmatch
 import json
 import os
@@ -222,6 +227,7 @@ class Session:
         self.greeted_ok = True
         self.in_data = False
         self.txn = None
+        self.tls = None
 
     async def reply(self, code, text=None):
         self.writer.write(("%d %s\r\n" % (code, text or REPLY_TEXT.get(code, "ok"))).encode())
@@ -262,6 +268,7 @@ class Session:
             "mail_from": t["mail_from"], "mail_params": t["mail_params"],
             "rcpts": t["rcpts"], "refused": t["refused"],
             "data_code": data_code, "data_size": data_size, "message": message,
+            "tls": self.tls,
         })
 
     # ---- commands ----
@@ -278,10 +285,28 @@ class Session:
         if self.args.size:
             lines.append("SIZE %d" % self.args.size)
         lines.append("8BITMIME")
+        if (self.args.tls_cert or self.args.tls_broken) and self.tls is None:
+            lines.append("STARTTLS")
         lines.append("ENHANCEDSTATUSCODES")
         out = "".join("250-%s\r\n" % l for l in lines[:-1]) + "250 %s\r\n" % lines[-1]
         self.writer.write(out.encode())
         await self.writer.drain()
+
+    async def cmd_starttls(self, arg):
+        if not (self.args.tls_cert or self.args.tls_broken) or self.tls is not None:
+            await self.reply(502, "5.5.1 not offered")
+            return
+        self.end_transaction()
+        await self.reply(220, "2.0.0 go ahead")
+        if self.args.tls_broken:
+            self.writer.write(b"this is no TLS server hello\r\n" * 20)
+            await self.writer.drain()
+            raise ConnectionError("broken TLS on purpose")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.args.tls_cert, self.args.tls_key)
+        await self.writer.start_tls(ctx)
+        self.tls = self.writer.get_extra_info("ssl_object").version()
+        self.helo = None
 
     async def cmd_helo(self, arg):
         self.end_transaction()
@@ -357,7 +382,7 @@ class Session:
             t = self.txn
             message = self.sink.store(content, {
                 "mail_from": t["mail_from"], "rcpts": t["rcpts"], "helo": self.helo,
-                "peer": self.peer, "mail_params": t["mail_params"]})
+                "peer": self.peer, "mail_params": t["mail_params"], "tls": self.tls})
         self.end_transaction(code or 250, size, message)
         self.in_data = False
         self.sink.count("in_data", -1)
@@ -404,6 +429,9 @@ def parse_args(argv):
     ap.add_argument("--no-esmtp", action="store_true")
     ap.add_argument("--size", type=int, default=0)
     ap.add_argument("--delay-data", type=float, default=0.0)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--tls-broken", action="store_true")
     return ap.parse_args(argv)
 
 

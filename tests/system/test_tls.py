@@ -3,6 +3,7 @@ through build/*/mod/selor_tls.so, with real clients: Python smtplib and
 ssl, openssl s_client, swaks.  The key is readable by root only: the
 master reads it before the node drops to User."""
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -193,3 +194,73 @@ def test_check_reports_tls_files(nodes, workdir):
     rc, out = n.check()
     assert "Tls_enable is ignored: no Tls_module" in out, out
     assert "Tls_pubkey is ignored" in out, out
+
+
+# ---- TLS out (Tls_delivery) ----
+
+def tls_world(nodes, procs, workdir, policy, sink_tls="good", cn="mx.remote.test",
+              cafile=True):
+    from test_delivery import World
+    cert, key = make_cert(workdir, cn, "sink")
+    os.chmod(key, 0o644)      # the sink runs as the test's user
+    args = {"good": ["--tls-cert", cert, "--tls-key", key], "broken": ["--tls-broken"],
+            "none": []}[sink_tls]
+    opts = {"Tls_module": TLS_MOD, "Tls_delivery": policy}
+    if cafile:
+        opts["Tls_cafile"] = cert
+    return World(nodes, procs, remote=["bob@remote.test"], sink_args=args, options=opts)
+
+
+def delivered_line(w):
+    return [l for l in w.node.log("summary").splitlines() if "delivered to=<bob@" in l]
+
+
+def test_outbound_starttls_when_offered(nodes, procs, workdir):
+    w = tls_world(nodes, procs, workdir, 1)
+    w.send("bob@remote.test")
+    wait_for(lambda: w.sink.messages() and delivered_line(w), timeout=30, what="delivery")
+    assert [e.get("tls") for e in w.sink.log()] == ["TLSv1.3"]
+    assert " tls=TLSv1.3/" in delivered_line(w)[0], delivered_line(w)
+
+
+def test_outbound_in_clear_when_not_offered(nodes, procs, workdir):
+    w = tls_world(nodes, procs, workdir, 1, sink_tls="none")
+    w.send("bob@remote.test")
+    wait_for(lambda: w.sink.messages() and delivered_line(w), timeout=30, what="delivery")
+    assert [e.get("tls") for e in w.sink.log()] == [None]
+    assert " tls=no " in delivered_line(w)[0], delivered_line(w)
+
+
+def test_outbound_failed_handshake_retried_in_clear(nodes, procs, workdir):
+    w = tls_world(nodes, procs, workdir, 1, sink_tls="broken")
+    w.send("bob@remote.test")
+    wait_for(lambda: w.sink.messages() and delivered_line(w), timeout=30, what="delivery")
+    assert [e.get("tls") for e in w.sink.log() if e.get("data_code")] == [None]
+    assert " tls=no " in delivered_line(w)[0]
+
+
+def test_outbound_tls_required_and_not_offered_stays_queued(nodes, procs, workdir):
+    w = tls_world(nodes, procs, workdir, 2, sink_tls="none")
+    qid = w.send("bob@remote.test")
+    wait_for(lambda: "TLS required" in w.node.log("summary"), timeout=30,
+             what="the deferral")
+    assert w.sink.messages() == []
+    assert qid in w.node.queue_files("l")
+    assert re.search(r"deferred to=<bob@remote.test>.*TLS required \(Tls_delivery 2\), "
+                     r"but the server offers no STARTTLS", w.node.log("summary"))
+
+
+def test_outbound_tls_required_verifies_the_name(nodes, procs, workdir):
+    w = tls_world(nodes, procs, workdir, 2)
+    w.send("bob@remote.test")
+    wait_for(lambda: w.sink.messages() and delivered_line(w), timeout=30, what="delivery")
+    assert "/verified" in delivered_line(w)[0], delivered_line(w)
+
+
+def test_outbound_tls_required_wrong_name_stays_queued(nodes, procs, workdir):
+    w = tls_world(nodes, procs, workdir, 2, cn="someone.else.test")
+    qid = w.send("bob@remote.test")
+    wait_for(lambda: "does not verify" in w.node.log("summary"), timeout=30,
+             what="the deferral")
+    assert w.sink.messages() == []
+    assert qid in w.node.queue_files("l")

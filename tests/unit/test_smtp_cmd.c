@@ -103,18 +103,23 @@ static void test_unknown_verbs(void **state)
     expect_cmd("", SMTP_UNKNOWN, "");
     expect_cmd("MAI", SMTP_UNKNOWN, "");
     expect_cmd("MAILX", SMTP_UNKNOWN, "");
-    expect_cmd("XMAIL FROM:<a@b>", SMTP_UNKNOWN, "");
+    expect_cmd("XMAIL FROM:<a@b>", SMTP_UNKNOWN, "FROM:<a@b>");  /* a verb of 4-8 letters */
+    expect_cmd("XXXXXMAIL FROM:<a@b>", SMTP_UNKNOWN, "");
     expect_cmd("MAIL:", SMTP_UNKNOWN, "");
     expect_cmd("MAIL\tFROM:<a@b>", SMTP_UNKNOWN, "");
     expect_cmd(" MAIL FROM:<a@b>", SMTP_UNKNOWN, "");
     expect_cmd("MA1L FROM:<a@b>", SMTP_UNKNOWN, "");
     expect_cmd("1234", SMTP_UNKNOWN, "");
-    expect_cmd("STARTTLS", SMTP_UNKNOWN, "");
+    expect_cmd("STARTTLSX", SMTP_UNKNOWN, "");
+    expect_cmd("STARTTL", SMTP_UNKNOWN, "");
+    expect_cmd("XSTARTTLSX", SMTP_UNKNOWN, "");
     expect_cmd("\xc3\x89HLO x", SMTP_UNKNOWN, "");
     /* A well-formed but unknown verb keeps its argument. */
     expect_cmd("AUTH PLAIN AGFiYwBk", SMTP_UNKNOWN, "PLAIN AGFiYwBk");
     expect_cmd("BDAT 100 LAST", SMTP_UNKNOWN, "100 LAST");
     expect_cmd("XXXX", SMTP_UNKNOWN, "");
+    expect_cmd("STARTTLS", SMTP_STARTTLS, "");
+    expect_cmd("starttls", SMTP_STARTTLS, "");
 }
 
 static void test_embedded_nul(void **state)
