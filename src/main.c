@@ -92,7 +92,7 @@ static void main_load(const char *path, struct selor_node *node)
 
 int main(int argc, char **argv)
 {
-    struct selor_node node = {0};
+    struct selor_node node = {.tls_pipe = -1};
     const char *path = SELOR_DEFAULT_CONF;
     int opt, check = 0;
 

@@ -38,6 +38,7 @@
 #include "queue.h"
 #include "smtp_worker.h"
 #include "spool.h"
+#include "tls_reload.h"
 #include "version.h"
 
 #define MASTER_STOP_WAIT 30      /* seconds children get to finish */
@@ -49,6 +50,7 @@ struct master_child {
     time_t restart_at;           /* 0 = running or not due */
     int backoff;
     time_t started;
+    int tls_fd;                  /* a worker's pipe for new certificates; -1 */
 };
 
 struct master {
@@ -309,18 +311,59 @@ static void master_child_signals(void)
     sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
+/* A worker gets a pipe on which the master sends new certificates. */
+static void master_tls_pipe(struct master *m, struct master_child *ch, int p[2])
+{
+    p[0] = p[1] = -1;
+    if (ch->tls_fd >= 0)
+        close(ch->tls_fd);
+    ch->tls_fd = -1;
+    if (ch->index < 0 || m->node->tls.ops == NULL)
+        return;
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        log_warn("pipe: %s (this worker keeps its certificate until restarted)",
+                 strerror(errno));
+        p[0] = p[1] = -1;
+        return;
+    }
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+}
+
+static void master_tls_reload(struct master *m)
+{
+    int fds[NODE_MAX_WORKERS + 1];
+
+    for (int i = 0; i < m->nchild; i++)
+        fds[i] = m->child[i].tls_fd;
+    tls_reload_master(selor_conf, &m->node->tls, fds, m->nchild);
+}
+
 static void master_spawn(struct master *m, struct master_child *ch)
 {
     struct selor_node *node = m->node;
-    pid_t pid = fork();
+    int tp[2];
+    pid_t pid;
+
+    master_tls_pipe(m, ch, tp);
+    pid = fork();
 
     if (pid < 0) {
         log_warn("fork: %s", strerror(errno));
         ch->restart_at = time(NULL) + 1;
+        if (tp[0] >= 0) {
+            close(tp[0]);
+            close(tp[1]);
+        }
         return;
     }
     if (pid == 0) {
         master_child_signals();
+        for (int i = 0; i < m->nchild; i++)
+            if (m->child[i].tls_fd >= 0)
+                close(m->child[i].tls_fd);
+        if (tp[1] >= 0)
+            close(tp[1]);
+        node->tls_pipe = tp[0];
         if (m->pid_fd >= 0)
             close(m->pid_fd);
         if (ch->index >= 0 && node->ctl_fd >= 0)
@@ -334,6 +377,9 @@ static void master_spawn(struct master *m, struct master_child *ch)
             queue_main(node);
         smtp_worker_main(node, ch->index, node->listen_fd[ch->index]);
     }
+    if (tp[0] >= 0)
+        close(tp[0]);
+    ch->tls_fd = tp[1];
     ch->pid = pid;
     ch->restart_at = 0;
     ch->started = time(NULL);
@@ -463,7 +509,7 @@ __attribute__((noreturn)) static void master_supervise(struct master *m)
         if (sig == SIGUSR1)
             master_signal_all(m, SIGUSR1);
         if (sig == SIGHUP)
-            log_info("SIGHUP ignored: restart Selor to apply a changed selor.conf");
+            master_tls_reload(m);
         master_reap(m);
         master_restart_due(m);
     }
@@ -522,6 +568,7 @@ void master_run(struct selor_node *node)
     m.nchild = node->nworkers + 1;
     for (int i = 0; i < m.nchild; i++) {
         m.child[i].index = i < node->nworkers ? i : -1;
+        m.child[i].tls_fd = -1;
         master_spawn(&m, &m.child[i]);
     }
     master_supervise(&m);

@@ -16,6 +16,7 @@ struct coord;
 struct selor_node {
     struct module_set mods;
     struct stream_tls tls;            /* Tls_module's engine (ops NULL: none) */
+    int tls_pipe;                     /* a worker: new certificates come here */
     int listen_fd[NODE_MAX_WORKERS];  /* one SO_REUSEPORT socket a worker */
     int nworkers;
     struct coord *coord;

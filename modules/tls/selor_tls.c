@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -149,16 +150,49 @@ fail:
     return -1;
 }
 
-static int tls_reload(void *state, char *err, size_t errlen)
+/* The chain and key from memory (SIGHUP: the master read the files). */
+static SSL_CTX *tls_server_ctx_pem(const struct tls_state *st, const char *cert,
+                                   size_t certlen, const char *key, size_t keylen,
+                                   char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    BIO *cb = BIO_new_mem_buf(cert, (int)certlen), *kb = BIO_new_mem_buf(key, (int)keylen);
+    X509 *x = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+    EVP_PKEY *pk = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+    const char *ca = tls_opt(st->host, "Tls_cafile");
+    int ok = x && pk && SSL_CTX_use_certificate(ctx, x) == 1;
+
+    tls_ctx_common(ctx);
+    for (X509 *more; ok && (more = PEM_read_bio_X509(cb, NULL, NULL, NULL)) != NULL;)
+        ok = SSL_CTX_add0_chain_cert(ctx, more) == 1;
+    ERR_clear_error();   /* the end of the chain reads as an error */
+    ok = ok && SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1 &&
+         (!ca || SSL_CTX_load_verify_locations(ctx, ca, NULL) == 1);
+    if (!ok) {
+        tls_last_error(err, errlen, x == NULL ? "no certificate in Tls_pubkey"
+                                    : pk == NULL ? "no private key in Tls_privkey"
+                                                 : "the key does not match the certificate");
+        SSL_CTX_free(ctx);
+        ctx = NULL;
+    } else {
+        SSL_CTX_set_num_tickets(ctx, 1);
+    }
+    X509_free(x);
+    EVP_PKEY_free(pk);
+    BIO_free(cb);
+    BIO_free(kb);
+    return ctx;
+}
+
+static int tls_server_pem(void *state, const char *cert, size_t certlen, const char *key,
+                          size_t keylen, char *err, size_t errlen)
 {
     struct tls_state *st = state;
-    SSL_CTX *ctx;
+    SSL_CTX *ctx = tls_server_ctx_pem(st, cert, certlen, key, keylen, err, errlen);
 
-    if (!tls_opt(st->host, "Tls_pubkey"))
-        return 0;
-    if (!(ctx = tls_server_ctx(st->host, err, errlen)))
-        return -1;     /* the old certificate stays in use */
-    SSL_CTX_free(st->server);   /* connections keep their own reference */
+    if (ctx == NULL)
+        return -1;      /* the old certificate stays in use */
+    SSL_CTX_free(st->server);   /* open connections hold their own reference */
     st->server = ctx;
     return 0;
 }
@@ -327,7 +361,7 @@ static const struct selor_tls_ops tls_ops = {
     .verified = tls_verified,
     .error = tls_error,
     .shutdown = tls_shutdown,
-    .reload = tls_reload,
+    .server_pem = tls_server_pem,
 };
 
 const struct selor_module selor_module = {

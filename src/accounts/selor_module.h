@@ -139,9 +139,12 @@ struct selor_tls_ops {
     const char *(*error)(void *conn);
     /* Queues a close_notify (drain it before closing the socket). */
     void (*shutdown)(void *conn);
-    /* Reads the certificate and key files again (as root: the master);
-     * connections made from then on use them.  0, or -1 with err. */
-    int (*reload)(void *state, char *err, size_t errlen);
+    /* A new server certificate: cert holds the chain (PEM), key the
+     * private key (PEM), as read from Tls_pubkey and Tls_privkey by the
+     * master (root) on SIGHUP.  Connections made from then on use it;
+     * open ones keep theirs.  0, or -1 with err (the old one stays). */
+    int (*server_pem)(void *state, const char *cert, size_t certlen, const char *key,
+                      size_t keylen, char *err, size_t errlen);
 };
 
 struct selor_module {

@@ -14,6 +14,7 @@
 #include "node.h"
 #include "smtp_server.h"
 #include "smtp_worker.h"
+#include "tls_reload.h"
 
 #define SMTP_WORKER_BACKLOG 1024
 #define SMTP_WORKER_GRACE_MS 20000  /* open transactions may finish */
@@ -123,6 +124,7 @@ void smtp_worker_main(struct selor_node *node, int index, int listen_fd)
     if (w->dns == NULL)
         log_fatal("%s", errtext);
     module_attach_all(&node->mods, &w->loop);
+    tls_reload_watch(&w->loop, node->tls_pipe, &node->tls);
     if (coord_attach(node->coord, &w->loop) < 0)
         log_fatal("coordination backend cannot start");
     uv_timer_init(&w->loop, &w->stop_timer);

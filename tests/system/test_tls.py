@@ -2,9 +2,11 @@
 through build/*/mod/selor_tls.so, with real clients: Python smtplib and
 ssl, openssl s_client, swaks.  The key is readable by root only: the
 master reads it before the node drops to User."""
+import grp
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -264,3 +266,50 @@ def test_outbound_tls_required_wrong_name_stays_queued(nodes, procs, workdir):
              what="the deferral")
     assert w.sink.messages() == []
     assert qid in w.node.queue_files("l")
+
+
+def peer_cn(n):
+    raw = socket.create_connection((n.host, n.port), timeout=10)
+    s = selortest.SmtpConn(raw)
+    assert s.reply().startswith(b"220")
+    raw.sendall(b"EHLO client.test\r\n")
+    s.reply()
+    raw.sendall(b"STARTTLS\r\n")
+    assert s.reply().startswith(b"220")
+    t = client_ctx().wrap_socket(raw)
+    der = t.getpeercert(binary_form=True)
+    t.close()
+    out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"],
+                         input=der, capture_output=True, timeout=10).stdout.decode()
+    return out.strip().split("CN", 1)[1].lstrip(" =")
+
+
+def test_sighup_reloads_the_certificate_and_keeps_sessions(nodes, workdir):
+    n = tls_node(nodes, workdir)
+    assert peer_cn(n) == "mx.n1.test"
+    old = n.smtp()
+    old.ehlo("old.test")
+    old.starttls(context=client_ctx())
+    old.ehlo("old.test")
+    # a new certificate in place of the old one (as a renewal would do)
+    cert, key = make_cert(workdir, "renewed.n1.test", "new")
+    os.replace(cert, n.options["Tls_pubkey"])
+    os.replace(key, n.options["Tls_privkey"])
+    # the node runs as User by now: its group may read the key (0640)
+    if selortest.RUN_USER:
+        os.chown(n.options["Tls_privkey"], 0, grp.getgrnam(selortest.RUN_USER).gr_gid)
+        os.chmod(n.options["Tls_privkey"], 0o640)
+    os.kill(n.proc.pid, signal.SIGHUP)
+    wait_for(lambda: "TLS certificate reloaded" in n.log("warning"), timeout=10,
+             what="the reload")
+    wait_for(lambda: peer_cn(n) == "renewed.n1.test", timeout=10, what="the new certificate")
+    # the session opened before goes on, under its TLS
+    assert old.noop()[0] == 250
+    old.sendmail("someone@remote.test", ["alice@example.com"], "Subject: old\r\n\r\nhi\r\n")
+    old.quit()
+    # a broken file: the old certificate stays, and the node says why
+    with open(n.options["Tls_privkey"], "w") as f:
+        f.write("not a key\n")
+    os.kill(n.proc.pid, signal.SIGHUP)
+    wait_for(lambda: "not reloaded" in n.log("warning"), timeout=10, what="the refusal")
+    assert peer_cn(n) == "renewed.n1.test"
