@@ -822,7 +822,7 @@ static void sc_process(struct smtp_client *c)
 {
     size_t pos = 0;
 
-    while (c->state != SC_S_CLOSED && pos < c->in.len) {
+    while (c->state != SC_S_CLOSED && c->state != SC_S_TLS && pos < c->in.len) {
         const char *p = c->in.data + pos;
         const char *nl = memchr(p, '\n', c->in.len - pos);
         size_t n;
@@ -845,6 +845,10 @@ static void sc_process(struct smtp_client *c)
         }
     }
     buf_consume(&c->in, pos);
+    /* Anything after the 220 to STARTTLS came in clear: never a reply
+     * that TLS protects (the STARTTLS response injection) */
+    if (c->state == SC_S_TLS)
+        buf_reset(&c->in);
     if (c->state != SC_S_CLOSED && c->in.len > SC_LINE_MAX + 2)
         sc_fail(c, "reply to %s too long", sc_awaited(c));
 }
@@ -856,6 +860,8 @@ static void sc_read(void *arg, ssize_t n, const char *data)
     if (c->state == SC_S_CLOSED)
         return;
     if (n < 0) {
+        if (c->state == SC_S_TLS)
+            c->res.tls_failed = 1;
         if (n == UV_EPROTO && c->state == SC_S_TLS)
             return;            /* sc_tls_done tells */
         if (n == UV_EPROTO) {

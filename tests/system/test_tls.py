@@ -236,7 +236,10 @@ def test_outbound_in_clear_when_not_offered(nodes, procs, workdir):
 def test_outbound_failed_handshake_retried_in_clear(nodes, procs, workdir):
     w = tls_world(nodes, procs, workdir, 1, sink_tls="broken")
     w.send("bob@remote.test")
-    wait_for(lambda: w.sink.messages() and delivered_line(w), timeout=30, what="delivery")
+    try:
+        wait_for(lambda: w.sink.messages() and delivered_line(w), timeout=30, what="delivery")
+    except AssertionError:
+        raise AssertionError(w.node.log("summary") + w.node.log()[-3000:])
     assert [e.get("tls") for e in w.sink.log() if e.get("data_code")] == [None]
     assert " tls=no " in delivered_line(w)[0]
 
