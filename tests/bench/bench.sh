@@ -20,6 +20,11 @@
 #    against one node with Redis (the same three smtp-source, all to it);
 #    and Redis round trips per message, accepted (Immed_delivery 0) and
 #    delivered (selorctl flush on each node, until the spool is empty).
+# 4. accept with STARTTLS: the accept load of 1., each message on its own
+#    connection with STARTTLS (a Python ssl client: smtp-source has no TLS),
+#    against one Selor node (selor_tls.so) and a private Postfix
+#    (smtpd_tls_security_level = may), the same certificate and key; and the
+#    memory of a node holding 5,000 idle sessions that did STARTTLS.
 #
 # Usage: sh tests/bench/bench.sh [options]
 #   --msgs N       messages in each measured accept run (default: sized from
@@ -39,6 +44,8 @@
 #   --no-accept    skip the accept measurement
 #   --no-e2e       skip the end-to-end measurement
 #   --no-cluster   skip the cluster measurements
+#   --no-tls       skip the STARTTLS measurements
+#   --tls-msgs N   messages in each measured STARTTLS run (default 4000)
 #   --keep         keep the work directory (its path is printed)
 #
 # Environment: BENCH_OPTS (options read before the command line's, e.g.
@@ -96,6 +103,8 @@ DO_POSTFIX=1
 DO_ACCEPT=1
 DO_E2E=1
 DO_CLUSTER=1
+DO_TLS=1
+TLS_MSGS=4000
 KEEP=0
 
 usage() {
@@ -118,6 +127,8 @@ while [ $# -gt 0 ]; do
     --no-accept) DO_ACCEPT=0; shift ;;
     --no-e2e) DO_E2E=0; shift ;;
     --no-cluster) DO_CLUSTER=0; shift ;;
+    --no-tls) DO_TLS=0; shift ;;
+    --tls-msgs) TLS_MSGS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage ;;
     *) echo "bench: unknown option $1" >&2; usage ;;
@@ -561,6 +572,7 @@ alias_maps =
 alias_database =
 local_recipient_maps =
 biff = no
+${PF_EXTRA:-}
 maillog_file = $PF_LOG
 maillog_file_prefixes = $W
 EOF
@@ -586,6 +598,7 @@ smtp      unix  -       -       n       -       -       smtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 EOF
     say "postfix: starting a private instance ($1) on 127.0.0.1:$PPORT ($PF_CONF)"
     # Postfix commands write their errors to standard error only when it is
@@ -1212,6 +1225,54 @@ if [ "$DO_CLUSTER" = 1 ] && [ -z "$CLUSTER_LINES" ]; then
 cluster: 3 nodes $RATE3 msg/s, 1 node $RATE1 msg/s, ratio $(calc %.2f "$RATE3 / $RATE1")"
 fi
 
+# ================================================================ 4. STARTTLS
+
+TLS_LINE=""
+if [ "$DO_TLS" = 1 ]; then
+    TD=$(mkdir_rand selor-tls)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$TD.key" -out "$TD.pem" -days 2 -subj /CN=bench.test > /dev/null 2>&1
+    node_conf "$TD" 1 "$TD/spool" "$MAILBOX" <<EOF
+Qsleep_time 3600
+Immed_delivery 0
+Tls_module "$(dirname "$MODULE")/selor_tls.so"
+Tls_enable 1
+Tls_pubkey "$TD.pem"
+Tls_privkey "$TD.key"
+EOF
+    node_start "$TD" "selor tls"
+    # tls_run PORT N: sets TLS_RATE (msg/s) and TLS_ERR
+    tls_run() {
+        set -- $("$PY" "$LIB" tls-load "$1" "$2" "$SESSIONS" "$SIZE" "$SENDER" "$RCPT")
+        TLS_RATE=$(calc %.0f "$TLS_N / $1")
+        TLS_ERR=$2
+    }
+    TLS_N=300; tls_run "$(port "$TD")" 300
+    TLS_N=$TLS_MSGS; tls_run "$(port "$TD")" "$TLS_MSGS"
+    STLS=$TLS_RATE
+    acc=$(summary_count ' accepted from=' "$TD")
+    say "selor STARTTLS: $TLS_MSGS messages, $STLS msg/s, client errors $TLS_ERR, $acc accepted in all"
+    if [ "$TLS_ERR" -ne 0 ] || [ "$acc" -ne $((TLS_MSGS + 300)) ]; then
+        fail "in the STARTTLS accept run"
+    fi
+    node_stop "$TD"
+    PF_EXTRA="smtpd_tls_security_level = may
+smtpd_tls_cert_file = $TD.pem
+smtpd_tls_key_file = $TD.key"
+    if postfix_setup discard; then
+        TLS_N=300; tls_run "$PPORT" 300
+        TLS_N=$TLS_MSGS; tls_run "$PPORT" "$TLS_MSGS"
+        PTLS=$TLS_RATE
+        say "postfix STARTTLS: $TLS_MSGS messages, $PTLS msg/s, client errors $TLS_ERR"
+        stop_postfix
+        TLS_LINE="accept with STARTTLS: selor $STLS msg/s, postfix $PTLS msg/s, ratio $(calc %.2f "$STLS / $PTLS")x (Python ssl client, $SESSIONS sessions)"
+    else
+        TLS_LINE="accept with STARTTLS: selor $STLS msg/s; postfix not measured: $PF_REASON"
+    fi
+    PF_EXTRA=""
+    IDLE_TLS_LINE=$("$PY" "$ROOT/tests/bench/idle.py" 5000 --tls 2>&1 | tail -1)
+fi
+
 # ================================================================ results
 
 FSYNC_LINE=""
@@ -1232,6 +1293,8 @@ say "finished in $(( $(date +%s) - START )) s; load average $(cut -d' ' -f1-3 /p
 [ "$ROUNDS" -gt 1 ] && [ "$DO_ACCEPT" = 1 ] && say "selor runs:$SELOR_RATES msg/s; postfix runs:${PF_RATES:- none} msg/s (medians below)"
 [ -n "$FSYNC_LINE" ] && echo "$FSYNC_LINE"
 [ -n "$IDLE_LINE" ] && echo "$IDLE_LINE"
+[ -n "${IDLE_TLS_LINE:-}" ] && echo "$IDLE_TLS_LINE"
+[ -n "$TLS_LINE" ] && echo "$TLS_LINE"
 [ -n "$E2E_LINE" ] && echo "$E2E_LINE"
 [ -n "$CLUSTER_LINES" ] && echo "$CLUSTER_LINES"
 if [ "$DO_ACCEPT" = 0 ]; then

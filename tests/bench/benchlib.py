@@ -400,6 +400,87 @@ def cmdstats_diff(before, after, n):
     return 0
 
 
+def tls_one(port, ctx, body, sender, rcpt):
+    """One message over STARTTLS, one connection: True when queued."""
+    import socket
+    raw = socket.create_connection(("127.0.0.1", port), timeout=60)
+    f = raw.makefile("rb")
+
+    def reply(fh):
+        while True:
+            line = fh.readline()
+            if len(line) < 4 or line[3:4] != b"-":
+                return line
+    try:
+        reply(f)
+        raw.sendall(b"EHLO tls.bench.test\r\n")
+        reply(f)
+        raw.sendall(b"STARTTLS\r\n")
+        if not reply(f).startswith(b"220"):
+            return False
+        t = ctx.wrap_socket(raw)
+        g = t.makefile("rb")
+        t.sendall(b"EHLO tls.bench.test\r\n")
+        reply(g)
+        t.sendall(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (sender, rcpt))
+        codes = [reply(g)[:3] for _ in range(3)]
+        if codes != [b"250", b"250", b"354"]:
+            return False
+        t.sendall(body + b".\r\nQUIT\r\n")
+        ok = reply(g).startswith(b"250")
+        reply(g)
+        t.close()
+        return ok
+    finally:
+        raw.close()
+
+
+def tls_worker(port, n, threads, size, sender, rcpt, counter, errors):
+    import ssl
+    import threading
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    body = b"Subject: bench\r\n\r\n" + (b"x" * 70 + b"\r\n") * max(1, size // 72)
+
+    def loop():
+        while True:
+            with counter.get_lock():
+                if counter.value >= n:
+                    return
+                counter.value += 1
+            try:
+                if not tls_one(port, ctx, body, sender, rcpt):
+                    with errors.get_lock():
+                        errors.value += 1
+            except OSError:
+                with errors.get_lock():
+                    errors.value += 1
+    ts = [threading.Thread(target=loop) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def tls_load(port, n, sessions, size, sender, rcpt):
+    """Sends n messages over STARTTLS with `sessions` connections at a time
+    (processes of 5 threads each: Python's ssl holds the GIL less than its
+    loop); prints "<seconds> <errors>"."""
+    import multiprocessing
+    port, n, sessions, size = int(port), int(n), int(sessions), int(size)
+    counter, errors = multiprocessing.Value("l", 0), multiprocessing.Value("l", 0)
+    procs = [multiprocessing.Process(target=tls_worker, args=(
+        port, n, 5, size, sender.encode(), rcpt.encode(), counter, errors))
+        for _ in range(max(1, sessions // 5))]
+    t0 = time.monotonic()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    print("%.3f %d" % (time.monotonic() - t0, errors.value))
+
+
 def main(argv):
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -431,6 +512,8 @@ def main(argv):
         return monitor_report(*args)
     elif cmd == "cmdstats-diff":
         return cmdstats_diff(*args)
+    elif cmd == "tls-load":
+        tls_load(*args)
     else:
         print("unknown command %s" % cmd, file=sys.stderr)
         return 2
