@@ -59,11 +59,14 @@ const char *smtp_auth_loggable(const struct smtp_session *s, const char *line, s
         *n = strlen("(AUTH response)");
         return "(AUTH response)";
     }
-    if (*n < 4 || strncasecmp(line, "AUTH", 4) != 0 || (*n > 4 && line[4] != ' '))
+    /* Any blank after the verb: a line the parser refuses ("AUTH\tPLAIN
+     * ...") must not carry a response into the log either. */
+    if (*n < 4 || strncasecmp(line, "AUTH", 4) != 0 ||
+        (*n > 4 && line[4] != ' ' && line[4] != '\t'))
         return line;
-    while (i < *n && line[i] == ' ')
+    while (i < *n && (line[i] == ' ' || line[i] == '\t'))
         i++;
-    while (i < *n && line[i] != ' ')
+    while (i < *n && line[i] != ' ' && line[i] != '\t')
         i++;
     *n = i;   /* "AUTH MECHANISM", never the initial response */
     return line;

@@ -223,6 +223,7 @@ def test_malformed_responses_get_501(nodes):
     assert cmd(s, b"*") == "501 5.7.0 Authentication cancelled\r\n"
     assert cmd(s, b"AUTH LOGIN").startswith("334 ")
     assert cmd(s, b"a=b=") == "501 5.5.2 Cannot decode the response\r\n"
+    assert cmd(s, b"AUTH\tPLAIN " + plain(USER, PW).encode()).startswith("500")
     assert cmd(s, b"AUTH PLAIN").startswith("334 ")
     assert cmd(s, b"QUJD" * 200) == \
         "501 5.5.6 Authentication exchange line is too long\r\n"
