@@ -322,3 +322,16 @@ def test_lockout_shared_by_the_workers_of_a_node(nodes):
     for _ in range(4):
         assert try_login(n, PW).startswith("535")
     assert_no_secret(n)
+
+
+def test_lockout_falls_back_to_the_node_when_redis_is_down(nodes, procs):
+    redis = procs.redis()
+    n = auth_node(nodes, {"Redis_server": redis.server, "Auth_fail_limit": 3,
+                          "Auth_fail_time": 30, "Auth_tolerance": 100}).start()
+    wait_for(lambda: "reachable" in n.log("warning"), what="Redis reached")
+    redis.stop()
+    wait_for(lambda: "unreachable" in n.log("warning"), timeout=15, what="Redis gone")
+    for _ in range(3):
+        assert try_login(n, WRONG).startswith("535")
+    assert try_login(n, PW).startswith("535")       # the node's own counts lock
+    assert_no_secret(n)
