@@ -15,6 +15,7 @@
  * smtp_auth_loggable lets through), touch the socket or the timers, or
  * decide the relay (smtp_policy.c does, from s->auth).
  */
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -77,6 +78,15 @@ const char *smtp_auth_loggable(const struct smtp_session *s, const char *line, s
 static void smtp_auth_wipe(struct smtp_session *s)
 {
     explicit_bzero(s->authx.password, sizeof(s->authx.password));
+}
+
+/* The session went while its password waited for the lockout's answer. */
+static void smtp_auth_holding_cancelled(struct async_req *r)
+{
+    struct smtp_session *s = (struct smtp_session *)((char *)r -
+        offsetof(struct smtp_session, authx.holding));
+
+    smtp_auth_wipe(s);
 }
 
 /* A malformed or cancelled exchange: a 501 (an error, not a failed login). */
@@ -153,6 +163,7 @@ static void smtp_auth_checked(void *arg, int verdict)
     struct accounts_req *req;
     enum accounts_wait w;
 
+    async_req_end(&s->authx.holding);
     if (verdict == COORD_LIMIT) {
         smtp_auth_wipe(s);
         smtp_auth_fail(s, 0, "locked out: Auth_fail_limit");
@@ -191,6 +202,7 @@ static void smtp_auth_check(struct smtp_session *s, const unsigned char *pw, siz
     memcpy(s->authx.password, pw, pwlen);
     s->authx.password[pwlen] = '\0';
     s->authx.step = SMTP_AUTH_CHECK;
+    async_req_start(&s->authx.holding, &s->own, smtp_auth_holding_cancelled, 0);
     smtp_session_wait(s, "AUTH check");
     coord_auth_check(s->w->node->coord, &s->own, s->ip, s->authx.login,
                      conf->Auth_fail_limit, smtp_auth_checked, s);

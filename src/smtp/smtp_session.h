@@ -81,6 +81,9 @@ struct smtp_auth_state {
     unsigned fails;                    /* failed logins (Auth_tolerance) */
     char login[SMTP_AUTH_FIELD_MAX];
     char password[SMTP_AUTH_FIELD_MAX];   /* wiped as soon as it was handed on */
+    /* Held while the password waits in here for the lockout's answer: a
+     * session that goes meanwhile wipes it (the request's cancel hook). */
+    struct async_req holding;
 };
 
 struct smtp_session {
