@@ -23,6 +23,7 @@
 #include "config.h"
 #include "coord.h"
 #include "log.h"
+#include "mem.h"
 #include "node.h"
 #include "smtp_session.h"
 #include "smtp_worker.h"
@@ -98,10 +99,62 @@ static void smtp_auth_abort(struct smtp_session *s, const char *msg, const char 
 }
 
 /*
+ * The last failure Auth_tolerance allows: its reply is held
+ * Incorrect_pass_delay seconds like the others, then the session ends.
+ * smtp_session_resume's delay goes back to reading commands, so this
+ * wait is a timer of its own, a request of the session: a session that
+ * goes first cancels it (the hook closes the timer).
+ */
+struct smtp_auth_last {
+    uv_timer_t timer;
+    struct async_req req;
+    struct smtp_session *s;
+};
+
+static void smtp_auth_last_closed(uv_handle_t *h)
+{
+    mem_free(h->data);
+}
+
+static void smtp_auth_last_fire(uv_timer_t *t)
+{
+    struct smtp_auth_last *l = t->data;
+
+    uv_close((uv_handle_t *)&l->timer, smtp_auth_last_closed);
+    if (async_req_end(&l->req))
+        smtp_session_hangup(l->s, l->s->conf->Msg_auth_falied, "7.8", "Auth_tolerance");
+}
+
+static void smtp_auth_last_cancelled(struct async_req *r)
+{
+    struct smtp_auth_last *l = (struct smtp_auth_last *)((char *)r -
+        offsetof(struct smtp_auth_last, req));
+
+    uv_close((uv_handle_t *)&l->timer, smtp_auth_last_closed);
+}
+
+static void smtp_auth_last_failure(struct smtp_session *s, long delay)
+{
+    struct smtp_auth_last *l;
+
+    if (delay <= 0) {
+        smtp_session_hangup(s, s->conf->Msg_auth_falied, "7.8", "Auth_tolerance");
+        return;
+    }
+    l = mem_zalloc(sizeof(*l));
+    l->s = s;
+    uv_timer_init(&s->w->loop, &l->timer);
+    l->timer.data = l;
+    async_req_start(&l->req, &s->own, smtp_auth_last_cancelled, 0);
+    smtp_session_wait(s, "Incorrect_pass_delay, then Auth_tolerance");
+    uv_timer_start(&l->timer, smtp_auth_last_fire, (uint64_t)delay * 1000, 0);
+}
+
+/*
  * A failed login: counted for the lockout (unless it was refused by the
- * lockout itself: a locked-out client cannot keep itself locked), answered
- * Incorrect_pass_delay seconds late, and at Auth_tolerance the session
- * ends (that last reply goes out at once: no guess can follow it).
+ * lockout itself: a locked-out client cannot keep itself locked out),
+ * answered Incorrect_pass_delay seconds late, and at Auth_tolerance the
+ * session ends after that reply.
  */
 static void smtp_auth_fail(struct smtp_session *s, int count, const char *why)
 {
@@ -115,7 +168,7 @@ static void smtp_auth_fail(struct smtp_session *s, int count, const char *why)
         coord_auth_failed(s->w->node->coord, s->ip, s->authx.login, conf->Auth_fail_time);
     if (++s->authx.fails >= (unsigned long)conf->Auth_tolerance) {
         smtp_session_refused(s, "auth tolerance", conf->Msg_auth_falied);
-        smtp_session_hangup(s, conf->Msg_auth_falied, "7.8", "Auth_tolerance");
+        smtp_auth_last_failure(s, conf->Incorrect_pass_delay);
         return;
     }
     smtp_policy_refuse(s, conf->Msg_auth_falied, "7.8", conf->Incorrect_pass_delay);

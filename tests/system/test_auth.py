@@ -193,6 +193,28 @@ def test_wrong_password_and_tolerance(nodes):
     assert_no_secret(n)
 
 
+def test_last_failure_is_delayed_too_then_closes(nodes):
+    n = auth_node(nodes, {"Auth_tolerance": 2, "Incorrect_pass_delay": 1,
+                          "Auth_fail_limit": 0, "Smtp_workers": 1}).start()
+    s, _ = session(n)
+    bad = b"AUTH PLAIN " + plain(USER, WRONG).encode()
+    assert cmd(s, bad) == "535 5.7.8 Auth fail\r\n"
+    t = time.monotonic()
+    assert cmd(s, bad) == "535 5.7.8 Auth fail\r\n"
+    assert time.monotonic() - t >= 0.9
+    assert recv_reply(s, timeout=5) == b""
+    s.close()
+    # The client leaves while that last reply is held: nothing breaks.
+    s, _ = session(n)
+    s.sendall(bad + b"\r\n" + bad + b"\r\n")
+    assert recv_reply(s).startswith(b"535")
+    s.close()
+    time.sleep(1.5)
+    assert try_login(n, PW).startswith("235")
+    assert_no_secret(n)
+    assert "Auth_tolerance" in n.log()
+
+
 def test_sequence(nodes):
     n = auth_node(nodes).start()
     s = n.connect()
