@@ -35,8 +35,8 @@ CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c confi
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
 # The daemon.
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
-             $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_cmd.c \
-               smtp_data.c smtp_reply.c) \
+             $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_auth.c \
+               smtp_cmd.c smtp_data.c smtp_reply.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
                delivery_domains.c \
                lease.c deliver_smtp.c \

@@ -106,3 +106,18 @@ void coord_slot_renew(struct coord *c, const char *pool, uint64_t slot)
     if (c->ops->slot_renew)
         c->ops->slot_renew(c, pool, slot);
 }
+
+void coord_auth_check(struct coord *c, struct async_owner *o, const char *ip,
+                      const char *login, long limit, coord_auth_fn *fn, void *arg)
+{
+    if (limit <= 0) {
+        fn(arg, COORD_OK);
+        return;
+    }
+    c->ops->auth_check(c, o, ip, login, limit, fn, arg);
+}
+
+void coord_auth_failed(struct coord *c, const char *ip, const char *login, long ttl)
+{
+    c->ops->auth_failed(c, ip, login, ttl);
+}

@@ -65,6 +65,8 @@ typedef void coord_claim_fn(void *arg, int status, const struct coord_claim *cl)
 typedef void coord_status_fn(void *arg, int status);
 typedef void coord_slot_fn(void *arg, int status, uint64_t slot);
 typedef void coord_wake_fn(void *arg);
+/* verdict: COORD_OK, or COORD_LIMIT when the address or the login is locked out */
+typedef void coord_auth_fn(void *arg, int verdict);
 
 struct coord_ops {
     const char *name;
@@ -89,6 +91,9 @@ struct coord_ops {
     void (*slot_renew)(struct coord *c, const char *pool, uint64_t slot);
     int (*take_rescan)(struct coord *c);
     void (*set_inflight)(struct coord *c, long n);
+    void (*auth_check)(struct coord *c, struct async_owner *o, const char *ip,
+                       const char *login, long limit, coord_auth_fn *fn, void *arg);
+    void (*auth_failed)(struct coord *c, const char *ip, const char *login, long ttl);
 };
 
 struct coord {
@@ -140,6 +145,17 @@ void coord_slot_renew(struct coord *c, const char *pool, uint64_t slot);
 int coord_take_rescan(struct coord *c);
 /* The queue process's deliveries under way (for the node registry). */
 void coord_set_inflight(struct coord *c, long n);
+
+/*
+ * The AUTH lockout (Auth_fail_limit, Auth_fail_time): failed logins are
+ * counted per client address and per login (compared without regard to
+ * letter case), cluster-wide with Redis.  auth_check answers COORD_LIMIT
+ * when either count has reached limit (> 0); auth_failed adds one failure
+ * to both, each count being forgotten ttl seconds after its last failure.
+ */
+void coord_auth_check(struct coord *c, struct async_owner *o, const char *ip,
+                      const char *login, long limit, coord_auth_fn *fn, void *arg);
+void coord_auth_failed(struct coord *c, const char *ip, const char *login, long ttl);
 
 /* Backends. */
 struct coord *coord_embedded_create(const struct config *conf, struct buf *err);

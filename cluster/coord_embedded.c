@@ -2,10 +2,11 @@
  * coord_embedded.c - the single-node coordination backend.
  *
  * Owns, for one node:
- *  - the anti-DoS ring of recent connections, in an anonymous shared
- *    mapping made by the master before it forks, guarded by a robust
- *    process-shared mutex (a process killed while holding it cannot wedge
- *    the others);
+ *  - the anti-DoS ring of recent connections and the AUTH failure counts
+ *    (a fixed table: when it is full the count nearest its end is
+ *    forgotten first), in an anonymous shared mapping made by the master
+ *    before it forks, guarded by a robust process-shared mutex (a process
+ *    killed while holding it cannot wedge the others);
  *  - the due-time index, locks and delivery slots.  Only the queue process
  *    delivers, so these live in its memory; SMTP workers announce new mail
  *    to it with a datagram over a socket pair the master made (if that
@@ -18,6 +19,7 @@
  * Must not: be used by more than one node (it sees only its own processes)
  * or block: every operation is a few memory operations or one send(2).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -37,14 +39,23 @@
 #define EMB_QUEUES 2      /* "main" and "qlimit" */
 #define EMB_POOLS 8
 #define EMB_MSG_MAX 128
+#define EMB_AUTH_SLOTS 4096   /* AUTH failure counts a node keeps (addresses, logins) */
 
 struct emb_conn {
     uint64_t ip_hash;
     int64_t at_ms;
 };
 
+/* Failed logins of one address or one login (key: a hash; 0 = free). */
+struct emb_auth {
+    uint64_t key;
+    int64_t until_ms;        /* forgotten then (coord_mono_ms) */
+    long count;
+};
+
 struct emb_shared {
     pthread_mutex_t lock;
+    struct emb_auth auth[EMB_AUTH_SLOTS];
     size_t ring_size, ring_next, ring_used;
     struct emb_conn ring[];  /* Limit_buf entries */
 };
@@ -164,6 +175,78 @@ static void emb_conn_check(struct coord *c, struct async_owner *o, const char *i
         pthread_mutex_unlock(&e->sh->lock);
     }
     fn(arg, verdict);
+}
+
+/* ---- AUTH failure counts (shared memory) ---- */
+
+/* The keys of an address and of a login (letter case ignored). */
+static void emb_auth_keys(const char *ip, const char *login, uint64_t key[2])
+{
+    char buf[320];
+    size_t n = (size_t)snprintf(buf, sizeof(buf), "login %s", login);
+
+    for (size_t i = 0; i < n && i < sizeof(buf); i++)
+        buf[i] = (char)tolower((unsigned char)buf[i]);
+    key[1] = emb_hash(buf) | 1;   /* never 0, the free mark */
+    snprintf(buf, sizeof(buf), "ip %s", ip);
+    key[0] = emb_hash(buf) | 1;
+}
+
+/* The live count of key; with create, a new one (count 0) in the free or
+ * expired slot, or else the one nearest its end. */
+static struct emb_auth *emb_auth_find(struct emb_shared *sh, uint64_t key, int64_t now,
+                                      int create)
+{
+    struct emb_auth *victim = &sh->auth[0];
+
+    for (size_t i = 0; i < EMB_AUTH_SLOTS; i++) {
+        struct emb_auth *a = &sh->auth[i];
+        if (a->key == key && a->until_ms > now)
+            return a;
+        if (a->until_ms < victim->until_ms)
+            victim = a;
+    }
+    if (!create)
+        return NULL;
+    victim->key = key;
+    victim->count = 0;
+    victim->until_ms = now;
+    return victim;
+}
+
+static void emb_auth_check(struct coord *c, struct async_owner *o, const char *ip,
+                           const char *login, long limit, coord_auth_fn *fn, void *arg)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    int64_t now = (int64_t)coord_mono_ms();
+    int verdict = COORD_OK;
+    uint64_t key[2];
+
+    emb_auth_keys(ip, login, key);
+    emb_lock(e->sh);
+    for (int k = 0; k < 2; k++) {
+        struct emb_auth *a = emb_auth_find(e->sh, key[k], now, 0);
+        if (a && a->count >= limit)
+            verdict = COORD_LIMIT;
+    }
+    pthread_mutex_unlock(&e->sh->lock);
+    fn(arg, verdict);
+}
+
+static void emb_auth_failed(struct coord *c, const char *ip, const char *login, long ttl)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    int64_t now = (int64_t)coord_mono_ms();
+    uint64_t key[2];
+
+    emb_auth_keys(ip, login, key);
+    emb_lock(e->sh);
+    for (int k = 0; k < 2; k++) {
+        struct emb_auth *a = emb_auth_find(e->sh, key[k], now, 1);
+        a->count++;
+        a->until_ms = now + (int64_t)ttl * 1000;
+    }
+    pthread_mutex_unlock(&e->sh->lock);
 }
 
 /* ---- the due-time index of one queue (queue process memory) ---- */
@@ -539,6 +622,8 @@ static const struct coord_ops emb_ops = {
     .release = emb_release,
     .slot_acquire = emb_slot_acquire,
     .slot_release = emb_slot_release,
+    .auth_check = emb_auth_check,
+    .auth_failed = emb_auth_failed,
 };
 
 static int emb_shared_map(struct coord_embedded *e, size_t ring, struct buf *err)

@@ -10,8 +10,10 @@
  * they keep growing after Redis lost its data), delivery slots that are
  * leases, and the node registry (heartbeats, draining).  docs/cluster.md
  * lists the keys.
- * When Redis is unreachable: connections are judged by this node alone
- * (the embedded backend), announcements are dropped (the spool scan
+ * Failed logins are counted (the AUTH lockout) in two keys per failure, the
+ * client's address and the login, each expiring by itself.
+ * When Redis is unreachable: connections are judged and failed logins
+ * counted by this node alone (the embedded backend), announcements are dropped (the spool scan
  * rebuilds the index), claims answer COORD_DOWN (deliveries pause), and
  * the connection is retried until Redis is back; all of it is logged.
  * A claimed file stays in the index, due when its lease would end (renewals
@@ -22,6 +24,7 @@
  * Must not: block the loop (hiredis runs asynchronously on it) or touch
  * the spool.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -55,6 +58,8 @@ enum cr_script {
     CR_S_ANNOUNCE,
     CR_S_SLOT,
     CR_S_SLOT_RENEW,
+    CR_S_AUTH_CHECK,
+    CR_S_AUTH_FAIL,
     CR_NSCRIPTS
 };
 
@@ -177,6 +182,20 @@ static const char *const cr_scripts[CR_NSCRIPTS] = {
      * the grant: a node whose clock is off must not shorten or stretch it. */
     CR_LUA_NOW
     "return redis.call('ZADD', KEYS[1], 'XX', 'CH', now_ms + tonumber(ARGV[1]), ARGV[2])\n",
+
+    /* AUTH_CHECK: KEYS address count, login count; ARGV limit */
+    "for i = 1, 2 do\n"
+    "  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[1]) then return 1 end\n"
+    "end\n"
+    "return 0\n",
+
+    /* AUTH_FAIL: KEYS address count, login count; ARGV ttl ms.  Each count
+     * lives ttl from its last failure. */
+    "for i = 1, 2 do\n"
+    "  redis.call('INCR', KEYS[i])\n"
+    "  redis.call('PEXPIRE', KEYS[i], ARGV[1])\n"
+    "end\n"
+    "return 1\n",
 };
 
 struct coord_redis {
@@ -222,10 +241,13 @@ struct cr_call {
         coord_claim_fn *claim;
         coord_status_fn *status;
         coord_slot_fn *slot;
+        coord_auth_fn *auth;
     } fn;
     void *arg;
     char queue[16];
     char ip[64];
+    char login[256];               /* AUTH lockout: for the fallback */
+    long num;                      /* AUTH lockout: limit or ttl, for the fallback */
     struct coord_claim cl;
 };
 
@@ -622,6 +644,83 @@ static void cr_conn_check(struct coord *c, struct async_owner *o, const char *ip
     cr_eval(call, 1, (const char *const[]){key, ip, buf, cnx, win, NULL});
 }
 
+/* ---- AUTH lockout ---- */
+
+/* The two count keys: the address, and the login in lower case. */
+static void cr_auth_keys(const struct coord_redis *cr, const char *ip, const char *login,
+                         char kip[256], char klogin[512])
+{
+    char low[256];
+    size_t i;
+
+    for (i = 0; login[i] && i < sizeof(low) - 1; i++)
+        low[i] = (char)tolower((unsigned char)login[i]);
+    low[i] = '\0';
+    cr_key(cr, kip, 256, "authfail:ip", ip);
+    cr_key(cr, klogin, 512, "authfail:login", low);
+}
+
+static void cr_auth_check_reply(struct cr_call *call, redisReply *r, int live)
+{
+    long long v = cr_int(r);
+
+    if (!live)
+        return;
+    if (v < 0) {   /* Redis failed meanwhile: this node's counts (at once) */
+        coord_auth_check(call->cr->local, NULL, call->ip, call->login, call->num,
+                         call->fn.auth, call->arg);
+        return;
+    }
+    call->fn.auth(call->arg, v == 1 ? COORD_LIMIT : COORD_OK);
+}
+
+static void cr_auth_check(struct coord *c, struct async_owner *o, const char *ip,
+                          const char *login, long limit, coord_auth_fn *fn, void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char kip[256], klogin[512], slimit[32];
+    struct cr_call *call;
+
+    if (!cr_ready(cr)) {
+        coord_auth_check(cr->local, o, ip, login, limit, fn, arg);
+        return;
+    }
+    call = cr_call_new(cr, o, CR_S_AUTH_CHECK, cr_auth_check_reply, arg);
+    call->fn.auth = fn;
+    call->num = limit;
+    snprintf(call->ip, sizeof(call->ip), "%s", ip);
+    snprintf(call->login, sizeof(call->login), "%s", login);
+    cr_auth_keys(cr, ip, login, kip, klogin);
+    snprintf(slimit, sizeof(slimit), "%ld", limit);
+    cr_eval(call, 2, (const char *const[]){kip, klogin, slimit, NULL});
+}
+
+/* Nobody waits for it; a failure Redis could not count is counted here. */
+static void cr_auth_fail_reply(struct cr_call *call, redisReply *r, int live)
+{
+    if (r == NULL)
+        coord_auth_failed(call->cr->local, call->ip, call->login, call->num);
+}
+
+static void cr_auth_failed(struct coord *c, const char *ip, const char *login, long ttl)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char kip[256], klogin[512], sttl[32];
+    struct cr_call *call;
+
+    if (!cr_ready(cr)) {
+        coord_auth_failed(cr->local, ip, login, ttl);
+        return;
+    }
+    call = cr_call_new(cr, NULL, CR_S_AUTH_FAIL, cr_auth_fail_reply, NULL);
+    call->num = ttl;
+    snprintf(call->ip, sizeof(call->ip), "%s", ip);
+    snprintf(call->login, sizeof(call->login), "%s", login);
+    cr_auth_keys(cr, ip, login, kip, klogin);
+    snprintf(sttl, sizeof(sttl), "%ld", ttl * 1000);
+    cr_eval(call, 2, (const char *const[]){kip, klogin, sttl, NULL});
+}
+
 /* ---- the due-time index, claims, locks ---- */
 
 static void cr_announce(struct coord *c, const char *queue, const char *qid, long due,
@@ -991,6 +1090,8 @@ static const struct coord_ops cr_ops = {
     .slot_renew = cr_slot_renew,
     .take_rescan = cr_take_rescan,
     .set_inflight = cr_set_inflight,
+    .auth_check = cr_auth_check,
+    .auth_failed = cr_auth_failed,
 };
 
 struct coord *coord_redis_create(const struct config *conf, struct buf *err)

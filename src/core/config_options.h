@@ -184,6 +184,9 @@ CONF_NUM(Redis_db, "Redis_db", 0, 0, 1000000, CONF_F_NEW)
 CONF_TEXT(Redis_prefix, "Redis_prefix", "selor:", CONF_F_NEW)
 CONF_NUM(Lock_lease, "Lock_lease", 30, 2, 86400, CONF_F_NEW)
 CONF_NUM(Dremote_max_procs, "Dremote_max_procs", 20, 0, 100000, CONF_F_NEW)
+CONF_NUM(Auth_plaintext, "Auth_plaintext", 0, 0, 1, CONF_F_NEW | CONF_F_DEF)
+CONF_NUM(Auth_fail_limit, "Auth_fail_limit", 10, 0, 1000000, CONF_F_NEW)
+CONF_NUM(Auth_fail_time, "Auth_fail_time", 600, 1, 2592000, CONF_F_NEW)
 
 #undef CONF_NUM
 #undef CONF_TEXT

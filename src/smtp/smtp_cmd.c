@@ -15,6 +15,7 @@ static const struct {
     {"RCPT", SMTP_RCPT}, {"DATA", SMTP_DATA}, {"RSET", SMTP_RSET},
     {"NOOP", SMTP_NOOP}, {"QUIT", SMTP_QUIT}, {"VRFY", SMTP_VRFY},
     {"EXPN", SMTP_EXPN}, {"HELP", SMTP_HELP}, {"STARTTLS", SMTP_STARTTLS},
+    {"AUTH", SMTP_AUTH},
 };
 
 const char *smtp_verb_name(enum smtp_verb v)
@@ -153,4 +154,74 @@ int smtp_cmd_next_param(const char **pp, const char *end, struct smtp_param *out
     out->value[vlen] = '\0';
     *pp = p;
     return 1;
+}
+
+/* ---- AUTH responses ---- */
+
+/* The value of a base64 digit, or -1. */
+static int smtp_b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int smtp_cmd_b64_decode(const char *in, size_t n, unsigned char *out, size_t max,
+                        size_t *outlen)
+{
+    size_t o = 0;
+
+    *outlen = 0;
+    if (n % 4 != 0)
+        return -1;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4], pad = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)in[i + k];
+            /* '=' only at the end: "xx==" or "xxx=" */
+            if (c == '=' && i + 4 == n && k >= 2 && (k == 3 || in[i + 3] == '=')) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if ((v[k] = smtp_b64_value(c)) < 0)
+                return -1;
+        }
+        if (o + 3 - (size_t)pad > max)
+            return -1;
+        out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+        if (pad < 2)
+            out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+        if (pad < 1)
+            out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+    }
+    *outlen = o;
+    return 0;
+}
+
+int smtp_cmd_plain_split(const unsigned char *in, size_t n, struct smtp_plain *out)
+{
+    const unsigned char *nul1 = memchr(in, '\0', n), *nul2;
+
+    memset(out, 0, sizeof(*out));
+    if (nul1 == NULL)
+        return -1;
+    nul2 = memchr(nul1 + 1, '\0', n - (size_t)(nul1 + 1 - in));
+    if (nul2 == NULL || memchr(nul2 + 1, '\0', n - (size_t)(nul2 + 1 - in)))
+        return -1;
+    out->authzid = in;
+    out->authzid_len = (size_t)(nul1 - in);
+    out->authcid = nul1 + 1;
+    out->authcid_len = (size_t)(nul2 - nul1 - 1);
+    out->password = nul2 + 1;
+    out->password_len = n - (size_t)(nul2 + 1 - in);
+    return out->authcid_len && out->password_len ? 0 : -1;
 }

@@ -29,6 +29,7 @@ enum smtp_verb {
     SMTP_EXPN,
     SMTP_HELP,
     SMTP_STARTTLS,
+    SMTP_AUTH,
 };
 
 struct smtp_cmd {
@@ -74,5 +75,26 @@ struct smtp_param {
  * read, 0 at the end, -1 on bad syntax.
  */
 int smtp_cmd_next_param(const char **p, const char *end, struct smtp_param *out);
+
+/* ---- AUTH responses (RFC 4954): base64 and the PLAIN message ---- */
+
+/*
+ * Decodes base64 (RFC 4648: the standard alphabet, padded to a multiple of
+ * four, nothing else, no blanks).  The output is at most n / 4 * 3 bytes
+ * and must fit in max.  0 with *outlen, -1 when the text is not base64 or
+ * does not fit.
+ */
+int smtp_cmd_b64_decode(const char *in, size_t n, unsigned char *out, size_t max,
+                        size_t *outlen);
+
+/* A PLAIN message "authzid NUL authcid NUL password", pointing into it. */
+struct smtp_plain {
+    const unsigned char *authzid, *authcid, *password;
+    size_t authzid_len, authcid_len, password_len;
+};
+
+/* Splits a decoded PLAIN message: exactly two NULs, a non-empty authcid
+ * and password.  0, or -1 when it is not such a message. */
+int smtp_cmd_plain_split(const unsigned char *in, size_t n, struct smtp_plain *out);
 
 #endif

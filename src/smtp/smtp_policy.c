@@ -2,7 +2,8 @@
  * smtp_policy.c - what each SMTP command does and answers (see
  * smtp_session.h, docs/smtp.md).
  *
- * Owns: HELO/EHLO, MAIL, RCPT, DATA and the small commands; the relay
+ * Owns: HELO/EHLO, MAIL, RCPT, DATA and the small commands (AUTH is
+ * smtp_auth.c's, and so is a line sent during its exchange); the relay
  * decision; refusals and what they cost a client (every refused command
  * counts: past SMTP_SOFT_ERRORS each refusal is answered a second late,
  * at SMTP_MAX_ERRORS the session ends; a refused recipient leaves nothing
@@ -105,8 +106,18 @@ static void smtp_accept_reply(struct smtp_session *s, const char *msg, const cha
     smtp_session_resume(s, start, 0);
 }
 
+void smtp_policy_refuse(struct smtp_session *s, const char *msg, const char *detail,
+                        long delay)
+{
+    smtp_refuse(s, msg, detail, NULL, delay);
+}
+
 void smtp_policy_line_too_long(struct smtp_session *s)
 {
+    if (smtp_auth_expects_line(s)) {
+        smtp_auth_line_too_long(s);
+        return;
+    }
     smtp_refuse(s, s->conf->Msg_invalid_cmd, "5.2", NULL, 0);
 }
 
@@ -151,6 +162,8 @@ static void smtp_do_helo(struct smtp_session *s, const struct smtp_cmd *c)
     smtp_session_reply_raw(s, "250-8BITMIME\r\n");
     if (smtp_starttls_offered(s))
         smtp_session_reply_raw(s, "250-STARTTLS\r\n");
+    if (smtp_auth_offered(s))
+        smtp_session_reply_raw(s, "250-AUTH PLAIN LOGIN\r\n");
     smtp_session_reply_raw(s, "250 ENHANCEDSTATUSCODES\r\n");
 }
 
@@ -229,6 +242,9 @@ static int smtp_mail_params(struct smtp_session *s, const struct smtp_path *p)
                    (strcasecmp(prm.value, "7BIT") == 0 ||
                     strcasecmp(prm.value, "8BITMIME") == 0)) {
             s->txn.body = prm.value[0] == '8' ? "8BITMIME" : "7BIT";
+        } else if (strcmp(prm.key, "AUTH") == 0) {
+            /* RFC 4954 section 5: accepted, and ignored (Selor does not
+             * pass an identity on from one relay to the next). */
         } else {
             smtp_refuse(s, conf->Msg_invalid_param, "5.4", NULL, 0);
             return -1;
@@ -387,6 +403,12 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
             ok = smtp_txn_add_rcpt(&s->txn, r->targets[i], addr) == 0;
         break;
     case ACCOUNTS_REMOTE:
+        /* could log in, here or after STARTTLS, and did not */
+        if (!s->auth[0] && (smtp_auth_offered(s) || smtp_starttls_offered(s))) {
+            smtp_session_refused(s, "relay without AUTH", addr);
+            smtp_refuse(s, conf->Msg_auth_required, "7.0", NULL, 0);
+            return;
+        }
         if (!(s->auth[0] && conf->Auth_relay)) {
             smtp_session_refused(s, "relay", addr);
             smtp_refuse(s, conf->Msg_relay_denied, "7.1", NULL, 0);
@@ -637,8 +659,13 @@ void smtp_policy_command(struct smtp_session *s, const char *line, size_t n)
     const struct config *conf = s->conf;
     struct smtp_cmd c;
 
+    if (smtp_auth_expects_line(s)) {   /* no command: the AUTH exchange's */
+        smtp_auth_line(s, line, n);
+        return;
+    }
     smtp_cmd_parse(line, n, &c);
     switch (c.verb) {
+    case SMTP_AUTH: smtp_auth_command(s, &c); break;
     case SMTP_HELO:
     case SMTP_EHLO: smtp_do_helo(s, &c); break;
     case SMTP_MAIL: smtp_do_mail(s, &c); break;
@@ -657,7 +684,7 @@ void smtp_policy_command(struct smtp_session *s, const char *line, size_t n)
     case SMTP_STARTTLS: smtp_do_starttls(s, &c); break;
     case SMTP_HELP:
         smtp_session_reply_raw(s, "214 %sCommands: HELO EHLO MAIL RCPT DATA RSET NOOP "
-                               "QUIT VRFY HELP STARTTLS\r\n", s->esmtp ? "2.0.0 " : "");
+                               "QUIT VRFY HELP STARTTLS AUTH\r\n", s->esmtp ? "2.0.0 " : "");
         break;
     case SMTP_EXPN:
         smtp_refuse(s, conf->Msg_refused, "7.0", NULL, 0);

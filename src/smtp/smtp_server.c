@@ -248,7 +248,9 @@ static int smtp_command_input(struct smtp_session *s)
         smtp_log(s, '<', "(line too long)", 15);
         smtp_policy_line_too_long(s);
     } else {
-        smtp_log(s, '<', line, n);
+        size_t shown = n;   /* never a credential in the log */
+        const char *text = smtp_auth_loggable(s, line, &shown);
+        smtp_log(s, '<', text, shown);
         smtp_policy_command(s, line, n);
     }
     return 1;

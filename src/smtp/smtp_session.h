@@ -66,6 +66,27 @@ struct smtp_txn {
     struct arena mem;          /* accepted addresses only: a refusal costs nothing */
 };
 
+/* Where an AUTH exchange is (smtp_auth.c). */
+enum smtp_auth_step {
+    SMTP_AUTH_NONE,        /* no exchange: lines are commands */
+    SMTP_AUTH_PLAIN,       /* "334 " sent: the PLAIN response comes next */
+    SMTP_AUTH_USER,        /* LOGIN: the user name comes next */
+    SMTP_AUTH_PASS,        /* LOGIN: the password comes next */
+    SMTP_AUTH_CHECK,       /* the lockout and the modules are asked (WAIT) */
+};
+
+#define SMTP_AUTH_FIELD_MAX 256   /* a login or a password, NUL included */
+
+struct smtp_auth_state {
+    enum smtp_auth_step step;
+    unsigned fails;                    /* failed logins (Auth_tolerance) */
+    char login[SMTP_AUTH_FIELD_MAX];
+    char password[SMTP_AUTH_FIELD_MAX];   /* wiped as soon as it was handed on */
+    /* Held while the password waits in here for the lockout's answer: a
+     * session that goes meanwhile wipes it (the request's cancel hook). */
+    struct async_req holding;
+};
+
 struct smtp_session {
     struct stream io;           /* the connection, plain or TLS */
     uv_timer_t timer;           /* idle timeout, or the delay of a held reply */
@@ -90,6 +111,7 @@ struct smtp_session {
     struct buf in, out, chunk;
     size_t out_pending;         /* bytes handed to uv_write, not yet done */
     struct smtp_path pending_path;   /* RCPT waiting for its lookup */
+    struct smtp_auth_state authx;    /* the AUTH exchange (smtp_auth.c) */
     char held_reply[512];            /* a reply held back by a delay */
     struct smtp_txn txn;
     struct buf announce;        /* "queue id\n" accepted, announced at close */
@@ -141,5 +163,28 @@ int smtp_policy_data_input(struct smtp_session *s);
 void smtp_policy_txn_reset(struct smtp_session *s);
 /* The transaction's memory goes (the session closes). */
 void smtp_policy_txn_free(struct smtp_session *s);
+/* A refused command (counted as an error; see smtp_policy.c), for the
+ * other command files: msg is a Msg_* option or a fixed "NNN text". */
+void smtp_policy_refuse(struct smtp_session *s, const char *msg, const char *detail,
+                        long delay);
+
+/* ---- smtp_auth.c: AUTH (RFC 4954) ---- */
+
+/* Whether this session may offer AUTH: under TLS, or Auth_plaintext 1. */
+int smtp_auth_offered(const struct smtp_session *s);
+/* The AUTH command. */
+void smtp_auth_command(struct smtp_session *s, const struct smtp_cmd *c);
+/* An exchange waits for the client's next line: that line is no command. */
+int smtp_auth_expects_line(const struct smtp_session *s);
+/* The client's next line of the exchange (without its line end). */
+void smtp_auth_line(struct smtp_session *s, const char *line, size_t n);
+/* That line was over 512 bytes. */
+void smtp_auth_line_too_long(struct smtp_session *s);
+/*
+ * What of a received line may be logged: the continuation lines of an
+ * exchange become "(AUTH response)", an AUTH command loses its initial
+ * response.  Returns the text, and its length in *n.
+ */
+const char *smtp_auth_loggable(const struct smtp_session *s, const char *line, size_t *n);
 
 #endif

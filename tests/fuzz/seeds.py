@@ -355,6 +355,32 @@ write("bounce", {
     "zero-times": bounce(0, BASE + [""], [R1], HDRS, arrival=0, now=0),
 })
 
+# ---- smtp_auth: one AUTH response line (also read as a PLAIN message) ----
+def b64(raw):
+    import base64
+    return base64.b64encode(raw.encode("latin-1")).decode()
+
+
+write("smtp_auth", {
+    "plain": b64("\0alice@example.com\0alicepw"),
+    "plain-authzid": b64("alice@example.com\0alice@example.com\0alicepw"),
+    "plain-raw": "\0alice@example.com\0alicepw",
+    "plain-empty-user": "\0\0pw",
+    "plain-empty-pw": "\0user\0",
+    "plain-three-nuls": "a\0b\0c\0d",
+    "login-user": b64("alice@example.com"),
+    "pad-one": "QUJD" + "QUI=",
+    "pad-two": "QQ==",
+    "pad-middle": "QQ==QUJD",
+    "pad-three": "Q===",
+    "bad-char": "QU!D",
+    "short": "QUJ",
+    "cancel": "*",
+    "empty-ir": "=",
+    "empty": "",
+    "long": "QUJD" * 127,
+})
+
 # ---- config.dict: every option name (for libFuzzer's -dict) ----
 names = []
 with open(os.path.join(ROOT, "..", "..", "src", "config_options.h")) as fp:

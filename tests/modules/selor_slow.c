@@ -6,7 +6,8 @@
  * Options: Slow_domains "a.test b.test" (local domains), Slow_delay_ms
  * (how late each answer comes).  DOMAIN: found for a listed domain.
  * MAILBOX: found for every user of a listed domain except those whose
- * local part starts with "nobody".  ALIAS, AUTH: not found.  Every answer
+ * local part starts with "nobody".  ALIAS, AUTH: not found (AUTH answers
+ * late too, so a session can be held in an AUTH check).  Every answer
  * is given Slow_delay_ms after the lookup, by a timer per request.
  * Owns: nothing but its own timers.  Must not: touch a request after
  * cancel(); include Selor's internal headers.
@@ -153,7 +154,7 @@ const struct selor_module selor_module = {
     .attach = slow_attach,
     .detach = slow_detach,
     .kinds = (1u << SELOR_LOOKUP_DOMAIN) | (1u << SELOR_LOOKUP_MAILBOX) |
-             (1u << SELOR_LOOKUP_ALIAS),
+             (1u << SELOR_LOOKUP_ALIAS) | (1u << SELOR_LOOKUP_AUTH),
     .lookup = slow_lookup,
     .cancel = slow_cancel,
 };

@@ -181,3 +181,31 @@ def test_commit(nodes, procs, workdir, backend):
         for n in nodes.nodes:
             n.kill()
         fs.stop()
+
+
+AUTH_PLAIN = b"AUTH PLAIN AHVAc2xvdy50ZXN0AHNlY3JldA==\r\n"   # \0u@slow.test\0secret
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_auth_lookup(nodes, procs, workdir, backend):
+    st = Setup(nodes, procs, workdir, backend,
+               options={"Module": os.path.join(selortest.TESTMOD_DIR, "selor_slow.so"),
+                        "Passwd_file": None, "Slow_domains": "slow.test",
+                        "Slow_delay_ms": int(DELAY * 1000), "Auth_plaintext": 1,
+                        "Incorrect_pass_delay": 0})
+    both_ways(st, send=b"EHLO client.test\r\n" + AUTH_PLAIN, replies=1)
+    assert_auth_answer_dropped(st)
+
+
+def assert_auth_answer_dropped(st):
+    log = st.node.log()
+    assert "wait (AUTH check)" in log
+    assert "AUTH failed" not in log, "an answer reached a session that was gone"
+
+
+def test_auth_lockout_check(nodes, procs, workdir):
+    st = Setup(nodes, procs, workdir, "redis", options={"Auth_plaintext": 1})
+    st.redis_proxy.set(delay=DELAY)          # the lockout's answer comes late
+    both_ways(st, send=b"EHLO client.test\r\n" + AUTH_PLAIN, replies=1)
+    st.redis_proxy.set(delay=0)
+    assert_auth_answer_dropped(st)

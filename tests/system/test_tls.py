@@ -316,3 +316,76 @@ def test_sighup_reloads_the_certificate_and_keeps_sessions(nodes, workdir):
     os.kill(n.proc.pid, signal.SIGHUP)
     wait_for(lambda: "not reloaded" in n.log("warning"), timeout=10, what="the refusal")
     assert peer_cn(n) == "renewed.n1.test"
+
+
+# ---- AUTH under TLS (Auth_plaintext 0, the default) ----
+
+AUTH_PW = "alicepw"
+
+
+def test_auth_after_starttls_relays(nodes, procs, workdir):
+    """AUTH is offered only inside TLS; PLAIN and LOGIN then work and the
+    message relays to the sink; the same relay without AUTH gets
+    Msg_auth_required; no password in any file the node wrote."""
+    sink = procs.sink("127.0.0.1", 0)
+    n = tls_node(nodes, workdir, Relay_host="127.0.0.1:%d" % sink.port, Immed_delivery=2,
+                 Incorrect_pass_delay=0)
+    for mech in ("PLAIN", "LOGIN"):
+        with n.smtp() as c:
+            c.ehlo("client.test")
+            assert not c.has_extn("auth")
+            assert c.docmd("AUTH", mech)[0] == 503
+            c.starttls(context=client_ctx())
+            c.ehlo("client.test")
+            assert c.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
+            c.user, c.password = "alice@example.com", AUTH_PW
+            code, _ = c.auth(mech, c.auth_plain if mech == "PLAIN" else c.auth_login)
+            assert code == 235
+            c.sendmail("a@remote.test", ["z@remote.test"], "Subject: %s\r\n\r\nhi\r\n" % mech)
+    with n.smtp() as c:
+        c.ehlo("client.test")
+        c.starttls(context=client_ctx())
+        c.ehlo("client.test")
+        c.mail("a@remote.test")
+        code, text = c.rcpt("z@remote.test")
+        assert (code, text) == (550, b"5.7.0 Auth required"), (code, text)
+    with n.smtp() as c:           # before STARTTLS the client could log in too
+        c.ehlo("client.test")
+        c.mail("a@remote.test")
+        assert c.rcpt("z@remote.test")[0] == 550
+    wait_for(lambda: len(sink.messages()) == 2, timeout=30, what="2 relayed messages")
+    for _, content in sink.messages():
+        assert b"with ESMTPSA id" in content
+    assert n.stop() == 0
+    for d, _, files in os.walk(n.dir):
+        for f in files:
+            if f != "passwd" and os.path.isfile(os.path.join(d, f)):
+                with open(os.path.join(d, f), "rb") as fp:
+                    data = fp.read()
+                assert AUTH_PW.encode() not in data, f
+                assert b"YWxpY2Vwdw" not in data, f      # base64 of the password
+
+
+def test_swaks_tls_auth(nodes, workdir):
+    if not shutil.which("swaks"):
+        pytest.skip("swaks missing")
+    n = tls_node(nodes, workdir, Incorrect_pass_delay=0)
+    for mech in ("PLAIN", "LOGIN"):
+        r = subprocess.run(["swaks", "--server", n.host, "--port", str(n.port), "--tls",
+                            "--auth", mech, "--auth-user", "alice@example.com",
+                            "--auth-password", AUTH_PW, "--from", "a@remote.test",
+                            "--to", "z@remote.test", "--quit-after", "RCPT"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "235 2.7.0" in r.stdout
+
+
+def test_openssl_s_client_auth(nodes, workdir):
+    n = tls_node(nodes, workdir, Incorrect_pass_delay=0)
+    import base64
+    resp = base64.b64encode(b"\0alice@example.com\0" + AUTH_PW.encode())
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect",
+                        "%s:%d" % (n.host, n.port), "-quiet", "-ign_eof", "-crlf"],
+                       input=b"EHLO client.test\nAUTH PLAIN " + resp + b"\nQUIT\n",
+                       capture_output=True, timeout=30)
+    assert "235 2.7.0" in r.stdout.decode(), r.stdout

@@ -222,6 +222,52 @@ static void test_connection_limit_off_and_window(void **state)
     coord_destroy(fast);
 }
 
+static int auth_verdict(struct coord *co, const char *ip, const char *login, long limit)
+{
+    verdict = -1;
+    coord_auth_check(co, NULL, ip, login, limit, on_conn, NULL);
+    assert_int_not_equal(verdict, -1);   /* answered at once */
+    return verdict;
+}
+
+static void test_auth_lockout(void **state)
+{
+    struct coord *co = make(0, 1, 60);
+
+    (void)state;
+    for (int i = 0; i < 2; i++)
+        coord_auth_failed(co, "192.0.2.1", "alice@example.org", 60);
+    assert_int_equal(auth_verdict(co, "192.0.2.1", "bob@example.org", 3), COORD_OK);
+    coord_auth_failed(co, "192.0.2.1", "Alice@Example.ORG", 60);   /* case ignored */
+    /* Three failures: the address is locked out, whatever the login... */
+    assert_int_equal(auth_verdict(co, "192.0.2.1", "bob@example.org", 3), COORD_LIMIT);
+    /* ...and the login, from any address. */
+    assert_int_equal(auth_verdict(co, "192.0.2.9", "alice@example.org", 3), COORD_LIMIT);
+    assert_int_equal(auth_verdict(co, "192.0.2.9", "bob@example.org", 3), COORD_OK);
+    assert_int_equal(auth_verdict(co, "192.0.2.1", "bob@example.org", 4), COORD_OK);
+    assert_int_equal(auth_verdict(co, "192.0.2.1", "bob@example.org", 0), COORD_OK);  /* off */
+    coord_destroy(co);
+}
+
+static void test_auth_counts_expire_and_stay_bounded(void **state)
+{
+    struct coord *co = make(0, 1, 60);
+    char ip[64];
+
+    (void)state;
+    coord_auth_failed(co, "192.0.2.1", "alice@example.org", 1);
+    assert_int_equal(auth_verdict(co, "192.0.2.1", "x", 1), COORD_LIMIT);
+    usleep(1100 * 1000);
+    assert_int_equal(auth_verdict(co, "192.0.2.1", "x", 1), COORD_OK);
+    /* Far more addresses than the table holds: no crash, the newest count. */
+    for (int i = 0; i < 20000; i++) {
+        snprintf(ip, sizeof(ip), "10.%d.%d.1", i / 256, i % 256);
+        coord_auth_failed(co, ip, "mallory", 60);
+    }
+    assert_int_equal(auth_verdict(co, ip, "y", 1), COORD_LIMIT);
+    coord_destroy(co);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +279,8 @@ int main(void)
         cmocka_unit_test(test_pool_slots),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_connection_limit_off_and_window),
+        cmocka_unit_test(test_auth_lockout),
+        cmocka_unit_test(test_auth_counts_expire_and_stay_bounded),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

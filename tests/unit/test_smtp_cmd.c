@@ -63,7 +63,7 @@ static void test_verbs(void **state)
         {"HELO", SMTP_HELO}, {"EHLO", SMTP_EHLO}, {"MAIL", SMTP_MAIL},
         {"RCPT", SMTP_RCPT}, {"DATA", SMTP_DATA}, {"RSET", SMTP_RSET},
         {"NOOP", SMTP_NOOP}, {"QUIT", SMTP_QUIT}, {"VRFY", SMTP_VRFY},
-        {"EXPN", SMTP_EXPN}, {"HELP", SMTP_HELP},
+        {"EXPN", SMTP_EXPN}, {"HELP", SMTP_HELP}, {"AUTH", SMTP_AUTH},
     };
     char line[32];
 
@@ -115,7 +115,7 @@ static void test_unknown_verbs(void **state)
     expect_cmd("XSTARTTLSX", SMTP_UNKNOWN, "");
     expect_cmd("\xc3\x89HLO x", SMTP_UNKNOWN, "");
     /* A well-formed but unknown verb keeps its argument. */
-    expect_cmd("AUTH PLAIN AGFiYwBk", SMTP_UNKNOWN, "PLAIN AGFiYwBk");
+    expect_cmd("ETRN example.org", SMTP_UNKNOWN, "example.org");
     expect_cmd("BDAT 100 LAST", SMTP_UNKNOWN, "100 LAST");
     expect_cmd("XXXX", SMTP_UNKNOWN, "");
     expect_cmd("STARTTLS", SMTP_STARTTLS, "");
@@ -415,6 +415,59 @@ static void test_mail_line(void **state)
     assert_int_equal(smtp_cmd_next_param(&p, path.params + path.paramslen, &prm), 0);
 }
 
+/* ---- AUTH responses ---- */
+
+static int decode(const char *text, char *out, size_t max, size_t *n)
+{
+    return smtp_cmd_b64_decode(copy_of(text, strlen(text)), strlen(text),
+                               (unsigned char *)out, max, n);
+}
+
+static void test_b64(void **state)
+{
+    char out[64];
+    size_t n;
+
+    (void)state;
+    assert_int_equal(decode("YWxpY2U=", out, sizeof(out), &n), 0);
+    assert_int_equal(n, 5);
+    assert_memory_equal(out, "alice", 5);
+    assert_int_equal(decode("QQ==", out, sizeof(out), &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(decode("QUJD", out, sizeof(out), &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(decode("", out, sizeof(out), &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(decode("QUJD", out, 2, &n), -1);        /* does not fit */
+    assert_int_equal(decode("YWxpY2U", out, sizeof(out), &n), -1);   /* unpadded */
+    assert_int_equal(decode("QQ==QUJD", out, sizeof(out), &n), -1);  /* = inside */
+    assert_int_equal(decode("Q===", out, sizeof(out), &n), -1);
+    assert_int_equal(decode("QU=D", out, sizeof(out), &n), -1);
+    assert_int_equal(decode("QU JD", out, sizeof(out), &n), -1);
+    assert_int_equal(decode("*", out, sizeof(out), &n), -1);
+}
+
+static void test_plain_split(void **state)
+{
+    static const unsigned char ok[] = "authz\0user\0pw", no_authz[] = "\0user\0pw";
+    struct smtp_plain p;
+
+    (void)state;
+    assert_int_equal(smtp_cmd_plain_split(ok, sizeof(ok) - 1, &p), 0);
+    assert_int_equal(p.authzid_len, 5);
+    assert_int_equal(p.authcid_len, 4);
+    assert_memory_equal(p.authcid, "user", 4);
+    assert_int_equal(p.password_len, 2);
+    assert_memory_equal(p.password, "pw", 2);
+    assert_int_equal(smtp_cmd_plain_split(no_authz, sizeof(no_authz) - 1, &p), 0);
+    assert_int_equal(p.authzid_len, 0);
+    assert_int_equal(smtp_cmd_plain_split((const unsigned char *)"\0\0pw", 4, &p), -1);
+    assert_int_equal(smtp_cmd_plain_split((const unsigned char *)"\0u\0", 3, &p), -1);
+    assert_int_equal(smtp_cmd_plain_split((const unsigned char *)"u\0p", 3, &p), -1);
+    assert_int_equal(smtp_cmd_plain_split((const unsigned char *)"a\0u\0p\0", 6, &p), -1);
+    assert_int_equal(smtp_cmd_plain_split((const unsigned char *)"", 0, &p), -1);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, free_copies)
 
 int main(void)
@@ -435,6 +488,8 @@ int main(void)
         T(test_param_limits),
         T(test_params_bounded),
         T(test_mail_line),
+        T(test_b64),
+        T(test_plain_split),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
