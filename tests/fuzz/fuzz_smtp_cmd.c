@@ -135,9 +135,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(cmd.arg[cmd.arglen - 1] != ' ' && cmd.arg[cmd.arglen - 1] != '\t');
     }
     if (cmd.verb != SMTP_UNKNOWN) {
-        CHECK(size >= 4 && (size == 4 || line[4] == ' '));
-        CHECK(strncasecmp(line, smtp_verb_name(cmd.verb), 4) == 0);
-        CHECK(cmd.arglen == 0 || cmd.arg >= line + 5);
+        size_t vl = strlen(smtp_verb_name(cmd.verb));    /* 4 letters, or STARTTLS */
+        CHECK(size >= vl && (size == vl || line[vl] == ' '));
+        CHECK(strncasecmp(line, smtp_verb_name(cmd.verb), vl) == 0);
+        CHECK(cmd.arglen == 0 || cmd.arg >= line + vl + 1);
     } else {
         CHECK(strcmp(smtp_verb_name(cmd.verb), "?") == 0);
     }

@@ -111,11 +111,6 @@ def send_all(cl, count, refusals):
     assert errors == [], errors
 
 
-@pytest.mark.parametrize("faults", [
-    {},
-    # one rename per node reports ENOENT after it happened; one fsync fails
-    {"rename_error": 1, "fsync_error": 1, "actimeo": 3},
-], ids=["caching", "caching+faults"])
 def send_at_once(node, size):
     """A message of about size bytes to m0@fwd.test, its content sent in one
     go: (the reply to it, the body sent)."""
@@ -128,6 +123,11 @@ def send_at_once(node, size):
         s.close()
 
 
+@pytest.mark.parametrize("faults", [
+    {},
+    # one rename per node reports ENOENT after it happened; one fsync fails
+    {"rename_error": 1, "fsync_error": 1, "actimeo": 3},
+], ids=["caching", "caching+faults"])
 def test_thousand_messages_round_robin_each_delivered_once(procs, nodes, faults):
     cl = Cluster(nodes, procs, nfs=nfs(**faults))
     cl.wait_startup_pause()
