@@ -389,3 +389,23 @@ def test_openssl_s_client_auth(nodes, workdir):
                        input=b"EHLO client.test\nAUTH PLAIN " + resp + b"\nQUIT\n",
                        capture_output=True, timeout=30)
     assert "235 2.7.0" in r.stdout.decode(), r.stdout
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_only_tls_12_and_13(nodes, workdir):
+    n = tls_node(nodes, workdir, Tls_implicit=1, Tls_enable=0)
+    for version, ok in ((ssl.TLSVersion.TLSv1_2, True), (ssl.TLSVersion.TLSv1_3, True),
+                        (ssl.TLSVersion.TLSv1_1, False)):
+        ctx = client_ctx()
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        ctx.maximum_version = version
+        if version == ssl.TLSVersion.TLSv1_1:
+            ctx.set_ciphers("ALL:@SECLEVEL=0")
+        raw = socket.create_connection((n.host, n.port), timeout=10)
+        try:
+            t = ctx.wrap_socket(raw)
+            got = t.version()
+            t.close()
+        except (ssl.SSLError, OSError):
+            got = None
+        assert (got is not None) == ok, (version, got)
