@@ -142,6 +142,18 @@ static void stream_tls_failed(struct stream *st)
     stream_flush_tls(st, NULL, 0);     /* the alert, if any */
 }
 
+/* The handshake is over (status 0) or failed: what waited for it goes, or
+ * is dropped, and the owner hears of it (it may close the stream). */
+static void stream_handshake_end(struct stream *st, int status)
+{
+    st->handshaking = 0;
+    if (status == 0)
+        stream_flush_tls(st, NULL, 0);
+    stream_release_held(st, status);
+    if (st->on_tls)
+        st->on_tls(st->arg, status);
+}
+
 /* Ciphertext in: the handshake, then plaintext to the reader.  The reader
  * may close the stream from its callback: the loop stops then. */
 static void stream_tls_input(struct stream *st, const char *data, size_t n)
@@ -152,11 +164,7 @@ static void stream_tls_input(struct stream *st, const char *data, size_t n)
     st->in_read = 1;
     while (!st->closing && (r = st->ops->read(st->tls, st->pbuf, st->plen)) != 0) {
         if (st->handshaking && st->ops->handshake_done(st->tls)) {
-            st->handshaking = 0;
-            stream_flush_tls(st, NULL, 0);
-            stream_release_held(st, 0);
-            if (st->on_tls)
-                st->on_tls(st->arg, 0);
+            stream_handshake_end(st, 0);
             if (st->closing)
                 break;
         }
@@ -166,12 +174,8 @@ static void stream_tls_input(struct stream *st, const char *data, size_t n)
         }
         if (r == SELOR_TLS_ERROR)
             stream_tls_failed(st);
-        if (st->handshaking) {
-            st->handshaking = 0;
-            stream_release_held(st, UV_EPROTO);
-            if (st->on_tls)
-                st->on_tls(st->arg, UV_EPROTO);
-        }
+        if (st->handshaking)
+            stream_handshake_end(st, UV_EPROTO);
         if (!st->closing)
             st->on_read(st->arg, r == SELOR_TLS_EOF ? UV_EOF : UV_EPROTO, NULL);
         break;
@@ -184,11 +188,7 @@ static void stream_tls_input(struct stream *st, const char *data, size_t n)
     }
     /* a handshake that ended with this input (the read above said "more") */
     if (st->handshaking && st->ops->handshake_done(st->tls)) {
-        st->handshaking = 0;
-        stream_flush_tls(st, NULL, 0);
-        stream_release_held(st, 0);
-        if (st->on_tls)
-            st->on_tls(st->arg, 0);
+        stream_handshake_end(st, 0);
         return;
     }
     if (st->tls)
