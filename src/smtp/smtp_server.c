@@ -416,6 +416,7 @@ void smtp_session_starttls(struct smtp_session *s)
     smtp_policy_txn_reset(s);
     s->greeted = s->esmtp = 0;
     s->helo[0] = '\0';
+    s->auth[0] = '\0';        /* a login made in clear does not carry over */
     smtp_tls_start(s);
 }
 

@@ -409,3 +409,16 @@ def test_only_tls_12_and_13(nodes, workdir):
         except (ssl.SSLError, OSError):
             got = None
         assert (got is not None) == ok, (version, got)
+
+
+def test_login_in_clear_is_forgotten_by_starttls(nodes, workdir):
+    """RFC 3207 4.2: what the server learnt before TLS is discarded, a login
+    made in clear (Auth_plaintext 1) included."""
+    n = tls_node(nodes, workdir, Auth_plaintext=1, Incorrect_pass_delay=0)
+    with n.smtp() as c:
+        c.ehlo("client.test")
+        assert c.login("alice@example.com", AUTH_PW)[0] == 235
+        c.starttls(context=client_ctx())
+        c.ehlo("client.test")
+        c.mail("a@remote.test")
+        assert c.rcpt("z@remote.test") == (550, b"5.7.0 Auth required")
