@@ -342,10 +342,6 @@ static void tls_shutdown(void *conn)
     ERR_clear_error();
 }
 
-static void tls_detach(void *state)
-{
-}
-
 static const struct selor_tls_ops tls_ops = {
     .conn_new = tls_conn_new,
     .conn_free = tls_conn_free,
@@ -370,7 +366,6 @@ const struct selor_module selor_module = {
     .version = "1.0",
     .options = tls_options,
     .init = tls_init,
-    .detach = tls_detach,
     .kinds = 0,
     .tls = &tls_ops,
 };
