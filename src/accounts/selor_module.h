@@ -41,6 +41,11 @@ enum selor_lookup_kind {
     SELOR_LOOKUP_MAILBOX,  /* key: user@domain; fills mbox */
     SELOR_LOOKUP_ALIAS,    /* key: user@domain or @domain; fills targets */
     SELOR_LOOKUP_AUTH,     /* key: login name, password set; fills mbox.user */
+    /* key: domain; fills targets with the address of every mailbox of the
+     * domain (at most SELOR_LIST_MAX_TARGETS), for broadcast aliases
+     * (Allow_broadcasts).  Added within ABI 2: a module without the bit in
+     * kinds is simply not asked. */
+    SELOR_LOOKUP_DOMAIN_MAILBOXES,
 };
 
 enum selor_lookup_result {
@@ -59,6 +64,7 @@ struct selor_mailbox {
 };
 
 #define SELOR_ALIAS_MAX_TARGETS 1000
+#define SELOR_LIST_MAX_TARGETS 10000
 
 struct selor_lookup {
     /* set by Selor */
