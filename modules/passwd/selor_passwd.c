@@ -1209,6 +1209,8 @@ static int pw_lookup(void *state, struct selor_lookup *req)
         return pw_lookup_alias(st->table, key, req);
     case SELOR_LOOKUP_AUTH:
         return pw_auth_start(st, key, req);
+    default:
+        break;
     }
     return SELOR_NOTFOUND;
 }

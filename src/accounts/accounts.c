@@ -8,12 +8,20 @@
  *   alias    (Modseq_alias,  key "user@domain") also after a mailbox when
  *                                               Force_alias_seek is 1
  *   default  (Modseq_alias,  key "@domain")     when Seek_df_alias is 1
- * In a phase, the first FOUND wins; TEMPFAIL from any module with no FOUND
- * makes the whole answer TEMPFAIL (an unreachable database must not turn
- * into "no such user").
+ *   list     (Modseq_mail,   key "domain")      per "@domain" alias target
+ *                                               (Allow_broadcasts)
+ * In a phase, the first FOUND wins (the list phase takes the union of every
+ * module's mailboxes); TEMPFAIL from any module with no FOUND makes the
+ * whole answer TEMPFAIL (an unreachable database must not turn into "no
+ * such user").  Every target carries which module put it there, so the l
+ * file can say how a recipient came to be.
  */
+#include <ctype.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "accounts.h"
 #include "arena.h"
@@ -22,7 +30,7 @@
 #include "mem.h"
 #include "module.h"
 
-enum acc_phase { PH_DOMAIN, PH_MAILBOX, PH_ALIAS, PH_DEFAULT, PH_AUTH, PH_END };
+enum acc_phase { PH_DOMAIN, PH_MAILBOX, PH_ALIAS, PH_DEFAULT, PH_LIST, PH_AUTH, PH_END };
 
 struct accounts_req {
     struct selor_lookup lk;       /* first: host->alloc finds the arena */
@@ -32,10 +40,13 @@ struct accounts_req {
     enum acc_phase phase;
     const struct module_inst *chain[MODULE_MAX];
     size_t nchain, pos;
-    int tempfail;
+    int tempfail, found_any;
     const char *addr, *domain, *password;
     struct accounts_result res;
     size_t targets_alloc;
+    size_t *seen;                 /* hash set of target indexes, for duplicates */
+    size_t seen_cap;
+    size_t listed;                /* broadcast domains asked so far */
     accounts_fn *fn;
     void *arg;
     struct async_owner *owner;
@@ -54,7 +65,8 @@ static const char *acc_seq_option(const struct config *c, enum acc_phase ph)
 {
     switch (ph) {
     case PH_DOMAIN: return c->Modseq_domain;
-    case PH_MAILBOX: return c->Modseq_mail;
+    case PH_MAILBOX:
+    case PH_LIST: return c->Modseq_mail;
     case PH_AUTH: return c->Modseq_auth;
     default: return c->Modseq_alias;
     }
@@ -65,6 +77,7 @@ static enum selor_lookup_kind acc_kind(enum acc_phase ph)
     switch (ph) {
     case PH_DOMAIN: return SELOR_LOOKUP_DOMAIN;
     case PH_MAILBOX: return SELOR_LOOKUP_MAILBOX;
+    case PH_LIST: return SELOR_LOOKUP_DOMAIN_MAILBOXES;
     case PH_AUTH: return SELOR_LOOKUP_AUTH;
     default: return SELOR_LOOKUP_ALIAS;
     }
@@ -130,24 +143,85 @@ int accounts_check_config(const struct module_set *mods,
     return 0;
 }
 
-static void acc_add_target(struct accounts_req *r, const char *t)
+static uint64_t acc_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)(*s | 0x20)) * 1099511628211ULL;
+    return h;
+}
+
+/* Index of an equal target (case-insensitive) in the set, or the free slot. */
+static size_t *acc_seen_slot(struct accounts_req *r, const char *t)
+{
+    size_t i = (size_t)acc_hash(t) & (r->seen_cap - 1);
+
+    while (r->seen[i] != SIZE_MAX && strcasecmp(r->res.targets[r->seen[i]], t) != 0)
+        i = (i + 1) & (r->seen_cap - 1);
+    return &r->seen[i];
+}
+
+/* Keeps the set at most half full; rebuilt from the targets. */
+static void acc_seen_grow(struct accounts_req *r)
+{
+    if ((r->res.ntargets + 1) * 2 <= r->seen_cap)
+        return;
+    r->seen_cap = r->seen_cap ? r->seen_cap * 2 : 16;
+    r->seen = arena_alloc(&r->mem, r->seen_cap * sizeof(*r->seen));
+    memset(r->seen, 0xff, r->seen_cap * sizeof(*r->seen));
+    for (size_t k = 0; k < r->res.ntargets; k++)
+        *acc_seen_slot(r, r->res.targets[k]) = k;
+}
+
+static void acc_add_target(struct accounts_req *r, const char *t, const char *how,
+                           const struct module_inst *mi)
 {
     struct accounts_result *res = &r->res;
+    size_t max = r->phase == PH_LIST ? SELOR_LIST_MAX_TARGETS : SELOR_ALIAS_MAX_TARGETS;
+    size_t *slot;
+    char via[96];
 
-    if (res->ntargets >= SELOR_ALIAS_MAX_TARGETS)
+    if (res->ntargets >= max)
         return;
-    for (size_t i = 0; i < res->ntargets; i++)
-        if (strcmp(res->targets[i], t) == 0)
-            return;
+    acc_seen_grow(r);
+    slot = acc_seen_slot(r, t);
+    if (*slot != SIZE_MAX)
+        return;
     if (res->ntargets == r->targets_alloc) {
         size_t n = r->targets_alloc ? r->targets_alloc * 2 : 4;
         const char **nt = arena_alloc(&r->mem, n * sizeof(*nt));
-        if (res->ntargets)
+        const char **nv = arena_alloc(&r->mem, n * sizeof(*nv));
+        if (res->ntargets) {
             memcpy(nt, res->targets, res->ntargets * sizeof(*nt));
+            memcpy(nv, res->via, res->ntargets * sizeof(*nv));
+        }
         res->targets = nt;
+        res->via = nv;
         r->targets_alloc = n;
     }
+    snprintf(via, sizeof(via), "%s:%s", how, mi->mod->name);
+    *slot = res->ntargets;
+    res->via[res->ntargets] = arena_strdup(&r->mem, via);
     res->targets[res->ntargets++] = arena_strdup(&r->mem, t);
+}
+
+/* An alias target "@domain": every mailbox of the domain, when allowed. */
+static void acc_add_broadcast(struct accounts_req *r, const char *domain)
+{
+    struct accounts_result *res = &r->res;
+    char *d;
+
+    if (!r->conf->Allow_broadcasts || domain[0] == '\0' ||
+        res->nbroadcast == ACCOUNTS_BROADCASTS_MAX)
+        return;
+    for (size_t i = 0; i < res->nbroadcast; i++)
+        if (strcasecmp(res->broadcast[i], domain) == 0)
+            return;
+    d = arena_strdup(&r->mem, domain);
+    for (char *p = d; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    res->broadcast[res->nbroadcast++] = d;
 }
 
 static const char *acc_dup(struct accounts_req *r, const char *s)
@@ -171,6 +245,7 @@ static void acc_begin_phase(struct accounts_req *r, enum acc_phase ph)
     r->phase = ph;
     r->pos = 0;
     r->tempfail = 0;
+    r->found_any = 0;
     if (ph != PH_END)
         acc_chain(r->mods, acc_seq_option(r->conf, ph), acc_kind(ph), r->chain,
                   &r->nchain);
@@ -180,6 +255,19 @@ static void acc_finish(struct accounts_req *r, enum accounts_status st)
 {
     r->res.status = st;
     r->phase = PH_END;
+}
+
+/* The address is ours: broadcast domains are listed, then it is done. */
+static void acc_local(struct accounts_req *r)
+{
+    if (r->listed < r->res.nbroadcast) {
+        r->listed++;
+        acc_begin_phase(r, PH_LIST);
+        return;
+    }
+    /* an alias left with nothing (a broadcast that is off, an empty
+     * domain) reaches nobody */
+    acc_finish(r, r->res.ntargets ? ACCOUNTS_LOCAL : ACCOUNTS_NOMAILBOX);
 }
 
 /* A phase ended with found (1), not found (0) or tempfail (-1). */
@@ -199,23 +287,27 @@ static void acc_phase_done(struct accounts_req *r, int found)
             acc_finish(r, ACCOUNTS_REMOTE);
         return;
     case PH_MAILBOX:
-        if (found)
-            acc_add_target(r, r->addr);
         if (!found || r->conf->Force_alias_seek)
             acc_begin_phase(r, PH_ALIAS);
         else
-            acc_finish(r, ACCOUNTS_LOCAL);
+            acc_local(r);
         return;
     case PH_ALIAS:
         if (found || mbox)
-            acc_finish(r, ACCOUNTS_LOCAL);
+            acc_local(r);
         else if (r->conf->Seek_df_alias)
             acc_begin_phase(r, PH_DEFAULT);
         else
             acc_finish(r, ACCOUNTS_NOMAILBOX);
         return;
     case PH_DEFAULT:
-        acc_finish(r, found ? ACCOUNTS_LOCAL : ACCOUNTS_NOMAILBOX);
+        if (found)
+            acc_local(r);
+        else
+            acc_finish(r, ACCOUNTS_NOMAILBOX);
+        return;
+    case PH_LIST:
+        acc_local(r);
         return;
     case PH_AUTH:
         acc_finish(r, found ? ACCOUNTS_AUTH_OK : ACCOUNTS_AUTH_FAIL);
@@ -230,28 +322,50 @@ static const char *acc_key(struct accounts_req *r)
     switch (r->phase) {
     case PH_DOMAIN: return r->domain;
     case PH_DEFAULT: return r->domain - 1;  /* "@domain" */
+    case PH_LIST: return r->res.broadcast[r->listed - 1];
     default: return r->addr;
     }
 }
 
+/* A FOUND answer's targets. */
+static void acc_take_found(struct accounts_req *r, const struct module_inst *mi)
+{
+    if (r->phase == PH_MAILBOX) {
+        acc_take_mailbox(r);
+        acc_add_target(r, r->addr, "mailbox", mi);
+    } else if (r->phase == PH_AUTH) {
+        acc_take_mailbox(r);
+    } else if (r->phase == PH_LIST) {
+        for (size_t i = 0; i < r->lk.ntargets; i++)
+            if (strchr(r->lk.targets[i], '@') > r->lk.targets[i])
+                acc_add_target(r, r->lk.targets[i], "broadcast", mi);
+    } else if (r->phase == PH_ALIAS || r->phase == PH_DEFAULT) {
+        for (size_t i = 0; i < r->lk.ntargets; i++) {
+            if (r->lk.targets[i][0] == '@')
+                acc_add_broadcast(r, r->lk.targets[i] + 1);
+            else
+                acc_add_target(r, r->lk.targets[i], "alias", mi);
+        }
+    }
+}
+
 /* Takes one module's answer; moves to the next module or phase. */
-static void acc_take(struct accounts_req *r, int result)
+static void acc_take(struct accounts_req *r, const struct module_inst *mi, int result)
 {
     if (result == SELOR_FOUND) {
-        if (r->phase == PH_MAILBOX || r->phase == PH_AUTH)
-            acc_take_mailbox(r);
-        if (r->phase == PH_ALIAS || r->phase == PH_DEFAULT)
-            for (size_t i = 0; i < r->lk.ntargets; i++)
-                acc_add_target(r, r->lk.targets[i]);
-        acc_phase_done(r, 1);
-        return;
+        acc_take_found(r, mi);
+        r->found_any = 1;
+        if (r->phase != PH_LIST) {   /* a list asks every module */
+            acc_phase_done(r, 1);
+            return;
+        }
     }
     if (result == SELOR_TEMPFAIL) {
         r->tempfail = 1;
         r->res.error = acc_dup(r, r->lk.error[0] ? r->lk.error : "module temporary failure");
     }
     if (++r->pos >= r->nchain)
-        acc_phase_done(r, r->tempfail ? -1 : 0);
+        acc_phase_done(r, r->tempfail ? -1 : r->found_any);
 }
 
 static void acc_on_done(struct selor_lookup *lk);
@@ -263,7 +377,7 @@ static enum accounts_wait acc_run(struct accounts_req *r)
         const struct module_inst *mi;
         int result;
         if (r->pos >= r->nchain) {
-            acc_phase_done(r, r->tempfail ? -1 : 0);
+            acc_phase_done(r, r->tempfail ? -1 : r->found_any);
             continue;
         }
         mi = r->chain[r->pos];
@@ -280,7 +394,7 @@ static enum accounts_wait acc_run(struct accounts_req *r)
             r->asked = mi;
             return ACCOUNTS_WAIT;
         }
-        acc_take(r, result);
+        acc_take(r, mi, result);
     }
     return ACCOUNTS_DONE;
 }
@@ -296,9 +410,10 @@ static void acc_free(struct accounts_req *r)
 static void acc_on_done(struct selor_lookup *lk)
 {
     struct accounts_req *r = (struct accounts_req *)lk;
+    const struct module_inst *mi = r->asked;
 
     r->asked = NULL;
-    acc_take(r, lk->result);
+    acc_take(r, mi, lk->result);
     if (acc_run(r) == ACCOUNTS_WAIT)
         return;
     if (async_req_end(&r->wait))
@@ -379,6 +494,19 @@ enum accounts_wait accounts_auth(const struct module_set *mods,
 const struct accounts_result *accounts_result(const struct accounts_req *req)
 {
     return &req->res;
+}
+
+int accounts_broadcast_allowed(const struct accounts_result *r, const char *sender,
+                               const char *auth)
+{
+    const char *at = sender ? strrchr(sender, '@') : NULL;
+
+    if (r->nbroadcast == 0 || (auth && auth[0]))
+        return 1;
+    for (size_t i = 0; i < r->nbroadcast; i++)
+        if (at == NULL || strcasecmp(at + 1, r->broadcast[i]) != 0)
+            return 0;
+    return 1;
 }
 
 void accounts_free(struct accounts_req *r)

@@ -27,12 +27,20 @@ enum accounts_status {
     ACCOUNTS_TEMPFAIL,   /* a module could not answer now */
 };
 
+#define ACCOUNTS_BROADCASTS_MAX 8   /* "@domain" targets of one alias */
+
 struct accounts_result {
     enum accounts_status status;
     int has_mailbox;
     struct selor_mailbox mbox;  /* when has_mailbox (or after AUTH_OK) */
     const char **targets;       /* final recipients */
+    const char **via;           /* per target: "mailbox:passwd", "alias:pgsql",
+                                   "broadcast:pgsql" (the l file's via) */
     size_t ntargets;
+    /* Domains whose every mailbox the alias reaches (Allow_broadcasts):
+     * the caller lets only their own senders and logged-in users use them. */
+    const char *broadcast[ACCOUNTS_BROADCASTS_MAX];
+    size_t nbroadcast;
     const char *error;          /* TEMPFAIL: why */
 };
 
@@ -57,6 +65,13 @@ enum accounts_wait accounts_auth(const struct module_set *mods,
                                  const char *user, const char *password,
                                  struct accounts_req **reqp, accounts_fn *fn, void *arg);
 const struct accounts_result *accounts_result(const struct accounts_req *req);
+/*
+ * Whether a sender may use the broadcast targets of a result: always when
+ * there are none; else only a logged-in user (auth not empty) or a sender
+ * of every domain reached.
+ */
+int accounts_broadcast_allowed(const struct accounts_result *r, const char *sender,
+                               const char *auth);
 /* Frees a request answered at once (ACCOUNTS_DONE). */
 void accounts_free(struct accounts_req *req);
 

@@ -187,6 +187,10 @@ CONF_NUM(Dremote_max_procs, "Dremote_max_procs", 20, 0, 100000, CONF_F_NEW)
 CONF_NUM(Auth_plaintext, "Auth_plaintext", 0, 0, 1, CONF_F_NEW | CONF_F_DEF)
 CONF_NUM(Auth_fail_limit, "Auth_fail_limit", 10, 0, 1000000, CONF_F_NEW)
 CONF_NUM(Auth_fail_time, "Auth_fail_time", 600, 1, 2592000, CONF_F_NEW)
+CONF_TEXT(Msg_broadcast_denied, "Msg_broadcast_denied",
+          "550 Only senders of the domain may write to this address", CONF_F_NEW | CONF_F_DEF)
+CONF_TEXT(Msg_invalid_srs, "Msg_invalid_srs", "550 Invalid SRS address",
+          CONF_F_NEW | CONF_F_DEF)
 
 #undef CONF_NUM
 #undef CONF_TEXT

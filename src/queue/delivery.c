@@ -23,6 +23,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,8 @@ struct delivery {
     int stopping;
     int write_again;               /* results came during a write */
     size_t plan_i;
+    size_t *remote;                /* recipients planned for SMTP (PLAN) */
+    size_t nremote, remote_alloc;
     int lookup_pending;
     int await_lock;                /* the final step waits for LEASE_SURE */
     struct dl_job *jobs;
@@ -252,6 +255,7 @@ static void dl_release(struct async_owner *o)
         next = j->next;
         mem_free(j);
     }
+    mem_free(d->remote);
     arena_clear(&d->mem);
     mem_free(d);
 }
@@ -454,13 +458,15 @@ static void dl_plan_alias(struct delivery *d, size_t i, const struct accounts_re
                           int mailbox_too)
 {
     const char *orcpt = d->qf.rcpt[i].orcpt[0] ? d->qf.rcpt[i].orcpt : d->qf.rcpt[i].addr;
+    int bcast_ok = accounts_broadcast_allowed(r, d->qf.from, d->qf.auth);
     size_t added = 0;
 
     orcpt = qf_str(&d->qf, orcpt);
     for (size_t k = 0; k < r->ntargets; k++) {
-        if (dl_has_rcpt(d, r->targets[k]) || d->qf.nrcpt >= DL_MAX_RCPT)
+        if (dl_has_rcpt(d, r->targets[k]) || d->qf.nrcpt >= DL_MAX_RCPT ||
+            (!bcast_ok && strncmp(r->via[k], "broadcast:", 10) == 0))
             continue;
-        qf_add_rcpt(&d->qf, r->targets[k], orcpt);
+        qf_add_rcpt(&d->qf, r->targets[k], orcpt)->via = qf_str(&d->qf, r->via[k]);
         added++;
     }
     if (mailbox_too) {
@@ -472,6 +478,20 @@ static void dl_plan_alias(struct delivery *d, size_t i, const struct accounts_re
     d->qf.rcpt[i].state = QF_DELIVERED;
     d->qf.rcpt[i].answer = qf_str(&d->qf, added ? "alias expanded" : "alias: no new recipients");
     log_summary(d->claim.qid, "expanded to=<%s> new=%zu", d->qf.rcpt[i].addr, added);
+}
+
+/*
+ * Kept beside the file, not in a recipient's state: a run stopped while
+ * planning writes the file, and a made-up state there would make it
+ * unreadable.
+ */
+static void dl_plan_remote(struct delivery *d, size_t i)
+{
+    if (d->nremote == d->remote_alloc) {
+        d->remote_alloc = d->remote_alloc ? d->remote_alloc * 2 : 8;
+        d->remote = mem_realloc(d->remote, d->remote_alloc * sizeof(*d->remote));
+    }
+    d->remote[d->nremote++] = i;
 }
 
 static void dl_plan_take(struct delivery *d, size_t i, const struct accounts_result *r)
@@ -489,7 +509,7 @@ static void dl_plan_take(struct delivery *d, size_t i, const struct accounts_res
             dl_plan_alias(d, i, r, r->has_mailbox && self);
         break;
     case ACCOUNTS_REMOTE:
-        d->qf.rcpt[i].state = 'S';   /* marked for SMTP; grouped below */
+        dl_plan_remote(d, i);   /* grouped by domain when planning ends */
         break;
     case ACCOUNTS_NOMAILBOX:
         dl_result(d, i, DELIVER_PERM, d->conf->Msg_no_mailbox, NULL);
@@ -500,26 +520,27 @@ static void dl_plan_take(struct delivery *d, size_t i, const struct accounts_res
     }
 }
 
+/* One SMTP job per domain, its recipients in file order. */
 static void dl_plan_group_remote(struct delivery *d)
 {
-    for (size_t i = 0; i < d->qf.nrcpt; i++) {
+    for (size_t a = 0; a < d->nremote; a++) {
         const char *dom;
         size_t n = 0;
         struct dl_job *j;
-        if (d->qf.rcpt[i].state != 'S')
+        if (d->remote[a] == SIZE_MAX)
             continue;
-        dom = dl_domain(d->qf.rcpt[i].addr);
-        for (size_t k = i; k < d->qf.nrcpt; k++)
-            n += d->qf.rcpt[k].state == 'S' &&
-                 strcasecmp(dl_domain(d->qf.rcpt[k].addr), dom) == 0;
+        dom = dl_domain(d->qf.rcpt[d->remote[a]].addr);
+        for (size_t b = a; b < d->nremote; b++)
+            n += d->remote[b] != SIZE_MAX &&
+                 strcasecmp(dl_domain(d->qf.rcpt[d->remote[b]].addr), dom) == 0;
         j = dl_job_new(d, 0, n);
-        for (size_t k = i; k < d->qf.nrcpt; k++) {
-            if (d->qf.rcpt[k].state != 'S' ||
-                strcasecmp(dl_domain(d->qf.rcpt[k].addr), dom) != 0)
+        for (size_t b = a; b < d->nremote; b++) {
+            size_t k = d->remote[b];
+            if (k == SIZE_MAX || strcasecmp(dl_domain(d->qf.rcpt[k].addr), dom) != 0)
                 continue;
-            d->qf.rcpt[k].state = QF_PENDING;
             j->addrs[j->n] = arena_strdup(&d->mem, d->qf.rcpt[k].addr);
             j->idx[j->n++] = k;
+            d->remote[b] = SIZE_MAX;
         }
     }
 }

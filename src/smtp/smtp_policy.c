@@ -55,7 +55,8 @@ void smtp_policy_txn_free(struct smtp_session *s)
 }
 
 /* Adds an accepted final recipient (duplicates are dropped); -1 when full. */
-static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *orcpt)
+static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *orcpt,
+                             const char *via)
 {
     for (size_t i = 0; i < t->nrcpt; i++)
         if (strcasecmp(t->rcpt[i].addr, addr) == 0)
@@ -68,6 +69,7 @@ static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *o
     }
     t->rcpt[t->nrcpt].addr = arena_strdup(&t->mem, addr);
     t->rcpt[t->nrcpt].orcpt = arena_strdup(&t->mem, orcpt);
+    t->rcpt[t->nrcpt].via = arena_strdup(&t->mem, via);
     t->nrcpt++;
     return 0;
 }
@@ -304,6 +306,54 @@ static void smtp_mail_accept(struct smtp_session *s)
 }
 
 /*
+ * A sender in one of our domains must exist (From_level_check 0 to 2) when
+ * the client has not logged in: from outside, mail from a local address
+ * nobody has is forged.  A logged-in user may send as any address (the
+ * rules decide that).  From_level_check -1 turns the check off.
+ */
+static void smtp_sender_known(struct smtp_session *s, const struct accounts_result *r)
+{
+    const struct config *conf = s->conf;
+
+    if (r->status == ACCOUNTS_NOMAILBOX) {
+        smtp_session_refused(s, "unknown local sender", s->txn.from);
+        smtp_policy_txn_reset(s);
+        smtp_refuse(s, conf->Msg_no_mailbox, "1.8", NULL, 0);
+        return;
+    }
+    if (r->status == ACCOUNTS_TEMPFAIL) {
+        log_warn("%s: lookup of sender %s failed: %s", s->cid, s->txn.from,
+                 r->error ? r->error : "temporary failure");
+        smtp_policy_txn_reset(s);
+        smtp_refuse(s, conf->Msg_internal_error, "3.0", NULL, 0);
+        return;
+    }
+    smtp_mail_accept(s);
+}
+
+static void smtp_sender_lookup_done(void *arg, struct accounts_req *req)
+{
+    smtp_sender_known(arg, accounts_result(req));
+}
+
+static void smtp_sender_check(struct smtp_session *s)
+{
+    struct accounts_req *req;
+
+    if (s->conf->From_level_check < 0 || s->auth[0] || s->txn.from[0] == '\0') {
+        smtp_mail_accept(s);
+        return;
+    }
+    if (accounts_resolve(&s->w->node->mods, s->conf, &s->own, s->txn.from, &req,
+                         smtp_sender_lookup_done, s) == ACCOUNTS_WAIT) {
+        smtp_session_wait(s, "sender lookup");
+        return;
+    }
+    smtp_sender_known(s, accounts_result(req));
+    accounts_free(req);
+}
+
+/*
  * The answer about the sender's domain (From_level_check).  The reply comes
  * last: it resumes the session, which may go on with pipelined commands.
  */
@@ -313,7 +363,7 @@ static void smtp_sender_domain_known(struct smtp_session *s, int status)
     char domain[ADDR_DOMAIN_MAX + 1];
 
     if (status == DNS_OK) {
-        smtp_mail_accept(s);
+        smtp_sender_check(s);
         return;
     }
     snprintf(domain, sizeof(domain), "%s", strrchr(s->txn.from, '@') + 1);
@@ -385,10 +435,57 @@ static void smtp_do_mail(struct smtp_session *s, const struct smtp_cmd *c)
         dns_mx(s->w->dns, &s->own, strrchr(s->txn.from, '@') + 1, smtp_sender_mx, s);
         return;
     }
-    smtp_mail_accept(s);
+    smtp_sender_check(s);
 }
 
 /* ---- RCPT ---- */
+
+static void smtp_rcpt_accepted(struct smtp_session *s, int ok)
+{
+    const struct config *conf = s->conf;
+
+    if (!ok) {
+        smtp_refuse(s, conf->Msg_toomany_rcpts, "5.3", NULL, 0);
+        return;
+    }
+    s->txn.rcpt_cmds++;
+    smtp_accept_reply(s, conf->Msg_allowed_rcpt, "1.5");
+}
+
+/* Rcpt_level_check 1: the domain of a relayed recipient must exist. */
+static void smtp_rcpt_domain_known(struct smtp_session *s, int status)
+{
+    char addr[ADDR_PATH_MAX + 2];
+
+    addr_format(&s->pending_path.addr, addr, sizeof(addr));
+    if (status == DNS_TEMPFAIL) {
+        smtp_refuse(s, s->conf->Msg_internal_error, "4.3", NULL, 0);
+        return;
+    }
+    if (status != DNS_OK) {
+        smtp_session_refused(s, "recipient domain", s->pending_path.addr.domain);
+        smtp_refuse(s, s->conf->Msg_invalid_domain, "1.2", s->pending_path.addr.domain, 0);
+        return;
+    }
+    smtp_rcpt_accepted(s, smtp_txn_add_rcpt(&s->txn, addr, addr, "") == 0);
+}
+
+static void smtp_rcpt_addrs(void *arg, int status, const struct sockaddr_storage *a,
+                            size_t n)
+{
+    smtp_rcpt_domain_known(arg, status);
+}
+
+static void smtp_rcpt_mx(void *arg, int status, const struct dns_mx *mx, size_t n)
+{
+    struct smtp_session *s = arg;
+
+    if (status == DNS_NODATA) {
+        dns_addrs(s->w->dns, &s->own, s->pending_path.addr.domain, smtp_rcpt_addrs, s);
+        return;
+    }
+    smtp_rcpt_domain_known(s, status);
+}
 
 /* The relay decision for one recipient, once the accounts have answered. */
 static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_result *r,
@@ -399,8 +496,13 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
 
     switch (r->status) {
     case ACCOUNTS_LOCAL:
+        if (!accounts_broadcast_allowed(r, s->txn.from, s->auth)) {
+            smtp_session_refused(s, "broadcast from outside", addr);
+            smtp_refuse(s, conf->Msg_broadcast_denied, "7.1", NULL, 0);
+            return;
+        }
         for (size_t i = 0; i < r->ntargets && ok; i++)
-            ok = smtp_txn_add_rcpt(&s->txn, r->targets[i], addr) == 0;
+            ok = smtp_txn_add_rcpt(&s->txn, r->targets[i], addr, r->via[i]) == 0;
         break;
     case ACCOUNTS_REMOTE:
         /* could log in, here or after STARTTLS, and did not */
@@ -414,9 +516,18 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
             smtp_refuse(s, conf->Msg_relay_denied, "7.1", NULL, 0);
             return;
         }
-        ok = smtp_txn_add_rcpt(&s->txn, addr, addr) == 0;
+        if (conf->Rcpt_level_check == 1) {
+            smtp_session_wait(s, "recipient domain DNS");
+            dns_mx(s->w->dns, &s->own, s->pending_path.addr.domain, smtp_rcpt_mx, s);
+            return;
+        }
+        ok = smtp_txn_add_rcpt(&s->txn, addr, addr, "") == 0;
         break;
     case ACCOUNTS_NOMAILBOX:
+        if (conf->Rcpt_level_check == -1) {   /* checked again at delivery */
+            ok = smtp_txn_add_rcpt(&s->txn, addr, addr, "") == 0;
+            break;
+        }
         smtp_session_refused(s, "no mailbox", addr);
         smtp_refuse(s, conf->Msg_no_mailbox, "1.1", NULL, conf->No_mailbox_delay);
         return;
@@ -426,12 +537,7 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
         smtp_refuse(s, conf->Msg_internal_error, "3.0", NULL, 0);
         return;
     }
-    if (!ok) {
-        smtp_refuse(s, conf->Msg_toomany_rcpts, "5.3", NULL, 0);
-        return;
-    }
-    s->txn.rcpt_cmds++;
-    smtp_accept_reply(s, conf->Msg_allowed_rcpt, "1.5");
+    smtp_rcpt_accepted(s, ok);
 }
 
 static void smtp_lookup_done(void *arg, struct accounts_req *req)
@@ -594,7 +700,7 @@ static void smtp_commit(struct smtp_session *s)
         spool_msg_set_qlimit(t->msg);
     }
     for (size_t i = 0; i < t->nrcpt; i++)
-        qf_add_rcpt(&qf, t->rcpt[i].addr, t->rcpt[i].orcpt);
+        qf_add_rcpt(&qf, t->rcpt[i].addr, t->rcpt[i].orcpt)->via = t->rcpt[i].via;
     qf_format(&qf, &l);
     qf_free(&qf);
     smtp_session_set_state(s, SMTP_S_COMMIT, NULL);

@@ -49,6 +49,7 @@ enum smtp_state {
 struct smtp_rcpt {
     const char *addr;   /* final recipient */
     const char *orcpt;  /* as the client gave it */
+    const char *via;    /* how it came to be one (accounts_result.via) */
 };
 
 /* One mail transaction: MAIL to the end of DATA (or RSET). */

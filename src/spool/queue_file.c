@@ -4,7 +4,9 @@
  * A file is lines "key field field ...", fields separated by one space and
  * percent-encoded (%, space, control and non-ASCII bytes as %XX; an empty
  * field is "-", a field that is "-" itself is "%2D").  It starts with
- * "SELOR-L 1" and ends with "end N", N the number of rcpt lines.
+ * "SELOR-L 2" and ends with "end N", N the number of rcpt lines.  Version 1
+ * (no "via" field in rcpt lines) is still read, so files written before an
+ * upgrade are delivered.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -17,7 +19,7 @@
 #include "mem.h"
 #include "queue_file.h"
 
-#define QF_MAX_FIELDS 8
+#define QF_MAX_FIELDS 9
 #define QF_MAX_RCPT 1000000
 
 void qf_init(struct queue_file *qf)
@@ -57,6 +59,7 @@ struct qf_rcpt *qf_add_rcpt(struct queue_file *qf, const char *addr,
     r->addr = qf_str(qf, addr);
     r->orcpt = qf_str(qf, orcpt);
     r->answer = "";
+    r->via = "";
     return r;
 }
 
@@ -125,8 +128,9 @@ void qf_format(const struct queue_file *qf, struct buf *out)
     for (size_t i = 0; i < qf->nrcpt; i++) {
         const struct qf_rcpt *r = &qf->rcpt[i];
         st[0] = r->state;
-        qf_put(out, "rcpt", 6, st, qf_num(a, sizeof(a), r->attempts),
-               qf_num(b, sizeof(b), r->next), r->addr, r->orcpt, r->answer);
+        qf_put(out, "rcpt", 7, st, qf_num(a, sizeof(a), r->attempts),
+               qf_num(b, sizeof(b), r->next), r->addr, r->orcpt, r->answer,
+               r->via ? r->via : "");
     }
     buf_printf(out, "end %s\n", qf_num(c, sizeof(c), (long long)qf->nrcpt));
 }
@@ -138,6 +142,7 @@ struct qf_reader {
     char *err;
     size_t errlen;
     int line;
+    int version;
 };
 
 static int qf_fail(struct qf_reader *r, const char *fmt, ...)
@@ -229,7 +234,7 @@ static int qf_parse_rcpt(struct qf_reader *r, char **f, int n)
     struct qf_rcpt *rc;
     long long att, next;
 
-    if (n != 7 || strlen(f[1]) != 1 || !strchr("PDFR", f[1][0]))
+    if (n != (r->version == 1 ? 7 : 8) || strlen(f[1]) != 1 || !strchr("PDFR", f[1][0]))
         return qf_fail(r, "bad rcpt record");
     if (qf_long(r, f[2], 0, 1000000, &att) < 0 || qf_long(r, f[3], 0, 1LL << 40, &next) < 0)
         return -1;
@@ -242,6 +247,8 @@ static int qf_parse_rcpt(struct qf_reader *r, char **f, int n)
     rc->attempts = (int)att;
     rc->next = (long)next;
     rc->answer = qf_str(qf, f[6]);
+    if (r->version > 1)
+        rc->via = qf_str(qf, f[7]);
     return 0;
 }
 
@@ -309,8 +316,9 @@ static int qf_parse_magic(struct qf_reader *r, char *line)
         return qf_fail(r, "not an l file");
     if (qf_long(r, f[1], 0, 1000, &v) < 0)
         return -1;
-    if (v != QF_VERSION)
+    if (v < 1 || v > QF_VERSION)
         return qf_fail(r, "l file version %lld is not known to this reader", v);
+    r->version = (int)v;
     return 0;
 }
 
@@ -333,7 +341,7 @@ static int qf_parse_end(struct qf_reader *r, char **f, int n, unsigned seen)
 int qf_parse(struct queue_file *qf, const char *text, size_t len, char *err,
              size_t errlen)
 {
-    struct qf_reader r = {qf, err, errlen, 0};
+    struct qf_reader r = {qf, err, errlen, 0, 0};
     char *copy = mem_strndup(text, len), *line = copy, *nl, *f[QF_MAX_FIELDS];
     unsigned seen = 0;
     int rc = -1, n;

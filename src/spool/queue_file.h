@@ -1,7 +1,7 @@
 /*
  * queue_file.h - the envelope of a queued message: the l file.
  *
- * Owns: the l file's text format, version 1 (docs/spool.md): what it holds
+ * Owns: the l file's text format, version 2, and reading version 1 (docs/spool.md): what it holds
  * and the rule that a reader refuses any file it does not fully understand
  * (wrong magic, unknown version or record, missing end record, count
  * mismatch).  Must not: read or write files (spool.c does), or decide what
@@ -16,7 +16,7 @@
 #include "buf.h"
 
 #define QF_MAGIC "SELOR-L"
-#define QF_VERSION 1
+#define QF_VERSION 2
 
 /* Per-recipient state (one letter in the file). */
 enum qf_state {
@@ -33,6 +33,10 @@ struct qf_rcpt {
     const char *addr;    /* "user@domain" */
     const char *orcpt;   /* original recipient ("" if none) */
     const char *answer;  /* last answer (remote reply or MDA result) */
+    /* How the address came to be a recipient: "how:module", "mailbox:pgsql",
+     * "alias:passwd", "broadcast:passwd", "srs" ("" given by the client or
+     * unknown).  Version 2. */
+    const char *via;
 };
 
 struct queue_file {

@@ -146,11 +146,11 @@ int main(int argc, char **argv)
     emit("bad-no-rcpt", &qf, NULL);
     qf_free(&qf);
 
-    variant("bad-version", &good, "SELOR-L 1", "SELOR-L 2");
-    variant("bad-magic", &good, "SELOR-L 1", "SELOR-Q 1");
+    variant("bad-version", &good, "SELOR-L 2", "SELOR-L 3");
+    variant("bad-magic", &good, "SELOR-L 2", "SELOR-Q 2");
     variant("bad-count", &good, "end 2", "end 3");
     variant("bad-no-end", &good, "end 2\n", "");
-    variant("bad-after-end", &good, "end 2\n", "end 2\nrcpt P 0 0 x@y - -\n");
+    variant("bad-after-end", &good, "end 2\n", "end 2\nrcpt P 0 0 x@y - - -\n");
     variant("bad-unknown-record", &good, "auth -\n", "auth -\nprio 5\n");
     variant("bad-repeated", &good, "auth -\n", "auth -\nauth bob\n");
     variant("bad-missing", &good, "token 0\n", "");

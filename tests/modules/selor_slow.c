@@ -4,7 +4,8 @@
  * delivery run in the middle of an account lookup.
  *
  * Options: Slow_domains "a.test b.test" (local domains), Slow_delay_ms
- * (how late each answer comes).  DOMAIN: found for a listed domain.
+ * (how late each answer comes), Slow_others_ms (how late an answer about
+ * a key outside Slow_domains comes; default Slow_delay_ms, -1 at once).  DOMAIN: found for a listed domain.
  * MAILBOX: found for every user of a listed domain except those whose
  * local part starts with "nobody".  ALIAS, AUTH: not found (AUTH answers
  * late too, so a session can be held in an AUTH check).  Every answer
@@ -21,7 +22,7 @@
 struct slow_state {
     const struct selor_host *host;
     char domains[1024];
-    long delay_ms;
+    long delay_ms, others_ms;
     uv_loop_t *loop;
 };
 
@@ -33,6 +34,7 @@ struct slow_req {
 static const struct selor_module_option slow_options[] = {
     {"Slow_domains", 1},
     {"Slow_delay_ms", 0},
+    {"Slow_others_ms", 0},
     {NULL, 0},
 };
 
@@ -50,6 +52,8 @@ static int slow_init(const struct selor_host *host, void **state, char *err, siz
     snprintf(s->domains, sizeof(s->domains), " %s ", v ? v : "");
     v = host->option("Slow_delay_ms");
     s->delay_ms = v ? atol(v) : 1000;
+    v = host->option("Slow_others_ms");
+    s->others_ms = v ? atol(v) : s->delay_ms;
     *state = s;
     return 0;
 }
@@ -117,8 +121,11 @@ static int slow_lookup(void *state, struct selor_lookup *req)
     struct slow_state *s = state;
     struct slow_req *r;
 
+    const char *at = strrchr(req->key, '@');
+    long delay = slow_local(s, at ? at + 1 : req->key) ? s->delay_ms : s->others_ms;
+
     req->result = slow_answer(s, req);
-    if (s->loop == NULL)
+    if (s->loop == NULL || delay < 0)
         return req->result;   /* selor -t, tools: at once */
     r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -127,7 +134,7 @@ static int slow_lookup(void *state, struct selor_lookup *req)
     uv_timer_init(s->loop, &r->timer);
     r->timer.data = r;
     req->module_data = r;
-    uv_timer_start(&r->timer, slow_fire, (uint64_t)s->delay_ms, 0);
+    uv_timer_start(&r->timer, slow_fire, (uint64_t)delay, 0);
     return SELOR_PENDING;
 }
 

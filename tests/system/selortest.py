@@ -335,7 +335,7 @@ def recv_replies(sock, n, timeout=30):
 def parse_lfile(text):
     """The l file as a dict of records plus a list of rcpt records."""
     lines = text.rstrip("\n").split("\n")
-    assert lines[0] == "SELOR-L 1", lines[0]
+    assert lines[0] in ("SELOR-L 1", "SELOR-L 2"), lines[0]
     recs, rcpts = {}, []
     for line in lines[1:]:
         f = line.split(" ")

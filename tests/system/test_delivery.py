@@ -340,3 +340,39 @@ def test_unreachable_domain_is_paused(nodes, procs):
              what="the second deferral")
     line = [l for l in w.node.log("summary").splitlines() if "to=<b@dead.test>" in l][-1]
     assert "domain paused after failures" in line
+
+
+def test_stop_while_planning_waits_for_a_lookup(nodes, procs):
+    """A run stopped (SIGTERM, after the queue's grace time) while a
+    recipient's account lookup is still pending writes a file that can be
+    read again: the recipients already planned for SMTP keep a real state,
+    and after a restart they are delivered."""
+    mods = [os.path.join(selortest.MOD_DIR, "selor_passwd.so"),
+            os.path.join(selortest.TESTMOD_DIR, "selor_slow.so")]
+    w = World(nodes, procs, remote=["bob@remote.test"],
+              options={"Module": mods, "Slow_domains": "slow.test",
+                       "Slow_delay_ms": 50, "Slow_others_ms": -1, "Immed_delivery": 0,
+                       "Qsleep_time": 3600})
+    with w.node.smtp() as c:
+        c.ehlo("client.test")
+        c.mail("someone@sender.test")
+        assert c.rcpt(fwd("bob@remote.test"))[0] == 250
+        assert c.rcpt("u@slow.test")[0] == 250
+        code, msg = c.data(b"Subject: planning\r\n\r\nbody\r\n")
+        assert code == 250, msg
+    qid = msg.decode().split()[1]
+    assert w.node.stop() == 0
+    # Now bob's domain is known at once ("not ours"), u@slow.test's lookup
+    # outlasts the queue's grace time: the run is stopped while planning.
+    w.node.options.update({"Slow_delay_ms": 60000, "Qsleep_time": 1})
+    w.node.start()
+    time.sleep(2)
+    assert w.node.stop() == 0
+    recs, rcpts = parse_lfile(w.node.read_qf(qid))
+    assert sorted(r[0] for r in rcpts) == ["P", "P"], rcpts
+    assert "cannot be used" not in w.node.log("warning")
+    assert w.sink.messages() == []
+    w.node.options["Slow_delay_ms"] = 50
+    w.node.start()
+    wait_for(lambda: w.sink.messages(), timeout=30, what="delivery after the restart")
+    assert w.sink.messages()[0][0]["rcpts"] == ["bob@remote.test"]

@@ -19,7 +19,7 @@
 
 /* A complete, valid file with two recipients. */
 static const char good[] =
-    "SELOR-L 1\n"
+    "SELOR-L 2\n"
     "id 1700000000_000001_42_7\n"
     "sid mx1\n"
     "created 1700000000\n"
@@ -32,8 +32,8 @@ static const char good[] =
     "flags 4\n"
     "attempts 2\n"
     "next 1700000600\n"
-    "rcpt P 0 0 bob@example.org - -\n"
-    "rcpt D 1 0 carol@example.net rfc822;carol@example.net 250%202.0.0%20Ok\n"
+    "rcpt P 0 0 bob@example.org - - -\n"
+    "rcpt D 1 0 carol@example.net rfc822;carol@example.net 250%202.0.0%20Ok alias:pgsql\n"
     "end 2\n";
 
 /* An envelope with every field set, some to awkward values. */
@@ -63,6 +63,7 @@ static void fill(struct queue_file *qf)
     r->attempts = 3;
     r->next = 1700000001;
     r->answer = qf_str(qf, "250 2.0.0 Ok: queued as ABC");
+    r->via = qf_str(qf, "alias:my module");
     r = qf_add_rcpt(qf, "c@example.com", "-");
     r->state = QF_FAILED;
     r->answer = qf_str(qf, "550 5.1.1 <c@example.com>: no such user\r\n--");
@@ -95,6 +96,7 @@ static void assert_same(const struct queue_file *a, const struct queue_file *b)
         assert_int_equal(a->rcpt[i].next, b->rcpt[i].next);
         assert_string_equal(a->rcpt[i].addr, b->rcpt[i].addr);
         assert_string_equal(a->rcpt[i].orcpt, b->rcpt[i].orcpt);
+        assert_string_equal(a->rcpt[i].via, b->rcpt[i].via);
         assert_string_equal(a->rcpt[i].answer, b->rcpt[i].answer);
     }
 }
@@ -246,7 +248,30 @@ static void test_parse_good(void **state)
     assert_int_equal(qf.rcpt[1].attempts, 1);
     assert_string_equal(qf.rcpt[1].orcpt, "rfc822;carol@example.net");
     assert_string_equal(qf.rcpt[1].answer, "250 2.0.0 Ok");
+    assert_string_equal(qf.rcpt[0].via, "");
+    assert_string_equal(qf.rcpt[1].via, "alias:pgsql");
     qf_free(&qf);
+}
+
+/* Version 1 (written before the via field) is still read. */
+static void test_parse_version1(void **state)
+{
+    static const char v1[] =
+        "SELOR-L 1\nid 1\nsid -\ncreated 1\nsize 0\nfrom -\nclient - - -\n"
+        "auth -\nbody 7BIT\ntoken 0\nflags 0\nattempts 0\nnext 0\n"
+        "rcpt P 0 0 bob@example.org - -\nend 1\n";
+    struct queue_file qf;
+    char err[128];
+
+    (void)state;
+    assert_int_equal(parse(&qf, v1, strlen(v1), err, sizeof(err)), 0);
+    assert_string_equal(qf.rcpt[0].addr, "bob@example.org");
+    assert_string_equal(qf.rcpt[0].via, "");
+    qf_free(&qf);
+    /* a version 2 rcpt line in a version 1 file */
+    expect_refused("SELOR-L 1\nid 1\nsid -\ncreated 1\nsize 0\nfrom -\nclient - - -\n"
+                   "auth -\nbody 7BIT\ntoken 0\nflags 0\nattempts 0\nnext 0\n"
+                   "rcpt P 0 0 b@x - - -\nend 1\n", "bad rcpt record");
 }
 
 /* The writer's exact text for a simple envelope. */
@@ -276,6 +301,7 @@ static void test_format_text(void **state)
     r->state = QF_DELIVERED;
     r->attempts = 1;
     r->answer = qf_str(&qf, "250 2.0.0 Ok");
+    r->via = qf_str(&qf, "alias:pgsql");
     qf_format(&qf, &out);
     assert_string_equal(buf_cstr(&out), good);
     buf_free(&out);
@@ -400,15 +426,15 @@ static void test_magic_and_version(void **state)
     (void)state;
     expect_refused("", NULL);
     expect_refused("\n", "not an l file");
-    snprintf(text, sizeof(text), "SELOR-L 2%s", strchr(good, '\n'));
-    expect_refused(text, "version 2");
+    snprintf(text, sizeof(text), "SELOR-L 3%s", strchr(good, '\n'));
+    expect_refused(text, "version 3");
     snprintf(text, sizeof(text), "SELOR-L 0%s", strchr(good, '\n'));
     expect_refused(text, "version 0");
     snprintf(text, sizeof(text), "SELOR-L 99999%s", strchr(good, '\n'));
     expect_refused(text, NULL);
     snprintf(text, sizeof(text), "SELOR-L%s", strchr(good, '\n'));
     expect_refused(text, "not an l file");
-    snprintf(text, sizeof(text), "SELOR-L 1 x%s", strchr(good, '\n'));
+    snprintf(text, sizeof(text), "SELOR-L 2 x%s", strchr(good, '\n'));
     expect_refused(text, "not an l file");
     snprintf(text, sizeof(text), "SELOR-M 1%s", strchr(good, '\n'));
     expect_refused(text, "not an l file");
@@ -416,7 +442,7 @@ static void test_magic_and_version(void **state)
     expect_refused(text, "not an l file");
     snprintf(text, sizeof(text), "SELOR-L one%s", strchr(good, '\n'));
     expect_refused(text, NULL);
-    snprintf(text, sizeof(text), "SELOR-L 1\r%s", strchr(good, '\n'));
+    snprintf(text, sizeof(text), "SELOR-L 2\r%s", strchr(good, '\n'));
     expect_refused(text, NULL);
     snprintf(text, sizeof(text), "id x\n%s", good);  /* magic not first */
     expect_refused(text, "not an l file");
@@ -477,7 +503,7 @@ static void test_bad_escapes(void **state)
     expect_refused(good_with("from", "from a%2d"), "bad field");  /* upper case only */
     expect_refused(good_with("from", "from %%41"), "bad field");
     expect_refused(good_with("from", "from a%00b"), "bad field");  /* cuts the text */
-    expect_refused(good_with("rcpt D", "rcpt D 1 0 c%ZZ@x - -"), "bad field");
+    expect_refused(good_with("rcpt D", "rcpt D 1 0 c%ZZ@x - - -"), "bad field");
     /* bytes the writer always escapes are not taken raw (found by fuzzing) */
     expect_refused(good_with("from", "from a\tb"), "bad field");
     expect_refused(good_with("from", "from a\x1b[2Jb"), "bad field");
@@ -560,17 +586,17 @@ static void test_good_numbers(void **state)
 static void test_bad_rcpt(void **state)
 {
     (void)state;
-    expect_refused(good_with("rcpt P", "rcpt X 0 0 a@b - -"), "bad rcpt record");
-    expect_refused(good_with("rcpt P", "rcpt p 0 0 a@b - -"), "bad rcpt record");
-    expect_refused(good_with("rcpt P", "rcpt PD 0 0 a@b - -"), "bad rcpt record");
-    expect_refused(good_with("rcpt P", "rcpt - 0 0 a@b - -"), "bad rcpt record");
-    expect_refused(good_with("rcpt P", "rcpt P 0 0 a@b -"), "bad rcpt record");
-    expect_refused(good_with("rcpt P", "rcpt P 0 0 a@b - - -"), "bad rcpt record");
-    expect_refused(good_with("rcpt P", "rcpt P x 0 a@b - -"), "bad number");
-    expect_refused(good_with("rcpt P", "rcpt P -1 0 a@b - -"), "bad number");
-    expect_refused(good_with("rcpt P", "rcpt P 1000001 0 a@b - -"), "bad number");
-    expect_refused(good_with("rcpt P", "rcpt P 0 -5 a@b - -"), "bad number");
-    expect_refused(good_with("rcpt P", "rcpt P 0 0 - - -"), "without address");
+    expect_refused(good_with("rcpt P", "rcpt X 0 0 a@b - - -"), "bad rcpt record");
+    expect_refused(good_with("rcpt P", "rcpt p 0 0 a@b - - -"), "bad rcpt record");
+    expect_refused(good_with("rcpt P", "rcpt PD 0 0 a@b - - -"), "bad rcpt record");
+    expect_refused(good_with("rcpt P", "rcpt - 0 0 a@b - - -"), "bad rcpt record");
+    expect_refused(good_with("rcpt P", "rcpt P 0 0 a@b - -"), "bad rcpt record");
+    expect_refused(good_with("rcpt P", "rcpt P 0 0 a@b - - - -"), "bad rcpt record");
+    expect_refused(good_with("rcpt P", "rcpt P x 0 a@b - - -"), "bad number");
+    expect_refused(good_with("rcpt P", "rcpt P -1 0 a@b - - -"), "bad number");
+    expect_refused(good_with("rcpt P", "rcpt P 1000001 0 a@b - - -"), "bad number");
+    expect_refused(good_with("rcpt P", "rcpt P 0 -5 a@b - - -"), "bad number");
+    expect_refused(good_with("rcpt P", "rcpt P 0 0 - - - -"), "without address");
     expect_refused(good_with("rcpt P", "rcpt"), "bad rcpt record");
 }
 
@@ -658,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_add_rcpt),
         cmocka_unit_test(test_parse_good),
+        cmocka_unit_test(test_parse_version1),
         cmocka_unit_test(test_format_text),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_all_bytes),
