@@ -31,7 +31,8 @@ def test_accepted_message_is_in_the_spool(node):
     assert recs["sid"] == ["n1"]
     assert recs["from"] == ["sender@remote.test"]
     assert recs["end"] == ["1"]
-    assert rcpts == [["P", "0", "0", "alice@example.com", "alice@example.com", "-"]]
+    assert rcpts == [["P", "0", "0", "alice@example.com", "alice@example.com", "-",
+                      "mailbox:passwd"]]
     content = node.read_content(qid)
     assert int(recs["size"][0]) == len(content)
     assert content.startswith(b"Received: from client.test (unknown [127.0.0.1])\n")
