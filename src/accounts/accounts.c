@@ -8,6 +8,8 @@
  *   alias    (Modseq_alias,  key "user@domain") also after a mailbox when
  *                                               Force_alias_seek is 1
  *   default  (Modseq_alias,  key "@domain")     when Seek_df_alias is 1
+ * An SRS address (Srs_key) of a local domain is no mailbox: after the
+ * domain phase it is checked and stands for the address it was made from.
  *   list     (Modseq_mail,   key "domain")      per "@domain" alias target
  *                                               (Allow_broadcasts)
  * In a phase, the first FOUND wins (the list phase takes the union of every
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "accounts.h"
 #include "arena.h"
@@ -29,6 +32,7 @@
 #include "config.h"
 #include "mem.h"
 #include "module.h"
+#include "srs.h"
 
 enum acc_phase { PH_DOMAIN, PH_MAILBOX, PH_ALIAS, PH_DEFAULT, PH_LIST, PH_AUTH, PH_END };
 
@@ -200,7 +204,10 @@ static void acc_add_target(struct accounts_req *r, const char *t, const char *ho
         res->via = nv;
         r->targets_alloc = n;
     }
-    snprintf(via, sizeof(via), "%s:%s", how, mi->mod->name);
+    if (mi)
+        snprintf(via, sizeof(via), "%s:%s", how, mi->mod->name);
+    else
+        snprintf(via, sizeof(via), "%s", how);
     *slot = res->ntargets;
     res->via[res->ntargets] = arena_strdup(&r->mem, via);
     res->targets[res->ntargets++] = arena_strdup(&r->mem, t);
@@ -270,6 +277,22 @@ static void acc_local(struct accounts_req *r)
     acc_finish(r, r->res.ntargets ? ACCOUNTS_LOCAL : ACCOUNTS_NOMAILBOX);
 }
 
+/* Mail to one of our SRS addresses goes back to the address behind it. */
+static void acc_srs(struct accounts_req *r)
+{
+    char out[SRS_ADDR_MAX + 1];
+    enum srs_status st = srs_reverse(r->conf->Srs_key, (uint8_t)r->conf->Srs_shift,
+                                     r->addr, time(NULL), out, sizeof(out));
+
+    if (st != SRS_OK) {
+        r->res.error = srs_status_str(st);
+        acc_finish(r, ACCOUNTS_SRS_INVALID);
+        return;
+    }
+    acc_add_target(r, out, "srs", NULL);
+    acc_finish(r, ACCOUNTS_LOCAL);
+}
+
 /* A phase ended with found (1), not found (0) or tempfail (-1). */
 static void acc_phase_done(struct accounts_req *r, int found)
 {
@@ -281,10 +304,12 @@ static void acc_phase_done(struct accounts_req *r, int found)
     }
     switch (r->phase) {
     case PH_DOMAIN:
-        if (found)
-            acc_begin_phase(r, PH_MAILBOX);
-        else
+        if (!found)
             acc_finish(r, ACCOUNTS_REMOTE);
+        else if (r->conf->Srs_key[0] && srs_is_srs(r->addr))
+            acc_srs(r);
+        else
+            acc_begin_phase(r, PH_MAILBOX);
         return;
     case PH_MAILBOX:
         if (!found || r->conf->Force_alias_seek)

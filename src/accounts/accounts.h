@@ -3,7 +3,8 @@
  *
  * Owns: asking the modules in Modseq_* order and combining their answers:
  * is a domain local, does a mailbox exist, what an alias expands to
- * (Force_alias_seek, Seek_df_alias), does a password match.  Lookups may
+ * (Force_alias_seek, Seek_df_alias), does a password match, and what an
+ * SRS address of a local domain stands for (Srs_key).  Lookups may
  * finish later (a module can answer asynchronously); the caller is told
  * through a callback and never blocks.  Must not: know any module by name
  * or decide SMTP replies.
@@ -25,6 +26,7 @@ enum accounts_status {
     ACCOUNTS_AUTH_OK,    /* login accepted */
     ACCOUNTS_AUTH_FAIL,  /* unknown login or wrong password */
     ACCOUNTS_TEMPFAIL,   /* a module could not answer now */
+    ACCOUNTS_SRS_INVALID,  /* an SRS address of ours, forged or expired */
 };
 
 #define ACCOUNTS_BROADCASTS_MAX 8   /* "@domain" targets of one alias */

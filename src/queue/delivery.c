@@ -43,6 +43,7 @@
 #include "delivery_report.h"
 #include "dns.h"
 #include "lease.h"
+#include "srs.h"
 #include "log.h"
 #include "mem.h"
 #include "module.h"
@@ -63,6 +64,7 @@ struct dl_job {
     size_t *idx;                   /* recipients of the job (qf.rcpt indexes) */
     size_t n;
     const char **addrs;
+    const char *from;              /* SMTP: the envelope sender (SRS) */
     struct selor_mailbox mbox;
     struct deliver_local_req lreq;
     struct deliver_smtp_req sreq;
@@ -514,15 +516,49 @@ static void dl_plan_take(struct delivery *d, size_t i, const struct accounts_res
     case ACCOUNTS_NOMAILBOX:
         dl_result(d, i, DELIVER_PERM, d->conf->Msg_no_mailbox, NULL);
         break;
+    case ACCOUNTS_SRS_INVALID:
+        dl_result(d, i, DELIVER_PERM, d->conf->Msg_invalid_srs, NULL);
+        break;
     default:
         dl_result(d, i, DELIVER_TEMP, r->error ? r->error : "account lookup failed", NULL);
         break;
     }
 }
 
-/* One SMTP job per domain, its recipients in file order. */
+/*
+ * The envelope sender for a remote recipient: the message's own, or, for
+ * a target of one of our aliases (Srs_key, Srs_alias_redir), an SRS address
+ * of the alias's domain, so that SPF at the receiving end sees a sender
+ * this domain may use.  A report (null sender) is never rewritten.
+ */
+static const char *dl_sender_for(struct delivery *d, size_t k)
+{
+    const struct config *c = d->conf;
+    const struct qf_rcpt *r = &d->qf.rcpt[k];
+    const char *via = r->via ? r->via : "";
+    char out[SRS_ADDR_MAX + 1];
+    enum srs_fwd st;
+
+    if (c->Srs_key[0] == '\0' || !c->Srs_alias_redir || d->qf.from[0] == '\0' ||
+        strncmp(via, "alias:", 6) != 0 || dl_domain(r->orcpt)[0] == '\0')
+        return d->qf.from;
+    st = srs_forward(c->Srs_key, (uint8_t)c->Srs_shift, d->qf.from, dl_domain(r->orcpt),
+                     time(NULL), out, sizeof(out));
+    if (st == SRS_FWD_OK)
+        return arena_strdup(&d->mem, out);
+    if (st != SRS_FWD_KEEP)
+        log_warn("%s: sender <%s> kept for <%s>: SRS: %s", d->claim.qid, d->qf.from,
+                 r->addr, srs_fwd_str(st));
+    return d->qf.from;
+}
+
+/* One SMTP job per domain and sender, its recipients in file order. */
 static void dl_plan_group_remote(struct delivery *d)
 {
+    const char **from = arena_alloc(&d->mem, (d->nremote + 1) * sizeof(*from));
+
+    for (size_t a = 0; a < d->nremote; a++)
+        from[a] = dl_sender_for(d, d->remote[a]);
     for (size_t a = 0; a < d->nremote; a++) {
         const char *dom;
         size_t n = 0;
@@ -531,12 +567,14 @@ static void dl_plan_group_remote(struct delivery *d)
             continue;
         dom = dl_domain(d->qf.rcpt[d->remote[a]].addr);
         for (size_t b = a; b < d->nremote; b++)
-            n += d->remote[b] != SIZE_MAX &&
+            n += d->remote[b] != SIZE_MAX && strcmp(from[b], from[a]) == 0 &&
                  strcasecmp(dl_domain(d->qf.rcpt[d->remote[b]].addr), dom) == 0;
         j = dl_job_new(d, 0, n);
+        j->from = from[a];
         for (size_t b = a; b < d->nremote; b++) {
             size_t k = d->remote[b];
-            if (k == SIZE_MAX || strcasecmp(dl_domain(d->qf.rcpt[k].addr), dom) != 0)
+            if (k == SIZE_MAX || strcmp(from[b], from[a]) != 0 ||
+                strcasecmp(dl_domain(d->qf.rcpt[k].addr), dom) != 0)
                 continue;
             j->addrs[j->n] = arena_strdup(&d->mem, d->qf.rcpt[k].addr);
             j->idx[j->n++] = k;
@@ -763,7 +801,7 @@ static void dl_start_smtp(struct dl_job *j)
     q->dns = d->env->dns;
     q->tls = d->env->tls;
     q->domain = arena_strdup(&d->mem, dl_domain(j->addrs[0]));
-    q->from = d->qf.from;
+    q->from = j->from;
     q->rcpts = j->addrs;
     q->nrcpt = j->n;
     q->content = d->content.data;

@@ -523,6 +523,10 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
         }
         ok = smtp_txn_add_rcpt(&s->txn, addr, addr, "") == 0;
         break;
+    case ACCOUNTS_SRS_INVALID:
+        smtp_session_refused(s, "invalid SRS address", addr);
+        smtp_refuse(s, conf->Msg_invalid_srs, "7.1", NULL, 0);
+        return;
     case ACCOUNTS_NOMAILBOX:
         if (conf->Rcpt_level_check == -1) {   /* checked again at delivery */
             ok = smtp_txn_add_rcpt(&s->txn, addr, addr, "") == 0;
