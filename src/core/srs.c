@@ -280,12 +280,30 @@ static enum srs_status srs_verify(const char *key, uint8_t shift,
     return pt->tag == '0' ? srs_stamp_check(pt->stamp, now) : SRS_OK;
 }
 
+/* Writes the parts one after the other and a NUL; 0 when out cannot hold
+ * them. */
+static int srs_join(const struct srs_span *parts, int n, char *out,
+                    size_t outlen)
+{
+    size_t len = 0;
+
+    for (int i = 0; i < n; i++)
+        len += parts[i].n;
+    if (out == NULL || len + 1 > outlen)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(out, parts[i].p, parts[i].n);
+        out += parts[i].n;
+    }
+    *out = '\0';
+    return 1;
+}
+
 enum srs_status srs_reverse(const char *key, uint8_t shift, const char *addr,
                             time_t now, char *out, size_t outlen)
 {
     struct srs_parts pt;
     enum srs_status st;
-    size_t need;
 
     if (addr == NULL)
         return SRS_NOT_SRS;
@@ -297,40 +315,27 @@ enum srs_status srs_reverse(const char *key, uint8_t shift, const char *addr,
     st = srs_verify(key, shift, &pt, now);
     if (st != SRS_OK)
         return st;
-    need = (pt.tag == '1' ? 4 : 0) + pt.user.n + 1 + pt.host.n + 1;
-    if (out == NULL || need > outlen)
-        return SRS_NO_ROOM;
-    if (pt.tag == '1')
-        memcpy(out, "SRS0", 4);
-    memcpy(out + (pt.tag == '1' ? 4 : 0), pt.user.p, pt.user.n);
-    out[need - pt.host.n - 2] = '@';
-    memcpy(out + need - pt.host.n - 1, pt.host.p, pt.host.n);
-    out[need - 1] = '\0';
-    return SRS_OK;
+    /* SRS1's user lacks the tag of the first hop's SRS0 (see srs_split). */
+    struct srs_span p[4] = { srs_lit(pt.tag == '1' ? "SRS0" : ""), pt.user,
+                             srs_lit("@"), pt.host };
+    return srs_join(p, 4, out, outlen) ? SRS_OK : SRS_NO_ROOM;
 }
 
-/* Writes "a" "b"... "@domain" into out, or says why it cannot: the limits
- * of RFC 5321 first (the caller keeps the original sender then), the
- * buffer second. */
-static enum srs_fwd srs_emit(const struct srs_span *parts, int n,
+/* The local part in parts[0..n-3], then "@domain" in the two free slots
+ * at the end: the limits of RFC 5321 first (the caller keeps the original
+ * sender then), the buffer second. */
+static enum srs_fwd srs_emit(struct srs_span *parts, int n,
                              const char *domain, char *out, size_t outlen)
 {
-    size_t local = 0, dlen = strlen(domain), at;
+    size_t local = 0, dlen = strlen(domain);
 
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n - 2; i++)
         local += parts[i].n;
     if (local > SRS_LOCAL_MAX || local + 1 + dlen > SRS_ADDR_MAX)
         return SRS_FWD_TOO_LONG;
-    if (out == NULL || local + 1 + dlen + 1 > outlen)
-        return SRS_FWD_NO_ROOM;
-    at = 0;
-    for (int i = 0; i < n; i++) {
-        memcpy(out + at, parts[i].p, parts[i].n);
-        at += parts[i].n;
-    }
-    out[at++] = '@';
-    memcpy(out + at, domain, dlen + 1);
-    return SRS_FWD_OK;
+    parts[n - 2] = srs_lit("@");
+    parts[n - 1] = srs_lit(domain);
+    return srs_join(parts, n, out, outlen) ? SRS_FWD_OK : SRS_FWD_NO_ROOM;
 }
 
 /* SRS1=HASH=HOST=USER: libsrs2 hashes (host, user) and keeps the user as
@@ -344,9 +349,9 @@ static enum srs_fwd srs_forward_srs1(const char *key, uint8_t shift,
 
     if (!srs_hash(key, shift, f, 2, hash))
         return SRS_FWD_INTERNAL;
-    struct srs_span p[6] = { srs_lit("SRS1="), srs_lit(hash), srs_lit("="),
+    struct srs_span p[8] = { srs_lit("SRS1="), srs_lit(hash), srs_lit("="),
                              host, srs_lit("="), user };
-    return srs_emit(p, 6, domain, out, outlen);
+    return srs_emit(p, 8, domain, out, outlen);
 }
 
 static enum srs_fwd srs_forward_srs0(const char *key, uint8_t shift,
@@ -360,10 +365,10 @@ static enum srs_fwd srs_forward_srs0(const char *key, uint8_t shift,
     struct srs_span f[3] = { srs_lit(stamp), host, user };
     if (!srs_hash(key, shift, f, 3, hash))
         return SRS_FWD_INTERNAL;
-    struct srs_span p[8] = { srs_lit("SRS0="), srs_lit(hash), srs_lit("="),
-                             srs_lit(stamp), srs_lit("="), host, srs_lit("="),
-                             user };
-    return srs_emit(p, 8, domain, out, outlen);
+    struct srs_span p[10] = { srs_lit("SRS0="), srs_lit(hash), srs_lit("="),
+                              srs_lit(stamp), srs_lit("="), host, srs_lit("="),
+                              user };
+    return srs_emit(p, 10, domain, out, outlen);
 }
 
 enum srs_fwd srs_forward(const char *key, uint8_t shift, const char *sender,
