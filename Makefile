@@ -26,11 +26,11 @@ CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE $(SRC_INC) \
 OPT     ?= -O2 -g
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
            -fno-sanitize-recover=undefined
-LIBS    := $(PKG_LIBS) -luuid -lcrypt -ldl -lm
+LIBS    := $(PKG_LIBS) -luuid -lcrypt -lcrypto -ldl -lm
 
 # Code shared by every program.
 CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c config.c \
-              net.c addr.c stream.c) \
+              net.c addr.c stream.c srs.c) \
             $(addprefix src/spool/,queue_id.c queue_file.c spool.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
 # The daemon.
@@ -51,7 +51,8 @@ MOD_LIBS_tls := -lssl -lcrypto
 B  ?= build
 BF ?= $(OPT)
 
-all: $(B)/selor $(B)/selorctl $(foreach m,$(MODULES),$(B)/mod/selor_$(m).so)
+all: $(B)/selor $(B)/selorctl $(foreach m,$(MODULES),$(B)/mod/selor_$(m).so) \
+     test-tools
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -97,6 +98,16 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(
 
 unit-bins: $(UNIT_BIN)
 
+# Command-line wrappers the system tests call to reach library code
+# (tests/tools/*.c); never installed, never part of selor or selorctl.
+TOOLS := srs_tool
+$(B)/tools/%: $(B)/obj/tests/tools/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+
+test-tools: $(foreach t,$(TOOLS),$(B)/tools/$(t))
+
 asan:
 	@$(MAKE) --no-print-directory B=build/asan BF="$(SAN)" all unit-bins test-mods
 
@@ -124,6 +135,6 @@ include tests/fuzz/fuzz.mk
 clean:
 	rm -rf build var
 
-.PHONY: all asan deps run test bench clean unit-bins test-mods
+.PHONY: all asan deps run test bench clean unit-bins test-mods test-tools
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -11,7 +11,8 @@ libuv1-dev libhiredis-dev libc-ares-dev libpq-dev uuid-dev libssl-dev
 libcrypt-dev libcmocka-dev
 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl redis-server dnsmasq-base maildrop postfix
 postgresql openssl procps iproute2 util-linux
-clang libclang-rt-14-dev llvm fuse3 python3-pyfuse3 faketime libfaketime"
+clang libclang-rt-14-dev llvm fuse3 python3-pyfuse3 faketime libfaketime
+postsrsd"
 
 missing=""
 for p in $PKGS; do
@@ -30,6 +31,19 @@ if [ -n "$missing" ]; then
     echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+    case " $missing " in
+    *" postsrsd "*)
+        # Only the SRS interoperability test uses it, as its own process on
+        # free ports; the package's service (ports 10001/10002, a secret in
+        # /etc) is not wanted on a build machine.
+        if [ -d /run/systemd/system ]; then
+            $SUDO systemctl disable --now postsrsd >/dev/null 2>&1 || true
+        else
+            $SUDO service postsrsd stop >/dev/null 2>&1 || true
+            $SUDO update-rc.d postsrsd disable >/dev/null 2>&1 || true
+        fi
+        ;;
+    esac
 fi
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -43,7 +43,7 @@ FUZZ_CFLAGS   = -std=gnu11 -D_GNU_SOURCE $(or $(SRC_INC),-Isrc -Icluster) $(FUZZ
                 -O1 -g -fno-omit-frame-pointer $(FUZZ_WARN) \
                 -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 FUZZ_LDFLAGS  = -fsanitize=fuzzer $(FUZZ_SAN)
-FUZZ_LIBS     = $(FUZZ_PKG_LIBS) -luuid -lcrypt -ldl -lm
+FUZZ_LIBS     = $(FUZZ_PKG_LIBS) -luuid -lcrypt -lcrypto -ldl -lm
 
 # The code the harnesses reach, as an archive: a harness links only the
 # objects it uses, so coverage counts only code it can reach.  The core
