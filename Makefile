@@ -43,9 +43,17 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
 CTL_SRC  := src/selorctl.c
-MODULES  := passwd tls
+MODULES  := passwd tls pgsql
+# A module's sources: MOD_SRC_<name>, or modules/<name>/selor_<name>.c alone.
+# Code shared by several modules lives in modules/common/.
+MOD_SRC_passwd := modules/passwd/selor_passwd.c modules/common/pwscheme.c
+MOD_SRC_pgsql := $(wildcard modules/pgsql/*.c) modules/common/pwscheme.c
+mod_src = $(or $(MOD_SRC_$(1)),modules/$(1)/selor_$(1).c)
+mod_objs = $(addprefix $(B)/obj/,$(addsuffix .o,$(basename $(call mod_src,$(1)))))
 MOD_LIBS_passwd := -lcrypt
 MOD_LIBS_tls := -lssl -lcrypto
+# libpq by name: no pkg-config here (it may run before `make deps`).
+MOD_LIBS_pgsql := -lpq -lcrypt
 
 # Build flavours: build/ (optimised) and build/asan (sanitizers).
 B  ?= build
@@ -68,7 +76,7 @@ $(B)/selorctl: $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(CTL_SRC))
 	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
 
 .SECONDEXPANSION:
-$(B)/mod/selor_%.so: $(B)/obj/modules/$$*/selor_$$*.o
+$(B)/mod/selor_%.so: $$(call mod_objs,$$*)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(BF) -shared -o $@ $^ $(MOD_LIBS_$*)
@@ -95,6 +103,9 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS) -lcmocka
+
+# Unit tests of module code linked in directly.
+$(B)/tests/test_pwscheme: $(B)/obj/modules/common/pwscheme.o
 
 unit-bins: $(UNIT_BIN)
 

@@ -14,7 +14,6 @@
  * read files or run crypt on the loop thread once attached, or touch a
  * request after cancel() or after calling its done().
  */
-#include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,6 +30,7 @@
 #include <unistd.h>
 
 #include "selor_module.h"
+#include "../common/pwscheme.h"
 
 #define PW_FIELDS 8            /* user:password:uid:gid:gecos:home:shell:extra */
 #define PW_KEY_MAX 512         /* longest user@domain (or login) accepted */
@@ -196,36 +196,13 @@ static int pw_map_put(struct pw_map *m, const char *key, void *val)
 
 /* ---- the tables built from the files --------------------------------- */
 
-enum pw_scheme {
-    PW_NONE,       /* empty password field: a mailbox that cannot log in */
-    PW_PLAIN,
-    PW_CRYPT,      /* any crypt(3) hash; also a password with no {SCHEME} */
-    PW_SHA512,
-    PW_SHA256,
-    PW_BLF,
-    PW_ALIAS,
-    PW_SYSTEM,
-};
-
-struct pw_scheme_name {
-    const char *name;
-    enum pw_scheme scheme;
-    const char *prefix;   /* what a hash of this scheme starts with */
-};
-
-static const struct pw_scheme_name pw_schemes[] = {
-    {"PLAIN", PW_PLAIN, NULL},
-    {"CRYPT", PW_CRYPT, NULL},
-    {"SHA512-CRYPT", PW_SHA512, "$6$"},
-    {"SHA256-CRYPT", PW_SHA256, "$5$"},
-    {"BLF-CRYPT", PW_BLF, "$2"},
-    {"ALIAS", PW_ALIAS, NULL},
-    {"SYSTEM", PW_SYSTEM, NULL},
-};
+/* The password schemes are pwscheme.c's (shared with the pgsql module);
+ * {ALIAS} and {SYSTEM} are this file format's own, numbered after them. */
+enum { PW_ALIAS = 100, PW_SYSTEM = 101 };
 
 struct pw_mailbox {
     struct selor_mailbox mb;   /* mb.user is the key: user@domain */
-    enum pw_scheme scheme;
+    int scheme;                /* enum pwscheme */
     const char *secret;        /* password or hash, without {SCHEME} */
     int line;
 };
@@ -345,20 +322,6 @@ static char *pw_trim(char *s)
     return s;
 }
 
-/* Compares without an early exit, so timing says nothing of the content. */
-static int pw_equal_ct(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), n = la > lb ? la : lb;
-    volatile unsigned char diff = la != lb;
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = i < la ? (unsigned char)a[i] : 0;
-        unsigned char y = i < lb ? (unsigned char)b[i] : 0;
-        diff |= x ^ y;
-    }
-    return diff == 0;
-}
-
 /* ---- parsing ---------------------------------------------------------- */
 
 struct pw_parse {
@@ -461,49 +424,35 @@ static int pw_add_domain(struct pw_parse *p, const char *domain)
 }
 
 /* "{NAME}rest" -> scheme, *secret = rest.  No braces: CRYPT (Dovecot's
- * default); empty: NONE.  -1 after pw_fail for an unknown scheme. */
+ * default); empty: PWSCHEME_NONE.  -1 after pw_fail for an unknown scheme. */
 static int pw_scheme_of(struct pw_parse *p, char *field, char **secret)
 {
-    char *close;
+    const char *rest, *name;
+    size_t n;
+    int scheme = pwscheme_parse(field, &rest, &name, &n);
 
-    *secret = field;
-    if (field[0] == '\0')
-        return PW_NONE;
-    if (field[0] != '{')
-        return PW_CRYPT;
-    close = strchr(field, '}');
-    if (close == NULL)
+    *secret = field + (rest - field);
+    if (scheme == PWSCHEME_UNTERMINATED)
         return pw_fail(p, "unterminated {SCHEME} in the password field");
-    *secret = close + 1;
-    for (size_t i = 0; i < sizeof(pw_schemes) / sizeof(pw_schemes[0]); i++)
-        if (strlen(pw_schemes[i].name) == (size_t)(close - field - 1) &&
-            strncasecmp(pw_schemes[i].name, field + 1, (size_t)(close - field - 1)) == 0)
-            return (int)pw_schemes[i].scheme;
+    if (scheme != PWSCHEME_UNKNOWN)
+        return scheme;
+    if (n == 5 && strncasecmp(name, "ALIAS", 5) == 0)
+        return PW_ALIAS;
+    if (n == 6 && strncasecmp(name, "SYSTEM", 6) == 0)
+        return PW_SYSTEM;
     return pw_fail(p, "unknown password scheme %.*s (known: PLAIN, CRYPT, "
                    "SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, ALIAS, SYSTEM)",
-                   (int)(close - field + 1 > 64 ? 64 : close - field + 1), field);
-}
-
-static const struct pw_scheme_name *pw_scheme_info(int scheme)
-{
-    for (size_t i = 0; i < sizeof(pw_schemes) / sizeof(pw_schemes[0]); i++)
-        if ((int)pw_schemes[i].scheme == scheme)
-            return &pw_schemes[i];
-    return NULL;
+                   (int)(n + 2 > 64 ? 64 : n + 2), field);
 }
 
 static int pw_check_secret(struct pw_parse *p, int scheme, const char *secret)
 {
-    const struct pw_scheme_name *info = pw_scheme_info(scheme);
-
-    if (scheme == PW_PLAIN && secret[0] == '\0')
+    if (scheme == PWSCHEME_PLAIN && secret[0] == '\0')
         return pw_fail(p, "empty {PLAIN} password (leave the whole field empty "
                        "for a mailbox that cannot log in)");
-    if (scheme < PW_CRYPT || scheme > PW_BLF)
-        return 0;
-    if ((info->prefix && strncmp(secret, info->prefix, strlen(info->prefix)) != 0) ||
-        crypt_checksalt(secret) == CRYPT_SALT_INVALID)
-        return pw_fail(p, "the password is not a valid {%s} hash", info->name);
+    if (pwscheme_check_secret(scheme, secret) != NULL)
+        return pw_fail(p, "the password is not a valid {%s} hash",
+                       pwscheme_name(scheme));
     return 0;
 }
 
@@ -593,7 +542,7 @@ static int pw_add_mailbox(struct pw_parse *p, char **f, int scheme,
         return pw_oom(p);
     memset(m, 0, sizeof(*m));
     m->line = p->line;
-    m->scheme = (enum pw_scheme)scheme;
+    m->scheme = scheme;
     m->mb.dlocal = "";
     if (pw_parse_id(p, f[2], "uid", &m->mb.uid) < 0 ||
         pw_parse_id(p, f[3], "gid", &m->mb.gid) < 0 ||
@@ -608,9 +557,11 @@ static int pw_add_mailbox(struct pw_parse *p, char **f, int scheme,
     return pw_add_domain(p, domain);
 }
 
+/* A target "@domain" is a broadcast (every mailbox of the domain): Selor
+ * expands it, so it is kept as written. */
 static int pw_add_target(struct pw_parse *p, struct pw_alias *a, char *t)
 {
-    const char *why = pw_address_error(t, 0);
+    const char *why = pw_address_error(t, 1);
 
     if (t[0] == '\0')
         return pw_fail(p, "empty alias target");
@@ -978,6 +929,63 @@ static int pw_tempfail(struct selor_lookup *req, const char *why)
     return SELOR_TEMPFAIL;
 }
 
+static int pw_strptr_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* "login@domain" in the request's memory, lower case like the file's keys. */
+static const char *pw_sys_address(const struct selor_host *host,
+                                  struct selor_lookup *req, const char *login,
+                                  const char *domain)
+{
+    size_t n = strlen(login) + strlen(domain) + 2;
+    char *addr = host->alloc(req, n);
+
+    if (addr != NULL) {
+        snprintf(addr, n, "%s@%s", login, domain);
+        pw_lower(addr);
+    }
+    return addr;
+}
+
+/* Every mailbox of a domain, sorted, for broadcasts: the file's mailboxes,
+ * then (a {SYSTEM} domain) the system accounts no file line overrides. */
+static int pw_domain_mailboxes(const struct pw_state *st, const char *domain,
+                               struct selor_lookup *req)
+{
+    const struct pw_table *t = st->table;
+    int sys = t->has_system && pw_map_get(&t->sysdomains, domain) != NULL;
+    size_t cap = t->mailboxes.n + (sys ? t->sysacct.n : 0), n = 0;
+    const char **out;
+
+    if (pw_map_get(&t->domains, domain) == NULL)
+        return SELOR_NOTFOUND;
+    if (cap > SELOR_LIST_MAX_TARGETS)
+        cap = SELOR_LIST_MAX_TARGETS;
+    if ((out = st->host->alloc(req, (cap ? cap : 1) * sizeof(*out))) == NULL)
+        return pw_tempfail(req, "out of memory");
+    for (size_t i = 0; i < t->mailboxes.cap && n < cap; i++) {
+        const char *key = t->mailboxes.slots[i].key, *at;
+        if (key != NULL && (at = strrchr(key, '@')) != NULL && strcmp(at + 1, domain) == 0)
+            out[n++] = key;
+    }
+    for (size_t i = 0; sys && i < t->sysacct.cap && n < cap; i++) {
+        const struct pw_sysacct *a = t->sysacct.slots[i].val;
+        const char *addr;
+        if (t->sysacct.slots[i].key == NULL)
+            continue;
+        if ((addr = pw_sys_address(st->host, req, a->login, domain)) == NULL)
+            return pw_tempfail(req, "out of memory");
+        if (pw_map_get(&t->mailboxes, addr) == NULL)
+            out[n++] = addr;
+    }
+    qsort(out, n, sizeof(*out), pw_strptr_cmp);
+    req->targets = out;
+    req->ntargets = n;
+    return SELOR_FOUND;
+}
+
 /* ---- AUTH in the thread pool ---------------------------------------------- */
 
 enum pw_outcome { PW_AUTH_BAD, PW_AUTH_OK, PW_AUTH_NOSHADOW, PW_AUTH_ERROR };
@@ -997,7 +1005,6 @@ struct pw_auth_job {
 };
 
 struct pw_scratch {
-    struct crypt_data cd;
     char spbuf[PW_SHADOW_BUF];
 };
 
@@ -1026,7 +1033,7 @@ static void pw_auth_work(uv_work_t *w)
 {
     struct pw_auth_job *job = PW_CONTAINER(w, struct pw_auth_job, work);
     struct pw_scratch *s = calloc(1, sizeof(*s));
-    const char *hash = job->hash, *out;
+    const char *hash = job->hash;
 
     job->outcome = PW_AUTH_BAD;
     if (s == NULL) {
@@ -1036,9 +1043,8 @@ static void pw_auth_work(uv_work_t *w)
     if (job->system)
         hash = pw_shadow_hash(job, s);
     if (hash != NULL && hash[0] != '\0') {
-        out = crypt_rn(job->password, hash, &s->cd, sizeof(s->cd));
-        if (out != NULL && out[0] != '*' && pw_equal_ct(out, hash))
-            job->outcome = PW_AUTH_OK;
+        int ok = pwscheme_match_crypt(job->password, hash);
+        job->outcome = ok > 0 ? PW_AUTH_OK : ok < 0 ? PW_AUTH_ERROR : PW_AUTH_BAD;
     }
     explicit_bzero(s, sizeof(*s));
     free(s);
@@ -1178,14 +1184,14 @@ static int pw_auth_start(struct pw_state *st, char *key, struct selor_lookup *re
 
     if (req->password == NULL || strlen(req->password) > PW_PASSWORD_MAX)
         return SELOR_NOTFOUND;
-    if (m != NULL && m->scheme == PW_PLAIN) {
-        if (!pw_equal_ct(req->password, m->secret))
+    if (m != NULL && m->scheme == PWSCHEME_PLAIN) {
+        if (!pwscheme_equal_ct(req->password, m->secret))
             return SELOR_NOTFOUND;
         req->mbox = m->mb;  /* immediate: the table outlives this call */
         return SELOR_FOUND;
     }
     if (m != NULL)
-        return m->scheme == PW_NONE ? SELOR_NOTFOUND
+        return m->scheme == PWSCHEME_NONE ? SELOR_NOTFOUND
                : pw_auth_queue(st, req, m->mb.user, m->secret, &m->mb);
     if ((a = pw_find_sysacct(st->table, key, 1)) == NULL)
         return SELOR_NOTFOUND;
@@ -1209,8 +1215,8 @@ static int pw_lookup(void *state, struct selor_lookup *req)
         return pw_lookup_alias(st->table, key, req);
     case SELOR_LOOKUP_AUTH:
         return pw_auth_start(st, key, req);
-    default:
-        break;
+    case SELOR_LOOKUP_DOMAIN_MAILBOXES:
+        return pw_domain_mailboxes(st, key, req);
     }
     return SELOR_NOTFOUND;
 }
@@ -1485,7 +1491,8 @@ const struct selor_module selor_module = {
     .attach = pw_attach,
     .detach = pw_detach,
     .kinds = (1u << SELOR_LOOKUP_DOMAIN) | (1u << SELOR_LOOKUP_MAILBOX) |
-             (1u << SELOR_LOOKUP_ALIAS) | (1u << SELOR_LOOKUP_AUTH),
+             (1u << SELOR_LOOKUP_ALIAS) | (1u << SELOR_LOOKUP_AUTH) |
+             (1u << SELOR_LOOKUP_DOMAIN_MAILBOXES),
     .lookup = pw_lookup,
     .cancel = pw_cancel,
 };

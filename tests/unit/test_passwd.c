@@ -392,7 +392,8 @@ static void test_module_table(void **statep)
     struct t_fx *f = *statep;
     const struct selor_module *m = f->mod;
     unsigned all = (1u << SELOR_LOOKUP_DOMAIN) | (1u << SELOR_LOOKUP_MAILBOX) |
-                   (1u << SELOR_LOOKUP_ALIAS) | (1u << SELOR_LOOKUP_AUTH);
+                   (1u << SELOR_LOOKUP_ALIAS) | (1u << SELOR_LOOKUP_AUTH) |
+                   (1u << SELOR_LOOKUP_DOMAIN_MAILBOXES);
 
     assert_int_equal(m->abi, SELOR_MODULE_ABI);
     assert_string_equal(m->name, "passwd");
@@ -478,6 +479,66 @@ static void test_aliases(void **statep)
     assert_int_equal(t_ask(f, SELOR_LOOKUP_ALIAS, "@example.org"), SELOR_NOTFOUND);
     assert_int_equal(t_ask(f, SELOR_LOOKUP_ALIAS, "alice@example.org"), SELOR_NOTFOUND);
     assert_int_equal(t_ask(f, SELOR_LOOKUP_ALIAS, "x@example.net"), SELOR_NOTFOUND);
+    t_req_clear(&r);
+}
+
+/* An alias target "@domain" (a broadcast) is kept as written. */
+static void test_broadcast_target(void **statep)
+{
+    struct t_fx *f = *statep;
+    struct t_req r = {0};
+    char err[256];
+
+    t_load(f, "all@example.org:{ALIAS}@example.org, bob@elsewhere.net\n"
+              "a@example.org:{PLAIN}x\n");
+    assert_int_equal(t_lookup(f, &r, SELOR_LOOKUP_ALIAS, "all@example.org", NULL),
+                     SELOR_FOUND);
+    assert_int_equal(r.lk.ntargets, 2);
+    assert_string_equal(r.lk.targets[0], "@example.org");
+    assert_string_equal(r.lk.targets[1], "bob@elsewhere.net");
+    t_req_clear(&r);
+    f->mod->detach(f->state);
+    f->state = NULL;
+    /* Still refused: an empty domain, or a bare word. */
+    t_write(f->file, "all@example.org:{ALIAS}@\n");
+    assert_int_equal(t_init(f, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "no domain after @"));
+    t_write(f->file, "all@example.org:{ALIAS}nobody\n");
+    assert_int_equal(t_init(f, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not user@domain"));
+}
+
+static int t_has(const struct t_req *r, const char *addr)
+{
+    for (size_t i = 0; i < r->lk.ntargets; i++)
+        if (strcmp(r->lk.targets[i], addr) == 0)
+            return 1;
+    return 0;
+}
+
+/* Every mailbox of a domain (broadcasts), sorted; not aliases, not other
+ * domains. */
+static void test_domain_mailboxes(void **statep)
+{
+    struct t_fx *f = *statep;
+    struct t_req r = {0};
+
+    t_load(f, t_valid);
+    assert_int_equal(t_lookup(f, &r, SELOR_LOOKUP_DOMAIN_MAILBOXES, "example.org", NULL),
+                     SELOR_FOUND);
+    assert_int_equal(r.lk.ntargets, 4);
+    assert_string_equal(r.lk.targets[0], "alice@example.org");
+    assert_string_equal(r.lk.targets[1], "big@example.org");
+    assert_string_equal(r.lk.targets[2], "bob@example.org");
+    assert_string_equal(r.lk.targets[3], "nologin@example.org");
+    assert_true(t_owned(&r, r.lk.targets));
+    /* A local domain with only a catch-all has no mailbox; a remote one
+     * is not known. */
+    assert_int_equal(t_lookup(f, &r, SELOR_LOOKUP_DOMAIN_MAILBOXES, "example.net", NULL),
+                     SELOR_FOUND);
+    assert_int_equal(r.lk.ntargets, 0);
+    assert_int_equal(t_ask(f, SELOR_LOOKUP_DOMAIN_MAILBOXES, "elsewhere.net"),
+                     SELOR_NOTFOUND);
     t_req_clear(&r);
 }
 
@@ -841,6 +902,17 @@ static void test_system_accounts(void **statep)
     assert_int_equal(t_auth(f, &r, "alice@sys.example", "x"), SELOR_NOTFOUND);
     assert_int_equal(t_auth(f, &r, "daemon", "x"), SELOR_NOTFOUND);
     assert_int_equal(t_auth(f, &r, "bob@sys.example", "virtual"), SELOR_FOUND);
+    /* Broadcast list: system accounts as they are mailboxes, once each. */
+    assert_int_equal(t_lookup(f, &r, SELOR_LOOKUP_DOMAIN_MAILBOXES, "sys.example", NULL),
+                     SELOR_FOUND);
+    assert_int_equal(r.lk.ntargets, 3);  /* alice, bob (once), root */
+    assert_true(t_has(&r, "alice@sys.example"));
+    assert_true(t_has(&r, "root@sys.example"));
+    assert_true(t_has(&r, "bob@sys.example"));
+    assert_false(t_has(&r, "daemon@sys.example"));
+    assert_false(t_has(&r, "nobody@sys.example"));
+    for (size_t i = 1; i < r.lk.ntargets; i++)
+        assert_true(strcmp(r.lk.targets[i - 1], r.lk.targets[i]) < 0);
     t_req_clear(&r);
 }
 
@@ -920,6 +992,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_domains, t_setup, t_teardown),
         cmocka_unit_test_setup_teardown(test_mailbox_fields, t_setup, t_teardown),
         cmocka_unit_test_setup_teardown(test_aliases, t_setup, t_teardown),
+        cmocka_unit_test_setup_teardown(test_broadcast_target, t_setup, t_teardown),
+        cmocka_unit_test_setup_teardown(test_domain_mailboxes, t_setup, t_teardown),
         cmocka_unit_test_setup_teardown(test_case_insensitive, t_setup, t_teardown),
         cmocka_unit_test_setup_teardown(test_auth_plain, t_setup, t_teardown),
         cmocka_unit_test_setup_teardown(test_auth_sha512, t_setup, t_teardown),
