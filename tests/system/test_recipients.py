@@ -3,6 +3,7 @@ what the l file records about how a recipient came to be one (via),
 Rcpt_level_check 1 and -1, local senders that must exist (From_level_check,
 -1 turns it off), and broadcast aliases (Allow_broadcasts)."""
 import base64
+import os
 import re
 
 import selortest
@@ -110,3 +111,49 @@ def test_from_level_check_minus_1_turns_the_sender_check_off(nodes, procs):
     n = world(nodes, procs, {"From_level_check": -1})
     codes, reply = send(n, "nobody@example.com", ["bob@example.com"])
     assert codes == [250] and reply[0] == 250
+
+
+# ---- broadcast aliases ----
+
+def broadcast_node(nodes, workdir, options=None):
+    script = os.path.join(workdir, "mda.sh")
+    got = os.path.join(workdir, "delivered")
+    with open(script, "w") as f:
+        f.write('#!/bin/sh\ncat >/dev/null\necho "$1" >> %s\nexit 0\n' % got)
+    os.chmod(script, 0o755)
+    open(got, "w").close()
+    os.chmod(got, 0o666)
+    passwd = PASSWD + "all@example.com:{ALIAS}@example.com\n"
+    opts = {"Dlocal": script + " %r", "Dlocal_type": 0, "Immed_delivery": 2,
+            "Auth_plaintext": 1, "Incorrect_pass_delay": 0}
+    opts.update(options or {})
+    return nodes(options=opts, passwd=passwd).start(), got
+
+
+def test_broadcast_reaches_every_mailbox_of_the_domain(nodes, workdir):
+    n, got = broadcast_node(nodes, workdir)
+    codes, reply = send(n, "alice@example.com", ["all@example.com"])
+    assert codes == [250] and reply[0] == 250
+    r = lfile_rcpts(n, reply)
+    assert sorted(r) == ["alice@example.com", "bob@example.com", "carol@example.com"]
+    assert {v[6] for v in r.values()} == {"broadcast:passwd"}
+    assert {v[4] for v in r.values()} == {"all@example.com"}
+    wait_for(lambda: len(open(got).read().split()) == 3, timeout=30, what="3 deliveries")
+    assert sorted(open(got).read().split()) == sorted(r)
+
+
+def test_broadcast_refuses_outside_senders(nodes, workdir):
+    n, _ = broadcast_node(nodes, workdir)
+    codes, _ = send(n, "someone@sender.test", ["all@example.com"])
+    assert codes == [550]
+    assert "broadcast from outside" in n.log("refused")
+    # a logged-in user may, whatever the sender
+    codes, reply = send(n, "someone@sender.test", ["all@example.com"],
+                        login=("bob@example.com", "bobpw"))
+    assert codes == [250] and reply[0] == 250
+
+
+def test_broadcasts_off(nodes, workdir):
+    n, _ = broadcast_node(nodes, workdir, {"Allow_broadcasts": 0})
+    codes, _ = send(n, "alice@example.com", ["all@example.com", "bob@example.com"])
+    assert codes == [550, 250]
