@@ -30,6 +30,20 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def mda_script(workdir, action, name="mda"):
+    """A Dlocal script running `action` on each message, and the file it
+    writes to (both usable by the node's User): (script, output file).
+    In action, %(out)s is the output file."""
+    script = os.path.join(workdir, name + ".sh")
+    out = os.path.join(workdir, name + ".out")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\n%s\nexit 0\n" % (action % {"out": out}))
+    os.chmod(script, 0o755)
+    open(out, "w").close()
+    os.chmod(out, 0o666)
+    return script, out
+
+
 def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
     """Polls pred() until it is true; fails the test after timeout."""
     deadline = time.monotonic() + timeout

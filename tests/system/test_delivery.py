@@ -274,13 +274,7 @@ def test_qlimit_queue(nodes, procs):
 def test_undeliverable_report_is_kept_and_postmaster_told(nodes, procs, workdir):
     """The report itself fails: with Cp_errors 1 it is copied into
     Cp_errors_path, and Postmaster (a local mailbox) gets a notice."""
-    mda = os.path.join(workdir, "pm.sh")
-    got = os.path.join(workdir, "pm.mail")
-    with open(mda, "w") as f:
-        f.write('#!/bin/sh\ncat >> %s\nexit 0\n' % got)
-    os.chmod(mda, 0o755)
-    open(got, "w").close()
-    os.chmod(got, 0o666)
+    mda, got = selortest.mda_script(workdir, "cat >> %(out)s", name="pm")
     w = World(nodes, procs, remote=["nobody@remote.test"],
               sink_args=["--rcpt-rule", "nobody@remote.test=550"],
               options={"Postmaster": "alice@example.com", "Dlocal": mda,

@@ -358,8 +358,10 @@ def test_selorctl_escapes_stored_bytes(node):
     for i, line in enumerate(lines):
         if line.startswith("client "):
             lines[i] = line.rsplit(" ", 1)[0] + " evil%1B%5B2Jhost"
-        if line.startswith("rcpt "):
-            lines[i] = line.rsplit(" ", 1)[0] + " a%0Afake%1B%5D0%3Bx%07"
+        if line.startswith("rcpt "):          # the answer: next to last
+            f = line.split(" ")
+            f[-2] = "a%0Afake%1B%5D0%3Bx%07"
+            lines[i] = " ".join(f)
     with open(path + ".new", "w") as f:
         f.write("\n".join(lines))
     os.rename(path + ".new", path)

@@ -3,7 +3,6 @@ what the l file records about how a recipient came to be one (via),
 Rcpt_level_check 1 and -1, local senders that must exist (From_level_check,
 -1 turns it off), and broadcast aliases (Allow_broadcasts)."""
 import base64
-import os
 import re
 
 import selortest
@@ -116,13 +115,7 @@ def test_from_level_check_minus_1_turns_the_sender_check_off(nodes, procs):
 # ---- broadcast aliases ----
 
 def broadcast_node(nodes, workdir, options=None):
-    script = os.path.join(workdir, "mda.sh")
-    got = os.path.join(workdir, "delivered")
-    with open(script, "w") as f:
-        f.write('#!/bin/sh\ncat >/dev/null\necho "$1" >> %s\nexit 0\n' % got)
-    os.chmod(script, 0o755)
-    open(got, "w").close()
-    os.chmod(got, 0o666)
+    script, got = selortest.mda_script(workdir, 'cat >/dev/null\necho "$1" >> %(out)s')
     passwd = PASSWD + "all@example.com:{ALIAS}@example.com\n"
     opts = {"Dlocal": script + " %r", "Dlocal_type": 0, "Immed_delivery": 2,
             "Auth_plaintext": 1, "Incorrect_pass_delay": 0}
