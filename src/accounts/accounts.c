@@ -20,7 +20,6 @@
  */
 #include <ctype.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -33,6 +32,7 @@
 #include "mem.h"
 #include "module.h"
 #include "srs.h"
+#include "strset.h"
 
 enum acc_phase { PH_DOMAIN, PH_MAILBOX, PH_ALIAS, PH_DEFAULT, PH_LIST, PH_AUTH, PH_END };
 
@@ -48,8 +48,7 @@ struct accounts_req {
     const char *addr, *domain, *password;
     struct accounts_result res;
     size_t targets_alloc;
-    size_t *seen;                 /* hash set of target indexes, for duplicates */
-    size_t seen_cap;
+    struct strset seen;           /* the targets, for duplicates */
     size_t listed;                /* broadcast domains asked so far */
     accounts_fn *fn;
     void *arg;
@@ -147,50 +146,15 @@ int accounts_check_config(const struct module_set *mods,
     return 0;
 }
 
-static uint64_t acc_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)(*s | 0x20)) * 1099511628211ULL;
-    return h;
-}
-
-/* Index of an equal target (case-insensitive) in the set, or the free slot. */
-static size_t *acc_seen_slot(struct accounts_req *r, const char *t)
-{
-    size_t i = (size_t)acc_hash(t) & (r->seen_cap - 1);
-
-    while (r->seen[i] != SIZE_MAX && strcasecmp(r->res.targets[r->seen[i]], t) != 0)
-        i = (i + 1) & (r->seen_cap - 1);
-    return &r->seen[i];
-}
-
-/* Keeps the set at most half full; rebuilt from the targets. */
-static void acc_seen_grow(struct accounts_req *r)
-{
-    if ((r->res.ntargets + 1) * 2 <= r->seen_cap)
-        return;
-    r->seen_cap = r->seen_cap ? r->seen_cap * 2 : 16;
-    r->seen = arena_alloc(&r->mem, r->seen_cap * sizeof(*r->seen));
-    memset(r->seen, 0xff, r->seen_cap * sizeof(*r->seen));
-    for (size_t k = 0; k < r->res.ntargets; k++)
-        *acc_seen_slot(r, r->res.targets[k]) = k;
-}
-
 static void acc_add_target(struct accounts_req *r, const char *t, const char *how,
                            const struct module_inst *mi)
 {
     struct accounts_result *res = &r->res;
     size_t max = r->phase == PH_LIST ? SELOR_LIST_MAX_TARGETS : SELOR_ALIAS_MAX_TARGETS;
-    size_t *slot;
     char via[96];
+    const char *copy;
 
-    if (res->ntargets >= max)
-        return;
-    acc_seen_grow(r);
-    slot = acc_seen_slot(r, t);
-    if (*slot != SIZE_MAX)
+    if (res->ntargets >= max || strset_has(&r->seen, t))
         return;
     if (res->ntargets == r->targets_alloc) {
         size_t n = r->targets_alloc ? r->targets_alloc * 2 : 4;
@@ -208,9 +172,10 @@ static void acc_add_target(struct accounts_req *r, const char *t, const char *ho
         snprintf(via, sizeof(via), "%s:%s", how, mi->mod->name);
     else
         snprintf(via, sizeof(via), "%s", how);
-    *slot = res->ntargets;
+    copy = arena_strdup(&r->mem, t);
+    strset_add(&r->seen, copy);
     res->via[res->ntargets] = arena_strdup(&r->mem, via);
-    res->targets[res->ntargets++] = arena_strdup(&r->mem, t);
+    res->targets[res->ntargets++] = copy;
 }
 
 /* An alias target "@domain": every mailbox of the domain, when allowed. */
@@ -428,6 +393,7 @@ static void acc_free(struct accounts_req *r)
 {
     if (r->password)
         memset((char *)r->password, 0, strlen(r->password));
+    strset_free(&r->seen);
     arena_clear(&r->mem);
     mem_free(r);
 }

@@ -44,6 +44,7 @@
 #include "dns.h"
 #include "lease.h"
 #include "srs.h"
+#include "strset.h"
 #include "log.h"
 #include "mem.h"
 #include "module.h"
@@ -93,6 +94,7 @@ struct delivery {
     int stopping;
     int write_again;               /* results came during a write */
     size_t plan_i;
+    struct strset rcpt_set;        /* addresses in the file (PLAN) */
     size_t *remote;                /* recipients planned for SMTP (PLAN) */
     size_t nremote, remote_alloc;
     int lookup_pending;
@@ -258,6 +260,7 @@ static void dl_release(struct async_owner *o)
         mem_free(j);
     }
     mem_free(d->remote);
+    strset_free(&d->rcpt_set);
     arena_clear(&d->mem);
     mem_free(d);
 }
@@ -415,12 +418,12 @@ static void dl_result(struct delivery *d, size_t i, int status, const char *answ
 
 /* ---- PLAN ---- */
 
-static int dl_has_rcpt(const struct delivery *d, const char *addr)
+static int dl_has_rcpt(struct delivery *d, const char *addr)
 {
-    for (size_t i = 0; i < d->qf.nrcpt; i++)
-        if (strcasecmp(d->qf.rcpt[i].addr, addr) == 0)
-            return 1;
-    return 0;
+    if (d->rcpt_set.n == 0)
+        for (size_t i = 0; i < d->qf.nrcpt; i++)
+            strset_add(&d->rcpt_set, d->qf.rcpt[i].addr);
+    return strset_has(&d->rcpt_set, addr);
 }
 
 static struct dl_job *dl_job_new(struct delivery *d, int local, size_t n)
@@ -468,7 +471,9 @@ static void dl_plan_alias(struct delivery *d, size_t i, const struct accounts_re
         if (dl_has_rcpt(d, r->targets[k]) || d->qf.nrcpt >= DL_MAX_RCPT ||
             (!bcast_ok && strncmp(r->via[k], "broadcast:", 10) == 0))
             continue;
-        qf_add_rcpt(&d->qf, r->targets[k], orcpt)->via = qf_str(&d->qf, r->via[k]);
+        struct qf_rcpt *nr = qf_add_rcpt(&d->qf, r->targets[k], orcpt);
+        nr->via = qf_str(&d->qf, r->via[k]);
+        strset_add(&d->rcpt_set, nr->addr);
         added++;
     }
     if (mailbox_too) {

@@ -43,6 +43,7 @@ void smtp_policy_txn_reset(struct smtp_session *s)
         spool_msg_abort(t->msg);
     t->msg = NULL;
     mem_free(t->rcpt);
+    strset_free(&t->rcpt_set);
     arena_clear(&t->mem);
     memset(t, 0, sizeof(*t));
     arena_init(&t->mem, 1024);
@@ -58,9 +59,8 @@ void smtp_policy_txn_free(struct smtp_session *s)
 static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *orcpt,
                              const char *via)
 {
-    for (size_t i = 0; i < t->nrcpt; i++)
-        if (strcasecmp(t->rcpt[i].addr, addr) == 0)
-            return 0;
+    if (strset_has(&t->rcpt_set, addr))
+        return 0;
     if (t->nrcpt >= SMTP_MAX_TARGETS)
         return -1;
     if (t->nrcpt == t->rcpt_alloc) {
@@ -70,6 +70,7 @@ static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *o
     t->rcpt[t->nrcpt].addr = arena_strdup(&t->mem, addr);
     t->rcpt[t->nrcpt].orcpt = arena_strdup(&t->mem, orcpt);
     t->rcpt[t->nrcpt].via = arena_strdup(&t->mem, via);
+    strset_add(&t->rcpt_set, t->rcpt[t->nrcpt].addr);
     t->nrcpt++;
     return 0;
 }

@@ -24,6 +24,7 @@
 #include "queue_id.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
+#include "strset.h"
 #include "stream.h"
 
 struct config;
@@ -59,6 +60,7 @@ struct smtp_txn {
     const char *body;
     struct smtp_rcpt *rcpt;
     size_t nrcpt, rcpt_alloc;
+    struct strset rcpt_set;    /* their addresses, for duplicates */
     unsigned rcpt_cmds;        /* accepted RCPT commands (Max_rcpts) */
     int qlimit;                /* goes to the qlimit queue (Qlimit!) */
     struct smtp_data data;
