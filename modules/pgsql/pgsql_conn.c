@@ -351,7 +351,11 @@ static void pgsql_on_poll(uv_poll_t *h, int status, int events)
         return;
     }
     if (status < 0) {
-        pgsql_conn_fail(c, uv_strerror(status));
+        /* POLLERR (libuv says EBADF): libpq knows what really happened. */
+        if (!PQconsumeInput(c->pg))
+            pgsql_conn_fail_pg(c);
+        else
+            pgsql_conn_fail(c, "error on the connection's socket");
         return;
     }
     if (events & UV_WRITABLE) {
