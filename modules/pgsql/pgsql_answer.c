@@ -222,7 +222,7 @@ static void pgsql_auth_after(uv_work_t *w, int status)
     free(job);
     st->busy--;
     pgsql_req_free(pr);
-    if (req != NULL) {
+    if (req != NULL && !st->detaching) {   /* no done() after detach */
         req->result = ok > 0 ? SELOR_FOUND : ok == 0 ? SELOR_NOTFOUND
                       : pgsql_tempfail(req, "password check failed");
         req->done(req);

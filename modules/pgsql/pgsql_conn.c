@@ -300,6 +300,13 @@ static void pgsql_query_done(struct pgsql_conn *c)
     struct pgsql_req *pr = c->cur;
     PGresult *res = c->res;
 
+    /* libpq may have closed the socket on the way (the server went away):
+     * never keep watching a number the kernel can give to another socket. */
+    if (PQstatus(c->pg) == CONNECTION_BAD || c->watch == NULL ||
+        PQsocket(c->pg) != c->watch->fd) {
+        pgsql_conn_fail_pg(c);
+        return;
+    }
     c->cur = NULL;
     c->res = NULL;
     c->state = PGSQL_READY;
