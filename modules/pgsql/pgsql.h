@@ -70,6 +70,9 @@ struct pgsql_conn {
     unsigned backoff_ms;
     struct pgsql_req *cur;       /* PGSQL_BUSY: the request being answered */
     PGresult *res;               /* the first result of the running query */
+    unsigned gen;                /* +1 at each close: stale cancel jobs see it */
+    int cancelling;              /* PGSQL_DRAINING: PQcancel still running */
+    int drained;                 /* PGSQL_DRAINING: the late result is gone */
 };
 
 struct pgsql_cache;

@@ -34,6 +34,8 @@ struct pgsql_watch {
 struct pgsql_cancel_job {
     uv_work_t work;
     struct pgsql_state *st;
+    struct pgsql_conn *c;
+    unsigned gen;                /* c->gen when the cancel was sent */
     PGcancel *cancel;
 };
 
@@ -164,6 +166,8 @@ static void pgsql_conn_close(struct pgsql_conn *c)
         PQfinish(c->pg);
     c->pg = NULL;
     c->state = PGSQL_DOWN;
+    c->gen++;
+    c->cancelling = c->drained = 0;
 }
 
 static void pgsql_retry_later(struct pgsql_conn *c)
@@ -309,6 +313,14 @@ static void pgsql_query_done(struct pgsql_conn *c)
     }
     c->cur = NULL;
     c->res = NULL;
+    if (c->state == PGSQL_DRAINING && c->cancelling) {
+        /* A cancel that lands after the next query started would cancel
+         * that one: serve again only once PQcancel has returned. */
+        if (res != NULL)
+            PQclear(res);
+        c->drained = 1;
+        return;
+    }
     c->state = PGSQL_READY;
     uv_timer_stop(&c->timer);
     if (pr != NULL) {
@@ -394,10 +406,21 @@ static void pgsql_cancel_after(uv_work_t *w, int status)
 {
     struct pgsql_cancel_job *job = PGSQL_CONTAINER(w, struct pgsql_cancel_job, work);
     struct pgsql_state *st = job->st;
+    struct pgsql_conn *c = job->c;
+    int same = !st->detaching && c->gen == job->gen && c->state == PGSQL_DRAINING;
 
     PQfreeCancel(job->cancel);
     free(job);
     st->busy--;
+    if (same) {
+        c->cancelling = 0;
+        if (c->drained) {
+            c->drained = 0;
+            c->state = PGSQL_READY;
+            uv_timer_stop(&c->timer);
+            pgsql_pool_dispatch(st);
+        }
+    }
     pgsql_maybe_free(st);
 }
 
@@ -410,6 +433,8 @@ static int pgsql_cancel_start(struct pgsql_conn *c)
         return -1;
     }
     job->st = c->st;
+    job->c = c;
+    job->gen = c->gen;
     if (uv_queue_work(c->st->loop, &job->work, pgsql_cancel_work, pgsql_cancel_after) < 0) {
         PQfreeCancel(job->cancel);
         free(job);
@@ -435,9 +460,11 @@ static void pgsql_query_timeout(struct pgsql_conn *c)
 
     c->cur = NULL;
     c->state = PGSQL_DRAINING;
+    c->drained = 0;
     if (pgsql_cancel_start(c) < 0) {
         pgsql_conn_restart(c);
     } else {
+        c->cancelling = 1;
         uv_timer_start(&c->timer, pgsql_on_timer, (uint64_t)st->timeout_s * 1000, 0);
     }
     if (pr != NULL)
