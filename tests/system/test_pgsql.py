@@ -397,6 +397,24 @@ def test_slow_query_times_out_without_stalling(nodes, pg):
     assert "database unavailable" not in n.log("warning")
 
 
+def test_client_gone_during_lookup(nodes, pg):
+    """Selor cancels the lookup of a client that went away: the late result
+    must not reach it (ASan would see a use after free), and the worker
+    goes on serving."""
+    n = pg_node(nodes, pg, {"Pgsql_timeout": 2, "Pgsql_cache_ttl": 0,
+                            "Smtp_workers": 1}).start()
+    for _ in range(3):
+        s = n.connect()
+        s.sendall(b"EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\n"
+                  b"RCPT TO:<slow@local.test>\r\n")
+        recv_reply(s)
+        recv_reply(s)
+        time.sleep(0.2)
+        s.close()
+    time.sleep(3.5)    # the slow queries end (cancelled at 2 s) meanwhile
+    assert rcpt(n, "alice@local.test").startswith("250")
+
+
 # ---- the cache -------------------------------------------------------------------------
 
 
