@@ -16,6 +16,10 @@
 
 #include "selor_module.h"
 
+/* Internal to the module's .so: only selor_module is exported, so nothing
+ * here can meet a name of Selor's or of another module. */
+#pragma GCC visibility push(hidden)
+
 #define PGSQL_KINDS 5               /* SELOR_LOOKUP_DOMAIN .. _DOMAIN_MAILBOXES */
 #define PGSQL_QUEUE_MAX 1000        /* lookups waiting for a connection */
 #define PGSQL_CACHE_MAX 10000       /* cached answers per process */
@@ -131,5 +135,7 @@ const struct pgsql_answer *pgsql_cache_get(struct pgsql_cache *c, int kind,
 /* Takes a (frees it when it cannot keep it). */
 void pgsql_cache_put(struct pgsql_cache *c, int kind, const char *key,
                      struct pgsql_answer *a, uint64_t expires);
+
+#pragma GCC visibility pop
 
 #endif
