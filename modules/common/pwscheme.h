@@ -14,6 +14,10 @@
 
 #include <stddef.h>
 
+/* Internal to the module's .so: only selor_module is exported, so nothing
+ * here can meet a name of Selor's or of another module. */
+#pragma GCC visibility push(hidden)
+
 enum pwscheme {
     PWSCHEME_UNTERMINATED = -2,  /* "{" without "}" */
     PWSCHEME_UNKNOWN = -1,       /* "{NAME}" with a name not below */
@@ -50,5 +54,7 @@ int pwscheme_match_crypt(const char *password, const char *hash);
 /* 1, 0 or -1 as above, for any scheme: PLAIN at once, crypt schemes by
  * pwscheme_match_crypt (so: thread pool only unless the scheme is PLAIN). */
 int pwscheme_match(int scheme, const char *password, const char *secret);
+
+#pragma GCC visibility pop
 
 #endif

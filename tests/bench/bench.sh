@@ -25,6 +25,12 @@
 #    against one Selor node (selor_tls.so) and a private Postfix
 #    (smtpd_tls_security_level = may), the same certificate and key; and the
 #    memory of a node holding 5,000 idle sessions that did STARTTLS.
+# 5. pgsql (selor_pgsql.so, a private PostgreSQL 15 started by the script):
+#    RCPT lookups per second through the pgsql module (20 sessions of
+#    pipelined RCPTs to random addresses among 1000 mailboxes; each RCPT
+#    is a DOMAIN and a MAILBOX lookup) with Pgsql_cache_ttl 30 and 0; and
+#    the accept rate of 1. with the pgsql module (cache on and off) against
+#    the same node with the passwd module, in the same run.
 #
 # Usage: sh tests/bench/bench.sh [options]
 #   --msgs N       messages in each measured accept run (default: sized from
@@ -46,6 +52,9 @@
 #   --no-cluster   skip the cluster measurements
 #   --no-tls       skip the STARTTLS measurements
 #   --tls-msgs N   messages in each measured STARTTLS run (default 4000)
+#   --no-pgsql     skip the pgsql measurements
+#   --pgsql-msgs N messages in each pgsql/passwd accept run (default 10000)
+#   --pgsql-seconds S  length of each RCPT lookup run (default 10)
 #   --keep         keep the work directory (its path is printed)
 #
 # Environment: BENCH_OPTS (options read before the command line's, e.g.
@@ -105,6 +114,11 @@ DO_E2E=1
 DO_CLUSTER=1
 DO_TLS=1
 TLS_MSGS=4000
+DO_PGSQL=1
+PG_MSGS=10000
+PG_SECONDS=10
+PG_KEYS=1000
+PGD=""
 KEEP=0
 
 usage() {
@@ -129,6 +143,9 @@ while [ $# -gt 0 ]; do
     --no-cluster) DO_CLUSTER=0; shift ;;
     --no-tls) DO_TLS=0; shift ;;
     --tls-msgs) TLS_MSGS=$2; shift 2 ;;
+    --no-pgsql) DO_PGSQL=0; shift ;;
+    --pgsql-msgs) PG_MSGS=$2; shift 2 ;;
+    --pgsql-seconds) PG_SECONDS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage ;;
     *) echo "bench: unknown option $1" >&2; usage ;;
@@ -371,6 +388,7 @@ cleanup() {
     stop_postfix
     stop_pid "$SINK_PID"
     stop_pid "$REDIS_PID"
+    [ -z "$PGD" ] || "$PY" "$LIB" pg-stop "$PGD"
     if [ "$KEEP" = 1 ]; then
         say "work directory kept: $W"
     else
@@ -1273,6 +1291,78 @@ smtpd_tls_key_file = $TD.key"
     IDLE_TLS_LINE=$("$PY" "$ROOT/tests/bench/idle.py" 5000 --tls 2>&1 | tail -1)
 fi
 
+# ================================================================ 5. pgsql
+
+PGSQL_LINES=""
+if [ "$DO_PGSQL" = 1 ]; then
+    PGMOD="$(dirname "$MODULE")/selor_pgsql.so"
+    PGD=$(mkdir_rand pgsql)
+    if ! PGPORT=$("$PY" "$LIB" pg-start "$PGD" "$PG_KEYS" bench.test 2> "$PGD/start.err"); then
+        say "pgsql: PostgreSQL did not start: $(tail -n 3 "$PGD/start.err")"
+        PGD=""
+        PGSQL_LINES="pgsql: not measured (PostgreSQL did not start)"
+    fi
+fi
+if [ "$DO_PGSQL" = 1 ] && [ -n "$PGD" ]; then
+    # pg_node ND TTL: a node that asks pgsql (only) for domains and mailboxes
+    pg_node() {
+        node_conf "$1" 1 "$1/spool" "$MAILBOX" <<EOF
+Qsleep_time 3600
+Immed_delivery 0
+Module "$PGMOD"
+Pgsql_conninfo "hostaddr=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
+Pgsql_query_domain "SELECT 1 FROM domains WHERE domain = \$1"
+Pgsql_query_mailbox "SELECT address AS \\"user\\", home, uid, gid, dlocal, quota FROM mailboxes WHERE address = \$1"
+Pgsql_cache_ttl $2
+Modseq_domain "pgsql"
+Modseq_mail "pgsql"
+Modseq_alias "pgsql"
+EOF
+    }
+    # pg_accept ND LABEL: accept rate of the node (after a warm-up); sets RATE
+    pg_accept() {
+        run_load "$(port "$1")" 1000 "$1/warm.out"
+        run_load "$(port "$1")" "$PG_MSGS" "$1/accept.out"
+        load_errors "$2" "$1/accept.out" && fail "in the $2 accept run"
+        acc=$(summary_count ' accepted from=' "$1")
+        [ "$acc" -eq $((PG_MSGS + 1001)) ] || fail "$2: $acc accepted, expected $((PG_MSGS + 1001))"
+        RATE=$(calc %.0f "$PG_MSGS / $ELAPSED")
+        say "$2 accept: $PG_MSGS messages in $ELAPSED s = $RATE msg/s"
+    }
+    # pg_rcpts ND LABEL: RCPT lookups per second; sets RRATE
+    pg_rcpts() {
+        "$PY" "$LIB" rcpt-load "$(port "$1")" 2 "$SESSIONS" "$PG_KEYS" bench.test > /dev/null
+        set -- "$1" "$2" $("$PY" "$LIB" rcpt-load "$(port "$1")" "$PG_SECONDS" "$SESSIONS" \
+            "$PG_KEYS" bench.test)
+        [ "${6:-1}" = 0 ] || fail "$2: ${6:-?} of ${3:-?} RCPTs not answered 250"
+        RRATE=$5
+        say "$2 RCPT: $3 RCPTs in $4 s = $5 RCPT/s (each a DOMAIN and a MAILBOX lookup)"
+    }
+    for ttl in 30 0; do
+        PN=$(mkdir_rand "selor-pgsql$ttl")
+        pg_node "$PN" "$ttl"
+        node_start "$PN" "selor pgsql cache $ttl"
+        node_probe "$PN" "selor pgsql cache $ttl"
+        pg_rcpts "$PN" "selor pgsql cache $ttl"
+        eval "PG_RCPT_$ttl=\$RRATE"
+        pg_accept "$PN" "selor pgsql cache $ttl"
+        eval "PG_ACC_$ttl=\$RATE"
+        node_stop "$PN"
+    done
+    PWN=$(mkdir_rand selor-passwd)
+    node_conf "$PWN" 1 "$PWN/spool" "$MAILBOX" <<EOF
+Qsleep_time 3600
+Immed_delivery 0
+EOF
+    node_start "$PWN" "selor passwd"
+    node_probe "$PWN" "selor passwd"
+    pg_accept "$PWN" "selor passwd"
+    PW_ACC=$RATE
+    node_stop "$PWN"
+    PGSQL_LINES="pgsql: RCPT lookups $PG_RCPT_30 RCPT/s with Pgsql_cache_ttl 30, $PG_RCPT_0 RCPT/s with 0 (a DOMAIN and a MAILBOX query each, $SESSIONS sessions)
+pgsql: accept $PG_ACC_30 msg/s (cache 30 s), $PG_ACC_0 msg/s (cache off), passwd $PW_ACC msg/s"
+fi
+
 # ================================================================ results
 
 FSYNC_LINE=""
@@ -1295,6 +1385,7 @@ say "finished in $(( $(date +%s) - START )) s; load average $(cut -d' ' -f1-3 /p
 [ -n "$IDLE_LINE" ] && echo "$IDLE_LINE"
 [ -n "${IDLE_TLS_LINE:-}" ] && echo "$IDLE_TLS_LINE"
 [ -n "$TLS_LINE" ] && echo "$TLS_LINE"
+[ -n "$PGSQL_LINES" ] && echo "$PGSQL_LINES"
 [ -n "$E2E_LINE" ] && echo "$E2E_LINE"
 [ -n "$CLUSTER_LINES" ] && echo "$CLUSTER_LINES"
 if [ "$DO_ACCEPT" = 0 ]; then

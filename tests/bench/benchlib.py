@@ -33,6 +33,16 @@ Run with /usr/bin/python3, one sub-command per call:
                                  CLOCK_MONOTONIC when it was seen, polled
                                  every 5 ms); exits 1 with the count it got
                                  to when nothing arrived for STALL seconds
+  pg-start DIR NKEYS DOMAIN      a private PostgreSQL (tests/system/pgserver.py)
+                                 under DIR with the schema of docs/modules.md,
+                                 the domain DOMAIN, mailboxes bench@DOMAIN and
+                                 u0..u<NKEYS-1>@DOMAIN; prints its port
+  pg-stop DIR                    stops it
+  rcpt-load PORT SECONDS SESSIONS NKEYS DOMAIN
+                                 SESSIONS sessions sending pipelined RCPT TO
+                                 (20 at a time, random u<k>@DOMAIN, a new
+                                 transaction every 100) for SECONDS; prints
+                                 "<rcpts> <seconds> <rcpts/s> <not 250>"
   monitor PORT OUTFILE           counts what Redis on 127.0.0.1:PORT runs
                                  (MONITOR), in phases started by
                                  "ECHO bench-phase:NAME" and ended by
@@ -481,6 +491,82 @@ def tls_load(port, n, sessions, size, sender, rcpt):
     print("%.3f %d" % (time.monotonic() - t0, errors.value))
 
 
+def pg_server_module():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "system"))
+    import pgserver
+    return pgserver
+
+
+def pg_start(d, nkeys, domain):
+    server = pg_server_module().PgServer(d)
+    keys = ["bench"] + ["u%d" % i for i in range(int(nkeys))]
+    server.sql("CREATE TABLE domains (domain text PRIMARY KEY);"
+               "CREATE TABLE mailboxes (address text PRIMARY KEY, password text,"
+               " home text, uid integer, gid integer, dlocal text, quota bigint);"
+               "INSERT INTO domains VALUES ('%s');"
+               "INSERT INTO mailboxes (address, password) VALUES %s;"
+               % (domain, ",".join("('%s@%s', '{PLAIN}x')" % (k, domain) for k in keys)))
+    print(server.port)
+
+
+def pg_stop(d):
+    pgserver = pg_server_module()
+    server = pgserver.PgServer.__new__(pgserver.PgServer)
+    server.bin = pgserver.bindir()
+    server.data = os.path.join(d, "pg", "data")
+    server.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    server.stop("immediate")
+
+
+async def rcpt_session(port, deadline, nkeys, domain, counts):
+    import asyncio
+    import random
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def replies(n):
+        codes = []
+        while len(codes) < n:
+            line = await reader.readline()
+            if not line:
+                raise ConnectionError("closed")
+            if line[3:4] == b" ":
+                codes.append(line[:3])
+        return codes
+    await replies(1)
+    writer.write(b"EHLO bench.test\r\nMAIL FROM:<s@sender.test>\r\n")
+    await replies(2)
+    sent = 0
+    while time.monotonic() < deadline:
+        batch = b"".join(b"RCPT TO:<u%d@%s>\r\n" % (random.randrange(nkeys), domain.encode())
+                         for _ in range(20))
+        writer.write(batch)
+        codes = await replies(20)
+        counts[0] += 20
+        counts[1] += sum(1 for c in codes if c != b"250")
+        sent += 20
+        if sent >= 100:
+            writer.write(b"RSET\r\nMAIL FROM:<s@sender.test>\r\n")
+            await replies(2)
+            sent = 0
+    writer.write(b"QUIT\r\n")
+    writer.close()
+
+
+def rcpt_load(port, seconds, sessions, nkeys, domain):
+    import asyncio
+    counts = [0, 0]
+
+    async def all_sessions():
+        deadline = time.monotonic() + float(seconds)
+        await asyncio.gather(*(rcpt_session(int(port), deadline, int(nkeys), domain, counts)
+                               for _ in range(int(sessions))))
+    t0 = time.monotonic()
+    asyncio.run(all_sessions())
+    took = time.monotonic() - t0
+    print("%d %.3f %.0f %d" % (counts[0], took, counts[0] / took, counts[1]))
+
+
 def main(argv):
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -514,6 +600,12 @@ def main(argv):
         return cmdstats_diff(*args)
     elif cmd == "tls-load":
         tls_load(*args)
+    elif cmd == "pg-start":
+        pg_start(*args)
+    elif cmd == "pg-stop":
+        pg_stop(*args)
+    elif cmd == "rcpt-load":
+        rcpt_load(*args)
     else:
         print("unknown command %s" % cmd, file=sys.stderr)
         return 2
