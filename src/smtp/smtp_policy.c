@@ -322,13 +322,8 @@ static void smtp_sender_known(struct smtp_session *s, const struct accounts_resu
         smtp_refuse(s, conf->Msg_no_mailbox, "1.8", NULL, 0);
         return;
     }
-    if (r->status == ACCOUNTS_TEMPFAIL) {
-        log_warn("%s: lookup of sender %s failed: %s", s->cid, s->txn.from,
-                 r->error ? r->error : "temporary failure");
-        smtp_policy_txn_reset(s);
-        smtp_refuse(s, conf->Msg_internal_error, "3.0", NULL, 0);
-        return;
-    }
+    /* A module that cannot answer lets the sender pass: the recipients'
+     * lookups need it too and give the temporary error then. */
     smtp_mail_accept(s);
 }
 
