@@ -11,6 +11,8 @@
  * Owns: option parsing and the checks shared by -t and a real start.
  * Must not: start processes (master.c does).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,12 +92,29 @@ static void main_load(const char *path, struct selor_node *node)
     buf_free(&warn);
 }
 
+/*
+ * Started with descriptor 0, 1 or 2 closed (by a service manager, a
+ * shell's "<&-"), the next file opened would take its number: an event
+ * loop's epoll descriptor as 0 (libuv aborts when closing it), or a log
+ * written to by anything that prints to stderr.  They are filled with
+ * /dev/null first, as Postfix does.
+ */
+static void main_sane_fds(void)
+{
+    /* in order: each open takes the lowest free number, fd itself */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF &&
+            open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0)
+            exit(1);
+}
+
 int main(int argc, char **argv)
 {
     struct selor_node node = {.tls_pipe = -1};
     const char *path = SELOR_DEFAULT_CONF;
     int opt, check = 0;
 
+    main_sane_fds();
     while ((opt = getopt(argc, argv, "c:ftVh")) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;

@@ -566,10 +566,13 @@ void master_run(struct selor_node *node)
              SELOR_VERSION, selor_conf->Port, node->nworkers,
              node->coord->ops->name);
     m.nchild = node->nworkers + 1;
+    /* every child's pipe is "none" before the first fork: a child closes
+     * the others' pipes, and a 0 there would be its standard input */
     for (int i = 0; i < m.nchild; i++) {
         m.child[i].index = i < node->nworkers ? i : -1;
         m.child[i].tls_fd = -1;
-        master_spawn(&m, &m.child[i]);
     }
+    for (int i = 0; i < m.nchild; i++)
+        master_spawn(&m, &m.child[i]);
     master_supervise(&m);
 }

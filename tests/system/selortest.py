@@ -227,7 +227,10 @@ class Node:
             return ""
 
     def sanitizer_reports(self):
-        out = []
+        """What the sanitizers wrote, and any failed assertion (a library's
+        abort()) on stderr: a node must never end that way."""
+        out = [line for line in self.stderr().splitlines()
+               if "Assertion `" in line or "Assertion '" in line]
         for n in sorted(os.listdir(self.sandir)):
             with open(os.path.join(self.sandir, n), errors="replace") as f:
                 out.append("%s:\n%s" % (n, f.read()))
