@@ -46,8 +46,10 @@ CTL_SRC  := src/selorctl.c
 MODULES  := passwd tls pgsql
 # A module's sources: MOD_SRC_<name>, or modules/<name>/selor_<name>.c alone.
 # Code shared by several modules lives in modules/common/.
-MOD_SRC_passwd := modules/passwd/selor_passwd.c modules/common/pwscheme.c
-MOD_SRC_pgsql := $(wildcard modules/pgsql/*.c) modules/common/pwscheme.c
+MOD_SRC_passwd := modules/passwd/selor_passwd.c modules/common/pwscheme.c \
+                  modules/common/reqmem.c
+MOD_SRC_pgsql := $(wildcard modules/pgsql/*.c) modules/common/pwscheme.c \
+                 modules/common/reqmem.c
 mod_src = $(or $(MOD_SRC_$(1)),modules/$(1)/selor_$(1).c)
 mod_objs = $(addprefix $(B)/obj/,$(addsuffix .o,$(basename $(call mod_src,$(1)))))
 MOD_LIBS_passwd := -lcrypt

@@ -31,6 +31,7 @@
 
 #include "selor_module.h"
 #include "../common/pwscheme.h"
+#include "../common/reqmem.h"
 
 #define PW_FIELDS 8            /* user:password:uid:gid:gecos:home:shell:extra */
 #define PW_KEY_MAX 512         /* longest user@domain (or login) accepted */
@@ -1050,25 +1051,14 @@ static void pw_auth_work(uv_work_t *w)
     free(s);
 }
 
-static const char *pw_req_strdup(const struct selor_host *host,
-                                 struct selor_lookup *req, const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = host->alloc(req, n);
-
-    if (d != NULL)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* The mailbox of a finished AUTH, copied into the request's memory. */
 static int pw_req_mbox(const struct selor_host *host, struct selor_lookup *req,
                        const struct selor_mailbox *mb)
 {
     req->mbox = *mb;
-    req->mbox.user = pw_req_strdup(host, req, mb->user);
-    req->mbox.home = pw_req_strdup(host, req, mb->home);
-    req->mbox.dlocal = pw_req_strdup(host, req, mb->dlocal);
+    req->mbox.user = reqmem_strdup(host, req, mb->user);
+    req->mbox.home = reqmem_strdup(host, req, mb->home);
+    req->mbox.dlocal = reqmem_strdup(host, req, mb->dlocal);
     if (!req->mbox.user || !req->mbox.home || !req->mbox.dlocal)
         return -1;
     return 0;

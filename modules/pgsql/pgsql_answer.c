@@ -18,6 +18,7 @@
 
 #include "pgsql.h"
 #include "../common/pwscheme.h"
+#include "../common/reqmem.h"
 
 void pgsql_answer_free(struct pgsql_answer *a)
 {
@@ -147,17 +148,6 @@ struct pgsql_answer *pgsql_answer_from(int kind, const PGresult *res,
 
 /* ---- into the request ---------------------------------------------------- */
 
-static const char *pgsql_req_strdup(const struct selor_host *host,
-                                    struct selor_lookup *req, const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = host->alloc(req, n);
-
-    if (d != NULL)
-        memcpy(d, s, n);
-    return d;
-}
-
 static int pgsql_give_mailbox(const struct selor_host *host, struct selor_lookup *req,
                               const struct pgsql_answer *a)
 {
@@ -165,9 +155,9 @@ static int pgsql_give_mailbox(const struct selor_host *host, struct selor_lookup
     const char *user = a->has_user ? a->mbox.user : req->key;
 
     req->mbox = a->mbox;
-    req->mbox.user = pgsql_req_strdup(host, req, user);
-    req->mbox.home = pgsql_req_strdup(host, req, a->mbox.home);
-    req->mbox.dlocal = pgsql_req_strdup(host, req, a->mbox.dlocal);
+    req->mbox.user = reqmem_strdup(host, req, user);
+    req->mbox.home = reqmem_strdup(host, req, a->mbox.home);
+    req->mbox.dlocal = reqmem_strdup(host, req, a->mbox.dlocal);
     return req->mbox.user && req->mbox.home && req->mbox.dlocal ? 0 : -1;
 }
 
@@ -179,7 +169,7 @@ static int pgsql_give_targets(const struct selor_host *host, struct selor_lookup
     if (t == NULL)
         return -1;
     for (size_t i = 0; i < a->ntargets; i++)
-        if ((t[i] = pgsql_req_strdup(host, req, a->targets[i])) == NULL)
+        if ((t[i] = reqmem_strdup(host, req, a->targets[i])) == NULL)
             return -1;
     req->targets = t;
     req->ntargets = a->ntargets;

@@ -53,7 +53,8 @@ FUZZ_LIB_SRC := $(sort $(CORE_SRC) src/smtp/smtp_cmd.c src/smtp/smtp_data.c \
                 src/smtp/smtp_reply.c)
 FUZZ_LIB     := $(FUZZ_DIR)/libselor_fuzz.a
 FUZZ_EXTRA_passwd := $(FUZZ_OBJ)/modules/passwd/selor_passwd.o \
-                     $(FUZZ_OBJ)/modules/common/pwscheme.o
+                     $(FUZZ_OBJ)/modules/common/pwscheme.o \
+                     $(FUZZ_OBJ)/modules/common/reqmem.o
 FUZZ_BINS     = $(foreach n,$(FUZZ_ALL),$(FUZZ_DIR)/fuzz_$(n))
 
 $(FUZZ_OBJ)/src/%.o: src/%.c
