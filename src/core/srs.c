@@ -6,6 +6,7 @@
  * alphabets, the separators.  Must not: keep state between calls; the key,
  * the shift and the time come in as arguments.
  */
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -56,6 +57,24 @@ static struct srs_span srs_local(const char *addr)
     const char *at = strrchr(addr, '@');
     struct srs_span sp = { addr, at ? (size_t)(at - addr) : strlen(addr) };
     return sp;
+}
+
+/*
+ * What may go into a rewritten address: a local part of printable ASCII
+ * without the specials that would need quoting, a domain of name
+ * characters (or an address literal).  Anything else (a quoted local
+ * part, a stray '@', a '=' that would move the fields) keeps the
+ * original sender.
+ */
+static int srs_plain(const char *p, size_t n, int domain)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (domain ? !(isalnum(c) || strchr(".-_[]:", c))
+                   : c <= 0x20 || c >= 0x7f || strchr("\"\\()<>,;:@[]", c))
+            return 0;
+    }
+    return n > 0;
 }
 
 /* libsrs2 accepts any of these after the tag; what follows is '=' only. */
@@ -386,7 +405,8 @@ enum srs_fwd srs_forward(const char *key, uint8_t shift, const char *sender,
         return SRS_FWD_INVALID;
     local = srs_local(sender);
     host = srs_lit(sender + local.n + 1);
-    if (local.n == 0 || host.n == 0)
+    if (!srs_plain(local.p, local.n, 0) || !srs_plain(host.p, host.n, 1) ||
+        !srs_plain(forwarder_domain, strlen(forwarder_domain), 1))
         return SRS_FWD_INVALID;
     /* Our own domain already passes SPF here, and bounces to it (our users
      * or our SRS addresses) already come back to us: as libsrs2. */

@@ -26,7 +26,7 @@ FUZZ_OBJ     := $(FUZZ_DIR)/obj
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS    ?=
 FUZZ_ALL     := smtp_cmd smtp_data addr queue_file config passwd smtp_reply bounce \
-                smtp_auth
+                smtp_auth srs
 FUZZ_NAMES   ?= $(FUZZ_ALL)
 
 # Read once, on first use (recursive: nothing runs at parse time).

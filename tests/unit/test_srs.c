@@ -370,9 +370,15 @@ static void test_invalid(void **state)
     expect_fwd("k", 0, "SRS0=@x.org", "f.test", T_JS, fwd_ok(0, "k", 0,
                "SRS0=@x.org", "f.test", T_JS));
     assert_true(strncmp(out, "SRS0=", 5) == 0);
-    /* The last '@' splits: the local part is everything before it. */
-    expect_fwd("k", 0, "\"a@b\"@x.org", "f.test", T_JS, out);
-    assert_non_null(strstr(out, "=x.org=\"a@b\"@f.test"));
+    /* Nothing that would make an address no server can parse: a quoted
+     * local part, a '=' or '@' in a domain, bytes outside ASCII. */
+    assert_int_equal(fwd("k", 0, "\"a@b\"@x.org", "f.test", T_JS), SRS_FWD_INVALID);
+    assert_int_equal(fwd("k", 0, "\"a b\"@x.org", "f.test", T_JS), SRS_FWD_INVALID);
+    assert_int_equal(fwd("k", 0, "u@x=y.org", "f.test", T_JS), SRS_FWD_INVALID);
+    assert_int_equal(fwd("k", 0, "u@x.org", "f@g.test", T_JS), SRS_FWD_INVALID);
+    assert_int_equal(fwd("k", 0, "caf\xc3\xa9@x.org", "f.test", T_JS), SRS_FWD_INVALID);
+    /* an address literal is a domain */
+    assert_int_equal(fwd("k", 0, "u@[192.0.2.1]", "f.test", T_JS), SRS_FWD_OK);
 }
 
 static void test_too_long(void **state)
