@@ -126,6 +126,23 @@ def test_sender_address(nodes, procs, workdir, backend):
     both_ways(st, send=b"EHLO client.test\r\nMAIL FROM:<x@a.test>\r\n", replies=1)
 
 
+ALICE_PLAIN = b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNlcHc=\r\n"   # alice, alicepw
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recipient_domain(nodes, procs, workdir, backend):
+    """Rcpt_level_check 1: a relayed recipient's domain is looked up."""
+    st = Setup(nodes, procs, workdir, backend,
+               options={"Rcpt_level_check": 1, "Auth_plaintext": 1})
+    st.dns_proxy.set(MX=DELAY, A=DELAY, AAAA=DELAY)
+    for rcpt in (b"x@mx.test", b"x@a.test"):      # MX; no MX, then addresses
+        both_ways(st, send=b"EHLO client.test\r\n" + ALICE_PLAIN +
+                  b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<" + rcpt + b">\r\n",
+                  replies=3)
+    assert "AUTH as alice@example.com" in st.node.log()    # so RCPT did wait
+    assert "relay" not in st.node.log("refused")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_account_lookup(nodes, procs, workdir, backend):
     st = Setup(nodes, procs, workdir, backend,
