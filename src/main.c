@@ -38,6 +38,7 @@ static void usage(void)
 static void main_unload(struct selor_node *node)
 {
     module_detach_all(&node->mods);
+    log_close();
     config_free(selor_conf);
     selor_conf = NULL;
 }

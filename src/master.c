@@ -541,7 +541,7 @@ void master_run(struct selor_node *node)
                                               : (int)(ncpu > 0 ? ncpu : 1);
     if (node->nworkers > NODE_MAX_WORKERS)
         node->nworkers = NODE_MAX_WORKERS;
-    selor_conf->logs.to_stderr = node->foreground;
+    log_set_stderr(node->foreground);
     log_set_role("master");
     master_block_signals();
     master_raise_fd_limit();

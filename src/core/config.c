@@ -124,8 +124,6 @@ static void conf_set_defaults(struct config *c)
         else
             *conf_num_field(c, i) = conf_table[i].num_default;
     }
-    for (int s = 0; s < LOG_NSTREAMS; s++)
-        c->logs.fd[s] = -1;
 }
 
 static struct config *conf_new(const char *path)
@@ -147,7 +145,8 @@ void config_free(struct config *c)
 {
     if (c == NULL)
         return;
-    log_close(c);
+    if (c->base)
+        log_panic("config_free on an overlay");
     mem_free(c->modules);
     mem_free(c->extra);
     arena_clear(&c->mem);
@@ -544,4 +543,140 @@ void config_ctl_path(const struct config *c, char *out, size_t size)
         snprintf(out, size, "%.*s.ctl", (int)(n - 4), c->Pid_file);
     else
         snprintf(out, size, "%s.ctl", c->Pid_file);
+}
+
+/* ---- Def!: overlays ---- */
+
+struct config *config_overlay(const struct config *base, struct arena *mem)
+{
+    struct config *ov = arena_alloc(mem, sizeof(*ov));
+
+    memcpy(ov, base, sizeof(*ov));
+    memset(&ov->mem, 0, sizeof(ov->mem));
+    ov->base = base->base ? base->base : base;
+    return ov;
+}
+
+static int conf_def_error(struct buf *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int conf_def_error(struct buf *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    buf_reset(err);
+    va_start(ap, fmt);
+    buf_vprintf(err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* What a value must be, beyond its type: the checks of conf_check. */
+static int conf_value_check(int idx, const char *v, struct buf *err)
+{
+    const struct config_option_info *o = &conf_table[idx];
+    long num;
+
+    if (!o->is_text) {
+        if (conf_parse_number(v, &num) < 0)
+            return conf_def_error(err, "%s needs a number, got \"%s\"", o->name, v);
+        if (num < o->min || num > o->max)
+            return conf_def_error(err, "%s must be between %ld and %ld, got %ld",
+                                  o->name, o->min, o->max, num);
+        return 0;
+    }
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t')
+            return conf_def_error(err, "control character in the value of %s", o->name);
+    if (strncmp(o->name, "Msg_", 4) == 0 && strcmp(o->name, "Msg_cannot_connect") &&
+        strcmp(o->name, "Msg_cannot_resolve") &&
+        !(v[0] >= '2' && v[0] <= '5' && isdigit((unsigned char)v[1]) &&
+          isdigit((unsigned char)v[2]) && (v[3] == ' ' || v[3] == '\0')))
+        return conf_def_error(err, "%s must start with a 3-digit SMTP reply code, got \"%s\"",
+                              o->name, v);
+    if ((idx == CONF_IDX_Queue_path || idx == CONF_IDX_Temp_path) && v[0] != '/')
+        return conf_def_error(err, "%s must be an absolute path, got \"%s\"", o->name, v);
+    return 0;
+}
+
+int config_def_parse(const char *def, int *idx, struct buf *value, struct buf *err)
+{
+    char name[64];
+    size_t n = strcspn(def, " \t");
+    const char *v;
+
+    if (n == 0 || n >= sizeof(name))
+        return conf_def_error(err, "Def! needs \"Option value\", got \"%s\"", def);
+    memcpy(name, def, n);
+    name[n] = '\0';
+    *idx = config_option_index(name);
+    if (*idx < 0) {
+        const char *near = config_suggest(name);
+        return conf_def_error(err, "unknown option %s%s%s%s", name, near ? " (did you mean " : "",
+                              near ? near : "", near ? "?)" : "");
+    }
+    if (!(conf_table[*idx].flags & CONF_F_DEF))
+        return conf_def_error(err, "%s cannot be changed per connection by Def!", name);
+    v = conf_skip_space(def + n);
+    buf_reset(value);
+    if (*v == '\'') {
+        const char *end = strchr(v + 1, '\'');
+        if (!conf_table[*idx].is_text)
+            return conf_def_error(err, "%s takes a number, not a quoted text", name);
+        if (end == NULL)
+            return conf_def_error(err, "missing closing ' in the value of %s", name);
+        buf_append(value, v + 1, (size_t)(end - v - 1));
+        v = end + 1;
+    } else {
+        if (conf_table[*idx].is_text)
+            return conf_def_error(err, "%s takes a text in single quotes, like "
+                                  "Def! \"%s 'value'\"", name, name);
+        v = conf_parse_word(v, value);
+    }
+    if (*conf_skip_space(v) != '\0')
+        return conf_def_error(err, "unexpected text after the value of %s: \"%s\"", name,
+                              conf_skip_space(v));
+    return conf_value_check(*idx, buf_cstr(value), err);
+}
+
+int config_def_set(struct config *ov, struct arena *mem, int idx, const char *value,
+                   struct buf *err)
+{
+    if (ov->base == NULL)
+        log_panic("config_def_set on a generation, not an overlay");
+    if (idx < 0 || idx >= CONF_COUNT || conf_value_check(idx, value, err) < 0)
+        return -1;
+    if (conf_table[idx].is_text)
+        *conf_text_field(ov, idx) = arena_strdup(mem, value);
+    else
+        conf_parse_number(value, conf_num_field(ov, idx));
+    if (idx == CONF_IDX_Timezone) {
+        struct conf_parser p = {ov, err, NULL, 0};
+        if (conf_check_timezone(&p) < 0)
+            return -1;
+        if (value[0] == '\0')
+            ov->tz_set = 0;
+    }
+    return 0;
+}
+
+const char *config_value_text(const struct config *c, int idx, char *tmp, size_t size)
+{
+    struct config *cc = (struct config *)c;   /* the accessors are shared with the parser */
+
+    if (conf_table[idx].is_text)
+        return *conf_text_field(cc, idx);
+    snprintf(tmp, size, "%ld", *conf_num_field(cc, idx));
+    return tmp;
+}
+
+int config_differs(const struct config *c, int idx)
+{
+    struct config *a = (struct config *)c, *b = (struct config *)c->base;
+
+    if (b == NULL)
+        return 0;
+    if (conf_table[idx].is_text)
+        return strcmp(*conf_text_field(a, idx), *conf_text_field(b, idx)) != 0;
+    return *conf_num_field(a, idx) != *conf_num_field(b, idx);
 }

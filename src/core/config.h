@@ -51,8 +51,8 @@ struct config {
     size_t nextra;
     int tz_set;               /* Timezone given: use tz_offset */
     long tz_offset;           /* seconds east of UTC */
-    struct log_sinks logs;    /* open log files of this process */
-    struct arena mem;
+    const struct config *base;  /* an overlay: the generation it copies (else NULL) */
+    struct arena mem;         /* the generation's strings (unused in an overlay) */
 };
 
 /* The loaded configuration (see the header comment). */
@@ -86,6 +86,30 @@ int config_check_extras(const struct config *c, config_claim_fn *claim,
                         void *arg, struct buf *err);
 const struct config_extra *config_extra_find(const struct config *c,
                                              const char *name);
+
+/*
+ * Def!: a connection's or a message's view of the options.  An overlay is
+ * a copy of a generation's values in the owner's arena (strings shared, so
+ * cheap), which Def! then changes; everything the owner does reads it, so
+ * per-connection values reach every check and, through the l file,
+ * delivery.  An overlay is never given to config_free: it goes with mem.
+ */
+struct config *config_overlay(const struct config *base, struct arena *mem);
+/*
+ * Splits a Def! argument, "Name value" (a text value in single quotes, a
+ * number bare), and checks it: the option must exist and be changeable per
+ * connection (CONF_F_DEF), the value of its type and range.  *idx and the
+ * unquoted value on success; -1 with the reason in err.
+ */
+int config_def_parse(const char *def, int *idx, struct buf *value, struct buf *err);
+/* Sets option idx of an overlay to a checked value (from config_def_parse
+ * or an l file); -1 with the reason in err when the value is not valid. */
+int config_def_set(struct config *ov, struct arena *mem, int idx, const char *value,
+                   struct buf *err);
+/* The value of option idx as text ("123" or the string), for the l file. */
+const char *config_value_text(const struct config *c, int idx, char *tmp, size_t size);
+/* Whether option idx differs between an overlay and its generation. */
+int config_differs(const struct config *c, int idx);
 
 /* Option table access (for docs checks, Def! and error messages). */
 const struct config_option_info *config_option(int idx);

@@ -25,7 +25,7 @@
 /* Server identity and process */
 CONF_NUM(Port, "Port", 25, 1, 65535, 0)
 CONF_TEXT(Server_name, "Server_name", "localhost", CONF_F_DEF)
-CONF_TEXT(Sid, "Sid", "", CONF_F_DEF)
+CONF_TEXT(Sid, "Sid", "", 0)
 CONF_TEXT(User, "User", "selor", 0)
 CONF_TEXT(Group, "Group", "selor", 0)
 
@@ -104,7 +104,7 @@ CONF_NUM(Incorrect_pass_delay, "Incorrect_pass_delay", 3, 0, 3600, CONF_F_DEF)
 CONF_ALIAS("Incorret_pass_delay", "Incorrect_pass_delay")
 CONF_NUM(No_mailbox_delay, "No_mailbox_delay", 2, 0, 3600, CONF_F_DEF)
 CONF_NUM(Immed_delivery, "Immed_delivery", 1, 0, 2, CONF_F_DEF)
-CONF_NUM(Queue_time, "Queue_time", 15, 1, 100000, 0)
+CONF_NUM(Queue_time, "Queue_time", 15, 1, 100000, CONF_F_DEF)
 CONF_NUM(Lavg_queue, "Lavg_queue", 20, 0, 100000, 0)
 CONF_NUM(Lavg_negative, "Lavg_negative", 40, 0, 100000, CONF_F_DEF)
 CONF_NUM(Tarpit_limit, "Tarpit_limit", 0, 0, 100000, CONF_F_DEF)
@@ -114,11 +114,11 @@ CONF_NUM(Seek_df_alias, "Seek_df_alias", 1, 0, 1, CONF_F_DEF)
 
 /* Logs */
 CONF_NUM(Log_lvl, "Log_lvl", 0, 0, 0, CONF_F_DEF)
-CONF_TEXT(Central_log, "Central_log", "/var/log/selor/selor.log", CONF_F_DEF | CONF_F_PATH)
-CONF_TEXT(Sumary_log, "Sumary_log", "/var/log/selor/selor_summary.log", CONF_F_DEF | CONF_F_PATH)
+CONF_TEXT(Central_log, "Central_log", "/var/log/selor/selor.log", CONF_F_PATH)
+CONF_TEXT(Sumary_log, "Sumary_log", "/var/log/selor/selor_summary.log", CONF_F_PATH)
 CONF_ALIAS("Summary_log", "Sumary_log")
-CONF_TEXT(Warning_log, "Warning_log", "/var/log/selor/selor_wrn.log", CONF_F_DEF | CONF_F_PATH)
-CONF_TEXT(Refused_log, "Refused_log", "", CONF_F_DEF | CONF_F_PATH)
+CONF_TEXT(Warning_log, "Warning_log", "/var/log/selor/selor_wrn.log", CONF_F_PATH)
+CONF_TEXT(Refused_log, "Refused_log", "", CONF_F_PATH)
 
 /* Queue */
 CONF_NUM(Qlimit_max_procs, "Qlimit_max_procs", 0, 0, 100000, 0)

@@ -16,6 +16,10 @@
 
 #define LOG_LINE_MAX 8192
 
+/* This process's sinks: process state, not configuration (a Def! overlay
+ * copies option values, never descriptors). */
+static struct log_sinks log_state = {.fd = {-1, -1, -1, -1}};
+
 /* Seconds east of UTC at `when`, from Timezone or the system zone. */
 static long log_tz_offset(time_t when, struct tm *tm)
 {
@@ -70,18 +74,18 @@ void log_format_rfc5322(char *out, unsigned long size, long when)
 
 static int log_fd(enum log_stream s)
 {
-    return selor_conf ? selor_conf->logs.fd[s] : -1;
+    return log_state.fd[s];
 }
 
 static int log_echo(void)
 {
-    return selor_conf == NULL || selor_conf->logs.to_stderr;
+    return selor_conf == NULL || log_state.to_stderr;
 }
 
 static const char *log_role(void)
 {
-    if (selor_conf && selor_conf->logs.role[0])
-        return selor_conf->logs.role;
+    if (log_state.role[0])
+        return log_state.role;
     return "selor";
 }
 
@@ -110,7 +114,7 @@ static void log_sanitize(char *p, size_t n)
 /* The time stamp of this second, made once a second at most. */
 static const char *log_stamp(char *tmp, size_t size)
 {
-    struct log_sinks *l = selor_conf ? &selor_conf->logs : NULL;
+    struct log_sinks *l = selor_conf ? &log_state : NULL;
     long now = (long)time(NULL);
 
     if (l == NULL) {
@@ -133,19 +137,15 @@ static void log_flush_stream(struct log_sinks *l, enum log_stream s)
 
 void log_flush(void)
 {
-    if (selor_conf == NULL)
-        return;
     for (int s = 0; s < LOG_NSTREAMS; s++)
-        log_flush_stream(&selor_conf->logs, s);
+        log_flush_stream(&log_state, s);
 }
 
 void log_set_buffered(int on)
 {
     struct log_sinks *l;
 
-    if (selor_conf == NULL)
-        return;
-    l = &selor_conf->logs;
+    l = &log_state;
     log_flush();
     l->buffered = on;
     for (int s = 0; s < LOG_NSTREAMS; s++)
@@ -160,7 +160,7 @@ void log_set_buffered(int on)
 /* A whole line, written now or appended to the stream's buffer. */
 static void log_put(enum log_stream s, int fd, const char *line, size_t n)
 {
-    struct log_sinks *l = selor_conf ? &selor_conf->logs : NULL;
+    struct log_sinks *l = selor_conf ? &log_state : NULL;
 
     if (l == NULL || !l->buffered || l->buf[s] == NULL || n > LOG_BUF_SIZE) {
         log_write_all(fd, line, n);
@@ -178,7 +178,7 @@ static void log_emit(enum log_stream s, const char *qid, const char *level,
     char line[LOG_LINE_MAX], tmp[40];
     const char *sid = selor_conf && selor_conf->Sid[0] ? selor_conf->Sid : "-";
     int fd = log_fd(s), echo = (s == LOG_WARNING) && log_echo();
-    long pid = selor_conf && selor_conf->logs.pid ? selor_conf->logs.pid : (long)getpid();
+    long pid = log_state.pid ? log_state.pid : (long)getpid();
     size_t n;
     int k, m;
 
@@ -277,7 +277,7 @@ static int log_open_one(const char *path, int *fd, uid_t uid, gid_t gid,
     return 0;
 }
 
-int log_open(struct config *c, uid_t uid, gid_t gid, struct buf *err)
+int log_open(const struct config *c, uid_t uid, gid_t gid, struct buf *err)
 {
     const char *paths[LOG_NSTREAMS];
 
@@ -286,29 +286,33 @@ int log_open(struct config *c, uid_t uid, gid_t gid, struct buf *err)
     paths[LOG_WARNING] = c->Warning_log;
     paths[LOG_REFUSED] = c->Refused_log;
     for (int s = 0; s < LOG_NSTREAMS; s++)
-        if (log_open_one(paths[s], &c->logs.fd[s], uid, gid, err) < 0)
+        if (log_open_one(paths[s], &log_state.fd[s], uid, gid, err) < 0)
             return -1;
     return 0;
 }
 
-void log_close(struct config *c)
+void log_close(void)
 {
-    if (c == selor_conf)
-        log_flush();
+    struct log_sinks *l = &log_state;
+
+    log_flush();
     for (int s = 0; s < LOG_NSTREAMS; s++) {
-        free(c->logs.buf[s]);
-        c->logs.buf[s] = NULL;
-        c->logs.buflen[s] = 0;
-        if (c->logs.fd[s] >= 0)
-            close(c->logs.fd[s]);
-        c->logs.fd[s] = -1;
+        free(l->buf[s]);
+        l->buf[s] = NULL;
+        l->buflen[s] = 0;
+        if (l->fd[s] >= 0)
+            close(l->fd[s]);
+        l->fd[s] = -1;
     }
+}
+
+void log_set_stderr(int on)
+{
+    log_state.to_stderr = on;
 }
 
 void log_set_role(const char *role)
 {
-    if (selor_conf == NULL)
-        return;
-    snprintf(selor_conf->logs.role, sizeof(selor_conf->logs.role), "%s", role);
-    selor_conf->logs.pid = (long)getpid();
+    snprintf(log_state.role, sizeof(log_state.role), "%s", role);
+    log_state.pid = (long)getpid();
 }

@@ -48,8 +48,11 @@ struct buf;
 
 /* Opens every configured log (never through a symlink; as root, for
  * uid:gid, see priv.h); -1 with the reason in err. */
-int log_open(struct config *c, uid_t uid, gid_t gid, struct buf *err);
-void log_close(struct config *c);
+int log_open(const struct config *c, uid_t uid, gid_t gid, struct buf *err);
+/* Closes this process's logs (after a flush). */
+void log_close(void);
+/* Copy warnings and info to standard error (a node in the foreground). */
+void log_set_stderr(int on);
 void log_set_role(const char *role);
 /*
  * A process with an event loop buffers Central_log and Sumary_log lines and
