@@ -19,7 +19,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter
 # The tree reads like docs/architecture.md: core utilities, SMTP in, the
 # spool, queue and delivery, accounts; the programs at the top of src/.
-SRC_DIRS := src src/core src/smtp src/spool src/queue src/accounts cluster
+SRC_DIRS := src src/core src/smtp src/spool src/queue src/accounts src/rules cluster
 SRC_INC  := $(addprefix -I,$(SRC_DIRS))
 CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE $(SRC_INC) \
            $(PKG_CFLAGS) -I$(PQ_INC) -fPIC
@@ -35,13 +35,15 @@ CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c confi
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
 # The daemon.
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
-             $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_auth.c \
+             $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_auth.c smtp_rules.c \
                smtp_cmd.c smtp_data.c smtp_reply.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
                delivery_domains.c \
                lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
-             cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
+             cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
+             $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules_match.c) \
+             src/rules/zz_stub.c
 CTL_SRC  := src/selorctl.c
 MODULES  := passwd tls pgsql
 # A module's sources: MOD_SRC_<name>, or modules/<name>/selor_<name>.c alone.

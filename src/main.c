@@ -22,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "rules.h"
 #include "module.h"
 #include "node.h"
 #include "version.h"
@@ -38,6 +39,8 @@ static void usage(void)
 static void main_unload(struct selor_node *node)
 {
     module_detach_all(&node->mods);
+    rules_unref(rules_current);
+    rules_current = NULL;
     log_close();
     config_free(selor_conf);
     selor_conf = NULL;
@@ -65,6 +68,13 @@ static void main_tls_warnings(struct buf *warn)
                        c->line[idx[i]], config_option(idx[i])->name);
 }
 
+/* A spool directory a rule's Def! can send mail to: every process serves it. */
+static void main_queue_path(const char *path, void *arg)
+{
+    (void)path;
+    (void)arg;
+}
+
 /* Loads and checks everything -t checks; exits 1 on the first error. */
 static void main_load(const char *path, struct selor_node *node)
 {
@@ -82,7 +92,8 @@ static void main_load(const char *path, struct selor_node *node)
     if (module_load_all(&node->mods, &err) < 0 ||
         module_load_tls(&node->mods, &node->tls, &err) < 0 ||
         config_check_extras(selor_conf, module_claims_option, &node->mods, &err) < 0 ||
-        accounts_check_config(&node->mods, selor_conf, &err) < 0) {
+        accounts_check_config(&node->mods, selor_conf, &err) < 0 ||
+        (rules_current = rules_load(selor_conf, &err, main_queue_path, NULL)) == NULL) {
         fprintf(stderr, "%s\n", buf_cstr(&err));
         main_unload(node);
         buf_free(&err);
@@ -129,7 +140,7 @@ int main(int argc, char **argv)
         usage();
     main_load(path, &node);
     if (check) {
-        printf("%s: configuration is valid\n", path);
+        printf("%s: configuration is valid (rules %s)\n", path, rules_hash(rules_current));
         main_unload(&node);
         return 0;
     }

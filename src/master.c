@@ -307,6 +307,7 @@ static void master_child_signals(void)
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    signal(SIGUSR2, SIG_IGN);   /* until the child's loop listens for it */
     signal(SIGCHLD, SIG_DFL);
     sigprocmask(SIG_SETMASK, &all, NULL);
 }
@@ -508,8 +509,10 @@ __attribute__((noreturn)) static void master_supervise(struct master *m)
             master_stop(m);
         if (sig == SIGUSR1)
             master_signal_all(m, SIGUSR1);
-        if (sig == SIGHUP)
+        if (sig == SIGHUP) {
             master_tls_reload(m);
+            master_signal_all(m, SIGUSR2);   /* the rules files, looked at now */
+        }
         master_reap(m);
         master_restart_due(m);
     }

@@ -191,6 +191,8 @@ CONF_TEXT(Msg_broadcast_denied, "Msg_broadcast_denied",
           "550 Only senders of the domain may write to this address", CONF_F_NEW | CONF_F_DEF)
 CONF_TEXT(Msg_invalid_srs, "Msg_invalid_srs", "550 Invalid SRS address",
           CONF_F_NEW | CONF_F_DEF)
+CONF_NUM(Rules_exec_timeout, "Rules_exec_timeout", 30, 1, 3600, CONF_F_NEW | CONF_F_DEF)
+CONF_NUM(Rules_exec_max, "Rules_exec_max", 16, 1, 1000, CONF_F_NEW)
 
 #undef CONF_NUM
 #undef CONF_TEXT

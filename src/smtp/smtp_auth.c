@@ -185,9 +185,31 @@ static void smtp_auth_ok(struct smtp_session *s)
     smtp_session_resume(s, start, 0);
 }
 
-static void smtp_auth_decide(struct smtp_session *s, const struct accounts_result *r)
+/*
+ * After Event.auth (Auth? tells the outcome): Deny! or Defer! turn a good
+ * login into a refused one, Close! hangs up; nothing turns a wrong
+ * password into a login.
+ */
+static void smtp_auth_judged(struct smtp_session *s)
 {
-    switch (r->status) {
+    const struct rules_outcome *o = smtp_rules_outcome(s);
+
+    if (s->auth_status == ACCOUNTS_AUTH_OK)
+        s->auth[0] = '\0';        /* set for the rules only, until now */
+    if (o->verdict == RULES_CLOSE) {
+        s->authx.step = SMTP_AUTH_NONE;
+        smtp_session_hangup(s, s->conf->Msg_perm_deny, "7.0", "rules: Close!");
+        return;
+    }
+    if (s->auth_status == ACCOUNTS_AUTH_OK &&
+        (o->verdict == RULES_DENY || o->verdict == RULES_DEFER)) {
+        s->authx.step = SMTP_AUTH_NONE;
+        log_central(NULL, "%s %s * AUTH as %s refused by Event.auth", s->cid, s->ip,
+                    s->authx.login);
+        smtp_policy_refuse(s, smtp_rules_reply(s, s->conf->Msg_auth_falied), "7.1", o->delay);
+        return;
+    }
+    switch (s->auth_status) {
     case ACCOUNTS_AUTH_OK:
         smtp_auth_ok(s);
         break;
@@ -196,11 +218,20 @@ static void smtp_auth_decide(struct smtp_session *s, const struct accounts_resul
         break;
     default:
         s->authx.step = SMTP_AUTH_NONE;
-        log_warn("%s: AUTH lookup of %s failed: %s", s->cid, s->authx.login,
-                 r->error ? r->error : "temporary failure");
         smtp_policy_refuse(s, SMTP_AUTH_TEMPFAIL, "7.0", 0);
         break;
     }
+}
+
+static void smtp_auth_decide(struct smtp_session *s, const struct accounts_result *r)
+{
+    s->auth_status = r->status;
+    if (r->status != ACCOUNTS_AUTH_OK && r->status != ACCOUNTS_AUTH_FAIL)
+        log_warn("%s: AUTH lookup of %s failed: %s", s->cid, s->authx.login,
+                 r->error ? r->error : "temporary failure");
+    if (r->status == ACCOUNTS_AUTH_OK)   /* %U and Auth? see who logged in */
+        snprintf(s->auth, sizeof(s->auth), "%s", s->authx.login);
+    smtp_rules_event(s, RULES_EV_AUTH, smtp_auth_judged);
 }
 
 /* ---- asking: the lockout, then the modules ---- */

@@ -14,6 +14,7 @@
  * timers or the session's state except through smtp_session_*.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #include "queue_id.h"
 #include "smtp_session.h"
 #include "smtp_worker.h"
+#include "spf.h"
 #include "spool.h"
 
 /* ---- the transaction ---- */
@@ -75,6 +77,20 @@ static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *o
     return 0;
 }
 
+/* Cp!: a copy of the message for each address the event's rules named. */
+static void smtp_add_copies(struct smtp_session *s)
+{
+    const struct rules_outcome *o = smtp_rules_outcome(s);
+
+    for (size_t i = 0; i < o->ncp; i++) {
+        char low[ADDR_PATH_MAX + 2];
+        snprintf(low, sizeof(low), "%s", o->cp[i]);
+        addr_lower(low);
+        if (smtp_txn_add_rcpt(&s->txn, low, low, "cp") == 0)
+            log_central(NULL, "%s %s * Cp! %s (rules)", s->cid, s->ip, low);
+    }
+}
+
 /* ---- refusals ---- */
 
 /*
@@ -107,6 +123,35 @@ static void smtp_accept_reply(struct smtp_session *s, const char *msg, const cha
 
     smtp_session_reply(s, msg, detail, NULL, NULL);
     smtp_session_resume(s, start, 0);
+}
+
+/*
+ * A rules verdict against the command (Deny!, Defer!, Close!): 1 when it
+ * answered, 0 when the command goes on.  Deny! answers Reply! or
+ * deny_msg; a Reply! with a 4xx code, or Defer!, is temporary.
+ */
+static int smtp_rules_verdict(struct smtp_session *s, const char *deny_msg, const char *what)
+{
+    const struct rules_outcome *o = smtp_rules_outcome(s);
+    const char *msg;
+
+    switch (o->verdict) {
+    case RULES_CLOSE:
+        smtp_session_refused(s, what, "Close! (rules)");
+        smtp_session_hangup(s, s->conf->Msg_perm_deny, "7.0", "rules: Close!");
+        return 1;
+    case RULES_DENY:
+        msg = smtp_rules_reply(s, deny_msg);
+        break;
+    case RULES_DEFER:
+        msg = smtp_rules_reply(s, "451 Try again later");
+        break;
+    default:
+        return 0;
+    }
+    smtp_session_refused(s, what, msg);
+    smtp_refuse(s, msg, msg[0] == '4' ? "7.1" : "7.1", NULL, o->delay);
+    return 1;
 }
 
 void smtp_policy_refuse(struct smtp_session *s, const char *msg, const char *detail,
@@ -142,6 +187,32 @@ static int smtp_helo_ok(const char *p, size_t n, size_t max)
     return 1;
 }
 
+static void smtp_helo_judged(struct smtp_session *s)
+{
+    const struct config *conf = s->conf;
+    size_t start = s->out.len;
+
+    if (smtp_rules_verdict(s, conf->Msg_refused, "HELO (rules)")) {
+        s->helo[0] = '\0';
+        return;
+    }
+    s->greeted = 1;
+    if (!s->esmtp) {
+        smtp_session_reply_raw(s, "250 %s\r\n", conf->Server_name);
+    } else {
+        smtp_session_reply_raw(s, "250-%s\r\n", conf->Server_name);
+        smtp_session_reply_raw(s, "250-PIPELINING\r\n");
+        smtp_session_reply_raw(s, "250-SIZE %ld\r\n", conf->Max_mail_size);
+        smtp_session_reply_raw(s, "250-8BITMIME\r\n");
+        if (smtp_starttls_offered(s))
+            smtp_session_reply_raw(s, "250-STARTTLS\r\n");
+        if (smtp_auth_offered(s))
+            smtp_session_reply_raw(s, "250-AUTH PLAIN LOGIN\r\n");
+        smtp_session_reply_raw(s, "250 ENHANCEDSTATUSCODES\r\n");
+    }
+    smtp_session_resume(s, start, smtp_rules_outcome(s)->delay);
+}
+
 static void smtp_do_helo(struct smtp_session *s, const struct smtp_cmd *c)
 {
     const struct config *conf = s->conf;
@@ -154,20 +225,7 @@ static void smtp_do_helo(struct smtp_session *s, const struct smtp_cmd *c)
     memcpy(s->helo, c->arg, c->arglen);
     s->helo[c->arglen] = '\0';
     s->esmtp = c->verb == SMTP_EHLO;
-    s->greeted = 1;
-    if (!s->esmtp) {
-        smtp_session_reply_raw(s, "250 %s\r\n", conf->Server_name);
-        return;
-    }
-    smtp_session_reply_raw(s, "250-%s\r\n", conf->Server_name);
-    smtp_session_reply_raw(s, "250-PIPELINING\r\n");
-    smtp_session_reply_raw(s, "250-SIZE %ld\r\n", conf->Max_mail_size);
-    smtp_session_reply_raw(s, "250-8BITMIME\r\n");
-    if (smtp_starttls_offered(s))
-        smtp_session_reply_raw(s, "250-STARTTLS\r\n");
-    if (smtp_auth_offered(s))
-        smtp_session_reply_raw(s, "250-AUTH PLAIN LOGIN\r\n");
-    smtp_session_reply_raw(s, "250 ENHANCEDSTATUSCODES\r\n");
+    smtp_rules_event(s, RULES_EV_HELO, smtp_helo_judged);
 }
 
 /* ---- STARTTLS ---- */
@@ -236,6 +294,7 @@ static int smtp_mail_params(struct smtp_session *s, const struct smtp_path *p)
                 smtp_refuse(s, conf->Msg_invalid_param, "5.4", NULL, 0);
                 return -1;
             }
+            s->rules.size = v > LONG_MAX ? LONG_MAX : (long)v;
             if (v > (unsigned long long)conf->Max_mail_size) {
                 smtp_session_refused(s, "size", conf->Msg_mail_toobig);
                 smtp_refuse(s, conf->Msg_mail_toobig, "3.4", NULL, 0);
@@ -301,6 +360,7 @@ static void smtp_mail_accept(struct smtp_session *s)
     const struct config *conf = s->conf;
 
     s->txn.active = 1;
+    smtp_add_copies(s);
     if (conf->Qlimit_senders[0] && smtp_sender_listed(conf->Qlimit_senders, s->txn.from))
         smtp_policy_set_qlimit(s);
     smtp_accept_reply(s, conf->Msg_allowed_sender, "1.0");
@@ -390,6 +450,29 @@ static void smtp_sender_mx(void *arg, int status, const struct dns_mx *mx, size_
     smtp_sender_domain_known(s, status);
 }
 
+/* After Event.from: Accept! takes the sender without the domain and
+ * account checks (an unknown domain), a refusal ends the transaction. */
+static void smtp_mail_judged(struct smtp_session *s)
+{
+    const struct config *conf = s->conf;
+
+    if (smtp_rules_outcome(s)->verdict == RULES_ACCEPT) {
+        smtp_mail_accept(s);
+        return;
+    }
+    if (smtp_rules_verdict(s, conf->Msg_refused, "sender (rules)")) {
+        smtp_policy_txn_reset(s);
+        return;
+    }
+    s->txn.active = 0;
+    if (s->txn.from[0] && conf->From_level_check > 0) {
+        smtp_session_wait(s, "sender domain DNS");
+        dns_mx(s->w->dns, &s->own, strrchr(s->txn.from, '@') + 1, smtp_sender_mx, s);
+        return;
+    }
+    smtp_sender_check(s);
+}
+
 static void smtp_do_mail(struct smtp_session *s, const struct smtp_cmd *c)
 {
     const struct config *conf = s->conf;
@@ -422,16 +505,13 @@ static void smtp_do_mail(struct smtp_session *s, const struct smtp_cmd *c)
     }
     smtp_policy_txn_reset(s);
     s->txn.body = "7BIT";
+    s->rules.size = 0;
     if (smtp_mail_params(s, &p) < 0)
         return;
     addr_format(&p.addr, from, sizeof(from));
     s->txn.from = p.null ? "" : arena_strdup(&s->txn.mem, from);
-    if (s->txn.from[0] && conf->From_level_check > 0) {
-        smtp_session_wait(s, "sender domain DNS");
-        dns_mx(s->w->dns, &s->own, strrchr(s->txn.from, '@') + 1, smtp_sender_mx, s);
-        return;
-    }
-    smtp_sender_check(s);
+    s->txn.active = 1;   /* for the rules; a refusal resets the transaction */
+    smtp_rules_event(s, RULES_EV_FROM, smtp_mail_judged);
 }
 
 /* ---- RCPT ---- */
@@ -445,6 +525,7 @@ static void smtp_rcpt_accepted(struct smtp_session *s, int ok)
         return;
     }
     s->txn.rcpt_cmds++;
+    smtp_add_copies(s);   /* Cp! of Event.rcpt: with an accepted recipient only */
     smtp_accept_reply(s, conf->Msg_allowed_rcpt, "1.5");
 }
 
@@ -483,9 +564,29 @@ static void smtp_rcpt_mx(void *arg, int status, const struct dns_mx *mx, size_t 
     smtp_rcpt_domain_known(s, status);
 }
 
-/* The relay decision for one recipient, once the accounts have answered. */
+/* Event.lrcpt_refused: a local recipient is refused; its rules may
+ * change the answer (Reply!, Defer! makes it temporary) or hang up. */
+static void smtp_lrcpt_judged(struct smtp_session *s)
+{
+    const struct config *conf = s->conf;
+    const struct rules_outcome *o = smtp_rules_outcome(s);
+    const char *msg = smtp_rules_reply(s, conf->Msg_no_mailbox);
+
+    if (o->verdict == RULES_CLOSE) {
+        smtp_rules_verdict(s, msg, "no mailbox (rules)");
+        return;
+    }
+    if (o->verdict == RULES_DEFER && msg[0] == '5')
+        msg = "450 Mailbox unavailable, try again later";
+    smtp_session_refused(s, "no mailbox", s->kept_addr);
+    smtp_refuse(s, msg, msg[0] == '4' ? "2.1" : "1.1", NULL,
+                o->delay ? o->delay : conf->No_mailbox_delay);
+}
+
+/* The relay decision for one recipient, once the accounts and the rules
+ * have answered (accept: Accept! of Event.rcpt, no domain check). */
 static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_result *r,
-                             const char *addr)
+                             const char *addr, int accept)
 {
     const struct config *conf = s->conf;
     int ok = 1;
@@ -512,7 +613,7 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
             smtp_refuse(s, conf->Msg_relay_denied, "7.1", NULL, 0);
             return;
         }
-        if (conf->Rcpt_level_check == 1) {
+        if (conf->Rcpt_level_check == 1 && !accept) {
             smtp_session_wait(s, "recipient domain DNS");
             dns_mx(s->w->dns, &s->own, s->pending_path.addr.domain, smtp_rcpt_mx, s);
             return;
@@ -528,8 +629,9 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
             ok = smtp_txn_add_rcpt(&s->txn, addr, addr, "") == 0;
             break;
         }
-        smtp_session_refused(s, "no mailbox", addr);
-        smtp_refuse(s, conf->Msg_no_mailbox, "1.1", NULL, conf->No_mailbox_delay);
+        s->kept_addr = arena_strdup(&s->txn.mem, addr);
+        s->rules.rcpt = s->kept_addr;
+        smtp_rules_event(s, RULES_EV_LRCPT_REFUSED, smtp_lrcpt_judged);
         return;
     default:
         log_warn("%s: lookup of %s failed: %s", s->cid, addr,
@@ -540,13 +642,59 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
     smtp_rcpt_accepted(s, ok);
 }
 
+/* The lookup's answer, in the transaction's memory while Event.rcpt runs. */
+static struct accounts_result *smtp_rcpt_keep(struct smtp_session *s,
+                                              const struct accounts_result *r)
+{
+    struct arena *m = &s->txn.mem;
+    struct accounts_result *k = arena_alloc(m, sizeof(*k));
+
+    *k = *r;
+    k->targets = arena_alloc(m, (r->ntargets + 1) * sizeof(char *));
+    k->via = arena_alloc(m, (r->ntargets + 1) * sizeof(char *));
+    for (size_t i = 0; i < r->ntargets; i++) {
+        k->targets[i] = arena_strdup(m, r->targets[i]);
+        k->via[i] = arena_strdup(m, r->via[i] ? r->via[i] : "");
+    }
+    for (size_t i = 0; i < r->nbroadcast; i++)
+        k->broadcast[i] = arena_strdup(m, r->broadcast[i]);
+    k->error = r->error ? arena_strdup(m, r->error) : NULL;
+    return k;
+}
+
+static void smtp_rcpt_judged(struct smtp_session *s)
+{
+    const struct rules_outcome *o = smtp_rules_outcome(s);
+
+    if (smtp_rules_verdict(s, s->conf->Msg_refused, "recipient (rules)"))
+        return;
+    smtp_rcpt_decide(s, s->kept, s->kept_addr, o->verdict == RULES_ACCEPT);
+}
+
+/* Event.rcpt sees the recipient as given and whether it is ours. */
+static void smtp_rcpt_rules(struct smtp_session *s, const struct accounts_result *r,
+                            const char *addr)
+{
+    if (rules_for(s->rules.set, s->conf->Event_rcpt) == NULL) {
+        memset(&s->rules.run.out, 0, sizeof(s->rules.run.out));
+        smtp_rcpt_decide(s, r, addr, 0);
+        return;
+    }
+    s->kept = smtp_rcpt_keep(s, r);
+    s->kept_addr = arena_strdup(&s->txn.mem, addr);
+    s->rules.rcpt = s->kept_addr;
+    s->rules.local = r->status == ACCOUNTS_LOCAL || r->status == ACCOUNTS_NOMAILBOX ||
+                     r->status == ACCOUNTS_SRS_INVALID;
+    smtp_rules_event(s, RULES_EV_RCPT, smtp_rcpt_judged);
+}
+
 static void smtp_lookup_done(void *arg, struct accounts_req *req)
 {
     struct smtp_session *s = arg;
     char addr[ADDR_PATH_MAX + 2];
 
     addr_format(&s->pending_path.addr, addr, sizeof(addr));
-    smtp_rcpt_decide(s, accounts_result(req), addr);
+    smtp_rcpt_rules(s, accounts_result(req), addr);
 }
 
 static void smtp_do_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
@@ -590,11 +738,30 @@ static void smtp_do_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
         return;
     }
     addr_format(&p->addr, addr, sizeof(addr));
-    smtp_rcpt_decide(s, accounts_result(req), addr);
+    smtp_rcpt_rules(s, accounts_result(req), addr);
     accounts_free(req);
 }
 
 /* ---- DATA ---- */
+
+/* Header! fields, and Received-SPF when a rule had SPF checked for this
+ * sender (RFC 7208 section 9.1). */
+static void smtp_rules_headers(struct smtp_session *s, struct buf *h)
+{
+    const struct rules_cache *c = &s->rules.cache;
+
+    if (c->spf >= 0 && strcmp(c->spf_for, s->txn.from) == 0) {
+        struct buf spf = BUF_INIT(0);
+        spf_received_header(&spf, c->spf, s->ip, s->helo, s->txn.from,
+                            s->conf->Server_name);
+        for (size_t i = 0; i < spf.len; i++)   /* the spool's lines end in LF */
+            if (spf.data[i] != '\r')
+                buf_putc(h, spf.data[i]);
+        buf_free(&spf);
+    }
+    for (size_t i = 0; i < s->txn.nheaders; i++)
+        buf_printf(h, "%s\n", s->txn.headers[i]);
+}
 
 static void smtp_received(struct smtp_session *s, struct buf *h)
 {
@@ -618,6 +785,7 @@ static void smtp_received(struct smtp_session *s, struct buf *h)
     if (s->txn.nrcpt == 1)
         buf_printf(h, "\n\tfor <%s>", s->txn.rcpt[0].orcpt);
     buf_printf(h, "; %s\n", date);
+    smtp_rules_headers(s, h);
 }
 
 static void smtp_spool_drained(void *arg)
@@ -625,19 +793,16 @@ static void smtp_spool_drained(void *arg)
     smtp_session_process(arg);
 }
 
-static void smtp_do_data(struct smtp_session *s)
+/* After Event.data_cmd: the message begins (354), unless refused. */
+static void smtp_data_judged(struct smtp_session *s)
 {
     const struct config *conf = s->conf;
     struct buf hdr = BUF_INIT(0);
+    int waited = s->state == SMTP_S_WAIT;
 
-    if (!s->txn.active) {
-        smtp_refuse(s, conf->Msg_sequence_error, "5.1", NULL, 0);
+    if (smtp_rules_verdict(s, conf->Msg_refused, "DATA (rules)"))
         return;
-    }
-    if (s->txn.nrcpt == 0) {
-        smtp_refuse(s, conf->Msg_transaction_falied, "5.1", NULL, 0);
-        return;
-    }
+    smtp_add_copies(s);
     queue_id_next(&s->w->idgen, s->txn.qid);
     s->txn.msg = spool_msg_new(&s->w->spool, &s->own, s->txn.qid);
     smtp_received(s, &hdr);
@@ -649,6 +814,23 @@ static void smtp_do_data(struct smtp_session *s)
                 s->txn.from, s->txn.nrcpt);
     smtp_session_reply(s, conf->Msg_send_body, NULL, NULL, NULL);
     smtp_session_set_state(s, SMTP_S_DATA, NULL);
+    if (waited)
+        smtp_session_process(s);
+}
+
+static void smtp_do_data(struct smtp_session *s)
+{
+    const struct config *conf = s->conf;
+
+    if (!s->txn.active) {
+        smtp_refuse(s, conf->Msg_sequence_error, "5.1", NULL, 0);
+        return;
+    }
+    if (s->txn.nrcpt == 0) {
+        smtp_refuse(s, conf->Msg_transaction_falied, "5.1", NULL, 0);
+        return;
+    }
+    smtp_rules_event(s, RULES_EV_DATA_CMD, smtp_data_judged);
 }
 
 static void smtp_commit_done(void *arg, int err, const char *id)
@@ -671,7 +853,10 @@ static void smtp_commit_done(void *arg, int err, const char *id)
         s->msgs++;
         s->errors = 0;   /* the count is of errors without delivering mail */
         smtp_session_announce(s, id);
-        smtp_session_reply(s, conf->Msg_mail_accepted, "0.0", id, NULL);
+        if (s->rules.hits)
+            log_summary(id, "hits=%ld client=%s", s->rules.hits, s->ip);
+        smtp_session_reply(s, s->txn.data_reply ? s->txn.data_reply : conf->Msg_mail_accepted,
+                           "0.0", id, NULL);
     }
     smtp_policy_txn_reset(s);
     smtp_session_set_state(s, SMTP_S_COMMAND, err ? "not queued" : "queued");
@@ -703,9 +888,37 @@ static void smtp_commit(struct smtp_session *s)
         qf_add_rcpt(&qf, t->rcpt[i].addr, t->rcpt[i].orcpt)->via = t->rcpt[i].via;
     qf_format(&qf, &l);
     qf_free(&qf);
-    smtp_session_set_state(s, SMTP_S_COMMIT, NULL);
     spool_msg_commit(t->msg, l.data, l.len, smtp_commit_done, s);
     buf_free(&l);
+}
+
+/* After Event.data: refused (Deny!, Defer!, a 4xx/5xx Data_reply!), the
+ * connection dropped (Close!), or committed. */
+static void smtp_content_judged(struct smtp_session *s)
+{
+    const struct rules_outcome *o = smtp_rules_outcome(s);
+    const char *msg = NULL;
+
+    smtp_add_copies(s);
+    if (o->verdict == RULES_CLOSE) {
+        smtp_session_refused(s, "content (rules)", "Close!");
+        smtp_session_hangup(s, s->conf->Msg_perm_deny, "7.0", "rules: Close!");
+        return;
+    }
+    if (o->verdict == RULES_DENY || o->verdict == RULES_DEFER)
+        msg = smtp_rules_reply(s, o->verdict == RULES_DENY ? s->conf->Msg_refused
+                                                           : "451 Try again later");
+    else if (s->txn.data_reply && s->txn.data_reply[0] != '2')
+        msg = s->txn.data_reply;
+    if (msg == NULL) {
+        smtp_commit(s);
+        return;
+    }
+    smtp_session_refused(s, "content (rules)", msg);
+    smtp_session_reply(s, msg, "7.1", NULL, NULL);
+    smtp_policy_txn_reset(s);
+    smtp_session_set_state(s, SMTP_S_COMMAND, "content refused by rules");
+    smtp_session_process(s);
 }
 
 /* The end of data: refuse what broke a limit, commit the rest. */
@@ -731,7 +944,9 @@ static void smtp_data_end(struct smtp_session *s)
         smtp_session_set_state(s, SMTP_S_COMMAND, "content refused");
         return;
     }
-    smtp_commit(s);
+    smtp_session_set_state(s, SMTP_S_COMMIT, NULL);
+    s->rules.size = (long)s->txn.data.size;
+    smtp_rules_event(s, RULES_EV_DATA, smtp_content_judged);
 }
 
 int smtp_policy_data_input(struct smtp_session *s)
@@ -770,6 +985,10 @@ void smtp_policy_command(struct smtp_session *s, const char *line, size_t n)
         return;
     }
     smtp_cmd_parse(line, n, &c);
+    if (s->rules.denied && c.verb != SMTP_QUIT) {   /* RFC 5321 3.1: after a 554 greeting */
+        smtp_refuse(s, "503 No service here, only QUIT", "5.1", NULL, 0);
+        return;
+    }
     switch (c.verb) {
     case SMTP_AUTH: smtp_auth_command(s, &c); break;
     case SMTP_HELO:

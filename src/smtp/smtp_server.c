@@ -56,8 +56,8 @@ static const unsigned smtp_next_states[SMTP_NSTATES] = {
     [SMTP_S_CONNECT] = T(SMTP_S_COMMAND) | T(SMTP_S_CLOSING) | T(SMTP_S_CLOSED),
     [SMTP_S_COMMAND] = T(SMTP_S_WAIT) | T(SMTP_S_DATA) | T(SMTP_S_CLOSING) |
                        T(SMTP_S_CLOSED),
-    [SMTP_S_WAIT] = T(SMTP_S_COMMAND) | T(SMTP_S_WAIT) | T(SMTP_S_CLOSING) |
-                    T(SMTP_S_CLOSED),
+    [SMTP_S_WAIT] = T(SMTP_S_COMMAND) | T(SMTP_S_WAIT) | T(SMTP_S_DATA) |
+                    T(SMTP_S_CLOSING) | T(SMTP_S_CLOSED),
     [SMTP_S_DATA] = T(SMTP_S_COMMIT) | T(SMTP_S_COMMAND) | T(SMTP_S_CLOSING) |
                     T(SMTP_S_CLOSED),
     [SMTP_S_COMMIT] = T(SMTP_S_COMMAND) | T(SMTP_S_CLOSING) | T(SMTP_S_CLOSED),
@@ -473,6 +473,7 @@ static void smtp_session_free(struct async_owner *o)
     struct smtp_worker *w = s->w;
 
     smtp_session_unlink(w, s);
+    smtp_rules_free(s);
     buf_free(&s->in);
     buf_free(&s->out);
     buf_free(&s->chunk);
@@ -504,7 +505,7 @@ static void smtp_close(struct smtp_session *s, const char *why)
 
 /* ---- before the greeting ---- */
 
-static void smtp_greet(struct smtp_session *s)
+static void smtp_greet_now(struct smtp_session *s, long delay)
 {
     const char *msg = s->conf->Msg_welcome, *text = msg + 3;
     size_t start = s->out.len;
@@ -514,11 +515,58 @@ static void smtp_greet(struct smtp_session *s)
     buf_printf(&s->out, "%.3s %s %s\r\n", msg, s->conf->Server_name,
                text[0] ? text : "ESMTP Selor");
     smtp_log(s, '>', s->out.data + start, s->out.len - start - 2);
-    if (msg[0] == '2')
-        smtp_session_set_state(s, SMTP_S_COMMAND, "greeted");
-    else
+    if (msg[0] != '2') {
         smtp_session_set_state(s, SMTP_S_CLOSING, "greeting refuses");
+    } else {
+        smtp_session_set_state(s, SMTP_S_COMMAND, "greeted");
+        if (delay > 0) {
+            smtp_session_resume(s, start, delay);
+            return;
+        }
+    }
     smtp_session_process(s);
+}
+
+/*
+ * After Event.connection: Deny! greets with 554 and then answers 503 to
+ * everything but QUIT (RFC 5321 section 3.1), Close! and Defer! hang up
+ * with 421, Delay! holds the greeting back.
+ */
+static void smtp_connection_judged(struct smtp_session *s)
+{
+    const struct rules_outcome *o = smtp_rules_outcome(s);
+    const char *msg;
+    size_t start = s->out.len;
+
+    if (o->verdict == RULES_CLOSE || o->verdict == RULES_DEFER) {
+        msg = smtp_rules_reply(s, s->conf->Msg_perm_deny);
+        smtp_session_refused(s, "connection (rules)", msg);
+        smtp_session_hangup(s, msg[0] == '4' || msg[0] == '5' ? msg : s->conf->Msg_perm_deny,
+                            "7.0", "rules");
+        return;
+    }
+    if (o->verdict != RULES_DENY) {
+        smtp_greet_now(s, o->delay);
+        return;
+    }
+    msg = smtp_rules_reply(s, "554 No SMTP service here");
+    smtp_session_refused(s, "connection (rules)", msg);
+    s->rules.denied = 1;
+    buf_printf(&s->out, "554 %s %s\r\n", s->conf->Server_name, msg[3] ? msg + 4 : "");
+    smtp_log(s, '>', s->out.data + start, s->out.len - start - 2);
+    smtp_session_set_state(s, SMTP_S_COMMAND, "greeted (refused by rules)");
+    smtp_session_process(s);
+}
+
+static void smtp_greet(struct smtp_session *s)
+{
+    struct rules_cache *c = &s->rules.cache;
+
+    if (s->conf->Resolve_all) {     /* the rules need not ask again */
+        c->rev = s->rdns[0] ? 0 : 1;
+        snprintf(c->rdns, sizeof(c->rdns), "%s", s->rdns);
+    }
+    smtp_rules_event(s, RULES_EV_CONNECTION, smtp_connection_judged);
 }
 
 /* The name of the client is the one whose addresses include the client's. */
@@ -557,21 +605,40 @@ static void smtp_rdns_done(void *arg, int status, const char *name)
     dns_addrs(s->w->dns, &s->own, s->rdns, smtp_rdns_confirmed, s);
 }
 
-static void smtp_conn_checked(void *arg, int verdict)
+static void smtp_conn_go(struct smtp_session *s)
 {
-    struct smtp_session *s = arg;
-
-    if (verdict == COORD_LIMIT) {
-        log_central(NULL, "%s %s * connection limit (Limit_cnx) reached", s->cid, s->ip);
-        smtp_session_refused(s, "connection limit", s->conf->Msg_perm_deny);
-        smtp_session_hangup(s, s->conf->Msg_perm_deny, "7.0", "connection limit");
-        return;
-    }
     if (s->conf->Resolve_all) {
         dns_ptr(s->w->dns, &s->own, s->ip, smtp_rdns_done, s);
         return;
     }
     smtp_greet(s);
+}
+
+/* After Event.limit: Accept! exempts the client; otherwise (no rule, or
+ * any other verdict) the anti-DoS refusal stands, with Reply!'s text. */
+static void smtp_limit_judged(struct smtp_session *s)
+{
+    const char *msg = smtp_rules_reply(s, s->conf->Msg_perm_deny);
+
+    if (smtp_rules_outcome(s)->verdict == RULES_ACCEPT) {
+        log_central(NULL, "%s %s * connection limit: exempted by Event.limit", s->cid, s->ip);
+        smtp_conn_go(s);
+        return;
+    }
+    log_central(NULL, "%s %s * connection limit (Limit_cnx) reached", s->cid, s->ip);
+    smtp_session_refused(s, "connection limit", msg);
+    smtp_session_hangup(s, msg, "7.0", "connection limit");
+}
+
+static void smtp_conn_checked(void *arg, int verdict)
+{
+    struct smtp_session *s = arg;
+
+    if (verdict == COORD_LIMIT) {
+        smtp_rules_event(s, RULES_EV_LIMIT, smtp_limit_judged);
+        return;
+    }
+    smtp_conn_go(s);
 }
 
 int smtp_server_accept(struct smtp_worker *w, uv_stream_t *listener)
@@ -583,6 +650,7 @@ int smtp_server_accept(struct smtp_worker *w, uv_stream_t *listener)
     s->w = w;
     s->conf = selor_conf;
     s->state = SMTP_S_CONNECT;
+    smtp_rules_init(s);
     async_owner_init(&s->own);
     buf_init(&s->in, 0);
     buf_init(&s->out, 0);

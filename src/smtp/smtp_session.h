@@ -22,6 +22,7 @@
 #include "async.h"
 #include "buf.h"
 #include "queue_id.h"
+#include "rules.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 #include "strset.h"
@@ -30,6 +31,8 @@
 struct config;
 struct smtp_worker;
 struct spool_msg;
+struct accounts_result;
+struct smtp_session;
 
 #define SMTP_MAX_TARGETS 10000        /* recipients of one message after aliases */
 #define SMTP_SOFT_ERRORS 10           /* from here each error reply waits a second */
@@ -63,6 +66,9 @@ struct smtp_txn {
     struct strset rcpt_set;    /* their addresses, for duplicates */
     unsigned rcpt_cmds;        /* accepted RCPT commands (Max_rcpts) */
     int qlimit;                /* goes to the qlimit queue (Qlimit!) */
+    const char *data_reply;    /* Data_reply!: the answer at the end of data */
+    const char *headers[RULES_MAX_HEADERS];   /* Header! fields */
+    size_t nheaders;
     struct smtp_data data;
     struct spool_msg *msg;
     char qid[QUEUE_ID_MAX];
@@ -90,6 +96,23 @@ struct smtp_auth_state {
     struct async_req holding;
 };
 
+/* The session's side of the rules engine (smtp_rules.c). */
+struct smtp_rules_state {
+    struct rules_set *set;      /* the generation the session started with */
+    struct rules_cache cache;   /* lookups done once a connection */
+    struct rules_ctx ctx;
+    struct rules_run run;
+    long hits;                  /* Add_hits!: the connection's score (RSET keeps it) */
+    int denied;                 /* Deny! at connection: 503 to all but QUIT */
+    enum rules_event ev;        /* the event that runs */
+    const char *rcpt;           /* rcpt, lrcpt_refused: the recipient */
+    int local;                  /* ... and whether it is one of ours */
+    long size;                  /* SIZE declared, then the message's size */
+    void (*next)(struct smtp_session *s);   /* what the command does after it */
+    struct config *ov;          /* the overlay Def! writes (s->conf) */
+    struct arena mem;           /* the overlay's values, the copies' addresses */
+};
+
 struct smtp_session {
     struct stream io;           /* the connection, plain or TLS */
     uv_timer_t timer;           /* idle timeout, or the delay of a held reply */
@@ -114,9 +137,13 @@ struct smtp_session {
     struct buf in, out, chunk;
     size_t out_pending;         /* bytes handed to uv_write, not yet done */
     struct smtp_path pending_path;   /* RCPT waiting for its lookup */
+    struct accounts_result *kept;    /* RCPT: the lookup's answer, while rules run */
+    const char *kept_addr;
+    int auth_status;                 /* AUTH: the modules' answer, while rules run */
     struct smtp_auth_state authx;    /* the AUTH exchange (smtp_auth.c) */
     char held_reply[512];            /* a reply held back by a delay */
     struct smtp_txn txn;
+    struct smtp_rules_state rules;
     struct buf announce;        /* "queue id\n" accepted, announced at close */
 };
 
@@ -170,6 +197,25 @@ void smtp_policy_txn_free(struct smtp_session *s);
  * other command files: msg is a Msg_* option or a fixed "NNN text". */
 void smtp_policy_refuse(struct smtp_session *s, const char *msg, const char *detail,
                         long delay);
+
+/* ---- smtp_rules.c: the events of a session ---- */
+
+/* The session starts: its generation of rules, its overlay. */
+void smtp_rules_init(struct smtp_session *s);
+void smtp_rules_free(struct smtp_session *s);
+/*
+ * Runs the rules of ev (as the session's Event.* option names them) and
+ * then next(s), with the outcome in s->rules.run.out (empty when the event
+ * has no rules).  A rule that waits for an answer puts the session in WAIT
+ * (unless it is before the greeting or at the end of data); next runs when
+ * it is there, unless the session went meanwhile.
+ */
+void smtp_rules_event(struct smtp_session *s, enum rules_event ev,
+                      void (*next)(struct smtp_session *s));
+/* The outcome of the last event. */
+const struct rules_outcome *smtp_rules_outcome(const struct smtp_session *s);
+/* A verdict's reply: Reply! when given, else dflt (a Msg_* value). */
+const char *smtp_rules_reply(const struct smtp_session *s, const char *dflt);
 
 /* ---- smtp_auth.c: AUTH (RFC 4954) ---- */
 

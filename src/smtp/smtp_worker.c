@@ -14,6 +14,8 @@
 #include "node.h"
 #include "smtp_server.h"
 #include "smtp_worker.h"
+#include "rules.h"
+#include "rules_exec.h"
 #include "tls_reload.h"
 
 #define SMTP_WORKER_BACKLOG 1024
@@ -41,6 +43,10 @@ static void worker_finish(struct smtp_worker *w)
     uv_close((uv_handle_t *)&w->sig_term, worker_close_cb);
     uv_close((uv_handle_t *)&w->sig_int, worker_close_cb);
     uv_close((uv_handle_t *)&w->sig_usr1, worker_close_cb);
+    uv_close((uv_handle_t *)&w->sig_usr2, worker_close_cb);
+    rules_watch_stop();
+    rules_exec_pool_free(w->exec);
+    w->exec = NULL;
     uv_close((uv_handle_t *)&w->stop_timer, worker_close_cb);
     uv_close((uv_handle_t *)&w->log_flush, worker_close_cb);
     module_detach_all(&w->node->mods);
@@ -88,6 +94,12 @@ static void worker_reopen_logs(uv_signal_t *sig, int signum)
     buf_free(&err);
 }
 
+/* SIGUSR2 (the master's SIGHUP): look at the rules files now. */
+static void worker_reload_rules(uv_signal_t *sig, int signum)
+{
+    rules_watch_now();
+}
+
 static void worker_flush_logs(uv_prepare_t *p)
 {
     log_flush();
@@ -98,7 +110,10 @@ static void worker_signals(struct smtp_worker *w)
     uv_signal_init(&w->loop, &w->sig_term);
     uv_signal_init(&w->loop, &w->sig_int);
     uv_signal_init(&w->loop, &w->sig_usr1);
-    w->sig_term.data = w->sig_int.data = w->sig_usr1.data = w;
+    uv_signal_init(&w->loop, &w->sig_usr2);
+    w->sig_term.data = w->sig_int.data = w->sig_usr1.data = w->sig_usr2.data = w;
+    uv_signal_start(&w->sig_usr2, worker_reload_rules, SIGUSR2);
+    uv_unref((uv_handle_t *)&w->sig_usr2);
     uv_signal_start(&w->sig_term, worker_stop, SIGTERM);
     uv_signal_start(&w->sig_int, worker_stop, SIGINT);
     uv_signal_start(&w->sig_usr1, worker_reopen_logs, SIGUSR1);
@@ -124,6 +139,8 @@ void smtp_worker_main(struct selor_node *node, int index, int listen_fd)
     if (w->dns == NULL)
         log_fatal("%s", errtext);
     module_attach_all(&node->mods, &w->loop);
+    w->exec = rules_exec_pool_new(&w->loop, (int)selor_conf->Rules_exec_max, 1000);
+    rules_watch_start(&w->loop, selor_conf);
     tls_reload_watch(&w->loop, node->tls_pipe, &node->tls);
     if (coord_attach(node->coord, &w->loop) < 0)
         log_fatal("coordination backend cannot start");

@@ -25,13 +25,14 @@ struct smtp_session;
 struct smtp_worker {
     uv_loop_t loop;
     uv_tcp_t listener;
-    uv_signal_t sig_term, sig_int, sig_usr1;
+    uv_signal_t sig_term, sig_int, sig_usr1, sig_usr2;
     uv_timer_t stop_timer;
     uv_prepare_t log_flush;          /* buffered log lines, once a loop turn */
     struct selor_node *node;
     int index;                     /* 0.. among the node's workers */
     struct spool spool;
-    struct dns *dns;               /* Resolve_all, From_level_check */
+    struct dns *dns;               /* Resolve_all, From_level_check, rules */
+    struct rules_exec_pool *exec;  /* the rules' programs (Exec?, Exec!) */
     struct queue_id_gen idgen;
     struct smtp_session *sessions; /* every open session */
     unsigned long nsessions, next_cid;
