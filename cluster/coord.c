@@ -133,5 +133,7 @@ void coord_rate(struct coord *c, struct async_owner *o, const char *key, long li
         fn(arg, COORD_DOWN);
         return;
     }
+    if (window > COORD_RATE_WINDOW_MAX)   /* keeps the backends' ms in range */
+        window = COORD_RATE_WINDOW_MAX;
     c->ops->rate(c, o, key, limit, window, fn, arg);
 }

@@ -162,6 +162,8 @@ void coord_auth_failed(struct coord *c, const char *ip, const char *login, long 
 /* The longest rate key a backend keeps apart from every other (longer ones
  * are cut there). */
 #define COORD_RATE_KEY_MAX 512
+/* The longest window (a year, in seconds); a longer one is cut to it. */
+#define COORD_RATE_WINDOW_MAX (366L * 86400)
 
 /*
  * Counts one event for key and judges the rate: COORD_OK while at most
