@@ -18,7 +18,7 @@ PQ_INC  := $(shell pg_config --includedir 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter
 # The tree reads like docs/architecture.md: core utilities, SMTP in, the
-# spool, queue and delivery, accounts; the programs at the top of src/.
+# spool, queue and delivery, accounts, the rules; the programs at the top of src/.
 SRC_DIRS := src src/core src/smtp src/spool src/queue src/accounts src/rules cluster
 SRC_INC  := $(addprefix -I,$(SRC_DIRS))
 CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE $(SRC_INC) \
@@ -42,7 +42,8 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
                lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
-             $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules_match.c) \
+             $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules_match.c \
+               rules_exec.c) \
              src/rules/zz_stub.c
 CTL_SRC  := src/selorctl.c
 MODULES  := passwd tls pgsql
@@ -101,7 +102,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c \
               src/queue/smtp_client.c src/queue/deliver_local.c src/core/dns.c \
               src/queue/lease.c cluster/coord.c cluster/coord_embedded.c \
-              cluster/coord_redis.c
+              cluster/coord_redis.c src/rules/rules_exec.c
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
 	@mkdir -p $(dir $@)
@@ -115,11 +116,15 @@ unit-bins: $(UNIT_BIN)
 
 # Command-line wrappers the system tests call to reach library code
 # (tests/tools/*.c); never installed, never part of selor or selorctl.
-TOOLS := srs_tool
+TOOLS := srs_tool coord_tool
 $(B)/tools/%: $(B)/obj/tests/tools/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+
+# coord_tool drives the Redis backend, which falls back on the embedded one.
+$(B)/tools/coord_tool: $(patsubst %.c,$(B)/obj/%.o,cluster/coord.c \
+                         cluster/coord_embedded.c cluster/coord_redis.c)
 
 test-tools: $(foreach t,$(TOOLS),$(B)/tools/$(t))
 

@@ -121,3 +121,19 @@ void coord_auth_failed(struct coord *c, const char *ip, const char *login, long 
 {
     c->ops->auth_failed(c, ip, login, ttl);
 }
+
+void coord_rate(struct coord *c, struct async_owner *o, const char *key, long limit,
+                long window, coord_status_fn *fn, void *arg)
+{
+    if (limit < 0 || window <= 0) {
+        fn(arg, COORD_OK);
+        return;
+    }
+    if (c->ops->rate == NULL) {
+        fn(arg, COORD_DOWN);
+        return;
+    }
+    if (window > COORD_RATE_WINDOW_MAX)   /* keeps the backends' ms in range */
+        window = COORD_RATE_WINDOW_MAX;
+    c->ops->rate(c, o, key, limit, window, fn, arg);
+}

@@ -94,6 +94,8 @@ struct coord_ops {
     void (*auth_check)(struct coord *c, struct async_owner *o, const char *ip,
                        const char *login, long limit, coord_auth_fn *fn, void *arg);
     void (*auth_failed)(struct coord *c, const char *ip, const char *login, long ttl);
+    void (*rate)(struct coord *c, struct async_owner *o, const char *key, long limit,
+                 long window, coord_status_fn *fn, void *arg);
 };
 
 struct coord {
@@ -156,6 +158,24 @@ void coord_set_inflight(struct coord *c, long n);
 void coord_auth_check(struct coord *c, struct async_owner *o, const char *ip,
                       const char *login, long limit, coord_auth_fn *fn, void *arg);
 void coord_auth_failed(struct coord *c, const char *ip, const char *login, long ttl);
+
+/* The longest rate key a backend keeps apart from every other (longer ones
+ * are cut there). */
+#define COORD_RATE_KEY_MAX 512
+/* The longest window (a year, in seconds); a longer one is cut to it. */
+#define COORD_RATE_WINDOW_MAX (366L * 86400)
+
+/*
+ * Counts one event for key and judges the rate: COORD_OK while at most
+ * `limit` events (this one included) fell in the last `window` seconds,
+ * COORD_LIMIT beyond, COORD_DOWN when the backend cannot answer.  A sliding
+ * window, shared by every process of the node (embedded) or every node of
+ * the cluster (Redis).  key: free text up to COORD_RATE_KEY_MAX bytes.
+ * Refused events count too, so a client that keeps trying stays refused.
+ * limit < 0 or window <= 0: no limit (COORD_OK, nothing counted).
+ */
+void coord_rate(struct coord *c, struct async_owner *o, const char *key, long limit,
+                long window, coord_status_fn *fn, void *arg);
 
 /* Backends. */
 struct coord *coord_embedded_create(const struct config *conf, struct buf *err);

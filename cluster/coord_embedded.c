@@ -7,6 +7,9 @@
  *    forgotten first), in an anonymous shared mapping made by the master
  *    before it forks, guarded by a robust process-shared mutex (a process
  *    killed while holding it cannot wedge the others);
+ *  - the rate counts (coord_rate), in the same mapping under the same
+ *    mutex: a fixed table of keys (the key idle longest is forgotten first
+ *    when it is full), each a ring of counts per slice of its window;
  *  - the due-time index, locks and delivery slots.  Only the queue process
  *    delivers, so these live in its memory; SMTP workers announce new mail
  *    to it with a datagram over a socket pair the master made (if that
@@ -40,6 +43,8 @@
 #define EMB_POOLS 8
 #define EMB_MSG_MAX 128
 #define EMB_AUTH_SLOTS 4096   /* AUTH failure counts a node keeps (addresses, logins) */
+#define EMB_RATE_KEYS 1024    /* rate keys a node keeps (about 0.5 MB shared) */
+#define EMB_RATE_SLICES 32    /* a rate window is counted in this many slices */
 
 struct emb_conn {
     uint64_t ip_hash;
@@ -53,9 +58,25 @@ struct emb_auth {
     long count;
 };
 
+/* Events of one slice of a rate window: slice number `no` (time / width). */
+struct emb_slice {
+    int64_t no;
+    long count;
+};
+
+/* The recent events of one rate key (key: a hash; 0 = free).  Counts per
+ * slice, not per event, so a key's memory does not grow with its limit. */
+struct emb_rate {
+    uint64_t key;
+    int64_t last_ms;         /* its newest event (coord_mono_ms) */
+    int64_t width_ms;        /* one slice; another window starts the key afresh */
+    struct emb_slice slice[EMB_RATE_SLICES];
+};
+
 struct emb_shared {
     pthread_mutex_t lock;
     struct emb_auth auth[EMB_AUTH_SLOTS];
+    struct emb_rate rate[EMB_RATE_KEYS];
     size_t ring_size, ring_next, ring_used;
     struct emb_conn ring[];  /* Limit_buf entries */
 };
@@ -247,6 +268,84 @@ static void emb_auth_failed(struct coord *c, const char *ip, const char *login, 
         a->until_ms = now + (int64_t)ttl * 1000;
     }
     pthread_mutex_unlock(&e->sh->lock);
+}
+
+/* ---- rate counts (shared memory) ---- */
+
+/* At most COORD_RATE_KEY_MAX bytes of key count, as the interface says.  A
+ * 64-bit hash stands for the text: two keys that collide share a count, a
+ * risk far below anything a rate limit is tuned for. */
+static uint64_t emb_rate_key(const char *key)
+{
+    char cut[COORD_RATE_KEY_MAX + 1];
+
+    snprintf(cut, sizeof(cut), "%s", key);
+    return emb_hash(cut) | 1;   /* never 0, the free mark */
+}
+
+/* The entry of key, or a fresh one in a free slot or in place of the key
+ * idle longest. */
+static struct emb_rate *emb_rate_find(struct emb_shared *sh, uint64_t key)
+{
+    struct emb_rate *victim = &sh->rate[0];
+
+    for (size_t i = 0; i < EMB_RATE_KEYS; i++) {
+        struct emb_rate *r = &sh->rate[i];
+        if (r->key == key)
+            return r;
+        if (r->key == 0 || (victim->key != 0 && r->last_ms < victim->last_ms))
+            victim = r;
+    }
+    memset(victim, 0, sizeof(*victim));
+    victim->key = key;
+    return victim;
+}
+
+/*
+ * Adds the event at now and counts the events of the slices the window
+ * covers.  A slice is window / (EMB_RATE_SLICES - 1) rounded up, so the
+ * slices counted span at least the window and at most two slices more: the
+ * limit errs on the strict side, by about 1/15 of the window at worst.
+ */
+static long emb_rate_count(struct emb_rate *r, int64_t now, int64_t window_ms)
+{
+    int64_t width = (window_ms + EMB_RATE_SLICES - 2) / (EMB_RATE_SLICES - 1);
+    int64_t cur;
+    struct emb_slice *s;
+    long n = 0;
+
+    if (width < 1)
+        width = 1;
+    if (r->width_ms != width) {
+        memset(r->slice, 0, sizeof(r->slice));
+        r->width_ms = width;
+    }
+    cur = now / width;
+    s = &r->slice[cur % EMB_RATE_SLICES];
+    if (s->no != cur) {
+        s->no = cur;
+        s->count = 0;
+    }
+    s->count++;
+    r->last_ms = now;
+    for (int i = 0; i < EMB_RATE_SLICES; i++)
+        if (r->slice[i].no > cur - EMB_RATE_SLICES && r->slice[i].no <= cur)
+            n += r->slice[i].count;
+    return n;
+}
+
+static void emb_rate(struct coord *c, struct async_owner *o, const char *key, long limit,
+                     long window, coord_status_fn *fn, void *arg)
+{
+    struct coord_embedded *e = (struct coord_embedded *)c;
+    int64_t now = (int64_t)coord_mono_ms();   /* one clock for every process */
+    uint64_t k = emb_rate_key(key);
+    long n;
+
+    emb_lock(e->sh);
+    n = emb_rate_count(emb_rate_find(e->sh, k), now, (int64_t)window * 1000);
+    pthread_mutex_unlock(&e->sh->lock);
+    fn(arg, n > limit ? COORD_LIMIT : COORD_OK);
 }
 
 /* ---- the due-time index of one queue (queue process memory) ---- */
@@ -624,6 +723,7 @@ static const struct coord_ops emb_ops = {
     .slot_release = emb_slot_release,
     .auth_check = emb_auth_check,
     .auth_failed = emb_auth_failed,
+    .rate = emb_rate,
 };
 
 static int emb_shared_map(struct coord_embedded *e, size_t ring, struct buf *err)

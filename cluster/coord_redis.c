@@ -12,6 +12,9 @@
  * lists the keys.
  * Failed logins are counted (the AUTH lockout) in two keys per failure, the
  * client's address and the login, each expiring by itself.
+ * Rate counts (coord_rate) are one sorted set of recent events per key,
+ * judged and trimmed by one script; when Redis is unreachable they answer
+ * COORD_DOWN (the caller decides), since a node alone cannot know the rate.
  * When Redis is unreachable: connections are judged and failed logins
  * counted by this node alone (the embedded backend), announcements are dropped (the spool scan
  * rebuilds the index), claims answer COORD_DOWN (deliveries pause), and
@@ -60,6 +63,7 @@ enum cr_script {
     CR_S_SLOT_RENEW,
     CR_S_AUTH_CHECK,
     CR_S_AUTH_FAIL,
+    CR_S_RATE,
     CR_NSCRIPTS
 };
 
@@ -196,6 +200,21 @@ static const char *const cr_scripts[CR_NSCRIPTS] = {
     "  redis.call('PEXPIRE', KEYS[i], ARGV[1])\n"
     "end\n"
     "return 1\n",
+
+    /* RATE: KEYS events; ARGV limit, window ms, member (unique).  Redis's
+     * clock, like the leases: the nodes' clocks may disagree, and one event
+     * must age alike for all of them.  Only the newest limit + 1 events are
+     * kept (enough to judge the next one), so a flood cannot grow the set;
+     * the key goes when its newest event leaves the window. */
+    CR_LUA_NOW
+    "local limit, win = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - win)\n"
+    "redis.call('ZADD', KEYS[1], now_ms, ARGV[3])\n"
+    "local n = redis.call('ZCARD', KEYS[1])\n"
+    "if n > limit + 1 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - limit - 2) end\n"
+    "redis.call('PEXPIRE', KEYS[1], win)\n"
+    "if n > limit then return 1 end\n"
+    "return 0\n",
 };
 
 struct coord_redis {
@@ -721,6 +740,63 @@ static void cr_auth_failed(struct coord *c, const char *ip, const char *login, l
     cr_eval(call, 2, (const char *const[]){kip, klogin, sttl, NULL});
 }
 
+/* ---- rate counts ---- */
+
+/* The key's text escaped into a key name: letters, digits and "@._-" as
+ * they are, every other byte as %XX, so any text is safe, stays readable
+ * for an operator, and is bounded (3 bytes per byte of at most
+ * COORD_RATE_KEY_MAX). */
+#define CR_RATE_NAME_MAX (3 * COORD_RATE_KEY_MAX + 1)
+
+static void cr_rate_name(const char *key, char out[CR_RATE_NAME_MAX])
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+
+    for (size_t i = 0; key[i] && i < COORD_RATE_KEY_MAX; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        if (isalnum(ch) || strchr("@._-", ch)) {
+            out[o++] = (char)ch;
+            continue;
+        }
+        out[o++] = '%';
+        out[o++] = hex[ch >> 4];
+        out[o++] = hex[ch & 15];
+    }
+    out[o] = '\0';
+}
+
+static void cr_rate_reply(struct cr_call *call, redisReply *r, int live)
+{
+    long long v = cr_int(r);
+
+    if (live)   /* a dropped answer granted nothing: the event just counts */
+        call->fn.status(call->arg, v == 0 ? COORD_OK : v == 1 ? COORD_LIMIT : COORD_DOWN);
+}
+
+static void cr_rate(struct coord *c, struct async_owner *o, const char *key, long limit,
+                    long window, coord_status_fn *fn, void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char name[CR_RATE_NAME_MAX], kev[sizeof(cr->prefix) + 8 + CR_RATE_NAME_MAX],
+        slimit[32], swin[32], member[128];
+    struct cr_call *call;
+
+    if (!cr_ready(cr)) {
+        fn(arg, COORD_DOWN);
+        return;
+    }
+    call = cr_call_new(cr, o, CR_S_RATE, cr_rate_reply, arg);
+    call->fn.status = fn;
+    cr_rate_name(key, name);
+    cr_key(cr, kev, sizeof(kev), "rate", name);
+    snprintf(slimit, sizeof(slimit), "%ld", limit);
+    snprintf(swin, sizeof(swin), "%ld", window * 1000);
+    snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
+             (unsigned long long)++cr->slot_seq);
+    cr_eval(call, 1, (const char *const[]){kev, slimit, swin, member, NULL});
+}
+
 /* ---- the due-time index, claims, locks ---- */
 
 static void cr_announce(struct coord *c, const char *queue, const char *qid, long due,
@@ -1092,6 +1168,7 @@ static const struct coord_ops cr_ops = {
     .set_inflight = cr_set_inflight,
     .auth_check = cr_auth_check,
     .auth_failed = cr_auth_failed,
+    .rate = cr_rate,
 };
 
 struct coord *coord_redis_create(const struct config *conf, struct buf *err)

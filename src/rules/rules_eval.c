@@ -24,12 +24,9 @@
 #include "rules_int.h"
 #include "spf.h"
 
-#define RULES_ARGV_MAX 32
+#define RULES_ARGV_MAX (RULES_EXEC_ARGS_MAX + 1)
 
-#ifndef COORD_HAS_RATE   /* TEMPORARY until the rate counter is merged */
-void coord_rate(struct coord *c, struct async_owner *o, const char *key, long limit,
-                long window, coord_status_fn *fn, void *arg);
-#endif
+
 
 static void rules_loop(struct rules_run *run);
 
@@ -104,39 +101,26 @@ static const char *rules_arg(const struct rules_run *run, const struct rules_ite
 }
 
 /*
- * A program's words: split as written (blanks, '...' groups), then each
- * word's variables inserted, so what a client sent (an address with a
- * blank or a quote) is always one argument, never several.
+ * A program's words: split as written (rules_exec_split), then each word's
+ * variables inserted, so what a client sent (an address with a blank or a
+ * quote) is always one argument, never several.
  */
 static size_t rules_argv(const struct rules_run *run, const char *cmd, char **argv,
                          struct arena *mem)
 {
-    size_t n = 0;
-    struct buf w = BUF_INIT(0), x = BUF_INIT(0);
+    char buf[RULES_EXEC_CMD_MAX + 1];
+    char *words[RULES_ARGV_MAX];
+    int n = rules_exec_split(cmd, buf, sizeof(buf), words, RULES_ARGV_MAX);
+    struct buf x = BUF_INIT(0);
 
-    while (*cmd && n < RULES_ARGV_MAX - 1) {
-        cmd += strspn(cmd, " \t");
-        if (*cmd == '\0')
-            break;
-        buf_reset(&w);
-        while (*cmd && *cmd != ' ' && *cmd != '\t') {
-            if (*cmd == '\'') {
-                const char *end = strchr(cmd + 1, '\'');
-                size_t len = end ? (size_t)(end - cmd - 1) : strlen(cmd + 1);
-                buf_append(&w, cmd + 1, len);
-                cmd += len + 1 + (end != NULL);
-                continue;
-            }
-            buf_putc(&w, *cmd++);
-        }
+    for (int i = 0; i < n; i++) {
         buf_reset(&x);
-        rules_expand(run->ctx, buf_cstr(&w), &x);
-        argv[n++] = arena_strdup(mem, buf_cstr(&x));
+        rules_expand(run->ctx, words[i], &x);
+        argv[i] = arena_strdup(mem, buf_cstr(&x));
     }
-    argv[n] = NULL;
-    buf_free(&w);
+    argv[n > 0 ? n : 0] = NULL;
     buf_free(&x);
-    return n;
+    return n > 0 ? (size_t)n : 0;
 }
 
 /* ---- answers that come later ---- */

@@ -1,6 +1,7 @@
 /*
  * test_coord_embedded.c - the single-node coordination backend: the
- * due-time index, claims, locks, slots and the anti-DoS ring.
+ * due-time index, claims, locks, slots, the anti-DoS ring, the AUTH lockout
+ * and the rate counts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -268,6 +270,96 @@ static void test_auth_counts_expire_and_stay_bounded(void **state)
     coord_destroy(co);
 }
 
+static int rate_verdict(struct coord *co, const char *key, long limit, long window)
+{
+    verdict = -1;
+    coord_rate(co, NULL, key, limit, window, on_conn, NULL);
+    assert_int_not_equal(verdict, -1);   /* answered at once */
+    return verdict;
+}
+
+static void test_rate_limit(void **state)
+{
+    struct coord *co = make(0, 1, 60);
+
+    (void)state;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(rate_verdict(co, "ip 192.0.2.1", 5, 60), COORD_OK);
+    assert_int_equal(rate_verdict(co, "ip 192.0.2.1", 5, 60), COORD_LIMIT);
+    assert_int_equal(rate_verdict(co, "ip 192.0.2.1", 5, 60), COORD_LIMIT);
+    assert_int_equal(rate_verdict(co, "ip 192.0.2.2", 5, 60), COORD_OK);   /* apart */
+    assert_int_equal(rate_verdict(co, "none", 0, 60), COORD_LIMIT);        /* 0 allowed */
+    assert_int_equal(rate_verdict(co, "ip 192.0.2.1", -1, 60), COORD_OK);  /* off */
+    assert_int_equal(rate_verdict(co, "ip 192.0.2.1", 5, 0), COORD_OK);    /* off */
+    coord_destroy(co);
+}
+
+/* Not a fixed window: each event leaves it on its own, and refused events
+ * count as well. */
+static void test_rate_window_slides(void **state)
+{
+    struct coord *co = make(0, 1, 60);
+
+    (void)state;
+    assert_int_equal(rate_verdict(co, "k", 2, 1), COORD_OK);      /* t = 0 */
+    usleep(600 * 1000);
+    assert_int_equal(rate_verdict(co, "k", 2, 1), COORD_OK);      /* t = 0.6 */
+    assert_int_equal(rate_verdict(co, "k", 2, 1), COORD_LIMIT);   /* 3 in 1 s */
+    usleep(500 * 1000);
+    /* t = 1.1: the first has gone, the two of 0.6 are still there */
+    assert_int_equal(rate_verdict(co, "k", 2, 1), COORD_LIMIT);
+    usleep(600 * 1000);
+    /* t = 1.7: only the one of 1.1 is left */
+    assert_int_equal(rate_verdict(co, "k", 2, 1), COORD_OK);
+    coord_destroy(co);
+}
+
+/* The processes of a node (forked after the backend was made) share the
+ * counts. */
+static void test_rate_shared_between_processes(void **state)
+{
+    struct coord *co = make(0, 1, 60);
+    int st = -1;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(rate_verdict(co, "shared", 4, 60), COORD_OK);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int ok = 1;
+        for (int i = 0; i < 3; i++)
+            ok &= rate_verdict(co, "shared", 4, 60) == COORD_OK;
+        _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(rate_verdict(co, "shared", 4, 60), COORD_LIMIT);   /* the 5th */
+    coord_destroy(co);
+}
+
+static void test_rate_keys_bounded(void **state)
+{
+    struct coord *co = make(0, 1, 60);
+    char key[COORD_RATE_KEY_MAX + 64];
+
+    (void)state;
+    /* Far more keys than the table holds: no crash, the newest still counted. */
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "key %d", i);
+        assert_int_equal(rate_verdict(co, key, 1, 60), COORD_OK);
+    }
+    assert_int_equal(rate_verdict(co, key, 1, 60), COORD_LIMIT);
+    assert_int_equal(rate_verdict(co, "key 0", 1, 60), COORD_OK);   /* forgotten */
+    /* Keys longer than the maximum count as their first COORD_RATE_KEY_MAX bytes. */
+    memset(key, 'x', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    assert_int_equal(rate_verdict(co, key, 1, 60), COORD_OK);
+    key[sizeof(key) - 2] = 'y';
+    assert_int_equal(rate_verdict(co, key, 1, 60), COORD_LIMIT);
+    coord_destroy(co);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +373,10 @@ int main(void)
         cmocka_unit_test(test_connection_limit_off_and_window),
         cmocka_unit_test(test_auth_lockout),
         cmocka_unit_test(test_auth_counts_expire_and_stay_bounded),
+        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_rate_window_slides),
+        cmocka_unit_test(test_rate_shared_between_processes),
+        cmocka_unit_test(test_rate_keys_bounded),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
