@@ -312,8 +312,13 @@ static const char *rules_item(struct rules_parser *p, const char *s, struct rule
                     rules_event_list(kw->events, evs2, sizeof(evs2)));
         return NULL;
     }
-    while (*s == ' ' || *s == '\t')
-        s++;
+    {   /* an argument may follow after blanks; else the blanks are the caller's */
+        const char *q = s;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q == '"')
+            s = q;
+    }
     if (r->nitems >= RULES_MAX_ITEMS) {
         rules_error(p, at, "more than %d conditions and actions in one rule", RULES_MAX_ITEMS);
         return NULL;

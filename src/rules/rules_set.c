@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -129,17 +130,33 @@ static struct rules_file *rules_file_load(const char *spec, unsigned events,
     return f;
 }
 
-/* Has the file changed on disk since f was read? */
+/* A change younger than this may be an editor still writing the file
+ * (truncated, half written): it is read a little later. */
+#define RULES_SETTLE_NS 300000000LL
+
+static int rules_unsettled;   /* a change was seen too young to read */
+
+/* Has the file changed on disk since f was read (and settled)? */
 static int rules_file_changed(const struct rules_file *f)
 {
     struct stat st;
+    struct timespec now;
+    int64_t m;
 
     if (f->path == NULL)
         return 0;
     if (stat(f->path, &st) < 0)
         return 1;
-    return st.st_dev != f->dev || st.st_ino != f->ino || st.st_size != f->size ||
-           (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != f->mtime_ns;
+    m = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if (st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->size &&
+        m == f->mtime_ns)
+        return 0;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec - m < RULES_SETTLE_NS) {
+        rules_unsettled = 1;
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- building a generation ---- */
@@ -151,6 +168,7 @@ struct rules_build {
     size_t nspecs;
     int reloading;
     struct buf *err;
+    struct arena mem;   /* the specs: a Def!'s value lives in a file that may go */
 };
 
 static int rules_want(struct rules_build *b, const char *spec, unsigned events)
@@ -165,7 +183,7 @@ static int rules_want(struct rules_build *b, const char *spec, unsigned events)
         buf_printf(b->err, "more than %d rules files", RULES_MAX_FILES);
         return -1;
     }
-    b->specs[b->nspecs] = spec;
+    b->specs[b->nspecs] = arena_strdup(&b->mem, spec);
     b->events[b->nspecs++] = events;
     return 1;
 }
@@ -284,10 +302,12 @@ static struct rules_set *rules_make(const struct config *c, struct rules_set *ol
     b.old = old;
     b.reloading = old != NULL;
     b.err = err;
+    arena_init(&b.mem, 1024);
     if (rules_build(&b, c, queue_path, arg) == NULL) {
         rules_set_free(s);
-        return NULL;
+        s = NULL;
     }
+    arena_clear(&b.mem);
     return s;
 }
 
@@ -374,7 +394,11 @@ void rules_watch_now(void)
 static void rules_watch_tick(uv_timer_t *t)
 {
     (void)t;
+    rules_unsettled = 0;
     rules_watch_now();
+    if (rules_unsettled)   /* look again once the writer is done */
+        uv_timer_start(&rules_watch.timer, rules_watch_tick, RULES_SETTLE_NS / 1000000 + 100,
+                       RULES_WATCH_MS);
 }
 
 void rules_watch_start(uv_loop_t *loop, const struct config *c)
