@@ -33,6 +33,9 @@ CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c confi
               net.c addr.c stream.c srs.c strset.c) \
             $(addprefix src/spool/,queue_id.c queue_file.c spool.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
+# The rules engine (the daemon, and selorctl rules test).
+RULES_SRC := $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules_match.c \
+               rules_exec.c) src/rules/zz_stub.c
 # The daemon.
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_auth.c smtp_rules.c \
@@ -42,10 +45,9 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
                lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
-             $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules_match.c \
-               rules_exec.c) \
-             src/rules/zz_stub.c
-CTL_SRC  := src/selorctl.c
+             $(RULES_SRC)
+CTL_SRC  := src/selorctl.c src/rules/rules_test.c src/core/dns.c $(RULES_SRC) \
+            cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
 MODULES  := passwd tls pgsql
 # A module's sources: MOD_SRC_<name>, or modules/<name>/selor_<name>.c alone.
 # Code shared by several modules lives in modules/common/.

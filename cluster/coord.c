@@ -95,6 +95,12 @@ int coord_take_rescan(struct coord *c)
     return c->ops->take_rescan ? c->ops->take_rescan(c) : 0;
 }
 
+void coord_set_rules(struct coord *c, const char *hash)
+{
+    if (c->ops->set_rules)
+        c->ops->set_rules(c, hash);
+}
+
 void coord_set_inflight(struct coord *c, long n)
 {
     if (c->ops->set_inflight)

@@ -91,6 +91,7 @@ struct coord_ops {
     void (*slot_renew)(struct coord *c, const char *pool, uint64_t slot);
     int (*take_rescan)(struct coord *c);
     void (*set_inflight)(struct coord *c, long n);
+    void (*set_rules)(struct coord *c, const char *hash);
     void (*auth_check)(struct coord *c, struct async_owner *o, const char *ip,
                        const char *login, long limit, coord_auth_fn *fn, void *arg);
     void (*auth_failed)(struct coord *c, const char *ip, const char *login, long ttl);
@@ -147,6 +148,8 @@ void coord_slot_renew(struct coord *c, const char *pool, uint64_t slot);
 int coord_take_rescan(struct coord *c);
 /* The queue process's deliveries under way (for the node registry). */
 void coord_set_inflight(struct coord *c, long n);
+/* The hash of the rules this node runs, shown by selorctl nodes. */
+void coord_set_rules(struct coord *c, const char *hash);
 
 /*
  * The AUTH lockout (Auth_fail_limit, Auth_fail_time): failed logins are

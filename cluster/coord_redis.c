@@ -239,6 +239,7 @@ struct coord_redis {
     uint64_t slot_seq;
     int watching, draining, rescan;
     long inflight;
+    char rules[24];                /* the hash of the node's rules (selorctl nodes) */
     coord_wake_fn *wake;
     void *wake_arg;
 };
@@ -1061,8 +1062,8 @@ static void cr_heartbeat(uv_timer_t *t)
     cr_key(cr, knodes, sizeof(knodes), "nodes", NULL);
     cr_key(cr, kalive, sizeof(kalive), "alive", cr->node);
     cr_key(cr, kdrain, sizeof(kdrain), "drain", cr->node);
-    snprintf(value, sizeof(value), "%s %ld %ld %s", cr->draining ? "draining" : "active",
-             (long)time(NULL), cr->inflight, SELOR_VERSION);
+    snprintf(value, sizeof(value), "%s %ld %ld %s %s", cr->draining ? "draining" : "active",
+             (long)time(NULL), cr->inflight, SELOR_VERSION, cr->rules[0] ? cr->rules : "-");
     redisAsyncCommand(cr->ac, NULL, NULL, "HSET %s %s %s", knodes, cr->node, value);
     redisAsyncCommand(cr->ac, NULL, NULL, "SET %s %s PX %d", kalive, value,
                       CR_ALIVE_TTL_MS);
@@ -1144,6 +1145,13 @@ static int cr_take_rescan(struct coord *c)
     return r;
 }
 
+static void cr_set_rules(struct coord *c, const char *hash)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+
+    snprintf(cr->rules, sizeof(cr->rules), "%s", hash);
+}
+
 static void cr_set_inflight(struct coord *c, long n)
 {
     ((struct coord_redis *)c)->inflight = n;
@@ -1166,6 +1174,7 @@ static const struct coord_ops cr_ops = {
     .slot_renew = cr_slot_renew,
     .take_rescan = cr_take_rescan,
     .set_inflight = cr_set_inflight,
+    .set_rules = cr_set_rules,
     .auth_check = cr_auth_check,
     .auth_failed = cr_auth_failed,
     .rate = cr_rate,

@@ -36,7 +36,10 @@
 #include "bounce.h"
 #include "config.h"
 #include "net.h"
+#include "module.h"
 #include "queue_edit.h"
+#include "rules.h"
+#include "rules_test.h"
 #include "queue_file.h"
 #include "queue_id.h"
 #include "spool.h"
@@ -48,7 +51,9 @@ static void ctl_usage(void)
 {
     fprintf(stderr, "usage: selorctl [-c FILE] queue [show ID] | flush [ID] | hold ID |"
                     " release ID | delete ID | nodes | drain SID | undrain SID |"
-                    " version\n");
+                    " version\n"
+                    "       selorctl [-c FILE] rules test --ip IP [--helo NAME] [--auth USER]"
+                    " [--from ADDR] [--rcpt ADDR]... [--data FILE]\n");
     exit(2);
 }
 
@@ -113,26 +118,28 @@ static int ctl_nodes(const struct config *c)
 {
     redisContext *rc = ctl_redis(c, 0);
     redisReply *r, *alive;
-    char state[32], version[32];
+    char state[32], version[32], rules[24];
     long beat, inflight;
     time_t now = time(NULL);
 
     if (rc == NULL)
         return 1;
     r = redisCommand(rc, "HGETALL %snodes", c->Redis_prefix);
-    printf("%-16s %-9s %-8s %-9s %s\n", "SID", "STATE", "BEAT", "IN-FLIGHT", "VERSION");
+    printf("%-16s %-9s %-8s %-9s %-9s %s\n", "SID", "STATE", "BEAT", "IN-FLIGHT", "VERSION",
+           "RULES");
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         const char *sid = r->element[i]->str;
-        if (sscanf(r->element[i + 1]->str, "%31s %ld %ld %31s", state, &beat, &inflight,
-                   version) != 4)
+        snprintf(rules, sizeof(rules), "-");
+        if (sscanf(r->element[i + 1]->str, "%31s %ld %ld %31s %23s", state, &beat, &inflight,
+                   version, rules) < 4)
             continue;
         alive = redisCommand(rc, "EXISTS %salive:%s", c->Redis_prefix, sid);
         if (alive && alive->type == REDIS_REPLY_INTEGER && alive->integer == 0)
             snprintf(state, sizeof(state), "gone");
         if (alive)
             freeReplyObject(alive);
-        printf("%-16s %-9s %5lds  %-9ld %s\n", sid, state, (long)(now - beat), inflight,
-               version);
+        printf("%-16s %-9s %5lds  %-9ld %-9s %s\n", sid, state, (long)(now - beat), inflight,
+               version, rules);
     }
     if (r)
         freeReplyObject(r);
@@ -501,6 +508,38 @@ static int ctl_change(const struct config *c, int fd, const char *verb, const ch
  * readable by the node.  (The control socket was connected before, as
  * root: see ctl_connect.)
  */
+/* selorctl rules test: the options, then the dry run (rules_test.c). */
+static int ctl_rules_test(const struct config *c, int argc, char **argv)
+{
+    struct rules_test_args a = {0};
+    struct module_set mods = {0};
+    struct buf err = BUF_INIT(0);
+    int rc;
+
+    for (int i = 0; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (strcmp(k, "--ip") == 0) a.ip = v;
+        else if (strcmp(k, "--helo") == 0) a.helo = v;
+        else if (strcmp(k, "--auth") == 0) a.auth = v;
+        else if (strcmp(k, "--from") == 0) a.from = v;
+        else if (strcmp(k, "--data") == 0) a.data = v;
+        else if (strcmp(k, "--rcpt") == 0 && a.nrcpt < RULES_TEST_MAX_RCPT) a.rcpt[a.nrcpt++] = v;
+        else ctl_usage();
+    }
+    if (a.ip == NULL || argc % 2)
+        ctl_usage();
+    if (module_load_all(&mods, &err) < 0 ||
+        (rules_current = rules_load(c, &err, NULL, NULL)) == NULL) {
+        fprintf(stderr, "selorctl: %s\n", buf_cstr(&err));
+        buf_free(&err);
+        return 1;
+    }
+    rc = rules_test_run(c, &mods, &a);
+    rules_unref(rules_current);
+    buf_free(&err);
+    return rc;
+}
+
 static int ctl_drop_privileges(const struct config *c)
 {
     struct passwd *pw;
@@ -555,6 +594,8 @@ int main(int argc, char **argv)
         return 1;
     if (strcmp(cmd, "queue") == 0 && arg == NULL)
         return ctl_queue(selor_conf);
+    if (strcmp(cmd, "rules") == 0 && arg && strcmp(arg, "test") == 0)
+        return ctl_rules_test(selor_conf, argc - optind - 2, argv + optind + 2);
     if (strcmp(cmd, "nodes") == 0 && arg == NULL)
         return ctl_nodes(selor_conf);
     if ((strcmp(cmd, "drain") == 0 || strcmp(cmd, "undrain") == 0) && arg &&

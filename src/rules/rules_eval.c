@@ -296,6 +296,11 @@ static int rules_cond_rate(struct rules_run *run, const struct rules_item *it)
 {
     struct buf key = BUF_INIT(0);
 
+    if (run->ctx->coord == NULL) {   /* a dry run counts nothing */
+        if (run->ctx->trace)
+            buf_printf(run->ctx->trace, "  (Rate? is false in a dry run: nothing is counted)\n");
+        return 0;
+    }
     rules_expand(run->ctx, it->u.rate.key, &key);
     coord_rate(run->ctx->coord, run->ctx->own, buf_cstr(&key), it->u.rate.limit,
                it->u.rate.window, rules_rate_done, run);

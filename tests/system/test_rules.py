@@ -344,3 +344,28 @@ def test_rate_per_user_across_three_nodes(nodes, procs):
     s = greeted(members[0])
     assert cmd(s, b"AUTH PLAIN " + plain("bob@example.com", "bobpw")).startswith("235")
     assert send(s, "bob@example.com", ["alice@example.com"])["end"].startswith("250")
+
+
+def test_selorctl_rules_test_prints_rules_and_verdicts(nodes, workdir):
+    rcpt = write(os.path.join(workdir, "rcpt.rules"),
+                 'Ip? "192.0.2.0/24" Add_hits! "3"\n'
+                 'Itest? "%H>2" To? "alice@example.com" Reply! "550 Score %H too high" Deny!\n'
+                 'To? "bob@example.com" Cp! "carol@example.com"\n')
+    n = nodes(options={"Event.rcpt": rcpt, "Event.from": 'From? "*@b.test" Add_hits! "1"'})
+    n.write_conf()
+    r = subprocess.run([selortest.SELORCTL, "-c", n.conf, "rules", "test", "--ip", "192.0.2.1",
+                        "--helo", "x.test", "--from", "a@b.test", "--rcpt", "alice@example.com",
+                        "--rcpt", "bob@example.com"], capture_output=True, text=True,
+                       env=n.env(), timeout=30)
+    out = r.stdout
+    assert r.returncode == 0, r.stderr
+    assert "Event.from: 1 rule ran, hits 1" in out
+    assert "%s:2: Itest? \"%%H>2\"" % rcpt in out
+    assert "Event.rcpt: 2 rules ran, hits 4, verdict deny, reply 550 Score 4 too high" in out
+    assert "Event.rcpt: copy to carol@example.com" in out
+    assert n.queue_files() == [], "a dry run queues nothing"
+    # another client: the score stays low
+    r = subprocess.run([selortest.SELORCTL, "-c", n.conf, "rules", "test", "--ip", "198.51.100.1",
+                        "--from", "a@c.test", "--rcpt", "alice@example.com"],
+                       capture_output=True, text=True, env=n.env(), timeout=30)
+    assert "Event.rcpt: 0 rules ran, hits 0, verdict none" in r.stdout, r.stdout
