@@ -646,6 +646,13 @@ int config_def_set(struct config *ov, struct arena *mem, int idx, const char *va
         log_panic("config_def_set on a generation, not an overlay");
     if (idx < 0 || idx >= CONF_COUNT || conf_value_check(idx, value, err) < 0)
         return -1;
+    if (idx == CONF_IDX_Timezone && value[0]) {   /* checked before anything changes */
+        struct config probe = *ov;
+        struct conf_parser p = {&probe, err, NULL, 0};
+        probe.Timezone = value;
+        if (conf_check_timezone(&p) < 0)
+            return -1;
+    }
     if (conf_table[idx].is_text)
         *conf_text_field(ov, idx) = arena_strdup(mem, value);
     else

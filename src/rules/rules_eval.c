@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "addr.h"
 #include "config.h"
 #include "coord.h"
 #include "dns.h"
@@ -402,10 +403,18 @@ static void rules_action(struct rules_run *run, const struct rules_item *it, str
     case RULES_A_DENY: rules_set_verdict(run, RULES_DENY); break;
     case RULES_A_DEFER: rules_set_verdict(run, RULES_DEFER); break;
     case RULES_A_CLOSE: rules_set_verdict(run, RULES_CLOSE); break;
-    case RULES_A_CP:
+    case RULES_A_CP: {
+        const char *a = rules_arg(run, it, tmp);
+        struct addr parsed;
+        if (addr_parse(a, strlen(a), &parsed) != ADDR_OK || parsed.domain[0] == '\0') {
+            log_warn("%s: Cp! \"%s\" is no address once expanded (\"%s\"): no copy",
+                     ctx->cid ? ctx->cid : "-", it->arg, a);
+            break;
+        }
         if (o->ncp < RULES_MAX_CP && ctx->mem)
-            o->cp[o->ncp++] = arena_strdup(ctx->mem, rules_arg(run, it, tmp));
+            o->cp[o->ncp++] = arena_strdup(ctx->mem, a);
         break;
+    }
     case RULES_A_DEF: rules_def(run, it); break;
     case RULES_A_REPLY:
         snprintf(o->reply, sizeof(o->reply), "%s", rules_arg(run, it, tmp));
@@ -454,7 +463,13 @@ static int rules_step(struct rules_run *run, struct buf *tmp)
         run->waiting_spf = 1;
         return -1;
     }
+    if (it->action && it->op == RULES_A_RESOLVE && run->ctx->cache->rev < 0 &&
+        run->ctx->dns && !run->answered) {   /* Resolve!: the name, before going on */
+        dns_ptr(run->ctx->dns, run->ctx->own, run->ctx->ip, rules_rev_named, run);
+        return -1;
+    }
     if (it->action) {
+        run->answered = 0;
         if (!run->rule_acted)
             rules_traced(run, r);
         run->rule_acted = 1;

@@ -67,6 +67,8 @@ struct rules_file {
     off_t size;
     int64_t mtime_ns;
     uint64_t hash;
+    int64_t bad_mtime_ns;       /* a broken edit already reported (this process) */
+    off_t bad_size;
     struct arena mem;
 };
 

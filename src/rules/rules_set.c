@@ -196,6 +196,22 @@ static struct rules_file *rules_old(const struct rules_set *old, const char *spe
     return NULL;
 }
 
+/* A broken edit is reported once, not at every look. */
+static int rules_bad_news(struct rules_file *old)
+{
+    struct stat st;
+    int64_t m;
+
+    if (old->path == NULL || stat(old->path, &st) < 0)
+        return 1;
+    m = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if (m == old->bad_mtime_ns && st.st_size == old->bad_size)
+        return 0;
+    old->bad_mtime_ns = m;
+    old->bad_size = st.st_size;
+    return 1;
+}
+
 /* The file for spec i: the old one when unchanged, else read again. */
 static struct rules_file *rules_get(struct rules_build *b, size_t i)
 {
@@ -215,7 +231,8 @@ static struct rules_file *rules_get(struct rules_build *b, size_t i)
     }
     if (!b->reloading || old == NULL)
         return NULL;
-    log_warn("rules: %s (the previous version stays in use)", buf_cstr(b->err));
+    if (rules_bad_news(old))
+        log_warn("rules: %s (the previous version stays in use)", buf_cstr(b->err));
     old->refs++;
     return old;
 }

@@ -631,6 +631,7 @@ static void smtp_rcpt_decide(struct smtp_session *s, const struct accounts_resul
         }
         s->kept_addr = arena_strdup(&s->txn.mem, addr);
         s->rules.rcpt = s->kept_addr;
+        s->rules.local = 1;
         smtp_rules_event(s, RULES_EV_LRCPT_REFUSED, smtp_lrcpt_judged);
         return;
     default:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench.sh - Selor against Postfix, in the same run (`make bench`).
 #
-# Three measurements, each on free loopback ports in a private directory
+# Six measurements, each on free loopback ports in a private directory
 # under /tmp, with Postfix's smtp-source as the client (20 parallel
 # sessions, 1 KB messages, one message per connection):
 #
@@ -31,6 +31,13 @@
 #    is a DOMAIN and a MAILBOX lookup) with Pgsql_cache_ttl 30 and 0; and
 #    the accept rate of 1. with the pgsql module (cache on and off) against
 #    the same node with the passwd module, in the same run.
+# 6. rules: the accept load of 1. (passwd module) against one node with 50
+#    rules (an ISP's Event.from, Event.rcpt and Event.data files, written
+#    in the work directory: Ip? addresses, networks and prefixes, From? and
+#    To? patterns, Size?, Itest? on the score; a few of them add hits for
+#    the bench's client, sender and recipient, none refuses or logs) and
+#    against the same node without rules; two rounds, alternating (without,
+#    with; with, without), in the same run; the medians.
 #
 # Usage: sh tests/bench/bench.sh [options]
 #   --msgs N       messages in each measured accept run (default: sized from
@@ -55,6 +62,9 @@
 #   --no-pgsql     skip the pgsql measurements
 #   --pgsql-msgs N messages in each pgsql/passwd accept run (default 10000)
 #   --pgsql-seconds S  length of each RCPT lookup run (default 10)
+#   --no-rules     skip the rules measurement
+#   --rules-msgs N messages in each rules/no-rules accept run (default 10000;
+#                  each node first gets a warm-up of 1000)
 #   --keep         keep the work directory (its path is printed)
 #
 # Environment: BENCH_OPTS (options read before the command line's, e.g.
@@ -66,6 +76,7 @@
 # The last line is the accept result, e.g.
 #   accept: selor 1834 msg/s, postfix 362 msg/s, ratio 5.07x
 # and the lines before it the others, e.g.
+#   rules: 50 rules 1712 msg/s, no rules 1790 msg/s, ratio 0.96
 #   end-to-end: selor 969 msg/s, postfix 814 msg/s, ratio 1.19x
 #   cluster: redis round trips per message: accept 2.16, delivery 5.89 (3.57
 #     of them the flushes); commands run by Redis, the scripts' included:
@@ -96,6 +107,9 @@ SENDER=sender@bench.test
 RCPT=bench@bench.test
 # the mailbox of the accept run, and the alias of the delivering runs
 MAILBOX='bench@bench.test:{PLAIN}x::::::'
+# the sender's mailbox, in every node's passwd file: a sender of one of the
+# node's domains must exist (From_level_check 0 checks it with the modules)
+SENDER_BOX='sender@bench.test:{PLAIN}x::::::'
 FORWARD='bench@bench.test:{ALIAS}bench@remote.bench'
 MSGS=""
 SECONDS_TARGET=20
@@ -118,6 +132,10 @@ DO_PGSQL=1
 PG_MSGS=10000
 PG_SECONDS=10
 PG_KEYS=1000
+DO_RULES=1
+RULES_MSGS=10000
+RULES_WARMUP=1000
+RULES_N=50
 PGD=""
 KEEP=0
 
@@ -146,16 +164,22 @@ while [ $# -gt 0 ]; do
     --no-pgsql) DO_PGSQL=0; shift ;;
     --pgsql-msgs) PG_MSGS=$2; shift 2 ;;
     --pgsql-seconds) PG_SECONDS=$2; shift 2 ;;
+    --no-rules) DO_RULES=0; shift ;;
+    --rules-msgs) RULES_MSGS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage ;;
     *) echo "bench: unknown option $1" >&2; usage ;;
     esac
 done
-for v in "$E2E_MSGS" "$CLUSTER_MSGS"; do
+for v in "$E2E_MSGS" "$CLUSTER_MSGS" "$RULES_MSGS"; do
     case "$v" in
     ''|*[!0-9]*) echo "bench: $v is not a number of messages" >&2; exit 2 ;;
     esac
 done
+if [ "$RULES_MSGS" -lt 1 ]; then
+    echo "bench: --rules-msgs must be at least 1" >&2
+    exit 2
+fi
 if [ "$CLUSTER_MSGS" -lt 3 ] || [ $((CLUSTER_MSGS % 3)) -ne 0 ]; then
     echo "bench: --cluster-msgs must be a multiple of 3" >&2
     exit 2
@@ -206,12 +230,13 @@ PF_STARTED=0
 # started, for the clean-up.
 
 # node_conf ND SID SPOOL PASSWD_LINE: writes ND/selor.conf, with the extra
-# lines read from standard input
+# lines read from standard input; the passwd file has PASSWD_LINE and the
+# sender's mailbox
 node_conf() {
     mkdir -p "$1"
     chmod 755 "$1"
     "$PY" "$LIB" freeport > "$1/port"
-    printf '%s\n' "$4" > "$1/passwd"
+    printf '%s\n%s\n' "$4" "$SENDER_BOX" > "$1/passwd"
     chmod 644 "$1/passwd"
     {
         echo "# written by tests/bench/bench.sh"
@@ -1363,6 +1388,179 @@ EOF
 pgsql: accept $PG_ACC_30 msg/s (cache 30 s), $PG_ACC_0 msg/s (cache off), passwd $PW_ACC msg/s"
 fi
 
+# ================================================================ 6. rules
+
+RULES_LINE=""
+if [ "$DO_RULES" = 1 ]; then
+    RUD=$(mkdir_rand rules)
+    # What an ISP's MX checks: clients refused by address, network and
+    # prefix, scores by network, senders by address, domain and pattern,
+    # recipients that are internal, closed or traps, sizes, and a refusal
+    # once the score is too high.  For the bench's mail (client 127.0.0.1,
+    # sender@bench.test to bench@bench.test, 1 KB) every rule is evaluated,
+    # three of them match and add a hit each (hits=3 a message), none logs
+    # (a Log! would be a warning, which fails the bench) and none refuses.
+    cat > "$RUD/Event.from" <<'EOF'
+# Event.from: the sender, at each MAIL FROM (written by tests/bench/bench.sh)
+# clients refused outright: listed abusers, networks, an old prefix
+Ip? "203.0.113.7" Reply! "554 5.7.1 Not from you" Deny!
+Ip? "203.0.113.66" Reply! "554 5.7.1 Not from you" Deny!
+Ip? "198.51.100.0/24" Log! "blocked network: %I as %f" Reply! "554 5.7.1 Network blocked" Deny!
+Ip? "200.200.200." Reply! "554 5.7.1 Network blocked" Deny!
+Ip? "185.220.0.0/16" Reply! "554 5.7.1 Network blocked" Deny!
+# scores by network: dial-up pools, our customers, IPv6 tunnels
+Ip? "192.0.2.128/25" Add_hits! "3"
+Ip? "100.64.0.0/10" Add_hits! "2"
+Ip? "10.20.0.0/16" Add_hits! "-2"
+Ip? "172.16.0.0/12" Add_hits! "-2"
+Ip? "2001:db8::/32" Add_hits! "2"
+# senders
+From? "spammer@bad.example" Reply! "550 5.7.1 Sender refused here" Deny!
+From? "@spam.example" Reply! "550 5.7.1 Domain refused here" Deny!
+From? "@phish.example" Log! "phishing sender %f from %I" Reply! "550 5.7.1 Domain refused here" Deny!
+From? "*@*.dyn.example" Add_hits! "2"
+From? "newsletter-*@lists.example" Add_hits! "1"
+From? "@bulk.example" Add_hits! "3"
+From? "<>" Ip? "198.18.0.0/15" Reply! "550 5.7.1 No bounces from this network" Deny!
+From? "*@localhost" !Ip? "127.0.0.0/8" Reply! "550 5.7.1 Forged sender" Deny!
+# local clients: one point (matches the bench's client)
+Ip? "127.0.0.0/8" Add_hits! "1"
+Itest? "%H>5" Reply! "550 5.7.1 Score too high" Deny!
+EOF
+    cat > "$RUD/Event.rcpt" <<'EOF'
+# Event.rcpt: each RCPT TO (written by tests/bench/bench.sh)
+# role addresses are always taken
+To? "postmaster@*" Accept!
+To? "abuse@*" Accept!
+# internal addresses, refused from outside
+To? "all@bench.test" !Ip? "10.20.0.0/16" Reply! "550 5.7.1 This list is internal" Deny!
+To? "@internal.bench.test" !Ip? "10.20.0.0/16" Reply! "550 5.7.1 Internal address" Deny!
+To? "@corp.bench.test" Ip? "203.0.113.0/24" Reply! "550 5.7.1 Not from you" Deny!
+# closed and moved mailboxes
+To? "old-sales@bench.test" Reply! "550 5.1.6 Mailbox moved to sales@bench.test" Deny!
+To? "noreply@bench.test" Reply! "550 5.1.1 This address takes no mail" Deny!
+To? "*+spam@bench.test" Reply! "550 5.7.1 Refused by the user" Deny!
+From? "<>" To? "*@lists.bench.test" Reply! "550 5.7.1 No bounces to list addresses" Deny!
+# scores
+From? "@bulk.example" To? "*@bench.test" Add_hits! "2"
+From? "*@*.dyn.example" Ip? "100.64.0.0/10" Add_hits! "2"
+Ip? "192.0.2.128/25" To? "*@bench.test" Add_hits! "1"
+To? "spamtrap@bench.test" Log! "spamtrap hit by %I (%f)" Add_hits! "10"
+To? "trap-*@bench.test" Add_hits! "10"
+# our domain: one point (matches the bench's recipient)
+To? "@bench.test" Add_hits! "1"
+Itest? "%H>5" Reply! "550 5.7.1 Score too high" Deny!
+EOF
+    cat > "$RUD/Event.data" <<'EOF'
+# Event.data: the content has arrived (written by tests/bench/bench.sh)
+# sizes
+Size? "52428800" Reply! "552 5.3.4 Message too big for this service" Deny!
+From? "@bulk.example" Size? "1048576" Reply! "552 5.3.4 Message too big for a mailing" Deny!
+Ip? "100.64.0.0/10" Size? "10485760" Reply! "552 5.3.4 Message too big for a dial-up client" Deny!
+Size? "20971520" Log! "large message %Q from %I (%f)"
+Size? "5242880" Add_hits! "1"
+# senders and clients seen at the end of DATA
+From? "@bulk.example" Itest? "%H>3" Reply! "550 5.7.1 Mailing refused (score %H)" Deny!
+From? "*@*.dyn.example" Size? "102400" Add_hits! "2"
+Ip? "192.0.2.128/25" Itest? "%H>=4" Reply! "451 4.7.1 Try again later" Deny!
+Ip? "198.18.0.0/15" Log! "content from a test network %I" Add_hits! "2"
+Ip? "2001:db8::/32" Size? "1048576" Add_hits! "1"
+To? "spamtrap@bench.test" Reply! "550 5.7.1 Spam trap" Deny!
+Itest? "%H>=4" Log! "score %H for %Q from %I (%f)"
+# local clients of our domain: one point (matches the bench's mail)
+Ip? "127.0.0.0/8" From? "@bench.test" Add_hits! "1"
+Itest? "%H>5" Reply! "550 5.7.1 Score too high" Deny!
+EOF
+    chmod 644 "$RUD"/Event.*
+    n=$(cat "$RUD"/Event.* | grep -cv '^[[:space:]]*\(#\|$\)')
+    if [ "$n" -ne "$RULES_N" ]; then
+        say "rules: $n rules written, expected $RULES_N"
+        exit 2
+    fi
+    # ru_node ND RULES: a node of 1. (accepting only); RULES 1 with the
+    # three files, 0 without
+    ru_node() {
+        node_conf "$1" 1 "$1/spool" "$MAILBOX" <<EOF
+Qsleep_time 3600
+Immed_delivery 0
+$(if [ "$2" = 1 ]; then
+    for e in from rcpt data; do echo "Event.$e \"$RUD/Event.$e\""; done
+  fi)
+EOF
+        echo 1 > "$1/expect"      # the probe
+        if [ "$2" = 1 ]; then : > "$1/with-rules"; fi
+    }
+    # ru_accept ND LABEL N: one accept run of N messages against ND,
+    # verified (with rules, every message must have collected its 3 hits);
+    # sets RATE and USMSG (the node's CPU microseconds per message)
+    ru_accept() {
+        c0=$(cpu "$(npid "$1")")
+        run_load "$(port "$1")" "$3" "$1/$2.out"
+        c1=$(cpu "$(npid "$1")")
+        exp=$(($(cat "$1/expect") + $3))
+        echo "$exp" > "$1/expect"
+        ra_ok=1
+        load_errors "$2" "$1/$2.out" && ra_ok=0
+        set -- "$1" "$2" "$3" $(count_queue "$1/spool")
+        if [ "$4" -ne "$exp" ] || [ "$5" -ne "$exp" ]; then
+            say "$2: expected $exp l and c files in $1/spool, found $4 l and $5 c files"
+            ra_ok=0
+        fi
+        acc=$(summary_count ' accepted from=' "$1")
+        if [ "$acc" -ne "$exp" ]; then
+            say "$2: the summary log has $acc accepted lines, expected $exp"
+            ra_ok=0
+        fi
+        if [ -f "$1/with-rules" ]; then
+            hits=$(summary_count ' hits=3 client=' "$1")
+            if [ "$hits" -ne "$exp" ]; then
+                say "$2: $hits messages with hits=3 in the summary log, expected $exp (did the rules run?)"
+                ra_ok=0
+            fi
+        fi
+        node_health "$1" "$2" || ra_ok=0
+        [ $ra_ok = 1 ] || fail "in $2: $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $3 -f $SENDER -t $RCPT 127.0.0.1:$(port "$1")"
+        RATE=$(calc %.0f "$3 / $ELAPSED")
+        USMSG=$(calc %.0f "($c1 - $c0) * 1000000 / $3")
+        say "$2: $3 messages in $ELAPSED s = $RATE msg/s"
+        say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$3")"
+    }
+    RN0=$(mkdir_rand selor-norules)
+    RN1=$(mkdir_rand selor-rules)
+    ru_node "$RN0" 0
+    ru_node "$RN1" 1
+    node_start "$RN0" "selor no rules"
+    node_start "$RN1" "selor $RULES_N rules"
+    say "selor $RULES_N rules: $(cat "$RN1/check.out")"
+    node_probe "$RN0" "selor no rules"
+    node_probe "$RN1" "selor $RULES_N rules"
+    node_mark "$RN0" "selor no rules"
+    node_mark "$RN1" "selor $RULES_N rules"
+    ru_accept "$RN0" "selor no rules warm-up" "$RULES_WARMUP"
+    ru_accept "$RN1" "selor $RULES_N rules warm-up" "$RULES_WARMUP"
+    # Both nodes stay up (the idle one costs nothing) and take turns, the
+    # order swapped in the second round: neither always runs first, on a
+    # spool emptier or a page cache colder than the other's.
+    RU_RATES0="" RU_RATES1="" RU_US0="" RU_US1=""
+    for order in "0 1" "1 0"; do
+        for k in $order; do
+            if [ "$k" = 1 ]; then
+                ru_accept "$RN1" "selor $RULES_N rules" "$RULES_MSGS"
+                RU_RATES1="$RU_RATES1 $RATE" RU_US1="$RU_US1 $USMSG"
+            else
+                ru_accept "$RN0" "selor no rules" "$RULES_MSGS"
+                RU_RATES0="$RU_RATES0 $RATE" RU_US0="$RU_US0 $USMSG"
+            fi
+        done
+    done
+    node_stop "$RN0"
+    node_stop "$RN1"
+    RU_RATE0=$(median $RU_RATES0)
+    RU_RATE1=$(median $RU_RATES1)
+    say "rules: runs with $RULES_N rules:$RU_RATES1 msg/s ($(median $RU_US1) us/msg of server CPU); without:$RU_RATES0 msg/s ($(median $RU_US0) us/msg)"
+    RULES_LINE="rules: $RULES_N rules $RU_RATE1 msg/s, no rules $RU_RATE0 msg/s, ratio $(calc %.2f "$RU_RATE1 / $RU_RATE0")"
+fi
+
 # ================================================================ results
 
 FSYNC_LINE=""
@@ -1386,6 +1584,7 @@ say "finished in $(( $(date +%s) - START )) s; load average $(cut -d' ' -f1-3 /p
 [ -n "${IDLE_TLS_LINE:-}" ] && echo "$IDLE_TLS_LINE"
 [ -n "$TLS_LINE" ] && echo "$TLS_LINE"
 [ -n "$PGSQL_LINES" ] && echo "$PGSQL_LINES"
+[ -n "$RULES_LINE" ] && echo "$RULES_LINE"
 [ -n "$E2E_LINE" ] && echo "$E2E_LINE"
 [ -n "$CLUSTER_LINES" ] && echo "$CLUSTER_LINES"
 if [ "$DO_ACCEPT" = 0 ]; then

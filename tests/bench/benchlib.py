@@ -35,8 +35,9 @@ Run with /usr/bin/python3, one sub-command per call:
                                  to when nothing arrived for STALL seconds
   pg-start DIR NKEYS DOMAIN      a private PostgreSQL (tests/system/pgserver.py)
                                  under DIR with the schema of docs/modules.md,
-                                 the domain DOMAIN, mailboxes bench@DOMAIN and
-                                 u0..u<NKEYS-1>@DOMAIN; prints its port
+                                 the domain DOMAIN, mailboxes bench@DOMAIN,
+                                 sender@DOMAIN and u0..u<NKEYS-1>@DOMAIN;
+                                 prints its port
   pg-stop DIR                    stops it
   rcpt-load PORT SECONDS SESSIONS NKEYS DOMAIN
                                  SESSIONS sessions sending pipelined RCPT TO
@@ -500,7 +501,8 @@ def pg_server_module():
 
 def pg_start(d, nkeys, domain):
     server = pg_server_module().PgServer(d)
-    keys = ["bench"] + ["u%d" % i for i in range(int(nkeys))]
+    # sender@DOMAIN: the bench's sender, which must exist (a local domain)
+    keys = ["bench", "sender"] + ["u%d" % i for i in range(int(nkeys))]
     server.sql("CREATE TABLE domains (domain text PRIMARY KEY);"
                "CREATE TABLE mailboxes (address text PRIMARY KEY, password text,"
                " home text, uid integer, gid integer, dlocal text, quota bigint);"

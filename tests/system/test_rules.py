@@ -369,3 +369,75 @@ def test_selorctl_rules_test_prints_rules_and_verdicts(nodes, workdir):
                         "--from", "a@c.test", "--rcpt", "alice@example.com"],
                        capture_output=True, text=True, env=n.env(), timeout=30)
     assert "Event.rcpt: 0 rules ran, hits 0, verdict none" in r.stdout, r.stdout
+
+
+# ---- DNS: SPF, reverse names, DNSBL (a real dnsmasq on loopback) ----
+
+SCORING = ('Spf_resp "2" Add_hits! "1"\n'
+           'Spf_resp "3" Add_hits! "2"\n'
+           'Rev_fail? Add_hits! "2"\n'
+           'Itest? "%H>2" Reply! "550 Score too high (%H, SPF %S)" Deny!\n')
+
+
+@pytest.fixture
+def spf_dns(procs):
+    return procs.dns(
+        txt={"spf-soft.test": ["v=spf1 -ip4:192.0.2.1 ~all"],
+             "spf-fail.test": ["v=spf1 ip4:192.0.2.0/24 -all"],
+             "spf-pass.test": ["v=spf1 ip4:127.0.0.0/8 -all"]},
+        hosts={"good.ptr.test": "127.0.0.21",
+               "22.0.0.127.dnsbl.test": "127.0.0.2",
+               "23.0.0.127.dnsbl.test": "127.255.255.254"},
+        ptrs={"127.0.0.21": "good.ptr.test"},
+        mx={"spf-soft.test": [(10, "mx.spf-soft.test")]})
+
+
+def test_scoring_spf_and_reverse_name(nodes, spf_dns):
+    n = rules_node(nodes, {"rcpt": SCORING},
+                   options={"Dns_servers": spf_dns.server, "Resolve_all": 0}).start()
+
+    def rcpt(src, sender):
+        s = greeted(n, src)
+        assert cmd(s, b"MAIL FROM:<%s>" % sender.encode()).startswith("250")
+        r = cmd(s, b"RCPT TO:<alice@example.com>")
+        s.close()
+        return r
+    # softfail (1) + no reverse name (2) = 3 > 2
+    assert rcpt("127.0.0.22", "a@spf-soft.test") == \
+        "550 5.7.1 Score too high (3, SPF softfail)\r\n"
+    # fail (2) + no reverse name (2)
+    assert rcpt("127.0.0.22", "a@spf-fail.test").startswith("550 5.7.1 Score too high (4")
+    # pass + no reverse name: 2, not over 2
+    assert rcpt("127.0.0.22", "a@spf-pass.test").startswith("250")
+    # fail, but a confirmed reverse name: 2
+    assert rcpt("127.0.0.21", "a@spf-fail.test").startswith("250")
+    # the clean client: its message carries Received-SPF
+    s = greeted(n, "127.0.0.21")
+    assert send(s, "a@spf-pass.test", ["alice@example.com"])["end"].startswith("250")
+    (q,) = n.queue_files()
+    content = n.read_content(q)
+    assert b"Received-SPF: pass" in content and b"client-ip=127.0.0.21" in content, content
+
+
+def test_rbl_listing_and_error_answers(nodes, spf_dns):
+    n = rules_node(nodes, {"connection": 'Rbl? "dnsbl.test" Reply! "554 Listed in dnsbl.test" '
+                           'Deny!'}, options={"Dns_servers": spf_dns.server}).start()
+    s = connect(n, "127.0.0.22")
+    assert s.reply() == b"554 mx.n1.test Listed in dnsbl.test\r\n"
+    s = connect(n, "127.0.0.23")    # 127.255.255.x: the list's error, not a listing
+    assert s.reply().startswith(b"220")
+    s = connect(n, "127.0.0.24")    # not listed (NXDOMAIN)
+    assert s.reply().startswith(b"220")
+    wait_for(lambda: "DNSBL dnsbl.test answers an error code for 127.0.0.23" in
+             n.log("warning"), what="the error answer logged")
+
+
+def test_qlimit_action_and_deprecated_qlimit_senders(nodes):
+    n = rules_node(nodes, {"from": 'From? "@bulk.test" Qlimit!'},
+                   options={"Qlimit_senders": "old@remote.test"}).start()
+    s = greeted(n)
+    for sender in ("a@bulk.test", "old@remote.test", "c@remote.test"):
+        assert send(s, sender, ["alice@example.com"])["end"].startswith("250")
+    qdir = os.path.join(n.spool, "qlimit")
+    in_qlimit = [f for f in os.listdir(qdir) if f.startswith("l")]
+    assert len(in_qlimit) == 2 and len(n.queue_files()) == 1, (in_qlimit, n.queue_files())
