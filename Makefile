@@ -33,8 +33,11 @@ CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c confi
               net.c addr.c stream.c srs.c strset.c) \
             $(addprefix src/spool/,queue_id.c queue_file.c spool.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
+# SPF (RFC 7208): check_host() on src/core/dns.c, used by the daemon and
+# tests/tools/spf_tool.
+SPF_SRC := $(addprefix src/core/,spf.c spf_parse.c spf_macro.c spf_header.c)
 # The daemon.
-SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
+SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c $(SPF_SRC) \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_auth.c \
                smtp_cmd.c smtp_data.c smtp_reply.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
@@ -113,11 +116,14 @@ unit-bins: $(UNIT_BIN)
 
 # Command-line wrappers the system tests call to reach library code
 # (tests/tools/*.c); never installed, never part of selor or selorctl.
-TOOLS := srs_tool
+TOOLS := srs_tool spf_tool
 $(B)/tools/%: $(B)/obj/tests/tools/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+
+# A tool's code beyond CORE_SRC.
+$(B)/tools/spf_tool: $(patsubst %.c,$(B)/obj/%.o,src/core/dns.c $(SPF_SRC))
 
 test-tools: $(foreach t,$(TOOLS),$(B)/tools/$(t))
 
