@@ -40,6 +40,7 @@ TXT = {
     "deep.sub.d2.test": ["v=spf1 exists:ok.%{d2} -all"],
     "delim.test": ["v=spf1 exists:%{l2r-}.delim.test -all"],
     "ptr.test": ["v=spf1 ptr -all"],
+    "ptr6.test": ["v=spf1 ptr:mx.test -all"],
     "exp.test": ["v=spf1 ip4:192.0.2.0/24 -all exp=why.exp.test"],
     "why.exp.test": ["%{i} is not one of %{d}'s designated mail servers, "
                      "see http://%{d}/why.html?s=%{S}&v=%{v}"],
@@ -219,6 +220,11 @@ def test_ptr(dns):
     assert result(dns, "192.0.2.96", "a@ptr.test") == "fail"    # no PTR at all
 
 
+def test_ptr_of_an_ipv6_client(dns):
+    assert result(dns, "2001:db8:25::25", "a@ptr6.test") == "pass"
+    assert result(dns, "2001:db8:25::26", "a@ptr6.test") == "fail"
+
+
 def test_exp_explains_a_fail(dns):
     res, expl = spf(dns, "10.1.1.1", "a@exp.test")
     assert res == "fail"
@@ -335,3 +341,18 @@ def test_received_spf_header_quotes_what_the_client_chose(dns):
     assert "X-Injected" not in [l.split(":")[0].strip() for l in lines]
     assert 'helo="evil\\"??X-Injected: yes; (x";' in "".join(lines)
     assert header.startswith("Received-SPF: fail ")
+
+
+def test_result_names():
+    def parse(text):
+        p = subprocess.run([SPF_TOOL, "--result", text], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 0 and p.stderr == ""
+        return p.stdout.strip()
+    names = ["pass", "none", "softfail", "fail", "temperror", "neutral", "permerror"]
+    for i, name in enumerate(names):
+        assert parse(name) == "%d %s" % (i, name)
+        assert parse(name.upper()) == "%d %s" % (i, name)
+        assert parse(str(i)) == "%d %s" % (i, name)
+    for bad in ("7", "-1", "03", "", "failx", "fai"):
+        assert parse(bad) == "-1", bad

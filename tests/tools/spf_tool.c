@@ -5,11 +5,13 @@
  *
  *   spf_tool --dns IP:PORT --ip ADDR --helo NAME --sender ADDR
  *            [--receiver NAME] [--header] [--cancel-after MS]
+ *   spf_tool --result TEXT
  *
  * Prints "<result> <explanation>" on one line, then with --header the
  * Received-SPF field.  --cancel-after cancels the check's owner after MS
  * milliseconds if it has not answered: prints "cancelled" (an answer after
- * that is a bug: the tool aborts).  Exit status 0 when a check ran, 2 on
+ * that is a bug: the tool aborts).  --result prints what spf_result_parse
+ * makes of TEXT and, for a result, its name: "3 fail", "-1".  Exit status 0 when a check ran, 2 on
  * bad usage or resolver error.  Must not: be installed or linked into
  * selor or selorctl.
  */
@@ -36,7 +38,8 @@ struct tool {
 static int usage(void)
 {
     fprintf(stderr, "usage: spf_tool --dns IP:PORT --ip ADDR --helo NAME --sender ADDR\n"
-                    "                [--receiver NAME] [--header] [--cancel-after MS]\n");
+                    "                [--receiver NAME] [--header] [--cancel-after MS]\n"
+                    "       spf_tool --result TEXT\n");
     return 2;
 }
 
@@ -101,6 +104,11 @@ int main(int argc, char **argv)
 
     memset(&t, 0, sizeof(t));
     t.receiver = "";
+    if (argc == 3 && strcmp(argv[1], "--result") == 0) {
+        int r = spf_result_parse(argv[2]);
+        printf("%d%s%s\n", r, r < 0 ? "" : " ", r < 0 ? "" : spf_result_name(r));
+        return 0;
+    }
     if (parse_args(&t, argc, argv) < 0)
         return usage();
     t.loop = uv_default_loop();
