@@ -409,24 +409,30 @@ class Dns:
             for n in ([name] if isinstance(name, str) else name):
                 args.append("--ptr-record=%s,%s" % (self._reverse(ip), n))
         if txt:
-            # In a configuration file dnsmasq takes quoted strings (with
-            # commas and escaped quotes); on its command line it keeps the
-            # quotes as text.
-            conf = os.path.join(self.dir, "txt.conf")
-            with open(conf, "w") as f:
-                for name, records in txt.items():
-                    for rec in records:
-                        strings = [rec] if isinstance(rec, str) else list(rec)
-                        f.write("txt-record=%s,%s\n" % (name, ",".join(
-                            '"%s"' % t.replace("\\", "\\\\").replace('"', '\\"')
-                            for t in strings)))
-            args[2] = "--conf-file=%s" % conf
+            self._txt_records(args, txt)
         self.log = open(os.path.join(self.dir, "dnsmasq.log"), "wb")
         self.proc = subprocess.Popen(self.prefix + args, stdout=self.log, stderr=self.log)
         if self.prefix:
             time.sleep(1)
         else:
             wait_for(self._ready, timeout=10, what="dnsmasq")
+
+    def _txt_records(self, args, txt):
+        # On its command line dnsmasq keeps quotes as text and splits at
+        # commas; in a configuration file it takes quoted strings (commas,
+        # escaped quotes) but no line past about 1000 bytes.
+        conf = os.path.join(self.dir, "txt.conf")
+        with open(conf, "w") as f:
+            for name, records in txt.items():
+                for rec in records:
+                    strings = [rec] if isinstance(rec, str) else list(rec)
+                    if not any(c in t for t in strings for c in ',"\\'):
+                        args.append("--txt-record=%s,%s" % (name, ",".join(strings)))
+                        continue
+                    f.write("txt-record=%s,%s\n" % (name, ",".join(
+                        '"%s"' % t.replace("\\", "\\\\").replace('"', '\\"')
+                        for t in strings)))
+        args[2] = "--conf-file=%s" % conf
 
     @staticmethod
     def _reverse(ip):

@@ -64,6 +64,12 @@ TXT = {
     "case.test": ["V=SPF1 IP4:192.0.2.0/24 -ALL"],
     "strings.test": [("v=spf1 ip4:192.0.", "2.0/24 -all")],
     "long.test": ["v=spf1 " + " ".join("ip4:10.0.%d.1" % i for i in range(40)) + " -all"],
+    # over UDP's 512 bytes (c-ares asks again over TCP), and over
+    # SPF_RECORD_MAX (4096): a permerror
+    "big.test": ["v=spf1 " + " ".join("ip4:10.1.%d.%d" % (i // 200, i % 200)
+                                      for i in range(220)) + " -all"],
+    "huge.test": ["v=spf1 " + " ".join("ip4:10.2.%d.%d" % (i // 200, i % 200)
+                                       for i in range(320)) + " -all"],
     "helo.test": ["v=spf1 exists:%{l}.%{d} -all"],
     "tempinc.test": ["v=spf1 include:spf.example.invalid -all"],
 }
@@ -277,6 +283,13 @@ def test_txt_strings_are_joined(dns):
     assert result(dns, "192.0.2.1", "a@strings.test") == "pass"
     assert result(dns, "10.0.39.1", "a@long.test") == "pass"    # > 255 bytes
     assert result(dns, "10.0.40.1", "a@long.test") == "fail"
+
+
+def test_records_past_udp_and_past_the_limit(dns):
+    assert len(TXT["big.test"][0]) > 2048 and len(TXT["huge.test"][0]) > 4096
+    assert result(dns, "10.1.1.19", "a@big.test") == "pass"     # the last one
+    assert result(dns, "10.1.1.20", "a@big.test") == "fail"
+    assert result(dns, "10.2.0.0", "a@huge.test") == "permerror"
 
 
 def test_null_sender_uses_helo(dns):
