@@ -422,6 +422,8 @@ static void dns_txt_done(void *arg, int status, int timeouts, unsigned char *abu
     }
     if (reply)
         ares_free_data(reply);
+    for (size_t i = 0; i < l.n; i++)   /* most records are short */
+        l.s[i] = mem_realloc(l.s[i], strlen(l.s[i]) + 1);
     dns_strs_deliver(q, status, st, &l);
 }
 
