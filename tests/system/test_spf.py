@@ -4,6 +4,7 @@ build): every mechanism and qualifier, modifiers, macros, the DNS limits,
 errors, and the Received-SPF header field.  One dnsmasq serves every name
 of the module; each test asks one or two questions."""
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -44,6 +45,8 @@ TXT = {
     "exp.test": ["v=spf1 ip4:192.0.2.0/24 -all exp=why.exp.test"],
     "why.exp.test": ["%{i} is not one of %{d}'s designated mail servers, "
                      "see http://%{d}/why.html?s=%{S}&v=%{v}"],
+    "exp6.test": ["v=spf1 -all exp=%{l}.why6.test"],
+    "bob.why6.test": ["%{c} %{i} %{r} %{v} t=%{t} %{p} %%%_%-"],
     "incexp.test": ["v=spf1 include:exp.test -all exp=why.incexp.test"],
     "why.incexp.test": ["outer %{d}"],
     "ten.test": ["v=spf1 " + " ".join("a:n%d.many.test" % i for i in range(1, 11)) +
@@ -237,6 +240,16 @@ def test_exp_explains_a_fail(dns):
     assert expl == ("10.1.1.1 is not one of exp.test's designated mail servers, "
                     "see http://exp.test/why.html?s=a%40exp.test&v=in-addr")
     assert spf(dns, "192.0.2.1", "a@exp.test") == ("pass", "")
+
+
+def test_exp_macros_c_i_r_v_t_for_an_ipv6_client(dns):
+    res, expl = spf(dns, "2001:db8::1", "bob@exp6.test")
+    assert res == "fail"
+    nibbles = ".".join("20010db8" + "0" * 23 + "1")
+    m = re.fullmatch(r"2001:db8::1 (\S+) mx\.receiver\.test ip6 t=(\d+) unknown % %20", expl)
+    assert m, expl
+    assert m.group(1) == nibbles
+    assert abs(int(m.group(2)) - time.time()) < 60
 
 
 def test_exp_of_an_included_record_is_not_used(dns):
