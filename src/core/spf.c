@@ -8,7 +8,8 @@
  * cancel hook cancels that owner and frees the check, so an answer that
  * arrives later is dropped by dns.c and never reaches freed memory.  Every
  * callback ends in a call that may finish (and free) the check, and
- * touches nothing after it.  Must not: block, run more than
+ * touches nothing after it.  %{p} is the validated name (7.3), looked for
+ * the first time a macro string uses it.  Must not: block, run more than
  * SPF_MAX_LOOKUPS DNS mechanisms, or trust a count or length an answer
  * gives.
  */
@@ -55,6 +56,13 @@ struct spf_check {
     char names[SPF_MAX_NAMES][256];  /* its MX or PTR names */
     size_t nnames, iname;
     char ptr_target[SPF_NAME_MAX + 2];
+    /* %{p} (7.3): the client's validated names, found once, when a macro
+     * string first uses it; then the expansion that needed it runs again */
+    int p_state;                     /* 0: not asked, 1: asking, 2: known */
+    void (*p_then)(struct spf_check *c);
+    char p_names[SPF_MAX_NAMES][256];
+    size_t np;
+    char *exp_text;                  /* the explanation, while %{p} is found */
     struct buf tmp;                  /* expansions, the explanation */
 };
 
@@ -71,6 +79,7 @@ static void spf_free(struct spf_check *c)
         }
     }
     buf_free(&c->tmp);
+    mem_free(c->exp_text);
     mem_free(c);
 }
 
@@ -109,13 +118,91 @@ static int spf_void(struct spf_check *c)
     return -1;
 }
 
+/* ---- %{p}: the validated name (5.5, 7.3) ---- */
+
+static void spf_on_p_addr(void *arg, int status, const struct sockaddr_storage *a,
+                          size_t n);
+static int spf_addr_match(struct spf_check *c, const struct sockaddr_storage *a, size_t n,
+                          unsigned cidr4, unsigned cidr6);
+static int spf_ptr_under(const char *name, const char *target);
+
+static void spf_p_next(struct spf_check *c)
+{
+    if (c->iname == c->nnames) {
+        c->p_state = 2;
+        c->p_then(c);
+        return;
+    }
+    dns_addrs_family(c->dns, &c->own, c->names[c->iname++], c->m.v6 ? AF_INET6 : AF_INET,
+                     spf_on_p_addr, c);
+}
+
+/* A name whose addresses do not come is not validated; no error. */
+static void spf_on_p_addr(void *arg, int status, const struct sockaddr_storage *a,
+                          size_t n)
+{
+    struct spf_check *c = arg;
+
+    if (status == DNS_OK && spf_addr_match(c, a, n, 32, 128))
+        memcpy(c->p_names[c->np++], c->names[c->iname - 1], sizeof(c->p_names[0]));
+    spf_p_next(c);
+}
+
+static void spf_on_p_ptr(void *arg, int status, const char *const *names, size_t n)
+{
+    struct spf_check *c = arg;
+
+    c->nnames = c->iname = 0;
+    for (size_t i = 0; i < n && i < SPF_MAX_NAMES; i++) {
+        if (spf_name_ok(names[i]))
+            snprintf(c->names[c->nnames++], sizeof(c->names[0]), "%s", names[i]);
+    }
+    spf_p_next(c);
+}
+
+/* 1 when s (n bytes) uses %{p} and the validated names are not known yet:
+ * they are looked for, then `then` runs again.  The lookups are few (one
+ * PTR, SPF_MAX_NAMES addresses, once per check) and count in no limit. */
+static int spf_wants_p(struct spf_check *c, const char *s, size_t n,
+                       void (*then)(struct spf_check *c))
+{
+    int uses = 0;
+
+    for (size_t i = 0; i + 2 < n && !uses; i++)
+        uses = s[i] == '%' && s[i + 1] == '{' && (s[i + 2] == 'p' || s[i + 2] == 'P');
+    if (!uses || c->p_state == 2)
+        return 0;
+    c->p_state = 1;
+    c->p_then = then;
+    dns_ptr_names(c->dns, &c->own, c->ip_text, spf_on_p_ptr, c);
+    return 1;
+}
+
+/* 7.3: the domain itself if validated, else one of its subdomains, else
+ * any validated name. */
+static void spf_set_domain(struct spf_check *c, const char *domain)
+{
+    const char *p = c->np ? c->p_names[0] : NULL;
+
+    c->m.domain = domain;
+    for (size_t i = c->np; i-- > 0;) {
+        if (strcasecmp(c->p_names[i], domain) == 0) {
+            p = c->p_names[i];
+            break;
+        }
+        if (spf_ptr_under(c->p_names[i], domain))
+            p = c->p_names[i];
+    }
+    c->m.p = p;
+}
+
 /* Expands a domain-spec (or takes the frame's domain) into out, a name that
  * can be looked up.  -1: the check has finished with a permerror. */
 static int spf_target(struct spf_check *c, const char *spec, size_t n, char *out)
 {
     struct spf_frame *f = spf_top(c);
 
-    c->m.domain = f->domain;
+    spf_set_domain(c, f->domain);
     if (spec == NULL) {
         snprintf(out, SPF_NAME_MAX + 2, "%s", f->domain);
         return 0;
@@ -185,16 +272,30 @@ static void spf_push(struct spf_check *c, const char *domain)
     spf_frame_start(c, domain);
 }
 
+/* The explanation's text, expanded (6.2: if it cannot be, there is none). */
+static void spf_exp_text(struct spf_check *c)
+{
+    const char *t = c->exp_text;
+
+    if (spf_wants_p(c, t, strlen(t), spf_exp_text))
+        return;
+    spf_set_domain(c, spf_top(c)->domain);
+    if (spf_macro_expand(t, strlen(t), &c->m, 1, &c->tmp) < 0)
+        buf_reset(&c->tmp);
+    spf_finish(c, SPF_FAIL, buf_cstr(&c->tmp));
+}
+
 static void spf_on_exp(void *arg, int status, const char *const *txt, size_t n)
 {
     struct spf_check *c = arg;
 
-    c->m.domain = spf_top(c)->domain;
-    /* 6.2: anything but one record expanding cleanly gives no explanation */
-    if (status != DNS_OK || n != 1 ||
-        spf_macro_expand(txt[0], strlen(txt[0]), &c->m, 1, &c->tmp) < 0)
-        buf_reset(&c->tmp);
-    spf_finish(c, SPF_FAIL, buf_cstr(&c->tmp));
+    /* 6.2: anything but one record gives no explanation */
+    if (status != DNS_OK || n != 1) {
+        spf_finish(c, SPF_FAIL, "");
+        return;
+    }
+    c->exp_text = mem_strdup(txt[0]);
+    spf_exp_text(c);
 }
 
 /* The top record failed the client: its exp= (not an include's) explains. */
@@ -203,7 +304,9 @@ static void spf_explain(struct spf_check *c)
     struct spf_record *r = spf_top(c)->rec;
     char name[SPF_NAME_MAX + 2];
 
-    c->m.domain = spf_top(c)->domain;
+    if (spf_wants_p(c, r->exp, r->exp_len, spf_explain))
+        return;
+    spf_set_domain(c, spf_top(c)->domain);
     if (spf_macro_expand(r->exp, r->exp_len, &c->m, 0, &c->tmp) < 0 ||
         !spf_name_ok(buf_cstr(&c->tmp))) {
         spf_finish(c, SPF_FAIL, "");
@@ -382,18 +485,30 @@ static void spf_on_ptr(void *arg, int status, const char *const *names, size_t n
 }
 
 /* Starts the DNS part of t.  Returns after the call that may finish c. */
+static void spf_ask_target(struct spf_check *c);
+
 static void spf_ask(struct spf_check *c, const struct spf_term *t)
 {
-    char target[SPF_NAME_MAX + 2];
-    int family = c->m.v6 ? AF_INET6 : AF_INET;
 
     if (++c->lookups > SPF_MAX_LOOKUPS) {
         spf_finish(c, SPF_PERMERROR, "");
         return;
     }
+    c->term = t;
+    spf_ask_target(c);
+}
+
+/* The DNS part of c->term, its lookup counted. */
+static void spf_ask_target(struct spf_check *c)
+{
+    const struct spf_term *t = c->term;
+    char target[SPF_NAME_MAX + 2];
+    int family = c->m.v6 ? AF_INET6 : AF_INET;
+
+    if (spf_wants_p(c, t->spec, t->spec_len, spf_ask_target))
+        return;
     if (spf_target(c, t->spec, t->spec_len, target) < 0)
         return;
-    c->term = t;
     switch (t->mech) {
     case SPF_M_INCLUDE:
         spf_top(c)->include = t;
@@ -422,20 +537,28 @@ static int spf_ip_match(const struct spf_check *c, const struct spf_term *t)
     return c->m.v6 && spf_prefix_match(c->m.ip, t->net, 16, t->cidr6);
 }
 
-/* 6.1: after every mechanism, redirect= (a new record in this frame). */
-static void spf_redirect(struct spf_check *c)
+/* The record redirect= names replaces the frame's, its lookup counted. */
+static void spf_redirect_target(struct spf_check *c)
 {
     struct spf_frame *f = spf_top(c);
     char target[SPF_NAME_MAX + 2];
 
-    if (++c->lookups > SPF_MAX_LOOKUPS) {
-        spf_finish(c, SPF_PERMERROR, "");
+    if (spf_wants_p(c, f->rec->redirect, f->rec->redirect_len, spf_redirect_target))
         return;
-    }
     if (spf_target(c, f->rec->redirect, f->rec->redirect_len, target) < 0)
         return;
     f->redirected = 1;
     spf_frame_start(c, target);
+}
+
+/* 6.1: after every mechanism, redirect= (a new record in this frame). */
+static void spf_redirect(struct spf_check *c)
+{
+    if (++c->lookups > SPF_MAX_LOOKUPS) {
+        spf_finish(c, SPF_PERMERROR, "");
+        return;
+    }
+    spf_redirect_target(c);
 }
 
 /* Evaluates the top frame's terms from where it stopped, until one needs

@@ -5,8 +5,8 @@
  * rightmost parts, joined with dots and, for an upper-case letter,
  * URL-escaped.  Values come from the client (sender, HELO), so every part
  * count and length is bounded and the output stops at its buffer's limit.
- * Must not: look anything up (%{p} is "unknown", which 7.3 allows), or
- * let a name grow past SPF_NAME_MAX (labels go on the left).
+ * Must not: look anything up (spf.c finds %{p} first), or let a name grow
+ * past SPF_NAME_MAX (labels go on the left).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -38,7 +38,7 @@ static const char *spf_macro_value(char l, const struct spf_macro_ctx *m, char *
     case 'o': return m->sender_dom;
     case 'd': return m->domain;
     case 'h': return m->helo;
-    case 'p': return "unknown";
+    case 'p': return m->p && m->p[0] ? m->p : "unknown";
     case 'v': return m->v6 ? "ip6" : "in-addr";
     case 'r': return m->receiver && m->receiver[0] ? m->receiver : "unknown";
     case 't': snprintf(tmp, size, "%lld", (long long)m->now); return tmp;

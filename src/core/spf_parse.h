@@ -57,6 +57,7 @@ struct spf_macro_ctx {
     const char *helo;
     const char *receiver;
     const char *ip_text;      /* %{c} */
+    const char *p;            /* %{p}: a validated name; NULL: "unknown" */
     unsigned char ip[16];
     int v6;
     time_t now;

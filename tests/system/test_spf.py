@@ -47,6 +47,9 @@ TXT = {
                      "see http://%{d}/why.html?s=%{S}&v=%{v}"],
     "exp6.test": ["v=spf1 -all exp=%{l}.why6.test"],
     "bob.why6.test": ["%{c} %{i} %{r} %{v} t=%{t} %{p} %%%_%-"],
+    "pmech.test": ["v=spf1 exists:%{p}.pm.test -all"],
+    "pexp.test": ["v=spf1 -all exp=why.pexp.test"],
+    "why.pexp.test": ["p=%{p} P=%{P}"],
     "incexp.test": ["v=spf1 include:exp.test -all exp=why.incexp.test"],
     "why.incexp.test": ["outer %{d}"],
     "ten.test": ["v=spf1 " + " ".join("a:n%d.many.test" % i for i in range(1, 11)) +
@@ -88,6 +91,10 @@ HOSTS = {
     "c.b.delim.test": "127.0.0.2",
     "host.ptr.test": "192.0.2.99",
     "host.elsewhere.test": "192.0.2.98",
+    "host.ptr.test.pm.test": "127.0.0.2",
+    "a.elsewhere.test": "192.0.2.95",
+    "x.pexp.test": "192.0.2.95",
+    "y.pexp.test": "192.0.2.95",
     "postmaster.helo.test": "127.0.0.2",
 }
 HOSTS.update({"n%d.many.test" % i: "10.0.0.%d" % i for i in range(1, 12)})
@@ -97,6 +104,8 @@ MX = {
 }
 PTRS = {
     "192.0.2.97": "fake.ptr.test",          # no address comes back
+    "192.0.2.95": ["a.elsewhere.test", "fake.pexp.test", "x.pexp.test", "y.pexp.test",
+                   "pexp.test"],
     "2001:db8:25::25": "mail2.mx.test",
 }
 
@@ -250,6 +259,18 @@ def test_exp_macros_c_i_r_v_t_for_an_ipv6_client(dns):
     assert m, expl
     assert m.group(1) == nibbles
     assert abs(int(m.group(2)) - time.time()) < 60
+
+
+def test_p_macro_is_the_validated_name(dns):
+    assert result(dns, "192.0.2.99", "a@pmech.test") == "pass"   # host.ptr.test
+    assert result(dns, "192.0.2.97", "a@pmech.test") == "fail"   # unknown.pm.test
+    assert spf(dns, "192.0.2.99", "a@pexp.test") == (
+        "fail", "p=host.ptr.test P=host.ptr.test")
+    assert spf(dns, "192.0.2.97", "a@pexp.test") == ("fail", "p=unknown P=unknown")
+    # several validated: one under <domain> is taken before a.elsewhere.test
+    # (pexp.test itself has no address, fake.pexp.test is not validated)
+    res, expl = spf(dns, "192.0.2.95", "a@pexp.test")
+    assert expl in ("p=x.pexp.test P=x.pexp.test", "p=y.pexp.test P=y.pexp.test"), expl
 
 
 def test_exp_of_an_included_record_is_not_used(dns):
