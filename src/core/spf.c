@@ -347,21 +347,29 @@ static void spf_frame_done(struct spf_check *c, int result)
 
 /* ---- mechanisms that ask DNS ---- */
 
+/* The address bytes of a, if it is of the client's family. */
+static const unsigned char *spf_sa_bytes(const struct spf_check *c,
+                                         const struct sockaddr_storage *a)
+{
+    if (!c->m.v6 && a->ss_family == AF_INET)
+        return (const unsigned char *)&((const struct sockaddr_in *)a)->sin_addr;
+    if (c->m.v6 && a->ss_family == AF_INET6)
+        return ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+    return NULL;
+}
+
 static int spf_addr_match(struct spf_check *c, const struct sockaddr_storage *a, size_t n,
                           unsigned cidr4, unsigned cidr6)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!c->m.v6 && a[i].ss_family == AF_INET &&
-            spf_prefix_match(c->m.ip, (const unsigned char *)&((const struct sockaddr_in *)&a[i])->sin_addr, 4, cidr4))
-            return 1;
-        if (c->m.v6 && a[i].ss_family == AF_INET6 &&
-            spf_prefix_match(c->m.ip, ((const struct sockaddr_in6 *)&a[i])->sin6_addr.s6_addr, 16, cidr6))
+        const unsigned char *b = spf_sa_bytes(c, &a[i]);
+        if (b && spf_prefix_match(c->m.ip, b, c->m.v6 ? 16 : 4, c->m.v6 ? cidr6 : cidr4))
             return 1;
     }
     return 0;
 }
 
-/* a, exists: one address lookup; also an MX host's. */
+/* a, exists: one address lookup of the target. */
 static void spf_on_a(void *arg, int status, const struct sockaddr_storage *a, size_t n)
 {
     struct spf_check *c = arg;

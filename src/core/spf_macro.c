@@ -105,7 +105,8 @@ static int spf_expand_one(const char *s, size_t k, const struct spf_macro_ctx *m
     struct spf_part parts[SPF_MAX_PARTS];
     size_t i = 3, keep = 0, nd = 0, np, first;
     int rev = 0, escape = isupper((unsigned char)s[2]);
-    const char *v = spf_macro_value((char)tolower((unsigned char)s[2]), m, tmp, sizeof(tmp));
+    const char *v = spf_macro_value((char)tolower((unsigned char)s[2]), m, tmp,
+                                    sizeof(tmp));
     int digits = 0;
 
     for (; isdigit((unsigned char)s[i]); i++, digits = 1)

@@ -234,7 +234,8 @@ static int spf_term_ip(struct spf_term *t, const char *s, size_t n)
     char ip[64];
     const char *slash = memchr(s, '/', n);
     size_t iplen = slash ? (size_t)(slash - s) : n;
-    int v, family = t->mech == SPF_M_IP4 ? AF_INET : AF_INET6, max = family == AF_INET ? 32 : 128;
+    int family = t->mech == SPF_M_IP4 ? AF_INET : AF_INET6;
+    int v, max = family == AF_INET ? 32 : 128;
 
     if (iplen == 0 || iplen >= sizeof(ip))
         return -1;

@@ -11,9 +11,9 @@
  * Received-SPF field.  --cancel-after cancels the check's owner after MS
  * milliseconds if it has not answered: prints "cancelled" (an answer after
  * that is a bug: the tool aborts).  --result prints what spf_result_parse
- * makes of TEXT and, for a result, its name: "3 fail", "-1".  Exit status 0 when a check ran, 2 on
- * bad usage or resolver error.  Must not: be installed or linked into
- * selor or selorctl.
+ * makes of TEXT and, for a result, its name: "3 fail", "-1".  Exit
+ * status 0 when a check ran, 2 on bad usage or resolver error.  Must not:
+ * be installed or linked into selor or selorctl.
  */
 #include <stdio.h>
 #include <stdlib.h>
