@@ -33,9 +33,12 @@ CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c confi
               net.c addr.c stream.c srs.c strset.c) \
             $(addprefix src/spool/,queue_id.c queue_file.c spool.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
+# SPF (RFC 7208): check_host() on src/core/dns.c, used by the rules and
+# tests/tools/spf_tool.
+SPF_SRC := $(addprefix src/core/,spf.c spf_parse.c spf_macro.c spf_header.c)
 # The rules engine (the daemon, and selorctl rules test).
 RULES_SRC := $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules_match.c \
-               rules_exec.c) src/rules/zz_stub.c
+               rules_exec.c) $(SPF_SRC)
 # The daemon.
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_auth.c smtp_rules.c \
@@ -118,15 +121,17 @@ unit-bins: $(UNIT_BIN)
 
 # Command-line wrappers the system tests call to reach library code
 # (tests/tools/*.c); never installed, never part of selor or selorctl.
-TOOLS := srs_tool coord_tool
+TOOLS := srs_tool coord_tool spf_tool
 $(B)/tools/%: $(B)/obj/tests/tools/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
 
-# coord_tool drives the Redis backend, which falls back on the embedded one.
+# A tool's code beyond CORE_SRC.  coord_tool drives the Redis backend,
+# which falls back on the embedded one.
 $(B)/tools/coord_tool: $(patsubst %.c,$(B)/obj/%.o,cluster/coord.c \
                          cluster/coord_embedded.c cluster/coord_redis.c)
+$(B)/tools/spf_tool: $(patsubst %.c,$(B)/obj/%.o,src/core/dns.c $(SPF_SRC))
 
 test-tools: $(foreach t,$(TOOLS),$(B)/tools/$(t))
 

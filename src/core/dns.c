@@ -359,3 +359,204 @@ void dns_ptr(struct dns *d, struct async_owner *o, const char *ip, dns_name_fn *
                        dns_ptr_done, q);
     dns_arm_timer(d);
 }
+
+/* ---- TXT, one family, every PTR name (SPF, RFC 7208) ---- */
+
+/* A list of strings the answer's parse fills: one allocation each, freed
+ * with the list. */
+struct dns_strs {
+    char *s[DNS_MAX_STRS];
+    size_t n;
+};
+
+static void dns_strs_free(struct dns_strs *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        mem_free(l->s[i]);
+    l->n = 0;
+}
+
+static void dns_strs_deliver(struct dns_query *q, int status, int st, struct dns_strs *l)
+{
+    if (st == DNS_OK && l->n == 0)
+        st = DNS_NODATA;
+    if (st != DNS_OK)
+        dns_strs_free(l);
+    if (dns_query_end(q, status))
+        ((dns_strs_fn *)q->fn)(q->arg, st, (const char *const *)l->s, l->n);
+    dns_strs_free(l);
+    mem_free(q);
+}
+
+/* Appends a chunk to the record being built; a NUL inside is made a byte no
+ * caller takes as text, so the record cannot end early. */
+static void dns_txt_append(char *rec, size_t *len, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n && *len < DNS_MAX_TXT; i++)
+        rec[(*len)++] = p[i] ? (char)p[i] : '\x7f';
+    rec[*len] = '\0';
+}
+
+static void dns_txt_done(void *arg, int status, int timeouts, unsigned char *abuf,
+                         int alen)
+{
+    struct dns_query *q = arg;
+    struct ares_txt_ext *reply = NULL, *t;
+    struct dns_strs l = { .n = 0 };
+    size_t len = 0;
+    int st = dns_map_status(status), skip = 0;
+
+    if (status == ARES_SUCCESS)
+        st = dns_map_status(ares_parse_txt_reply_ext(abuf, alen, &reply));
+    for (t = reply; t && st == DNS_OK; t = t->next) {
+        if (t->record_start || l.n == 0) {
+            skip = l.n == DNS_MAX_STRS;
+            if (skip)
+                continue;
+            l.s[l.n++] = mem_alloc(DNS_MAX_TXT + 1);
+            len = 0;
+            l.s[l.n - 1][0] = '\0';
+        }
+        if (!skip)
+            dns_txt_append(l.s[l.n - 1], &len, t->txt, t->length);
+    }
+    if (reply)
+        ares_free_data(reply);
+    for (size_t i = 0; i < l.n; i++)   /* most records are short */
+        l.s[i] = mem_realloc(l.s[i], strlen(l.s[i]) + 1);
+    dns_strs_deliver(q, status, st, &l);
+}
+
+void dns_txt(struct dns *d, struct async_owner *o, const char *name, dns_strs_fn *fn,
+             void *arg)
+{
+    struct dns_query *q = dns_query_new(d, o, (void (*)(void))fn, arg);
+
+    ares_query(d->ch, name, C_IN, T_TXT, dns_txt_done, q);
+    dns_arm_timer(d);
+}
+
+/* The addresses of an A or AAAA answer, as sockaddrs with port 0. */
+static size_t dns_family_parse(int type, unsigned char *abuf, int alen,
+                               struct sockaddr_storage *a, int *st)
+{
+    struct ares_addrttl v4[DNS_MAX_FAMILY_ADDRS];
+    struct ares_addr6ttl v6[DNS_MAX_FAMILY_ADDRS];
+    int n = DNS_MAX_FAMILY_ADDRS, r;
+
+    if (type == T_A)
+        r = ares_parse_a_reply(abuf, alen, NULL, v4, &n);
+    else
+        r = ares_parse_aaaa_reply(abuf, alen, NULL, v6, &n);
+    *st = dns_map_status(r);
+    if (r != ARES_SUCCESS)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        memset(&a[i], 0, sizeof(a[i]));
+        if (type == T_A) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&a[i];
+            s4->sin_family = AF_INET;
+            memcpy(&s4->sin_addr, &v4[i].ipaddr, 4);
+        } else {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a[i];
+            s6->sin6_family = AF_INET6;
+            memcpy(&s6->sin6_addr, &v6[i].ip6addr, 16);
+        }
+    }
+    return (size_t)n;
+}
+
+static void dns_family_done(void *arg, int status, int timeouts, unsigned char *abuf,
+                            int alen, int type)
+{
+    struct dns_query *q = arg;
+    struct sockaddr_storage *a = mem_alloc(DNS_MAX_FAMILY_ADDRS * sizeof(*a));
+    size_t n = 0;
+    int st = dns_map_status(status);
+
+    if (status == ARES_SUCCESS)
+        n = dns_family_parse(type, abuf, alen, a, &st);
+    if (st == DNS_OK && n == 0)
+        st = DNS_NODATA;
+    if (dns_query_end(q, status))
+        ((dns_addr_fn *)q->fn)(q->arg, st, a, n);
+    mem_free(a);
+    mem_free(q);
+}
+
+static void dns_a_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    dns_family_done(arg, status, timeouts, abuf, alen, T_A);
+}
+
+static void dns_aaaa_done(void *arg, int status, int timeouts, unsigned char *abuf,
+                          int alen)
+{
+    dns_family_done(arg, status, timeouts, abuf, alen, T_AAAA);
+}
+
+void dns_addrs_family(struct dns *d, struct async_owner *o, const char *host, int family,
+                      dns_addr_fn *fn, void *arg)
+{
+    struct dns_query *q = dns_query_new(d, o, (void (*)(void))fn, arg);
+
+    if (family == AF_INET6)
+        ares_query(d->ch, host, C_IN, T_AAAA, dns_aaaa_done, q);
+    else
+        ares_query(d->ch, host, C_IN, T_A, dns_a_done, q);
+    dns_arm_timer(d);
+}
+
+static void dns_ptr_names_done(void *arg, int status, int timeouts, unsigned char *abuf,
+                               int alen)
+{
+    struct dns_query *q = arg;
+    static const unsigned char any[16];  /* only copied into h, never read */
+    struct hostent *h = NULL;
+    struct dns_strs l = { .n = 0 };
+    int st = dns_map_status(status);
+
+    if (status == ARES_SUCCESS)
+        st = dns_map_status(ares_parse_ptr_reply(abuf, alen, any, 16, AF_INET6, &h));
+    if (st == DNS_OK && h && h->h_name)
+        l.s[l.n++] = mem_strdup(h->h_name);
+    /* c-ares gives the other PTR names as aliases */
+    for (size_t i = 0; st == DNS_OK && h && h->h_aliases && h->h_aliases[i] &&
+                       l.n < DNS_MAX_STRS; i++)
+        l.s[l.n++] = mem_strdup(h->h_aliases[i]);
+    if (h)
+        ares_free_hostent(h);
+    dns_strs_deliver(q, status, st, &l);
+}
+
+/* The reverse name of an address: "4.3.2.1.in-addr.arpa", nibbles for v6. */
+static int dns_reverse_name(const char *ip, char *out, size_t size)
+{
+    unsigned char a[16];
+    size_t n = 0;
+
+    if (inet_pton(AF_INET, ip, a) == 1) {
+        snprintf(out, size, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, a) != 1 || size < 73)
+        return -1;
+    for (int i = 15; i >= 0; i--)
+        n += (size_t)snprintf(out + n, size - n, "%x.%x.", a[i] & 15, a[i] >> 4);
+    snprintf(out + n, size - n, "ip6.arpa");
+    return 0;
+}
+
+void dns_ptr_names(struct dns *d, struct async_owner *o, const char *ip, dns_strs_fn *fn,
+                   void *arg)
+{
+    struct dns_query *q = dns_query_new(d, o, (void (*)(void))fn, arg);
+    char name[80];
+
+    if (dns_reverse_name(ip, name, sizeof(name)) < 0) {
+        dns_ptr_names_done(q, ARES_ENOTFOUND, 0, NULL, 0);
+        return;
+    }
+    ares_query(d->ch, name, C_IN, T_PTR, dns_ptr_names_done, q);
+    dns_arm_timer(d);
+}

@@ -383,10 +383,14 @@ def loopback_addr():
 class Dns:
     """dnsmasq on a loopback port, authoritative for the test's names.
 
-    mx: {"domain": [(pref, "host"), ...]}, hosts: {"host": "ip"}.
+    mx: {"domain": [(pref, "host"), ...]}, hosts: {"host": "ip"} or
+    {"host": ["ip", "ip6", ...]}, ptrs: {"ip": "name"} or {"ip": ["name",
+    ...]} (IPv4 or IPv6), txt: {"name": ["record", ...]}, one TXT record
+    each; a record is one string, or a tuple of the strings it is made of
+    (dnsmasq cuts strings longer than 255 bytes into several).
     """
 
-    def __init__(self, base, mx=None, hosts=None, ptrs=None, prefix=()):
+    def __init__(self, base, mx=None, hosts=None, ptrs=None, prefix=(), txt=None):
         self.prefix = list(prefix)
         self.port = free_port()
         self.dir = os.path.join(base, "dns")
@@ -399,16 +403,43 @@ class Dns:
             for pref, host in entries:
                 args.append("--mx-host=%s,%s,%d" % (dom, host, pref))
         for host, ip in (hosts or {}).items():
-            args.append("--host-record=%s,%s" % (host, ip))
+            ips = [ip] if isinstance(ip, str) else list(ip)
+            args.append("--host-record=%s,%s" % (host, ",".join(ips)))
         for ip, name in (ptrs or {}).items():
-            rev = ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
-            args.append("--ptr-record=%s,%s" % (rev, name))
+            for n in ([name] if isinstance(name, str) else name):
+                args.append("--ptr-record=%s,%s" % (self._reverse(ip), n))
+        if txt:
+            self._txt_records(args, txt)
         self.log = open(os.path.join(self.dir, "dnsmasq.log"), "wb")
         self.proc = subprocess.Popen(self.prefix + args, stdout=self.log, stderr=self.log)
         if self.prefix:
             time.sleep(1)
         else:
             wait_for(self._ready, timeout=10, what="dnsmasq")
+
+    def _txt_records(self, args, txt):
+        # On its command line dnsmasq keeps quotes as text and splits at
+        # commas; in a configuration file it takes quoted strings (commas,
+        # escaped quotes) but no line past about 1000 bytes.
+        conf = os.path.join(self.dir, "txt.conf")
+        with open(conf, "w") as f:
+            for name, records in txt.items():
+                for rec in records:
+                    strings = [rec] if isinstance(rec, str) else list(rec)
+                    if not any(c in t for t in strings for c in ',"\\'):
+                        args.append("--txt-record=%s,%s" % (name, ",".join(strings)))
+                        continue
+                    f.write("txt-record=%s,%s\n" % (name, ",".join(
+                        '"%s"' % t.replace("\\", "\\\\").replace('"', '\\"')
+                        for t in strings)))
+        args[2] = "--conf-file=%s" % conf
+
+    @staticmethod
+    def _reverse(ip):
+        if ":" not in ip:
+            return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+        packed = socket.inet_pton(socket.AF_INET6, ip).hex()
+        return ".".join(reversed(packed)) + ".ip6.arpa"
 
     def _ready(self):
         if self.proc.poll() is not None:
