@@ -36,8 +36,9 @@
 #    in the work directory: Ip? addresses, networks and prefixes, From? and
 #    To? patterns, Size?, Itest? on the score; a few of them add hits for
 #    the bench's client, sender and recipient, none refuses or logs) and
-#    against the same node without rules; two rounds, alternating (without,
-#    with; with, without), in the same run; the medians.
+#    against the same node without rules, both up, in the same run:
+#    --rules-rounds rounds, alternating (without, with; with, without;
+#    without, with; ...); the medians.
 #
 # Usage: sh tests/bench/bench.sh [options]
 #   --msgs N       messages in each measured accept run (default: sized from
@@ -65,6 +66,9 @@
 #   --no-rules     skip the rules measurement
 #   --rules-msgs N messages in each rules/no-rules accept run (default 10000;
 #                  each node first gets a warm-up of 1000)
+#   --rules-rounds K  rounds of the rules measurement (default 3; more on a
+#                  busy machine: the ratio of two identical nodes varies
+#                  by 10-15% from run to run when other work competes)
 #   --keep         keep the work directory (its path is printed)
 #
 # Environment: BENCH_OPTS (options read before the command line's, e.g.
@@ -134,6 +138,7 @@ PG_SECONDS=10
 PG_KEYS=1000
 DO_RULES=1
 RULES_MSGS=10000
+RULES_ROUNDS=3
 RULES_WARMUP=1000
 RULES_N=50
 PGD=""
@@ -166,18 +171,19 @@ while [ $# -gt 0 ]; do
     --pgsql-seconds) PG_SECONDS=$2; shift 2 ;;
     --no-rules) DO_RULES=0; shift ;;
     --rules-msgs) RULES_MSGS=$2; shift 2 ;;
+    --rules-rounds) RULES_ROUNDS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage ;;
     *) echo "bench: unknown option $1" >&2; usage ;;
     esac
 done
-for v in "$E2E_MSGS" "$CLUSTER_MSGS" "$RULES_MSGS"; do
+for v in "$E2E_MSGS" "$CLUSTER_MSGS" "$RULES_MSGS" "$RULES_ROUNDS"; do
     case "$v" in
-    ''|*[!0-9]*) echo "bench: $v is not a number of messages" >&2; exit 2 ;;
+    ''|*[!0-9]*) echo "bench: $v is not a number" >&2; exit 2 ;;
     esac
 done
-if [ "$RULES_MSGS" -lt 1 ]; then
-    echo "bench: --rules-msgs must be at least 1" >&2
+if [ "$RULES_MSGS" -lt 1 ] || [ "$RULES_ROUNDS" -lt 1 ]; then
+    echo "bench: --rules-msgs and --rules-rounds must be at least 1" >&2
     exit 2
 fi
 if [ "$CLUSTER_MSGS" -lt 3 ] || [ $((CLUSTER_MSGS % 3)) -ne 0 ]; then
@@ -1494,6 +1500,9 @@ EOF
     # verified (with rules, every message must have collected its 3 hits);
     # sets RATE and USMSG (the node's CPU microseconds per message)
     ru_accept() {
+        # what earlier runs left dirty is written out before, not during
+        # the run, whichever node it came from
+        sync
         c0=$(cpu "$(npid "$1")")
         run_load "$(port "$1")" "$3" "$1/$2.out"
         c1=$(cpu "$(npid "$1")")
@@ -1538,11 +1547,16 @@ EOF
     node_mark "$RN1" "selor $RULES_N rules"
     ru_accept "$RN0" "selor no rules warm-up" "$RULES_WARMUP"
     ru_accept "$RN1" "selor $RULES_N rules warm-up" "$RULES_WARMUP"
-    # Both nodes stay up (the idle one costs nothing) and take turns, the
-    # order swapped in the second round: neither always runs first, on a
-    # spool emptier or a page cache colder than the other's.
+    # Both nodes stay up (the idle one costs nothing) and take turns, in
+    # the order without, with; with, without; without, with; ...: neither
+    # always runs first or on the fuller spool, and the medians drop odd
+    # runs (the first after the warm-ups is often slower, whichever node
+    # it is; other work on the machine comes and goes)
     RU_RATES0="" RU_RATES1="" RU_US0="" RU_US1=""
-    for order in "0 1" "1 0"; do
+    r=1
+    while [ $r -le "$RULES_ROUNDS" ]; do
+        if [ $((r % 2)) = 1 ]; then order="0 1"; else order="1 0"; fi
+        r=$((r + 1))
         for k in $order; do
             if [ "$k" = 1 ]; then
                 ru_accept "$RN1" "selor $RULES_N rules" "$RULES_MSGS"
