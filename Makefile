@@ -31,14 +31,14 @@ LIBS    := $(PKG_LIBS) -luuid -lcrypt -lcrypto -ldl -lm
 # Code shared by every program.
 CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c config.c \
               net.c addr.c stream.c srs.c strset.c) \
-            $(addprefix src/spool/,queue_id.c queue_file.c spool.c queue_edit.c) \
+            $(addprefix src/spool/,queue_id.c queue_file.c spool.c spool_queues.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
 # The daemon.
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_auth.c \
                smtp_cmd.c smtp_data.c smtp_reply.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
-               delivery_domains.c \
+               delivery_domains.c delivery_conf.c \
                lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c

@@ -24,6 +24,7 @@
 #include "master.h"
 #include "module.h"
 #include "node.h"
+#include "spool_queues.h"
 #include "version.h"
 
 #define SELOR_DEFAULT_CONF "/usr/local/selor/selor.conf"
@@ -71,8 +72,12 @@ static void main_load(const char *path, struct selor_node *node)
     struct buf err = BUF_INIT(0), warn = BUF_INIT(0);
 
     selor_conf = config_load(path, &err, &warn);
-    if (selor_conf)
+    if (selor_conf) {
         main_tls_warnings(&warn);
+        /* main and qlimit; the rules add the queues their Def! Queue_path
+         * name, here, before master_run creates every queue's directory */
+        spool_queues_init(selor_conf);
+    }
     if (warn.len)
         fprintf(stderr, "%s", buf_cstr(&warn));
     if (selor_conf == NULL) {
