@@ -363,6 +363,10 @@ static int ctl_queue_show(const struct config *c, const char *id)
            ctl_safe(&a, qf.from), ctl_safe(&a, qf.client_ip), ctl_safe(&a, qf.client_name),
            ctl_safe(&a, qf.helo), qf.created, qf.sid[0] ? ctl_safe(&a, qf.sid) : "-",
            qf.size, qf.flags);
+    printf("hits:     %ld\n", qf.hits);
+    for (size_t i = 0; i < qf.nsettings; i++)
+        printf("%s %s=\"%s\"\n", i ? "         " : "settings:",
+               ctl_safe(&a, qf.settings[i].name), ctl_safe(&a, qf.settings[i].value));
     ctl_show_rcpts(&qf, &a);
     arena_clear(&a);
     snprintf(path, sizeof(path), "%s/c%s", dir, id);
