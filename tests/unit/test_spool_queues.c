@@ -312,6 +312,50 @@ static void test_commit_into_queues(void **state)
     config_free(c);
 }
 
+/* An alternate queue on another filesystem than Temp_path: rename(2)
+ * says EXDEV; the client gets a 4xx and nothing is left anywhere.  Needs
+ * /dev/shm on another filesystem than /tmp (skipped otherwise). */
+static void test_commit_other_filesystem(void **state)
+{
+    char qmain[300], tmp[300], other[64] = "/dev/shm/selor-test-xdev-XXXXXX", path[600];
+    struct stat a, b;
+    struct config *c;
+    struct spool sp;
+    struct buf err = BUF_INIT(0);
+    uv_loop_t loop;
+    const char *name;
+
+    if (stat("/dev/shm", &a) < 0 || stat(top, &b) < 0 || a.st_dev == b.st_dev ||
+        mkdtemp(other) == NULL) {
+        skip();
+        return;
+    }
+    snprintf(qmain, sizeof(qmain), "%s/x/spool", top);
+    snprintf(tmp, sizeof(tmp), "%s/x/tmp", top);
+    snprintf(path, sizeof(path), "%s/qlimit", qmain);
+    assert_int_equal(spool_mkdirs(path, 0700), 0);
+    assert_int_equal(spool_mkdirs(tmp, 0700), 0);
+    c = conf_with_queue(qmain);
+    spool_queues_init(c);
+    name = spool_queues_add(other);
+    uv_loop_init(&loop);
+    assert_int_equal(spool_open(&sp, &loop, qmain, tmp, &err), 0);
+    assert_int_equal(commit(&sp, &loop, "1700000000_000006_1_1", name, 0, 1).err, EXDEV);
+    snprintf(path, sizeof(path), "%s/c1700000000_000006_1_1", other);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/l1700000000_000006_1_1", other);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/c1700000000_000006_1_1", tmp);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/l1700000000_000006_1_1", tmp);
+    assert_int_equal(access(path, F_OK), -1);
+    spool_close(&sp);
+    uv_loop_close(&loop);
+    buf_free(&err);
+    config_free(c);
+    rmdir(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_coord_index),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_commit_into_queues),
+        cmocka_unit_test(test_commit_other_filesystem),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
