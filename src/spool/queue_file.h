@@ -2,10 +2,10 @@
  * queue_file.h - the envelope of a queued message: the l file.
  *
  * Owns: the l file's text format, version 3, and reading versions 1 and 2
- * (docs/spool.md): what it holds
- * and the rule that a reader refuses any file it does not fully understand
- * (wrong magic, unknown version or record, missing end record, count
- * mismatch).  Must not: read or write files (spool.c does), or decide what
+ * (docs/spool.md): what it holds (the envelope, the recipients' states, and
+ * what a connection's rules left for delivery: settings and hits) and the
+ * rule that a reader refuses any file it does not fully understand (wrong
+ * magic, unknown version or record, missing end record, count mismatch).  Must not: read or write files (spool.c does), or decide what
  * happens to a recipient (queue.c does).
  */
 #ifndef SELOR_QUEUE_FILE_H

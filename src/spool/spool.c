@@ -4,10 +4,14 @@
  * Commit of one message, on the thread pool:
  *   Temp_path/c<ID>: write, fsync, close
  *   Temp_path/l<ID>: write, fsync, close
- *   rename c into Queue_path, then l (the l file is the commit point)
- * then, back on the loop, the message joins the next fsync of Queue_path
- * (one fsync covers every rename finished before it started), and only
- * then is its owner told.
+ *   rename c into its queue's directory, then l (the l file is the commit
+ *   point)
+ * then, back on the loop, the message joins the next fsync of the queue
+ * directories (one fsync of each directory renamed into covers every
+ * rename finished before it started), and only then is its owner told.
+ * The queue (main, qlimit or an alternate one) and what the rules left for
+ * delivery (settings, hits) are chosen before the commit; an unusable
+ * queue fails the commit before anything is written into a queue.
  */
 #include <dirent.h>
 #include <errno.h>
