@@ -326,9 +326,12 @@ static void dl_load_work(void *arg)
     struct delivery *d = arg;
     char path[4096];
     struct stat st;
+    const char *queue;
 
     /* an index (main's) may hold the files of several queues */
-    d->queue = spool_queues_find(d->claim.queue, d->claim.qid, d->dir, sizeof(d->dir));
+    queue = spool_queues_find(d->claim.queue, d->claim.qid, d->dir, sizeof(d->dir));
+    if (queue)
+        d->queue = queue;
     dl_path(d, 'l', path, sizeof(path));
     d->err = spool_read_sync(path, &d->ltext, DL_LFILE_MAX);
     if (d->err)
@@ -364,8 +367,8 @@ static void dl_loaded(struct delivery *d)
         return;
     }
     if (d->err) {
-        log_warn("queue file %s cannot be used: %s", d->claim.qid,
-                 d->why[0] ? d->why : strerror(d->err));
+        log_warn("queue file %s cannot be used: %s (in %s)", d->claim.qid,
+                 d->why[0] ? d->why : strerror(d->err), d->dir);
         dl_over(d, d->now + delivery_retry_interval(1, dl_base_minutes(d)));
         return;
     }
@@ -1186,7 +1189,7 @@ struct delivery *delivery_start(struct delivery_env *env,
     d->waiter.arg = d;
     lease_init(&d->lease, env->loop, dl_lease_event, d);
     lease_begin(&d->lease, env->coord, &d->own, claim, d->conf->Lock_lease);
-    d->queue = claim->queue;
+    d->queue = d->claim.queue;   /* until the load finds the directory */
     d->auth = "";
     d->phase = DL_LOAD;
     dl_thread(d, dl_load_work, dl_loaded);
