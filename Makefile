@@ -31,7 +31,7 @@ LIBS    := $(PKG_LIBS) -luuid -lcrypt -lcrypto -ldl -lm
 # Code shared by every program.
 CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c config.c \
               net.c addr.c stream.c srs.c strset.c) \
-            $(addprefix src/spool/,queue_id.c queue_file.c spool.c queue_edit.c) \
+            $(addprefix src/spool/,queue_id.c queue_file.c spool.c spool_queues.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
 # SPF (RFC 7208): check_host() on src/core/dns.c, used by the rules and
 # tests/tools/spf_tool.
@@ -44,7 +44,7 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_auth.c smtp_rules.c \
                smtp_cmd.c smtp_data.c smtp_reply.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
-               delivery_domains.c \
+               delivery_domains.c delivery_conf.c \
                lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
@@ -106,8 +106,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c \
               src/queue/smtp_client.c src/queue/deliver_local.c src/core/dns.c \
-              src/queue/lease.c cluster/coord.c cluster/coord_embedded.c \
-              cluster/coord_redis.c src/rules/rules_exec.c
+              src/queue/lease.c src/queue/delivery_conf.c cluster/coord.c \
+              cluster/coord_embedded.c cluster/coord_redis.c src/rules/rules_exec.c
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
 	@mkdir -p $(dir $@)

@@ -25,6 +25,7 @@
 #include "rules.h"
 #include "module.h"
 #include "node.h"
+#include "spool_queues.h"
 #include "version.h"
 
 #define SELOR_DEFAULT_CONF "/usr/local/selor/selor.conf"
@@ -71,8 +72,8 @@ static void main_tls_warnings(struct buf *warn)
 /* A spool directory a rule's Def! can send mail to: every process serves it. */
 static void main_queue_path(const char *path, void *arg)
 {
-    (void)path;
     (void)arg;
+    spool_queues_add(path);
 }
 
 /* Loads and checks everything -t checks; exits 1 on the first error. */
@@ -81,8 +82,12 @@ static void main_load(const char *path, struct selor_node *node)
     struct buf err = BUF_INIT(0), warn = BUF_INIT(0);
 
     selor_conf = config_load(path, &err, &warn);
-    if (selor_conf)
+    if (selor_conf) {
         main_tls_warnings(&warn);
+        /* main and qlimit; the rules add the queues their Def! Queue_path
+         * name, here, before master_run creates every queue's directory */
+        spool_queues_init(selor_conf);
+    }
     if (warn.len)
         fprintf(stderr, "%s", buf_cstr(&warn));
     if (selor_conf == NULL) {

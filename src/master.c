@@ -38,6 +38,7 @@
 #include "queue.h"
 #include "smtp_worker.h"
 #include "spool.h"
+#include "spool_queues.h"
 #include "tls_reload.h"
 #include "version.h"
 
@@ -106,6 +107,36 @@ static void master_parent_dir(const char *file, struct master *m)
     master_dir(dirname(tmp), m, 0755);
 }
 
+/*
+ * Every queue of the registry (spool_queues.h), owned by User: main,
+ * qlimit, and the alternate queues rules may send mail to (Def!
+ * Queue_path).  Runs after the registry is complete: the rules are loaded,
+ * and their queues added, before master_run.
+ */
+static void master_queue_dirs(struct master *m)
+{
+    char dir[2048];
+
+    for (size_t i = 0; i < spool_queues_count(); i++)
+        if (spool_queues_dir(spool_queues_name(i), dir, sizeof(dir)) == 0)
+            master_dir(dir, m, 0750);
+}
+
+/* An alternate queue on another filesystem than Temp_path cannot take a
+ * commit (rename): said at start; each such message gets a 4xx. */
+static void master_check_queue_fs(const struct stat *ts)
+{
+    struct stat qs;
+    char dir[2048];
+
+    for (size_t i = 2; i < spool_queues_count(); i++)
+        if (spool_queues_dir(spool_queues_name(i), dir, sizeof(dir)) == 0 &&
+            stat(dir, &qs) == 0 && qs.st_dev != ts->st_dev)
+            log_warn("queue %s (%s) is not on the filesystem of Temp_path %s: mail a "
+                     "rule sends there is refused with a temporary error",
+                     spool_queues_name(i), dir, selor_conf->Temp_path);
+}
+
 static void master_prepare_files(struct master *m)
 {
     struct config *c = selor_conf;
@@ -113,12 +144,10 @@ static void master_prepare_files(struct master *m)
                           c->Refused_log};
     struct buf err = BUF_INIT(0);
     struct stat qs, ts;
-    char qlimit[2048];
 
     master_dir(c->Queue_path, m, 0750);
-    config_queue_dir(c, "qlimit", qlimit, sizeof(qlimit));
-    master_dir(qlimit, m, 0750);
     master_dir(c->Temp_path, m, 0750);
+    master_queue_dirs(m);
     master_dir(c->Cp_errors_path, m, 0750);
     for (size_t i = 0; i < sizeof(logs) / sizeof(logs[0]); i++)
         master_parent_dir(logs[i], m);
@@ -131,6 +160,7 @@ static void master_prepare_files(struct master *m)
     if (qs.st_dev != ts.st_dev)
         log_fatal("Temp_path %s must be on the same filesystem as Queue_path %s",
                   c->Temp_path, c->Queue_path);
+    master_check_queue_fs(&ts);
 }
 
 /* A pid file naming a live Selor stops this start. */
@@ -250,12 +280,13 @@ static void master_drop_privileges(struct master *m)
 static void master_check_access(void)
 {
     const struct config *c = selor_conf;
-    const char *dirs[] = {c->Queue_path, c->Temp_path};
-    char qlimit[2048];
+    char d[2048];
 
-    config_queue_dir(c, "qlimit", qlimit, sizeof(qlimit));
-    for (size_t i = 0; i < 3; i++) {
-        const char *d = i < 2 ? dirs[i] : qlimit;
+    for (size_t i = 0; i <= spool_queues_count(); i++) {
+        if (i == spool_queues_count())
+            snprintf(d, sizeof(d), "%s", c->Temp_path);
+        else if (spool_queues_dir(spool_queues_name(i), d, sizeof(d)) < 0)
+            continue;
         if (access(d, R_OK | W_OK | X_OK) < 0)
             log_fatal("user %s cannot use %s: %s (check the permissions of the "
                       "directory and of every directory above it)", c->User, d,

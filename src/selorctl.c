@@ -43,6 +43,7 @@
 #include "queue_file.h"
 #include "queue_id.h"
 #include "spool.h"
+#include "spool_queues.h"
 #include "version.h"
 
 #define CTL_DEFAULT_CONF "/usr/local/selor/selor.conf"
@@ -291,15 +292,17 @@ static void ctl_show_one(const char *dir, const char *queue, const char *lname, 
 {
     struct queue_file qf;
     struct arena a;
-    char holder[128];
+    char holder[128], qtag[32];
 
     if (ctl_load(dir, lname + 1, &qf) < 0)
         return;
     arena_init(&a, 1024);
     ctl_holder(rc, selor_conf, qf.id, holder, sizeof(holder));
+    /* the queue is named unless it is main: "(qlimit)", "(q1a2b3c4d5e6f)" */
+    snprintf(qtag, sizeof(qtag), " (%s)", queue);
     printf("%-34s %6lds %8ld  <%s>%s%s%s%s\n", qf.id, (long)(now - qf.created), qf.size,
            ctl_safe(&a, qf.from), qf.flags & QF_F_HOLD ? " (held)" : "",
-           strcmp(queue, "qlimit") == 0 ? " (qlimit)" : "",
+           strcmp(queue, "main") ? qtag : "",
            holder[0] ? " held by node " : "", ctl_safe(&a, holder));
     ctl_show_rcpts(&qf, &a);
     arena_clear(&a);
@@ -314,7 +317,8 @@ static int ctl_list_queue(const struct config *c, const char *queue, size_t *tot
     time_t now = time(NULL);
     int e;
 
-    config_queue_dir(c, queue, dir, sizeof(dir));
+    if (spool_queues_dir(queue, dir, sizeof(dir)) < 0)
+        return 0;
     e = spool_scan_sync(dir, ctl_collect, &l);
     if (e && e != ENOENT) {
         fprintf(stderr, "selorctl: cannot read %s: %s\n", dir, strerror(e));
@@ -336,7 +340,9 @@ static int ctl_queue(const struct config *c)
     int r;
 
     printf("%-34s %7s %8s  %s\n", "ID", "AGE", "SIZE", "SENDER / RECIPIENTS");
-    r = ctl_list_queue(c, "main", &n, rc) || ctl_list_queue(c, "qlimit", &n, rc);
+    r = 0;
+    for (size_t i = 0; i < spool_queues_count() && r == 0; i++)
+        r = ctl_list_queue(c, spool_queues_name(i), &n, rc);
     if (r == 0)
         printf("-- %zu message(s)\n", n);
     if (rc)
@@ -356,8 +362,7 @@ static int ctl_queue_show(const struct config *c, const char *id)
         fprintf(stderr, "selorctl: no message %s in the queue\n", id);
         return 1;
     }
-    config_queue_dir(c, queue, dir, sizeof(dir));
-    if (ctl_load(dir, id, &qf) < 0)
+    if (spool_queues_dir(queue, dir, sizeof(dir)) < 0 || ctl_load(dir, id, &qf) < 0)
         return 1;
     arena_init(&a, 1024);
     printf("id:       %s (%s queue)\nfrom:     <%s>\nclient:   %s %s (helo %s)\n"
@@ -365,6 +370,10 @@ static int ctl_queue_show(const struct config *c, const char *id)
            ctl_safe(&a, qf.from), ctl_safe(&a, qf.client_ip), ctl_safe(&a, qf.client_name),
            ctl_safe(&a, qf.helo), qf.created, qf.sid[0] ? ctl_safe(&a, qf.sid) : "-",
            qf.size, qf.flags);
+    printf("hits:     %ld\n", qf.hits);
+    for (size_t i = 0; i < qf.nsettings; i++)
+        printf("%s %s=\"%s\"\n", i ? "         " : "settings:",
+               ctl_safe(&a, qf.settings[i].name), ctl_safe(&a, qf.settings[i].value));
     ctl_show_rcpts(&qf, &a);
     arena_clear(&a);
     snprintf(path, sizeof(path), "%s/c%s", dir, id);
@@ -586,6 +595,9 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_role("selorctl");
+    /* main and qlimit; the rules' loader adds their queues here too, so
+     * that listing and changes see every queue */
+    spool_queues_init(selor_conf);
     change = queue_edit_op_parse(cmd) >= 0 &&
              (argc - optind == 2 || (argc - optind == 1 && strcmp(cmd, "flush") == 0));
     if (change)

@@ -523,18 +523,6 @@ const struct config_extra *config_extra_find(const struct config *c,
     return found;
 }
 
-void config_queue_dir(const struct config *c, const char *queue, char *out, size_t size)
-{
-    size_t n = strlen(c->Queue_path);
-
-    while (n > 1 && c->Queue_path[n - 1] == '/')
-        n--;
-    if (strcmp(queue, "qlimit") == 0)
-        snprintf(out, size, "%.*s/qlimit", (int)n, c->Queue_path);
-    else
-        snprintf(out, size, "%.*s", (int)n, c->Queue_path);
-}
-
 void config_ctl_path(const struct config *c, char *out, size_t size)
 {
     size_t n = strlen(c->Pid_file);

@@ -117,8 +117,6 @@ int config_option_index(const char *name);  /* canonical or alias; -1 */
 /* Closest known name to a misspelt one, or NULL when nothing is close. */
 const char *config_suggest(const char *name);
 
-/* Directory of a queue: "main" is Queue_path, "qlimit" Queue_path/qlimit. */
-void config_queue_dir(const struct config *c, const char *queue, char *out, size_t size);
 /* The node's control socket (selorctl): Pid_file with .ctl for .pid. */
 void config_ctl_path(const struct config *c, char *out, size_t size);
 

@@ -39,6 +39,7 @@
 #include "deliver_local.h"
 #include "deliver_smtp.h"
 #include "delivery.h"
+#include "delivery_conf.h"
 #include "delivery_domains.h"
 #include "delivery_report.h"
 #include "dns.h"
@@ -51,6 +52,7 @@
 #include "queue_file.h"
 #include "queue_id.h"
 #include "spool.h"
+#include "spool_queues.h"
 
 #define DL_MAX_RCPT 10000          /* recipients of one file after aliases */
 #define DL_SLOT_RETRY_MS 1000      /* a full Dlocal_max_procs is asked again */
@@ -83,7 +85,10 @@ struct delivery {
     const struct config *conf;
     struct coord_claim claim;
     struct lease lease;
-    char dir[2048];
+    const char *queue;             /* the queue holding the file (spool_queues.h) */
+    char dir[2048];                /* its directory */
+    long hits;                     /* the connection's rule score (l file) */
+    const char *auth;              /* its authenticated user ("" if none) */
     struct queue_file qf;
     struct buf ltext, content;
     enum dl_phase phase;
@@ -132,6 +137,16 @@ long delivery_retry_interval(int attempts, long base_minutes)
 const char *delivery_id(const struct delivery *d)
 {
     return d->claim.qid;
+}
+
+long delivery_hits(const struct delivery *d)
+{
+    return d->hits;
+}
+
+const char *delivery_auth(const struct delivery *d)
+{
+    return d->auth;
 }
 
 static const char *dl_domain(const char *addr)
@@ -311,7 +326,12 @@ static void dl_load_work(void *arg)
     struct delivery *d = arg;
     char path[4096];
     struct stat st;
+    const char *queue;
 
+    /* an index (main's) may hold the files of several queues */
+    queue = spool_queues_find(d->claim.queue, d->claim.qid, d->dir, sizeof(d->dir));
+    if (queue)
+        d->queue = queue;
     dl_path(d, 'l', path, sizeof(path));
     d->err = spool_read_sync(path, &d->ltext, DL_LFILE_MAX);
     if (d->err)
@@ -347,8 +367,8 @@ static void dl_loaded(struct delivery *d)
         return;
     }
     if (d->err) {
-        log_warn("queue file %s cannot be used: %s", d->claim.qid,
-                 d->why[0] ? d->why : strerror(d->err));
+        log_warn("queue file %s cannot be used: %s (in %s)", d->claim.qid,
+                 d->why[0] ? d->why : strerror(d->err), d->dir);
         dl_over(d, d->now + delivery_retry_interval(1, dl_base_minutes(d)));
         return;
     }
@@ -372,6 +392,9 @@ static void dl_loaded(struct delivery *d)
         dl_over(d, -1);
         return;
     }
+    d->conf = delivery_conf_for(selor_conf, d->claim.qid, &d->qf, &d->mem);
+    d->hits = d->qf.hits;
+    d->auth = d->qf.auth;
     d->qf.token = d->claim.token;
     d->qf.attempts++;
     d->phase = DL_PLAN;
@@ -696,53 +719,11 @@ static void dl_mda_done(void *arg, const struct deliver_local_result *r)
     dl_job_over(j);
 }
 
-/*
- * A mailbox's own command (its account's dlocal) is one program that
- * Adlocal_allowed lists, and plain arguments: nothing a shell would
- * interpret, and it never runs through one (Dlocal_type does not apply).
- * The account database is not trusted to write shell.  "" when fine, else
- * why not.
- */
-static const char *dl_own_command_refused(const char *own, const char *allowed)
-{
-    size_t n = strcspn(own, " \t");
-    int listed = 0;
-
-    for (const char *p = allowed; *p && !listed; ) {
-        size_t k = strcspn(p, " \t,");
-        listed = k == n && strncmp(p, own, n) == 0;
-        p += k;
-        p += strspn(p, " \t,");
-    }
-    if (!listed)
-        return "which Adlocal_allowed does not list";
-    for (const char *p = own; *p; p++) {
-        if (isalnum((unsigned char)*p) || strchr("/._-+,:=@% \t", *p))
-            continue;
-        if (*p == '<' && (p[1] == '\0' || p[1] == ' ' || p[1] == '\t') &&
-            (p == own || p[-1] == ' ' || p[-1] == '\t'))
-            continue;   /* a lone "<", as the reference's examples end */
-        return "with characters a shell would interpret";
-    }
-    return "";
-}
-
 /* The command for this mailbox and how to run it (*type). */
 static const char *dl_mda_command(struct dl_job *j, int *type)
 {
-    const char *own = j->mbox.dlocal, *why;
-
-    *type = (int)j->d->conf->Dlocal_type;
-    if (own[0] == '\0')
-        return j->d->conf->Dlocal;
-    why = dl_own_command_refused(own, j->d->conf->Adlocal_allowed);
-    if (why[0] == '\0') {
-        *type = 0;
-        return own;
-    }
-    log_warn("%s: mailbox %s asks for MDA \"%.*s\", %s; using Dlocal", j->d->claim.qid,
-             j->addrs[0] ? j->addrs[0] : "?", (int)strcspn(own, " \t"), own, why);
-    return j->d->conf->Dlocal;
+    return delivery_conf_mda_command(j->d->conf, j->d->claim.qid, j->addrs[0],
+                                     j->mbox.dlocal, type);
 }
 
 static void dl_start_mda(struct dl_job *j)
@@ -1208,7 +1189,8 @@ struct delivery *delivery_start(struct delivery_env *env,
     d->waiter.arg = d;
     lease_init(&d->lease, env->loop, dl_lease_event, d);
     lease_begin(&d->lease, env->coord, &d->own, claim, d->conf->Lock_lease);
-    config_queue_dir(d->conf, claim->queue, d->dir, sizeof(d->dir));
+    d->queue = d->claim.queue;   /* until the load finds the directory */
+    d->auth = "";
     d->phase = DL_LOAD;
     dl_thread(d, dl_load_work, dl_loaded);
     return d;

@@ -47,6 +47,10 @@ struct delivery *delivery_start(struct delivery_env *env,
  * stay pending as last recorded) and finish the run. */
 void delivery_stop(struct delivery *d);
 const char *delivery_id(const struct delivery *d);
+/* What the connection left in the l file, for rules run at delivery: its
+ * rule score (0 before the file is read) and authenticated user (""). */
+long delivery_hits(const struct delivery *d);
+const char *delivery_auth(const struct delivery *d);
 
 /* Seconds to wait before the next try after `attempts` tries. */
 long delivery_retry_interval(int attempts, long base_minutes);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "mem.h"
 #include "spool.h"
+#include "spool_queues.h"
 
 static int report_is_notice(const struct delivery_report *r)
 {
@@ -146,7 +147,10 @@ static int report_queue(const struct delivery_report *r)
     char qdir[4096], name[QUEUE_ID_MAX + 2];
     int e;
 
-    config_queue_dir(r->conf, "main", qdir, sizeof(qdir));
+    /* always the main queue: r->conf may carry a connection's Queue_path,
+     * and a report is Selor's own mail, not that client's */
+    if (spool_queues_dir("main", qdir, sizeof(qdir)) < 0)
+        return ENOENT;
     snprintf(name, sizeof(name), "c%s", r->id);
     e = spool_write_sync(qdir, r->conf->Temp_path, name, r->text.data, r->text.len);
     snprintf(name, sizeof(name), "l%s", r->id);

@@ -8,7 +8,9 @@
  * index rebuilds itself after a restart.  The pump claims due files (main
  * queue first, then the lower-priority qlimit queue, each within its limit:
  * Max_qprocs, Qlimit_max_procs) and starts a delivery run for each, unless
- * the load average is above Lavg_queue.  The scan also removes debris a
+ * the load average is above Lavg_queue.  The alternate queues rules send
+ * mail to (Def! Queue_path, spool_queues.h) are in main's index: they share
+ * its claims and its Max_qprocs slots; the run finds the file's directory.  The scan also removes debris a
  * crash can leave: c files without an l file, old temporary files.
  * Must not: block the loop or change a queue file itself (delivery.c and
  * queue_ctl.c do, holding its claim).
@@ -36,6 +38,7 @@
 #include "queue_ctl.h"
 #include "queue_id.h"
 #include "spool.h"
+#include "spool_queues.h"
 
 #define QUEUE_DEBRIS_AGE 3600     /* seconds before an orphan is removed */
 #define QUEUE_FOREIGN_DEBRIS_AGE (24 * 3600)   /* another node's, that node gone */
@@ -44,7 +47,7 @@
 #define QUEUE_STOP_GRACE_MS 15000
 
 struct queue_found {
-    char queue[8];
+    char queue[16];                /* its index (spool_queues_coord) */
     char qid[QUEUE_ID_MAX];
 };
 
@@ -306,21 +309,20 @@ static void queue_clean_temp(struct queue_proc *q, time_t now)
     closedir(d);
 }
 
-/* Thread pool: list both queue directories. */
+/* Thread pool: list every queue directory (main, qlimit, alternates). */
 static void queue_scan_work(void *arg)
 {
     struct queue_proc *q = arg;
-    static const char *const queues[] = {"main", "qlimit"};
     struct queue_scan_ctx ctx;
 
     q->nfound = 0;
     q->removed = 0;
     ctx.q = q;
     ctx.now = time(NULL);
-    for (size_t i = 0; i < 2; i++) {
-        ctx.queue = queues[i];
-        config_queue_dir(selor_conf, queues[i], ctx.dir, sizeof(ctx.dir));
-        spool_scan_sync(ctx.dir, queue_scan_one, &ctx);
+    for (size_t i = 0; i < spool_queues_count(); i++) {
+        ctx.queue = spool_queues_coord(spool_queues_name(i));
+        if (spool_queues_dir(spool_queues_name(i), ctx.dir, sizeof(ctx.dir)) == 0)
+            spool_scan_sync(ctx.dir, queue_scan_one, &ctx);
     }
     queue_clean_temp(q, ctx.now);
 }

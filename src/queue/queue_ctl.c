@@ -37,6 +37,7 @@
 #include "queue_edit.h"
 #include "queue_id.h"
 #include "spool.h"
+#include "spool_queues.h"
 
 #define CTL_LINE_MAX 256
 
@@ -244,8 +245,8 @@ static void ctl_found(void *arg, int status)
         ctl_next(cc);
         return;
     }
-    coord_claim_id(cc->ctl->env->coord, &cc->own, cc->queue, cc->ids[cc->next],
-                   ctl_claimed, cc);
+    coord_claim_id(cc->ctl->env->coord, &cc->own, spool_queues_coord(cc->queue),
+                   cc->ids[cc->next], ctl_claimed, cc);
 }
 
 static void ctl_next(struct ctl_conn *cc)
@@ -284,10 +285,9 @@ static void ctl_list_work(void *arg)
     struct ctl_conn *cc = arg;
     char dir[2048];
 
-    config_queue_dir(selor_conf, "main", dir, sizeof(dir));
-    spool_scan_sync(dir, ctl_list_one, cc);
-    config_queue_dir(selor_conf, "qlimit", dir, sizeof(dir));
-    spool_scan_sync(dir, ctl_list_one, cc);
+    for (size_t i = 0; i < spool_queues_count(); i++)
+        if (spool_queues_dir(spool_queues_name(i), dir, sizeof(dir)) == 0)
+            spool_scan_sync(dir, ctl_list_one, cc);
 }
 
 static void ctl_listed(void *arg, int status)

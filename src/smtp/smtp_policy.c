@@ -34,6 +34,7 @@
 #include "smtp_worker.h"
 #include "spf.h"
 #include "spool.h"
+#include "spool_queues.h"
 
 /* ---- the transaction ---- */
 
@@ -864,6 +865,32 @@ static void smtp_commit_done(void *arg, int err, const char *id)
     smtp_session_process(s);
 }
 
+/*
+ * What the rules decided goes with the message: every option a Def!
+ * changed (delivery reads them from the l file), the hits, and the queue
+ * a Def! of Queue_path chose (one the node does not serve is refused by
+ * the commit, never put elsewhere).
+ */
+static void smtp_commit_rules(struct smtp_session *s)
+{
+    struct spool_msg *m = s->txn.msg;
+    char tmp[32];
+
+    if (s->rules.hits)
+        spool_msg_set_hits(m, s->rules.hits);
+    if (s->conf == selor_conf)
+        return;
+    for (int i = 0; i < CONF_COUNT; i++)
+        if ((config_option(i)->flags & CONF_F_DEF) && i != CONF_IDX_Queue_path &&
+            config_differs(s->conf, i))
+            spool_msg_add_setting(m, config_option(i)->name,
+                                  config_value_text(s->conf, i, tmp, sizeof(tmp)));
+    if (!s->txn.qlimit && config_differs(s->conf, CONF_IDX_Queue_path)) {
+        const char *q = spool_queues_for_path(s->conf->Queue_path);
+        spool_msg_set_queue(m, q ? q : s->conf->Queue_path);
+    }
+}
+
 static void smtp_commit(struct smtp_session *s)
 {
     struct smtp_txn *t = &s->txn;
@@ -887,6 +914,7 @@ static void smtp_commit(struct smtp_session *s)
     }
     for (size_t i = 0; i < t->nrcpt; i++)
         qf_add_rcpt(&qf, t->rcpt[i].addr, t->rcpt[i].orcpt)->via = t->rcpt[i].via;
+    smtp_commit_rules(s);
     qf_format(&qf, &l);
     qf_free(&qf);
     spool_msg_commit(t->msg, l.data, l.len, smtp_commit_done, s);

@@ -41,6 +41,7 @@
 #include "smtp_server.h"
 #include "smtp_session.h"
 #include "smtp_worker.h"
+#include "spool_queues.h"
 #include "stream.h"
 
 #define SMTP_IN_LIMIT (64 * 1024)     /* unhandled input before reading stops */
@@ -338,11 +339,14 @@ void smtp_session_resume(struct smtp_session *s, size_t reply_start, long delay)
 
 /*
  * Tells the queue about a new message, as Immed_delivery asks: 2 at once,
- * 1 when the client leaves, 0 at the next queue run.
+ * 1 when the client leaves, 0 at the next queue run.  The index is that of
+ * the queue the message went to: qlimit's, or main's, which alternate
+ * queues (Def! Queue_path) share (spool_queues.h).
  */
 void smtp_session_announce(struct smtp_session *s, const char *id)
 {
-    const char *queue = s->txn.qlimit ? "qlimit" : "main";
+    const char *queue = spool_queues_coord(s->txn.qlimit ? "qlimit"
+                                           : spool_queues_for_path(s->conf->Queue_path));
     long mode = s->conf->Immed_delivery;
 
     if (mode == 1) {

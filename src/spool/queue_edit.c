@@ -10,6 +10,7 @@
 #include "queue_edit.h"
 #include "queue_file.h"
 #include "spool.h"
+#include "spool_queues.h"
 
 int queue_edit_op_parse(const char *word)
 {
@@ -23,16 +24,9 @@ int queue_edit_op_parse(const char *word)
 
 const char *queue_edit_find(const char *qid)
 {
-    static const char *const queues[] = {"main", "qlimit"};
-    char path[4096], dir[2048];
+    char dir[2048];
 
-    for (int i = 0; i < 2; i++) {
-        config_queue_dir(selor_conf, queues[i], dir, sizeof(dir));
-        snprintf(path, sizeof(path), "%s/l%s", dir, qid);
-        if (access(path, F_OK) == 0)
-            return queues[i];
-    }
-    return NULL;
+    return spool_queues_find(NULL, qid, dir, sizeof(dir));
 }
 
 static int queue_edit_delete(const char *dir, const char *qid, int (*still_ours)(void *),
@@ -86,7 +80,10 @@ int queue_edit_apply(const char *queue, const char *qid, enum queue_edit_op op,
     struct queue_file qf;
     int e;
 
-    config_queue_dir(selor_conf, queue, dir, sizeof(dir));
+    if (spool_queues_dir(queue, dir, sizeof(dir)) < 0) {
+        snprintf(why, whylen, "no queue %s", queue);
+        return ENOENT;
+    }
     snprintf(path, sizeof(path), "%s/l%s", dir, qid);
     e = spool_read_sync(path, &text, 64 << 20);
     if (e == 0 && qf_parse(&qf, text.data, text.len, why, whylen) < 0)

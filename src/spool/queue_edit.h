@@ -2,7 +2,7 @@
  * queue_edit.h - operator changes to one queued message: flush, hold,
  * release, delete.
  *
- * Owns: finding the message (main or qlimit queue), and changing its l file
+ * Owns: finding the message (in any queue of spool_queues.h), and changing its l file
  * the only safe way (read, parse, change, write-new + fsync + rename) or
  * removing it (l file first: the message vanishes at once).  Synchronous:
  * for thread-pool jobs and for selorctl when no node runs.  Must not: be
@@ -21,7 +21,8 @@ enum queue_edit_op {
     QUEUE_EDIT_DELETE,   /* removed without a report */
 };
 
-/* "main" or "qlimit" for the queue holding qid, or NULL when it is in neither. */
+/* The queue holding qid ("main", "qlimit" or an alternate queue's name),
+ * or NULL when it is in none. */
 const char *queue_edit_find(const char *qid);
 /*
  * 0, or an errno (ENOENT: no such message) with why filled.  token: the

@@ -4,9 +4,9 @@
  * A file is lines "key field field ...", fields separated by one space and
  * percent-encoded (%, space, control and non-ASCII bytes as %XX; an empty
  * field is "-", a field that is "-" itself is "%2D").  It starts with
- * "SELOR-L 2" and ends with "end N", N the number of rcpt lines.  Version 1
- * (no "via" field in rcpt lines) is still read, so files written before an
- * upgrade are delivered.
+ * "SELOR-L 3" and ends with "end N", N the number of rcpt lines.  Versions
+ * 1 (no "via" field in rcpt lines) and 2 (no "hits" and "set" records) are
+ * still read, so files written before an upgrade are delivered.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -33,6 +33,9 @@ void qf_init(struct queue_file *qf)
 
 void qf_free(struct queue_file *qf)
 {
+    mem_free(qf->settings);
+    qf->settings = NULL;
+    qf->nsettings = qf->settings_alloc = 0;
     mem_free(qf->rcpt);
     arena_clear(&qf->mem);
     qf->rcpt = NULL;
@@ -61,6 +64,34 @@ struct qf_rcpt *qf_add_rcpt(struct queue_file *qf, const char *addr,
     r->answer = "";
     r->via = "";
     return r;
+}
+
+int qf_setting_name_ok(const char *name)
+{
+    if (name == NULL || name[0] == '\0' || strlen(name) > 64)
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.')
+            return 0;
+    return 1;
+}
+
+void qf_add_setting(struct queue_file *qf, const char *name, const char *value)
+{
+    struct qf_setting *st;
+
+    for (size_t i = 0; i < qf->nsettings; i++)
+        if (strcmp(qf->settings[i].name, name) == 0) {
+            qf->settings[i].value = qf_str(qf, value);
+            return;
+        }
+    if (qf->nsettings == qf->settings_alloc) {
+        qf->settings_alloc = qf->settings_alloc ? qf->settings_alloc * 2 : 4;
+        qf->settings = mem_realloc(qf->settings, qf->settings_alloc * sizeof(*qf->settings));
+    }
+    st = &qf->settings[qf->nsettings++];
+    st->name = qf_str(qf, name);
+    st->value = qf_str(qf, value);
 }
 
 /* ---- writing ---- */
@@ -125,6 +156,11 @@ void qf_format(const struct queue_file *qf, struct buf *out)
     qf_put(out, "flags", 1, qf_num(a, sizeof(a), qf->flags));
     qf_put(out, "attempts", 1, qf_num(a, sizeof(a), qf->attempts));
     qf_put(out, "next", 1, qf_num(a, sizeof(a), qf->next));
+    /* clamped, not refused later: a score must never make mail unreadable */
+    qf_put(out, "hits", 1, qf_num(a, sizeof(a), qf->hits > QF_HITS_MAX ? QF_HITS_MAX
+                                  : qf->hits < -QF_HITS_MAX ? -QF_HITS_MAX : qf->hits));
+    for (size_t i = 0; i < qf->nsettings; i++)
+        qf_put(out, "set", 2, qf->settings[i].name, qf->settings[i].value);
     for (size_t i = 0; i < qf->nrcpt; i++) {
         const struct qf_rcpt *r = &qf->rcpt[i];
         st[0] = r->state;
@@ -252,15 +288,40 @@ static int qf_parse_rcpt(struct qf_reader *r, char **f, int n)
     return 0;
 }
 
-/* Fields of known header records: key, field count, largest number. */
+/* "set NAME VALUE": version 3; a name once, as the writer never repeats one. */
+static int qf_parse_set(struct qf_reader *r, char **f, int n)
+{
+    struct queue_file *qf = r->qf;
+
+    if (r->version < 3)
+        return qf_fail(r, "unknown record \"set\"");
+    if (n != 3 || !qf_setting_name_ok(f[1]))
+        return qf_fail(r, "bad set record");
+    for (size_t i = 0; i < qf->nsettings; i++)
+        if (strcmp(qf->settings[i].name, f[1]) == 0)
+            return qf_fail(r, "setting %s repeated", f[1]);
+    if (qf->nsettings >= QF_MAX_SETTINGS)
+        return qf_fail(r, "too many settings");
+    qf_add_setting(qf, f[1], f[2]);
+    return 0;
+}
+
+/* Fields of known header records: key, field count, smallest and largest
+ * number, first version that has it. */
 static int qf_parse_record(struct qf_reader *r, char **f, int n, unsigned *seen)
 {
     struct queue_file *qf = r->qf;
-    static const struct { const char *key; int fields; long long max; } recs[] = {
-        {"id", 2, 0}, {"sid", 2, 0}, {"created", 2, 1LL << 40},
-        {"size", 2, 1LL << 40}, {"from", 2, 0}, {"client", 4, 0}, {"auth", 2, 0},
-        {"body", 2, 0}, {"token", 2, 0}, {"flags", 2, UINT_MAX},
-        {"attempts", 2, 1000000}, {"next", 2, 1LL << 40},
+    static const struct {
+        const char *key;
+        int fields;
+        long long min, max;
+        int since;
+    } recs[] = {
+        {"id", 2, 0, 0, 1}, {"sid", 2, 0, 0, 1}, {"created", 2, 0, 1LL << 40, 1},
+        {"size", 2, 0, 1LL << 40, 1}, {"from", 2, 0, 0, 1}, {"client", 4, 0, 0, 1},
+        {"auth", 2, 0, 0, 1}, {"body", 2, 0, 0, 1}, {"token", 2, 0, 0, 1},
+        {"flags", 2, 0, UINT_MAX, 1}, {"attempts", 2, 0, 1000000, 1},
+        {"next", 2, 0, 1LL << 40, 1}, {"hits", 2, -QF_HITS_MAX, QF_HITS_MAX, 3},
     };
     char *end;
     long long v;
@@ -268,8 +329,10 @@ static int qf_parse_record(struct qf_reader *r, char **f, int n, unsigned *seen)
 
     if (strcmp(f[0], "rcpt") == 0)
         return qf_parse_rcpt(r, f, n);
+    if (strcmp(f[0], "set") == 0)
+        return qf_parse_set(r, f, n);
     for (k = 0; k < sizeof(recs) / sizeof(recs[0]); k++)
-        if (strcmp(f[0], recs[k].key) == 0)
+        if (strcmp(f[0], recs[k].key) == 0 && r->version >= recs[k].since)
             break;
     if (k == sizeof(recs) / sizeof(recs[0]))
         return qf_fail(r, "unknown record \"%s\"", f[0]);
@@ -296,13 +359,14 @@ static int qf_parse_record(struct qf_reader *r, char **f, int n, unsigned *seen)
                    ? qf_fail(r, "bad token \"%s\"", f[1]) : 0;
     default: break;
     }
-    if (qf_long(r, f[1], 0, recs[k].max, &v) < 0)
+    if (qf_long(r, f[1], recs[k].min, recs[k].max, &v) < 0)
         return -1;
     if (k == 2) qf->created = (long)v;
     if (k == 3) qf->size = (long)v;
     if (k == 9) qf->flags = (unsigned)v;
     if (k == 10) qf->attempts = (int)v;
     if (k == 11) qf->next = (long)v;
+    if (k == 12) qf->hits = (long)v;
     return 0;
 }
 
@@ -331,7 +395,8 @@ static int qf_parse_end(struct qf_reader *r, char **f, int n, unsigned seen)
     if ((size_t)count != r->qf->nrcpt)
         return qf_fail(r, "end says %lld recipients, file has %zu", count,
                        r->qf->nrcpt);
-    if ((seen & 0xfffu) != 0xfffu)
+    /* every record of the file's version, "hits" from version 3 on */
+    if ((seen & 0xfffu) != 0xfffu || (r->version >= 3 && !(seen & 0x1000u)))
         return qf_fail(r, "a required record is missing");
     if (r->qf->nrcpt == 0)
         return qf_fail(r, "no recipients");

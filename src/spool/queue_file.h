@@ -1,10 +1,11 @@
 /*
  * queue_file.h - the envelope of a queued message: the l file.
  *
- * Owns: the l file's text format, version 2, and reading version 1 (docs/spool.md): what it holds
- * and the rule that a reader refuses any file it does not fully understand
- * (wrong magic, unknown version or record, missing end record, count
- * mismatch).  Must not: read or write files (spool.c does), or decide what
+ * Owns: the l file's text format, version 3, and reading versions 1 and 2
+ * (docs/spool.md): what it holds (the envelope, the recipients' states, and
+ * what a connection's rules left for delivery: settings and hits) and the
+ * rule that a reader refuses any file it does not fully understand (wrong
+ * magic, unknown version or record, missing end record, count mismatch).  Must not: read or write files (spool.c does), or decide what
  * happens to a recipient (queue.c does).
  */
 #ifndef SELOR_QUEUE_FILE_H
@@ -16,7 +17,9 @@
 #include "buf.h"
 
 #define QF_MAGIC "SELOR-L"
-#define QF_VERSION 2
+#define QF_VERSION 3
+#define QF_HITS_MAX 1000000000L   /* |hits| a file may hold (larger is clamped) */
+#define QF_MAX_SETTINGS 1000
 
 /* Per-recipient state (one letter in the file). */
 enum qf_state {
@@ -39,6 +42,13 @@ struct qf_rcpt {
     const char *via;
 };
 
+/* One option a rule changed for the connection (Def!), for delivery.  The
+ * name is an option name as selor.conf spells it; the value its text. */
+struct qf_setting {
+    const char *name;
+    const char *value;
+};
+
 struct queue_file {
     const char *id;
     const char *sid;        /* Sid of the accepting node ("" if none) */
@@ -54,6 +64,9 @@ struct queue_file {
     unsigned flags;         /* QF_F_* */
     int attempts;           /* delivery runs so far */
     long next;              /* earliest next run; 0 = now */
+    long hits;              /* the connection's rule score (version 3; else 0) */
+    size_t nsettings, settings_alloc;
+    struct qf_setting *settings;   /* in the order set (version 3) */
     size_t nrcpt, rcpt_alloc;
     struct qf_rcpt *rcpt;
     struct arena mem;       /* owns every string above */
@@ -71,6 +84,11 @@ void qf_free(struct queue_file *qf);
 /* Adds a pending recipient (strings copied into qf->mem). */
 struct qf_rcpt *qf_add_rcpt(struct queue_file *qf, const char *addr,
                             const char *orcpt);
+/* Records a setting (copied into qf->mem); a name set before gets the new
+ * value in its old place, as a later Def! wins. */
+void qf_add_setting(struct queue_file *qf, const char *name, const char *value);
+/* 1 if name can be a setting's name in the file (letters, digits, _ and .). */
+int qf_setting_name_ok(const char *name);
 /* Copies a string into qf->mem (for fields set by hand). */
 const char *qf_str(struct queue_file *qf, const char *s);
 

@@ -4,10 +4,14 @@
  * Commit of one message, on the thread pool:
  *   Temp_path/c<ID>: write, fsync, close
  *   Temp_path/l<ID>: write, fsync, close
- *   rename c into Queue_path, then l (the l file is the commit point)
- * then, back on the loop, the message joins the next fsync of Queue_path
- * (one fsync covers every rename finished before it started), and only
- * then is its owner told.
+ *   rename c into its queue's directory, then l (the l file is the commit
+ *   point)
+ * then, back on the loop, the message joins the next fsync of the queue
+ * directories (one fsync of each directory renamed into covers every
+ * rename finished before it started), and only then is its owner told.
+ * The queue (main, qlimit or an alternate one) and what the rules left for
+ * delivery (settings, hits) are chosen before the commit; an unusable
+ * queue fails the commit before anything is written into a queue.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,8 +25,10 @@
 #include "async.h"
 #include "log.h"
 #include "mem.h"
+#include "queue_file.h"
 #include "queue_id.h"
 #include "spool.h"
+#include "spool_queues.h"
 
 #define SPOOL_FLUSH_AT (256 * 1024)      /* start a background write */
 #define SPOOL_BACKLOG_AT (1024 * 1024)   /* ask the sender to pause */
@@ -36,6 +42,9 @@ struct spool_msg {
     struct buf ltext;
     int cfd;             /* temp c file; -1 until first written */
     int qlimit;          /* committed into the qlimit queue */
+    size_t dir;          /* else into sp->dirs[dir] (spool_msg_set_queue) */
+    char bad_queue[16];  /* a queue this spool does not have: the commit fails */
+    struct queue_file *rules;  /* settings and hits for the l file (NULL: none) */
     int busy;            /* a job is running */
     int committing, aborted;
     int err;             /* first errno; 0 = fine */
@@ -70,9 +79,14 @@ static int spool_write_fd(int fd, const char *p, size_t n)
     return 0;
 }
 
+static struct spool_dir *spool_msg_qdir(const struct spool_msg *m)
+{
+    return &m->sp->dirs[m->qlimit ? 1 : m->dir];
+}
+
 static const char *spool_msg_dir(const struct spool_msg *m)
 {
-    return m->qlimit ? m->sp->qlimit_path : m->sp->queue_path;
+    return spool_msg_qdir(m)->path;
 }
 
 static void spool_path(char *out, size_t size, const char *dir, char kind,
@@ -249,42 +263,62 @@ int spool_mkdirs(const char *path, mode_t mode)
 
 /* ---- the spool of one process ---- */
 
+static void spool_dir_add(struct spool *sp, const char *name, const char *path, size_t n)
+{
+    struct spool_dir *d;
+
+    sp->dirs = mem_realloc(sp->dirs, (sp->ndirs + 1) * sizeof(*sp->dirs));
+    d = &sp->dirs[sp->ndirs++];
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    d->path = mem_strndup(path, n);
+    d->fd = open(d->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    d->dsync = 0;
+}
+
 int spool_open(struct spool *sp, uv_loop_t *loop, const char *queue_path,
                const char *temp_path, struct buf *err)
 {
     size_t n = strlen(queue_path);
+    char dir[4096];
 
     memset(sp, 0, sizeof(*sp));
     sp->loop = loop;
     while (n > 1 && queue_path[n - 1] == '/')
         n--;
-    sp->queue_path = mem_strndup(queue_path, n);
     sp->temp_path = mem_strdup(temp_path);
-    sp->qdir_fd = open(sp->queue_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    n = strlen(sp->queue_path) + 8;
-    sp->qlimit_path = mem_alloc(n);
-    snprintf(sp->qlimit_path, n, "%s/qlimit", sp->queue_path);
-    sp->qlimit_fd = open(sp->qlimit_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (sp->qdir_fd < 0 || sp->qlimit_fd < 0) {
-        buf_printf(err, "cannot open %s: %s", sp->qdir_fd < 0 ? sp->queue_path
-                   : sp->qlimit_path, strerror(errno));
-        spool_close(sp);
-        return -1;
+    spool_dir_add(sp, "main", queue_path, n);
+    snprintf(dir, sizeof(dir), "%.*s/qlimit", (int)n, queue_path);
+    spool_dir_add(sp, "qlimit", dir, strlen(dir));
+    for (size_t i = 0; i < 2; i++)
+        if (sp->dirs[i].fd < 0) {
+            buf_printf(err, "cannot open %s: %s", sp->dirs[i].path, strerror(errno));
+            spool_close(sp);
+            return -1;
+        }
+    for (size_t i = 2; i < spool_queues_count(); i++) {
+        const char *name = spool_queues_name(i);
+        if (spool_queues_dir(name, dir, sizeof(dir)) < 0)
+            continue;
+        spool_dir_add(sp, name, dir, strlen(dir));
+        if (sp->dirs[sp->ndirs - 1].fd < 0)
+            log_warn("cannot open the directory %s of queue %s: %s; mail for it is "
+                     "refused with a temporary error", dir, name, strerror(errno));
     }
     return 0;
 }
 
 void spool_close(struct spool *sp)
 {
-    if (sp->qdir_fd >= 0)
-        close(sp->qdir_fd);
-    if (sp->qlimit_fd >= 0)
-        close(sp->qlimit_fd);
-    sp->qdir_fd = sp->qlimit_fd = -1;
-    mem_free(sp->queue_path);
-    mem_free(sp->qlimit_path);
+    for (size_t i = 0; i < sp->ndirs; i++) {
+        if (sp->dirs[i].fd >= 0)
+            close(sp->dirs[i].fd);
+        mem_free(sp->dirs[i].path);
+    }
+    mem_free(sp->dirs);
     mem_free(sp->temp_path);
-    sp->queue_path = sp->qlimit_path = sp->temp_path = NULL;
+    sp->dirs = NULL;
+    sp->ndirs = 0;
+    sp->temp_path = NULL;
 }
 
 static void spool_msg_cancel(struct async_req *r);
@@ -306,6 +340,10 @@ struct spool_msg *spool_msg_new(struct spool *sp, struct async_owner *o, const c
 
 static void spool_msg_free(struct spool_msg *m)
 {
+    if (m->rules) {
+        qf_free(m->rules);
+        mem_free(m->rules);
+    }
     buf_free(&m->mem);
     buf_free(&m->io);
     buf_free(&m->ltext);
@@ -417,11 +455,9 @@ static void spool_dsync_work(uv_work_t *w)
     struct spool *sp = w->data;
 
     sp->dsync_err = 0;
-    if (fsync(sp->qdir_fd) < 0 && errno != EINVAL)
-        sp->dsync_err = errno;
-    if (sp->dsync_qlimit && sp->qlimit_fd >= 0 && fsync(sp->qlimit_fd) < 0 &&
-        errno != EINVAL)
-        sp->dsync_err = errno;
+    for (size_t i = 0; i < sp->ndirs; i++)
+        if (sp->dirs[i].dsync && fsync(sp->dirs[i].fd) < 0 && errno != EINVAL)
+            sp->dsync_err = errno;
 }
 
 static void spool_dsync_start(struct spool *sp);
@@ -482,9 +518,10 @@ static void spool_dsync_start(struct spool *sp)
     sp->dsync_busy = 1;
     sp->dsync_batch = sp->dsync_wait;
     sp->dsync_wait = NULL;
-    sp->dsync_qlimit = 0;
+    for (size_t i = 0; i < sp->ndirs; i++)
+        sp->dirs[i].dsync = 0;
     for (struct spool_msg *m = sp->dsync_batch; m; m = m->next)
-        sp->dsync_qlimit |= m->qlimit;
+        spool_msg_qdir(m)->dsync = 1;
     sp->dsync_work.data = sp;
     uv_queue_work(sp->loop, &sp->dsync_work, spool_dsync_work, spool_dsync_after);
 }
@@ -497,6 +534,10 @@ static void spool_commit_after(uv_work_t *w, int status)
     m->busy = 0;
     if (status && m->err == 0)
         m->err = EIO;
+    if (m->err == EXDEV)
+        log_warn("%s: cannot commit: Temp_path %s and the queue directory %s are not on "
+                 "the same filesystem (they must be); the client is told to try later",
+                 m->id, sp->temp_path, spool_msg_dir(m));
     if (m->err) {
         spool_finish(m, m->err);
         return;
@@ -563,10 +604,53 @@ int spool_msg_write(struct spool_msg *m, const void *p, size_t n)
     return 0;
 }
 
+/* The queue chosen must be one this spool can write: else the commit
+ * fails (the client retries later), rather than land anywhere else. */
+static int spool_msg_check_queue(struct spool_msg *m)
+{
+    if (m->bad_queue[0]) {
+        log_warn("%s: queue %s is not known to this process; the message is refused "
+                 "with a temporary error", m->id, m->bad_queue);
+        return ENOENT;
+    }
+    if (spool_msg_qdir(m)->fd < 0) {
+        log_warn("%s: the directory %s of queue %s cannot be used; the message is "
+                 "refused with a temporary error", m->id, spool_msg_dir(m),
+                 spool_msg_qdir(m)->name);
+        return ENOENT;
+    }
+    return 0;
+}
+
+/* The owner's l file with the rules' settings and hits added. */
+static int spool_msg_merge_rules(struct spool_msg *m, const char *ltext, size_t llen)
+{
+    struct queue_file qf;
+    char why[256];
+
+    if (qf_parse(&qf, ltext, llen, why, sizeof(why)) < 0) {
+        log_warn("%s: the envelope to commit is not valid (%s); refused", m->id, why);
+        return EINVAL;
+    }
+    qf.hits = m->rules->hits;
+    for (size_t i = 0; i < m->rules->nsettings; i++)
+        qf_add_setting(&qf, m->rules->settings[i].name, m->rules->settings[i].value);
+    qf_format(&qf, &m->ltext);
+    qf_free(&qf);
+    return 0;
+}
+
 void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
                       spool_done_fn *done, void *arg)
 {
-    buf_append(&m->ltext, ltext, llen);
+    int e = spool_msg_check_queue(m);
+
+    if (e == 0 && m->rules)
+        e = spool_msg_merge_rules(m, ltext, llen);
+    else if (e == 0)
+        buf_append(&m->ltext, ltext, llen);
+    if (e && m->err == 0)
+        m->err = e;
     m->done = done;
     m->done_arg = arg;
     m->committing = 1;
@@ -577,6 +661,39 @@ void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
 void spool_msg_set_qlimit(struct spool_msg *m)
 {
     m->qlimit = 1;
+}
+
+void spool_msg_set_queue(struct spool_msg *m, const char *name)
+{
+    m->dir = 0;
+    m->bad_queue[0] = '\0';
+    if (name == NULL || strcmp(name, "main") == 0)
+        return;
+    for (size_t i = 1; i < m->sp->ndirs; i++)
+        if (strcmp(m->sp->dirs[i].name, name) == 0) {
+            m->dir = i;
+            return;
+        }
+    snprintf(m->bad_queue, sizeof(m->bad_queue), "%s", name);
+}
+
+static struct queue_file *spool_msg_rules(struct spool_msg *m)
+{
+    if (m->rules == NULL) {
+        m->rules = mem_alloc(sizeof(*m->rules));
+        qf_init(m->rules);
+    }
+    return m->rules;
+}
+
+void spool_msg_add_setting(struct spool_msg *m, const char *name, const char *value)
+{
+    qf_add_setting(spool_msg_rules(m), name, value);
+}
+
+void spool_msg_set_hits(struct spool_msg *m, long hits)
+{
+    spool_msg_rules(m)->hits = hits;
 }
 
 /* The owner cancelled: nothing more reaches it; what was written goes,

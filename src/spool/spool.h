@@ -1,7 +1,8 @@
 /*
  * spool.h - every filesystem operation on the spool, made safe for NFS.
  *
- * Owns: creating queue files under Temp_path, fsync, rename into Queue_path
+ * Owns: creating queue files under Temp_path, fsync, rename into a queue
+ * directory (Queue_path, its qlimit, or an alternate queue's)
  * (with the check that a rename which reported failure did not in fact
  * succeed), directory fsync shared by many commits, replacing a file by
  * write-new-and-rename, listing a spool directory (skipping .nfs* and any
@@ -24,14 +25,19 @@
 struct async_owner;
 struct spool_msg;
 
+/* A queue directory commits are renamed into (spool_queues.h names them). */
+struct spool_dir {
+    char name[16];       /* "main", "qlimit" or an alternate queue */
+    char *path;          /* no trailing slash */
+    int fd;              /* for directory fsync; -1: cannot be used */
+    int dsync;           /* the fsync under way covers a rename into it */
+};
+
 struct spool {
     uv_loop_t *loop;
-    char *queue_path;    /* no trailing slash */
-    char *qlimit_path;   /* Queue_path/qlimit: the lower-priority queue */
     char *temp_path;
-    int qdir_fd;         /* Queue_path, for directory fsync */
-    int qlimit_fd;
-    int dsync_qlimit;    /* the batch under way has qlimit messages */
+    struct spool_dir *dirs;   /* [0] main (Queue_path), [1] qlimit, then alternates */
+    size_t ndirs;
     struct spool_msg *dsync_wait;   /* renamed, waiting for a dir fsync */
     struct spool_msg *dsync_batch;  /* covered by the fsync under way */
     int dsync_busy, dsync_err;
@@ -42,6 +48,9 @@ struct spool {
 typedef void spool_done_fn(void *arg, int err, const char *id);
 typedef void spool_drain_fn(void *arg);
 
+/* Opens Queue_path (queue_path), its qlimit and every alternate queue of
+ * spool_queues.h; -1 with err when main or qlimit cannot be opened (an
+ * alternate queue that cannot is warned about, and its commits fail). */
 int spool_open(struct spool *sp, uv_loop_t *loop, const char *queue_path,
                const char *temp_path, struct buf *err);
 void spool_close(struct spool *sp);
@@ -57,14 +66,26 @@ int spool_msg_backlogged(const struct spool_msg *m);
 void spool_msg_on_drain(struct spool_msg *m, spool_drain_fn *fn, void *arg);
 size_t spool_msg_size(const struct spool_msg *m);
 /*
- * Makes the message durable: the c file, then the l file (ltext), each
- * fsynced and renamed into Queue_path, then the directory fsynced.  done is
- * called once, on the loop; the message is freed after it.
+ * Makes the message durable: the c file, then the l file (ltext, with the
+ * settings and hits given above), each fsynced and renamed into the queue's
+ * directory, then the directory fsynced.  done is called once, on the
+ * loop; the message is freed after it.
  */
 void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
                       spool_done_fn *done, void *arg);
-/* Commit into the qlimit queue instead of the main one. */
+/* Commit into the qlimit queue instead of the main one (before any
+ * queue set by spool_msg_set_queue: throttled mail stays throttled). */
 void spool_msg_set_qlimit(struct spool_msg *m);
+/*
+ * Commit into queue name (spool_queues.h; NULL or "main": the main one).
+ * A queue this spool cannot use makes the commit fail (a 4xx for the
+ * client, with a warning), never land elsewhere.
+ */
+void spool_msg_set_queue(struct spool_msg *m, const char *name);
+/* What the rules decided for the connection, for delivery: recorded in the
+ * l file given to spool_msg_commit (its "set" and "hits" records). */
+void spool_msg_add_setting(struct spool_msg *m, const char *name, const char *value);
+void spool_msg_set_hits(struct spool_msg *m, long hits);
 /*
  * The owner no longer wants the message.  Before a commit: everything
  * written is removed.  During a commit: it completes (the message stays

@@ -17,12 +17,15 @@
  *  - config_check_extras fails on the first unknown option no module
  *    claims, with "PATH:LINE: unknown option NAME" (or "NAME takes ..."
  *    when claimed with the wrong type), and passes when all are claimed;
- *  - config_queue_dir is Queue_path without trailing slashes ("/qlimit"
- *    added for that queue), config_ctl_path ends in ".ctl".
+ *  - the queue registry (spool_queues_init) gives "main" Queue_path
+ *    normalised (no trailing, doubled or "." components) and "qlimit" that
+ *    plus "/qlimit", and knows Queue_path however written as "main";
+ *    config_ctl_path ends in ".ctl".
  */
 #include <ctype.h>
 
 #include "fuzz_util.h"
+#include "spool_queues.h"
 #include "buf.h"
 #include "config.h"
 
@@ -187,22 +190,29 @@ static void check_extras(const struct config *c, const char *path)
     buf_free(&err);
 }
 
-/* Queue directories without their trailing slashes; the control socket. */
+/* Queue directories normalised; the control socket. */
 static void check_dirs(const struct config *c)
 {
-    char main[16384], ql[16384], ctl[16384];  /* longer than any line */
+    char main[16384], ql[16384], ctl[16384], again[16384];  /* longer than any line */
     size_t n;
 
-    config_queue_dir(c, "main", main, sizeof(main));
-    config_queue_dir(c, "qlimit", ql, sizeof(ql));
     config_ctl_path(c, ctl, sizeof(ctl));
-    n = strlen(main);
-    CHECK(strncmp(main, c->Queue_path, n) == 0 && n > 0);
-    CHECK(n == 1 || main[n - 1] != '/');
-    CHECK(strspn(c->Queue_path + n, "/") == strlen(c->Queue_path + n));
-    CHECK(strncmp(ql, main, n) == 0 && strcmp(ql + n, "/qlimit") == 0);
     n = strlen(ctl);
     CHECK(n >= 4 && strcmp(ctl + n - 4, ".ctl") == 0);
+    if (c->Queue_path[0] != '/' || strlen(c->Queue_path) > 1500)
+        return;   /* a path the registry does not normalise */
+    spool_queues_init(c);
+    CHECK(spool_queues_count() == 2);
+    CHECK(spool_queues_dir("main", main, sizeof(main)) == 0);
+    CHECK(spool_queues_dir("qlimit", ql, sizeof(ql)) == 0);
+    n = strlen(main);
+    CHECK(main[0] == '/' && (n == 1 || main[n - 1] != '/'));
+    CHECK(strstr(main, "//") == NULL && strstr(main, "/./") == NULL);
+    CHECK(strncmp(ql, main, n) == 0 &&
+          strcmp(ql + n, n == 1 ? "qlimit" : "/qlimit") == 0);
+    snprintf(again, sizeof(again), "%s//./", c->Queue_path);
+    CHECK(strcmp(spool_queues_add(again), "main") == 0);
+    CHECK(spool_queues_count() == 2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

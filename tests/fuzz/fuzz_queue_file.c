@@ -11,7 +11,8 @@
  * 2. As values for an envelope built with the API (qf_init, qf_str,
  *    qf_add_rcpt): byte 0 chooses whether values stay in the documented
  *    domain (numbers in range, state P/D/F/R, at least one recipient with
- *    an address); strings are NUL-separated and hold anything else
+ *    an address, setting names of letters, digits, _ and .; hits in range
+ *    always); strings are NUL-separated and hold anything else
  *    (spaces, newlines, %, "-", control and 8-bit bytes).  qf_format
  *    percent-encodes every field, so in the domain qf_parse must accept the
  *    text and restore every field exactly; outside it, qf_parse may refuse
@@ -34,6 +35,13 @@ static void check_envelope(const struct queue_file *qf)
     CHECK(qf->size >= 0 && qf->size <= MAX_TIME);
     CHECK(qf->attempts >= 0 && qf->attempts <= 1000000);
     CHECK(qf->next >= 0 && qf->next <= MAX_TIME);
+    CHECK(qf->hits >= -QF_HITS_MAX && qf->hits <= QF_HITS_MAX);
+    CHECK(qf->nsettings <= QF_MAX_SETTINGS);
+    for (size_t i = 0; i < qf->nsettings; i++) {
+        CHECK(qf_setting_name_ok(qf->settings[i].name) && qf->settings[i].value);
+        for (size_t k = 0; k < i; k++)
+            CHECK(strcmp(qf->settings[k].name, qf->settings[i].name) != 0);
+    }
     for (size_t i = 0; i < qf->nrcpt; i++) {
         const struct qf_rcpt *r = &qf->rcpt[i];
         CHECK(r->state == QF_PENDING || r->state == QF_DELIVERED ||
@@ -55,6 +63,10 @@ static void check_equal(const struct queue_file *a, const struct queue_file *b)
     CHECK(strcmp(a->body, b->body) == 0);
     CHECK(a->token == b->token && a->flags == b->flags);
     CHECK(a->attempts == b->attempts && a->next == b->next);
+    CHECK(a->hits == b->hits && a->nsettings == b->nsettings);
+    for (size_t i = 0; i < a->nsettings; i++)
+        CHECK(strcmp(a->settings[i].name, b->settings[i].name) == 0 &&
+              strcmp(a->settings[i].value, b->settings[i].value) == 0);
     CHECK(a->nrcpt == b->nrcpt);
     for (size_t i = 0; i < a->nrcpt; i++) {
         const struct qf_rcpt *x = &a->rcpt[i], *y = &b->rcpt[i];
@@ -164,6 +176,12 @@ static void build_from_input(const uint8_t *data, size_t size)
     qf.flags = (unsigned)fuzz_uint(&f, 4);
     qf.attempts = (int)pick(&f, in_domain, 1000000);
     qf.next = (long)pick(&f, in_domain, MAX_TIME);
+    qf.hits = (long)(pick(&f, 1, 2 * QF_HITS_MAX) - QF_HITS_MAX);
+    for (size_t i = fuzz_u8(&f) % 4; i > 0; i--) {
+        const char *name = fuzz_str(&f), *value = fuzz_str(&f);
+        qf_add_setting(&qf, in_domain && !qf_setting_name_ok(name) ? "Dlocal" : name,
+                       value);
+    }
     nrcpt = fuzz_u8(&f) % 8 + (size_t)in_domain;
     for (size_t i = 0; i < nrcpt; i++) {
         unsigned st = fuzz_u8(&f);

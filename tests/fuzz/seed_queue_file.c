@@ -127,12 +127,24 @@ int main(int argc, char **argv)
     emit("valid-escapes", &qf, NULL);
     qf_free(&qf);
 
+    base(&qf);  /* version 3: what a rule set for the connection (Def!) */
+    qf.hits = -17;
+    qf.auth = qf_str(&qf, "alice");
+    qf_add_setting(&qf, "Dlocal", "/usr/bin/procmail -d %l 'a b' \"c\"");
+    qf_add_setting(&qf, "Max_attempts", "1");
+    qf_add_setting(&qf, "Queue_path", "/var/spool/selor-other/");
+    qf_add_setting(&qf, "Msg_ok", "250 d\xc3\xa9j\xc3\xa0 -");
+    qf_add_setting(&qf, "Relay_host", "");
+    emit("valid-settings", &qf, NULL);
+    qf_free(&qf);
+
     base(&qf);  /* the largest numbers a reader accepts */
     qf.created = qf.size = qf.next = 1L << 40;
     qf.attempts = 1000000;
     qf.flags = 4294967295u;
     qf.rcpt[0].attempts = 1000000;
     qf.rcpt[0].next = 1L << 40;
+    qf.hits = QF_HITS_MAX;
     emit("valid-limits", &qf, NULL);
     qf_free(&qf);
 
@@ -146,8 +158,24 @@ int main(int argc, char **argv)
     emit("bad-no-rcpt", &qf, NULL);
     qf_free(&qf);
 
-    variant("bad-version", &good, "SELOR-L 2", "SELOR-L 3");
-    variant("bad-magic", &good, "SELOR-L 2", "SELOR-Q 2");
+    variant("bad-version", &good, "SELOR-L 3", "SELOR-L 4");
+    variant("bad-magic", &good, "SELOR-L 3", "SELOR-Q 3");
+    variant("bad-v2-with-hits", &good, "SELOR-L 3", "SELOR-L 2");
+    variant("bad-no-hits", &good, "hits 0\n", "");
+    variant("bad-hits", &good, "hits 0", "hits 1000000001");
+    variant("bad-set-fields", &good, "hits 0\n", "hits 0\nset Dlocal\n");
+    variant("bad-set-name", &good, "hits 0\n", "hits 0\nset Dl%20ocal x\n");
+    variant("bad-set-repeated", &good, "hits 0\n",
+            "hits 0\nset Max_attempts 1\nset Max_attempts 2\n");
+    {   /* the same envelope as version 2 wrote it: still read */
+        struct buf v2 = BUF_INIT(0);
+        const char *hits = memmem(good.data, good.len, "hits 0\n", 7);
+        buf_puts(&v2, "SELOR-L 2");
+        buf_append(&v2, good.data + 9, (size_t)(hits - good.data) - 9);
+        buf_append(&v2, hits + 7, good.len - (size_t)(hits + 7 - good.data));
+        put("valid-v2", v2.data, v2.len);
+        buf_free(&v2);
+    }
     variant("bad-count", &good, "end 2", "end 3");
     variant("bad-no-end", &good, "end 2\n", "");
     variant("bad-after-end", &good, "end 2\n", "end 2\nrcpt P 0 0 x@y - - -\n");

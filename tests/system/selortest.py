@@ -350,14 +350,18 @@ def recv_replies(sock, n, timeout=30):
 
 
 def parse_lfile(text):
-    """The l file as a dict of records plus a list of rcpt records."""
+    """The l file as a dict of records plus a list of rcpt records; the
+    settings of a version 3 file ("set" records) are recs["set"], a list of
+    [name, value] (still percent-encoded)."""
     lines = text.rstrip("\n").split("\n")
-    assert lines[0] in ("SELOR-L 1", "SELOR-L 2"), lines[0]
+    assert lines[0] in ("SELOR-L 1", "SELOR-L 2", "SELOR-L 3"), lines[0]
     recs, rcpts = {}, []
     for line in lines[1:]:
         f = line.split(" ")
         if f[0] == "rcpt":
             rcpts.append(f[1:])
+        elif f[0] == "set":
+            recs.setdefault("set", []).append(f[1:])
         else:
             recs[f[0]] = f[1:]
     return recs, rcpts

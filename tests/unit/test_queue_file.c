@@ -19,7 +19,7 @@
 
 /* A complete, valid file with two recipients. */
 static const char good[] =
-    "SELOR-L 2\n"
+    "SELOR-L 3\n"
     "id 1700000000_000001_42_7\n"
     "sid mx1\n"
     "created 1700000000\n"
@@ -32,6 +32,7 @@ static const char good[] =
     "flags 4\n"
     "attempts 2\n"
     "next 1700000600\n"
+    "hits 0\n"
     "rcpt P 0 0 bob@example.org - - -\n"
     "rcpt D 1 0 carol@example.net rfc822;carol@example.net 250%202.0.0%20Ok alias:pgsql\n"
     "end 2\n";
@@ -426,8 +427,8 @@ static void test_magic_and_version(void **state)
     (void)state;
     expect_refused("", NULL);
     expect_refused("\n", "not an l file");
-    snprintf(text, sizeof(text), "SELOR-L 3%s", strchr(good, '\n'));
-    expect_refused(text, "version 3");
+    snprintf(text, sizeof(text), "SELOR-L 4%s", strchr(good, '\n'));
+    expect_refused(text, "version 4");
     snprintf(text, sizeof(text), "SELOR-L 0%s", strchr(good, '\n'));
     expect_refused(text, "version 0");
     snprintf(text, sizeof(text), "SELOR-L 99999%s", strchr(good, '\n'));
@@ -462,6 +463,7 @@ static void test_repeated_record(void **state)
     static const char *lines[] = {
         "id 1_2", "sid x", "created 1", "size 1", "from a@b", "client a b c",
         "auth x", "body 7BIT", "token 1", "flags 0", "attempts 0", "next 0",
+        "hits 3",
     };
 
     (void)state;
@@ -473,7 +475,7 @@ static void test_missing_record(void **state)
 {
     static const char *keys[] = {
         "id", "sid", "created", "size", "from", "client", "auth", "body",
-        "token", "flags", "attempts", "next",
+        "token", "flags", "attempts", "next", "hits",
     };
 
     (void)state;
@@ -678,6 +680,124 @@ static void test_many_recipients(void **state)
     qf_free(&b);
 }
 
+
+/* Settings (Def!) and hits: values with spaces, quotes, %, "-", UTF-8 and
+ * control bytes come back exactly, in the order set; a name set twice
+ * keeps its first place with the last value. */
+static void test_settings_round_trip(void **state)
+{
+    struct queue_file a, b;
+    struct buf out = BUF_INIT(0), again = BUF_INIT(0);
+    char err[128];
+
+    (void)state;
+    fill(&a);
+    a.hits = -42;
+    qf_add_setting(&a, "Dlocal", "/usr/bin/procmail -d %l 'x y' \"z\"");
+    qf_add_setting(&a, "Max_attempts", "1");
+    qf_add_setting(&a, "Msg_ok", "250 d\xc3\xa9j\xc3\xa0 vu \xe2\x9c\x93 -");
+    qf_add_setting(&a, "Relay_host", "");
+    qf_add_setting(&a, "Subject_error_msg", "-");
+    qf_add_setting(&a, "Event.limit", "a\tb\nc%41");
+    qf_add_setting(&a, "Max_attempts", "2");
+    assert_int_equal(a.nsettings, 6);
+    assert_string_equal(a.settings[1].value, "2");
+    qf_format(&a, &out);
+    assert_non_null(strstr(buf_cstr(&out), "\nhits -42\n"));
+    assert_non_null(strstr(buf_cstr(&out), "\nset Max_attempts 2\n"));
+    assert_non_null(strstr(buf_cstr(&out), "\nset Relay_host -\n"));
+    assert_non_null(strstr(buf_cstr(&out), "\nset Subject_error_msg %2D\n"));
+    if (parse(&b, out.data, out.len, err, sizeof(err)) != 0)
+        fail_msg("own output refused: %s\n%s", err, buf_cstr(&out));
+    assert_same(&a, &b);
+    assert_int_equal(b.hits, -42);
+    assert_int_equal(b.nsettings, a.nsettings);
+    for (size_t i = 0; i < a.nsettings; i++) {
+        assert_string_equal(a.settings[i].name, b.settings[i].name);
+        assert_string_equal(a.settings[i].value, b.settings[i].value);
+    }
+    qf_format(&b, &again);
+    assert_string_equal(buf_cstr(&again), buf_cstr(&out));
+    buf_free(&again);
+    buf_free(&out);
+    qf_free(&a);
+    qf_free(&b);
+}
+
+/* A score beyond what a reader accepts is clamped, never unreadable. */
+static void test_hits_clamped(void **state)
+{
+    struct queue_file a, b;
+    struct buf out = BUF_INIT(0);
+    char err[128];
+
+    (void)state;
+    fill(&a);
+    a.hits = QF_HITS_MAX + 5;
+    qf_format(&a, &out);
+    assert_int_equal(parse(&b, out.data, out.len, err, sizeof(err)), 0);
+    assert_int_equal(b.hits, QF_HITS_MAX);
+    qf_free(&b);
+    buf_reset(&out);
+    a.hits = -QF_HITS_MAX - 5;
+    qf_format(&a, &out);
+    assert_int_equal(parse(&b, out.data, out.len, err, sizeof(err)), 0);
+    assert_int_equal(b.hits, -QF_HITS_MAX);
+    qf_free(&b);
+    buf_free(&out);
+    qf_free(&a);
+}
+
+/* Version 2 files (before settings) are still read: no settings, hits 0;
+ * a version 2 file carrying v3 records is refused. */
+static void test_parse_version2(void **state)
+{
+    char v2[2048];
+    struct queue_file qf;
+    char err[128];
+
+    (void)state;
+    snprintf(v2, sizeof(v2), "SELOR-L 2%s", strchr(good_with("hits", NULL), '\n'));
+    assert_int_equal(parse(&qf, v2, strlen(v2), err, sizeof(err)), 0);
+    assert_int_equal(qf.hits, 0);
+    assert_int_equal(qf.nsettings, 0);
+    assert_null(qf.settings);
+    assert_string_equal(qf.rcpt[1].via, "alias:pgsql");
+    qf_free(&qf);
+    snprintf(v2, sizeof(v2), "SELOR-L 2%s", strchr(good, '\n'));
+    expect_refused(v2, "unknown record \"hits\"");
+    snprintf(v2, sizeof(v2), "SELOR-L 2%s",
+             strchr(good_with("hits", "set Max_attempts 1"), '\n'));
+    expect_refused(v2, "unknown record \"set\"");
+}
+
+/* A version 3 file with a malformed setting is refused as a whole. */
+static void test_bad_settings(void **state)
+{
+    struct queue_file qf;
+    char err[128], text[2048];
+
+    (void)state;
+    snprintf(text, sizeof(text), "%s", good_insert("rcpt", "set Dlocal /bin/x%20-d"));
+    assert_int_equal(parse(&qf, text, strlen(text), err, sizeof(err)), 0);
+    assert_int_equal(qf.nsettings, 1);
+    assert_string_equal(qf.settings[0].value, "/bin/x -d");
+    qf_free(&qf);
+    expect_refused(good_insert("rcpt", "set Dlocal"), "bad set record");
+    expect_refused(good_insert("rcpt", "set Dlocal a b"), "bad set record");
+    expect_refused(good_insert("rcpt", "set"), "bad set record");
+    expect_refused(good_insert("rcpt", "set Bad%20name x"), "bad set record");
+    expect_refused(good_insert("rcpt", "set Bad/name x"), "bad set record");
+    expect_refused(good_insert("rcpt", "set - x"), "bad set record");   /* empty name */
+    expect_refused(good_insert("rcpt", "set Dlocal a%ZZ"), "bad field");
+    expect_refused(good_insert("rcpt", "set Dlocal a\tb"), "bad field");
+    expect_refused(good_insert("rcpt", "set Dlocal x\nset Dlocal y"), "repeated");
+    expect_refused(good_with("hits", "hits x"), "bad number");
+    expect_refused(good_with("hits", "hits 1000000001"), "bad number");
+    expect_refused(good_with("hits", "hits +1"), "bad number");
+    expect_refused(good_with("hits", "hits 1 2"), "needs 1 field");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -685,6 +805,10 @@ int main(void)
         cmocka_unit_test(test_add_rcpt),
         cmocka_unit_test(test_parse_good),
         cmocka_unit_test(test_parse_version1),
+        cmocka_unit_test(test_parse_version2),
+        cmocka_unit_test(test_settings_round_trip),
+        cmocka_unit_test(test_hits_clamped),
+        cmocka_unit_test(test_bad_settings),
         cmocka_unit_test(test_format_text),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_all_bytes),
