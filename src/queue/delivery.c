@@ -39,6 +39,7 @@
 #include "deliver_local.h"
 #include "deliver_smtp.h"
 #include "delivery.h"
+#include "delivery_rules.h"
 #include "delivery_conf.h"
 #include "delivery_domains.h"
 #include "delivery_report.h"
@@ -62,6 +63,8 @@ enum dl_phase { DL_LOAD, DL_PLAN, DL_RUN, DL_FINISH, DL_ENDING, DL_OVER };
 
 struct dl_job {
     struct delivery *d;
+    struct deliver_rcpt_result *res;   /* Event.dl_rcpt: the answers, one by one */
+    size_t nres, k;
     struct dl_job *next;
     int local;                     /* 1: MDA for idx[0]; 0: SMTP to a domain */
     size_t *idx;                   /* recipients of the job (qf.rcpt indexes) */
@@ -111,6 +114,9 @@ struct delivery {
     struct delivery_domains_waiter waiter;   /* for a domain slot */
     void (*after)(struct delivery *d);   /* what follows the current job */
     struct delivery_report report; /* about the failed recipients */
+    struct delivery_rules rules;   /* the delivery events (delivery_rules.c) */
+    int qend_done, report_judged;
+    char msgfile[2200];            /* the c file, for the rules' programs */
     long now;
     delivery_done_fn *done;
     void *done_arg;
@@ -202,6 +208,30 @@ static void dl_thread(struct delivery *d, async_work_fn *fn, void (*after)(struc
 static void dl_path(const struct delivery *d, char kind, char *out, size_t size)
 {
     snprintf(out, size, "%s/%c%s", d->dir, kind, d->claim.qid);
+}
+
+/* ---- the rules' delivery events ---- */
+
+/* Runs ev's rules for the run: 1 done at once, 0 next(d) follows. */
+static int dl_rules(struct delivery *d, enum rules_event ev, const char *rcpt,
+                    const char *answer, rules_done_fn *next, void *arg)
+{
+    struct delivery_rules_in in = {
+        .qf = &d->qf, .msgfile = d->msgfile, .rcpt = rcpt, .answer = answer,
+        .hits = &d->hits, .conf = (struct config **)&d->conf, .mem = &d->mem,
+        .loop = d->env->loop, .own = &d->own, .dns = d->env->dns, .coord = d->env->coord,
+        .exec = d->env->exec,
+    };
+
+    dl_path(d, 'c', d->msgfile, sizeof(d->msgfile));
+    return delivery_rules_event(&d->rules, ev, &in, next, arg);
+}
+
+static const char *dl_rules_reply(const struct delivery *d, const char *dflt)
+{
+    const char *r = delivery_rules_outcome(&d->rules)->reply;
+
+    return r[0] ? r : dflt;
 }
 
 /* ---- the lease ---- */
@@ -351,6 +381,33 @@ static void dl_load_work(void *arg)
 }
 
 static void dl_plan_next(struct delivery *d);
+static void dl_result(struct delivery *d, size_t i, int status, const char *answer,
+                      const char *host);
+
+/*
+ * After Event.qstart_process: Defer! puts the run off (no attempt counted),
+ * Deny! fails every pending recipient with Reply!'s text (a report
+ * follows), otherwise delivery goes on.
+ */
+static void dl_qstart_judged(void *arg)
+{
+    struct delivery *d = arg;
+    const struct rules_outcome *o = delivery_rules_outcome(&d->rules);
+
+    if (o->verdict == RULES_DEFER) {
+        d->qf.attempts--;
+        log_summary(d->claim.qid, "deferred by Event.qstart_process: %s",
+                    dl_rules_reply(d, "-"));
+        dl_over(d, d->now + delivery_retry_interval(1, dl_base_minutes(d)));
+        return;
+    }
+    if (o->verdict == RULES_DENY)
+        for (size_t i = 0; i < d->qf.nrcpt; i++)
+            if (d->qf.rcpt[i].state == QF_PENDING)
+                dl_result(d, i, DELIVER_PERM,
+                          dl_rules_reply(d, "550 5.7.1 Refused by the delivery rules"), NULL);
+    dl_plan_next(d);
+}
 
 static void dl_loaded(struct delivery *d)
 {
@@ -398,7 +455,8 @@ static void dl_loaded(struct delivery *d)
     d->qf.token = d->claim.token;
     d->qf.attempts++;
     d->phase = DL_PLAN;
-    dl_plan_next(d);
+    if (dl_rules(d, RULES_EV_QSTART, NULL, NULL, dl_qstart_judged, d))
+        dl_qstart_judged(d);
 }
 
 /* ---- recording results ---- */
@@ -679,15 +737,64 @@ static void dl_job_over(struct dl_job *j)
         dl_next_job(d);
 }
 
-static void dl_smtp_done(void *arg, const struct deliver_rcpt_result *res, size_t n)
+/*
+ * Event.dl_rcpt, for each remote answer in turn (%T): for a recipient the
+ * remote refused, Deny! makes the failure permanent and Defer! temporary,
+ * with Reply!'s text when given; a delivered recipient stays delivered.
+ */
+static void dl_rcpt_next(void *arg);
+
+static void dl_rcpt_judged(void *arg)
+{
+    struct dl_job *j = arg;
+    struct deliver_rcpt_result *r = &j->res[j->k];
+    const struct rules_outcome *o = delivery_rules_outcome(&j->d->rules);
+
+    /* A delivered recipient stays delivered: the verdicts say how a
+     * failure is taken (Deny!: for good, Defer!: try again). */
+    if (r->status != DELIVER_OK && (o->verdict == RULES_DENY || o->verdict == RULES_DEFER)) {
+        r->status = o->verdict == RULES_DENY ? DELIVER_PERM : DELIVER_TEMP;
+        if (o->reply[0])
+            snprintf(r->answer, sizeof(r->answer), "%s", o->reply);
+        log_central(j->d->claim.qid, "Event.dl_rcpt: %s for %s", o->verdict == RULES_DENY ?
+                    "deny" : "defer", j->addrs[j->k]);
+    }
+    dl_result(j->d, j->idx[j->k], r->status, r->answer, r->host);
+    j->k++;
+    dl_rcpt_next(j);
+}
+
+static void dl_rcpt_next(void *arg)
 {
     struct dl_job *j = arg;
 
-    delivery_domains_note(&j->d->env->domains, j->sreq.domain, res, n,
-                          j->d->conf->Queue_time * 60);
-    for (size_t k = 0; k < n && k < j->n; k++)
-        dl_result(j->d, j->idx[k], res[k].status, res[k].answer, res[k].host);
-    dl_job_over(j);
+    if (j->k >= j->nres) {
+        dl_job_over(j);
+        return;
+    }
+    if (dl_rules(j->d, RULES_EV_DL_RCPT, j->addrs[j->k], j->res[j->k].answer,
+                 dl_rcpt_judged, j))
+        dl_rcpt_judged(j);
+}
+
+static void dl_smtp_done(void *arg, const struct deliver_rcpt_result *res, size_t n)
+{
+    struct dl_job *j = arg;
+    struct delivery *d = j->d;
+
+    delivery_domains_note(&d->env->domains, j->sreq.domain, res, n,
+                          d->conf->Queue_time * 60);
+    if (delivery_rules_file(d->conf, RULES_EV_DL_RCPT) == NULL) {
+        for (size_t k = 0; k < n && k < j->n; k++)
+            dl_result(d, j->idx[k], res[k].status, res[k].answer, res[k].host);
+        dl_job_over(j);
+        return;
+    }
+    j->nres = n < j->n ? n : j->n;
+    j->res = arena_alloc(&d->mem, j->nres * sizeof(*j->res) + 1);
+    memcpy(j->res, res, j->nres * sizeof(*j->res));
+    j->k = 0;
+    dl_rcpt_next(j);
 }
 
 static void dl_mda_done(void *arg, const struct deliver_local_result *r)
@@ -1067,8 +1174,36 @@ static void dl_final_step(struct delivery *d)
     dl_thread(d, dl_write_work, dl_last_written);
 }
 
+static void dl_report_failures(struct delivery *d);
+
+/* Event.error_report: Deny! sends no report (the recipients are marked
+ * reported, and the summary log says so). */
+static void dl_report_judged(void *arg)
+{
+    struct delivery *d = arg;
+
+    d->report_judged = 1;
+    if (delivery_rules_outcome(&d->rules)->verdict != RULES_DENY) {
+        dl_report_failures(d);
+        return;
+    }
+    for (size_t i = 0; i < d->qf.nrcpt; i++)
+        if (d->qf.rcpt[i].state == QF_FAILED) {
+            d->qf.rcpt[i].state = QF_REPORTED;
+            log_summary(d->claim.qid, "no report to=<%s> (Event.error_report)",
+                        d->qf.rcpt[i].addr);
+        }
+    dl_final_step(d);
+}
+
 static void dl_report_failures(struct delivery *d)
 {
+    if (!d->report_judged && !((d->qf.from[0] == '\0' && !dl_is_bounce(d)) ||
+                               (d->qf.flags & QF_F_NOTICE))) {
+        if (dl_rules(d, RULES_EV_ERROR_REPORT, NULL, NULL, dl_report_judged, d))
+            dl_report_judged(d);
+        return;
+    }
     /* Our own reports come first: their sender is null too. */
     if ((d->qf.from[0] == '\0' && !dl_is_bounce(d)) || (d->qf.flags & QF_F_NOTICE)) {
         for (size_t i = 0; i < d->qf.nrcpt; i++)
@@ -1104,6 +1239,11 @@ static void dl_last_written(struct delivery *d)
     dl_over(d, d->fenced ? -1 : dl_next_due(d));
 }
 
+static void dl_finish_after_rules(void *arg)
+{
+    dl_finish(arg);
+}
+
 static void dl_finish(struct delivery *d)
 {
     if (d->phase >= DL_ENDING)
@@ -1116,6 +1256,11 @@ static void dl_finish(struct delivery *d)
     if (d->fenced || d->stopping) {
         dl_final_step(d);
         return;
+    }
+    if (!d->qend_done) {             /* Event.qend_process: side actions only */
+        d->qend_done = 1;
+        if (!dl_rules(d, RULES_EV_QEND, NULL, NULL, dl_finish_after_rules, d))
+            return;
     }
     if (dl_count(d, QF_FAILED) > 0) {
         dl_report_failures(d);
@@ -1178,6 +1323,7 @@ struct delivery *delivery_start(struct delivery_env *env,
     d->done = done;
     d->done_arg = arg;
     arena_init(&d->mem, 4096);
+    delivery_rules_init(&d->rules);
     qf_init(&d->qf);
     buf_init(&d->ltext, 0);
     buf_init(&d->content, 0);

@@ -25,6 +25,7 @@
 struct dns;
 struct module_set;
 struct queue_id_gen;
+struct rules_exec_pool;
 
 struct delivery_env {
     uv_loop_t *loop;
@@ -33,6 +34,7 @@ struct delivery_env {
     const struct module_set *mods;
     const struct stream_tls *tls;      /* Tls_module's engine (ops NULL: none) */
     struct queue_id_gen *idgen;
+    struct rules_exec_pool *exec;      /* the rules' programs */
     struct delivery_domains domains;   /* Dremote_max_procs, paused domains */
 };
 

@@ -35,6 +35,8 @@
 #include "mem.h"
 #include "node.h"
 #include "queue.h"
+#include "rules.h"
+#include "rules_exec.h"
 #include "queue_ctl.h"
 #include "queue_id.h"
 #include "spool.h"
@@ -59,7 +61,7 @@ struct queue_proc {
     struct queue_id_gen idgen;
     uv_timer_t tick, scan_timer, stop_timer;
     uv_prepare_t log_flush;
-    uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_term, sig_int, sig_usr2;
     int scanning, stopping;
     int pump_active, pump_again, claim_pending, claim_qlimit;
     uint64_t qlimit_after_ms;       /* the qlimit queue was empty: ask later */
@@ -389,6 +391,10 @@ static void queue_maybe_exit(struct queue_proc *q)
     uv_close((uv_handle_t *)&q->log_flush, queue_close_cb);
     uv_close((uv_handle_t *)&q->sig_term, queue_close_cb);
     uv_close((uv_handle_t *)&q->sig_int, queue_close_cb);
+    uv_close((uv_handle_t *)&q->sig_usr2, queue_close_cb);
+    rules_watch_stop();
+    rules_exec_pool_free(q->env.exec);
+    q->env.exec = NULL;
     queue_ctl_close(q->ctl);
     dns_free(q->env.dns);
     module_detach_all(&q->node->mods);
@@ -423,6 +429,20 @@ static void queue_flush_logs(uv_prepare_t *p)
     log_flush();
 }
 
+/* SIGUSR2 (the master's SIGHUP): the rules files, looked at now. */
+static void queue_reload_rules(uv_signal_t *sig, int signum)
+{
+    rules_watch_now();
+}
+
+/* selorctl nodes shows which rules each node runs. */
+static void queue_rules_changed(void *arg)
+{
+    struct queue_proc *q = arg;
+
+    coord_set_rules(q->node->coord, rules_hash(rules_current));
+}
+
 static void queue_handles(struct queue_proc *q)
 {
     uv_prepare_init(&q->loop, &q->log_flush);
@@ -434,6 +454,10 @@ static void queue_handles(struct queue_proc *q)
     q->sig_term.data = q->sig_int.data = q;
     uv_signal_start(&q->sig_term, queue_stop, SIGTERM);
     uv_signal_start(&q->sig_int, queue_stop, SIGINT);
+    uv_signal_init(&q->loop, &q->sig_usr2);
+    q->sig_usr2.data = q;
+    uv_signal_start(&q->sig_usr2, queue_reload_rules, SIGUSR2);
+    uv_unref((uv_handle_t *)&q->sig_usr2);
     uv_timer_init(&q->loop, &q->tick);
     uv_timer_init(&q->loop, &q->scan_timer);
     uv_timer_init(&q->loop, &q->stop_timer);
@@ -465,6 +489,8 @@ void queue_main(struct selor_node *node)
     q->env.dns = dns_new(&q->loop, selor_conf->Dns_servers, err, sizeof(err));
     if (q->env.dns == NULL)
         log_fatal("%s", err);
+    q->env.exec = rules_exec_pool_new(&q->loop, (int)selor_conf->Rules_exec_max, 1000);
+    rules_watch_start(&q->loop, selor_conf, queue_rules_changed, q, spool_queues_check_new);
     coord_watch(node->coord, queue_wake, q);
     q->ctl = queue_ctl_open(&q->loop, node->ctl_fd, node->dropped, &q->env);
     queue_handles(q);

@@ -95,8 +95,13 @@ size_t rules_count(const struct rules_file *f);
 /* The process's current rules (each process loads its own copy). */
 extern struct rules_set *rules_current;
 /* Every process with a loop: re-checks the files every 2 s and on
- * rules_watch_now (SIGHUP), swapping rules_current. */
-void rules_watch_start(uv_loop_t *loop, const struct config *c);
+ * rules_watch_now (SIGHUP), swapping rules_current; changed(arg) runs
+ * after a swap (and once at start).  A Def! of Queue_path in a changed
+ * file is given to queue_path (which can only warn: the queues are set
+ * up at start). */
+void rules_watch_start(uv_loop_t *loop, const struct config *c,
+                       void (*changed)(void *arg), void *arg,
+                       void (*queue_path)(const char *path, void *arg));
 void rules_watch_now(void);
 void rules_watch_stop(void);
 

@@ -334,10 +334,12 @@ struct rules_set *rules_load(const struct config *c, struct buf *err,
     return rules_make(c, NULL, err, queue_path, arg);
 }
 
+static void (*rules_reload_queue_path)(const char *path, void *arg);
+
 struct rules_set *rules_reload(struct rules_set *old, const struct config *c)
 {
     struct buf err = BUF_INIT(0);
-    struct rules_set *s = rules_make(c, old, &err, NULL, NULL);
+    struct rules_set *s = rules_make(c, old, &err, rules_reload_queue_path, NULL);
 
     if (s == NULL)
         log_warn("rules: %s (the previous rules stay in use)", buf_cstr(&err));
@@ -393,6 +395,8 @@ static struct {
     uv_timer_t timer;
     const struct config *conf;
     int running;
+    void (*changed)(void *arg);
+    void *arg;
 } rules_watch;
 
 void rules_watch_now(void)
@@ -406,6 +410,9 @@ void rules_watch_now(void)
         return;
     rules_unref(rules_current);
     rules_current = s;
+    log_info("rules: now %s", rules_hash(s));
+    if (rules_watch.changed)
+        rules_watch.changed(rules_watch.arg);
 }
 
 static void rules_watch_tick(uv_timer_t *t)
@@ -418,9 +425,16 @@ static void rules_watch_tick(uv_timer_t *t)
                        RULES_WATCH_MS);
 }
 
-void rules_watch_start(uv_loop_t *loop, const struct config *c)
+void rules_watch_start(uv_loop_t *loop, const struct config *c,
+                       void (*changed)(void *arg), void *arg,
+                       void (*queue_path)(const char *path, void *arg))
 {
     rules_watch.conf = c;
+    rules_watch.changed = changed;
+    rules_watch.arg = arg;
+    rules_reload_queue_path = queue_path;
+    if (changed)
+        changed(arg);
     uv_timer_init(loop, &rules_watch.timer);
     uv_timer_start(&rules_watch.timer, rules_watch_tick, RULES_WATCH_MS, RULES_WATCH_MS);
     uv_unref((uv_handle_t *)&rules_watch.timer);

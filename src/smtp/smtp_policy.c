@@ -50,6 +50,7 @@ void smtp_policy_txn_reset(struct smtp_session *s)
     arena_clear(&t->mem);
     memset(t, 0, sizeof(*t));
     arena_init(&t->mem, 1024);
+    smtp_rules_txn_end(s);
 }
 
 void smtp_policy_txn_free(struct smtp_session *s)
@@ -505,6 +506,7 @@ static void smtp_do_mail(struct smtp_session *s, const struct smtp_cmd *c)
         return;
     }
     smtp_policy_txn_reset(s);
+    smtp_rules_txn_begin(s);
     s->txn.body = "7BIT";
     s->rules.size = 0;
     if (smtp_mail_params(s, &p) < 0)
@@ -950,6 +952,19 @@ static void smtp_content_judged(struct smtp_session *s)
     smtp_session_process(s);
 }
 
+static void smtp_content_written(void *arg)
+{
+    struct smtp_session *s = arg;
+
+    smtp_rules_event(s, RULES_EV_DATA, smtp_content_judged);
+}
+
+static void smtp_content_judged_none(struct smtp_session *s)
+{
+    memset(&s->rules.run.out, 0, sizeof(s->rules.run.out));
+    smtp_content_judged(s);
+}
+
 /* The end of data: refuse what broke a limit, commit the rest. */
 static void smtp_data_end(struct smtp_session *s)
 {
@@ -975,7 +990,18 @@ static void smtp_data_end(struct smtp_session *s)
     }
     smtp_session_set_state(s, SMTP_S_COMMIT, NULL);
     s->rules.size = (long)s->txn.data.size;
-    smtp_rules_event(s, RULES_EV_DATA, smtp_content_judged);
+    s->rules.msgfile[0] = '\0';
+    if (rules_for(s->rules.set, s->conf->Event_data) == NULL) {
+        smtp_content_judged_none(s);
+        return;
+    }
+    /* The rules' programs get the message whole, in its file. */
+    switch (spool_msg_write_out(s->txn.msg, s->rules.msgfile, sizeof(s->rules.msgfile),
+                                smtp_content_written, s)) {
+    case 1: smtp_content_written(s); break;
+    case 0: break;
+    default: smtp_commit(s); break;   /* the commit reports the spool's error */
+    }
 }
 
 int smtp_policy_data_input(struct smtp_session *s)

@@ -43,6 +43,24 @@ void smtp_rules_free(struct smtp_session *s)
     arena_clear(&s->rules.mem);
 }
 
+void smtp_rules_txn_begin(struct smtp_session *s)
+{
+    struct smtp_rules_state *r = &s->rules;
+
+    if (r->ov == NULL)
+        return;
+    if (r->txn_ov == NULL)
+        r->txn_ov = arena_alloc(&r->mem, sizeof(*r->txn_ov));
+    memcpy(r->txn_ov, r->ov, sizeof(*r->txn_ov));
+    s->conf = r->txn_ov;
+}
+
+void smtp_rules_txn_end(struct smtp_session *s)
+{
+    if (s->rules.ov)
+        s->conf = s->rules.ov;
+}
+
 const struct rules_outcome *smtp_rules_outcome(const struct smtp_session *s)
 {
     return &s->rules.run.out;
@@ -74,12 +92,13 @@ static void smtp_rules_fill(struct smtp_session *s, enum rules_event ev)
     c->rcpts = rcpts;   /* read during this event only: one loop, one session at a time */
     c->nrcpts = n;
     c->rcpt = ev == RULES_EV_RCPT || ev == RULES_EV_LRCPT_REFUSED ? r->rcpt : NULL;
+    c->msgfile = ev == RULES_EV_DATA && r->msgfile[0] ? r->msgfile : NULL;
     c->local = r->local;
     c->size = r->size;
     c->auth_ok = s->auth[0] != '\0';
     c->tls = s->tls;
     c->hits = &r->hits;
-    c->conf = r->ov;
+    c->conf = r->ov ? (struct config *)s->conf : NULL;   /* ov or txn_ov: the session's own */
     c->mem = &r->mem;
     c->loop = &s->w->loop;
     c->own = &s->own;

@@ -108,8 +108,11 @@ struct smtp_rules_state {
     const char *rcpt;           /* rcpt, lrcpt_refused: the recipient */
     int local;                  /* ... and whether it is one of ours */
     long size;                  /* SIZE declared, then the message's size */
+    char msgfile[4200];         /* Event.data: the content, whole, for programs */
     void (*next)(struct smtp_session *s);   /* what the command does after it */
-    struct config *ov;          /* the overlay Def! writes (s->conf) */
+    struct config *ov;          /* the connection's overlay (connection, helo, auth) */
+    struct config *txn_ov;      /* a transaction's: a copy of ov made at MAIL, which
+                                   the transaction's Def!s change (s->conf meanwhile) */
     struct arena mem;           /* the overlay's values, the copies' addresses */
 };
 
@@ -212,6 +215,10 @@ void smtp_rules_free(struct smtp_session *s);
  */
 void smtp_rules_event(struct smtp_session *s, enum rules_event ev,
                       void (*next)(struct smtp_session *s));
+/* A transaction begins (MAIL) or ends: Def!s of its events last until its
+ * end, those of the connection's events for the connection. */
+void smtp_rules_txn_begin(struct smtp_session *s);
+void smtp_rules_txn_end(struct smtp_session *s);
 /* The outcome of the last event. */
 const struct rules_outcome *smtp_rules_outcome(const struct smtp_session *s);
 /* A verdict's reply: Reply! when given, else dflt (a Msg_* value). */

@@ -16,6 +16,7 @@
 #include "smtp_worker.h"
 #include "rules.h"
 #include "rules_exec.h"
+#include "spool_queues.h"
 #include "tls_reload.h"
 
 #define SMTP_WORKER_BACKLOG 1024
@@ -94,6 +95,14 @@ static void worker_reopen_logs(uv_signal_t *sig, int signum)
     buf_free(&err);
 }
 
+/* selorctl nodes shows which rules each node runs. */
+static void worker_rules_changed(void *arg)
+{
+    struct smtp_worker *w = arg;
+
+    coord_set_rules(w->node->coord, rules_hash(rules_current));
+}
+
 /* SIGUSR2 (the master's SIGHUP): look at the rules files now. */
 static void worker_reload_rules(uv_signal_t *sig, int signum)
 {
@@ -140,7 +149,7 @@ void smtp_worker_main(struct selor_node *node, int index, int listen_fd)
         log_fatal("%s", errtext);
     module_attach_all(&node->mods, &w->loop);
     w->exec = rules_exec_pool_new(&w->loop, (int)selor_conf->Rules_exec_max, 1000);
-    rules_watch_start(&w->loop, selor_conf);
+    rules_watch_start(&w->loop, selor_conf, worker_rules_changed, w, spool_queues_check_new);
     tls_reload_watch(&w->loop, node->tls_pipe, &node->tls);
     if (coord_attach(node->coord, &w->loop) < 0)
         log_fatal("coordination backend cannot start");

@@ -53,6 +53,8 @@ struct spool_msg {
     void *done_arg;
     spool_drain_fn *drain;
     void *drain_arg;
+    spool_drain_fn *written;   /* spool_msg_write_out: all content on disk */
+    void *written_arg;
     uv_work_t work;
     struct spool_msg *next;
 };
@@ -571,7 +573,8 @@ static void spool_next(struct spool_msg *m)
         uv_queue_work(m->sp->loop, &m->work, spool_cleanup_work, spool_cleanup_after);
     } else if (m->committing) {
         spool_start(m, spool_commit_work, spool_commit_after);
-    } else if (m->mem.len >= SPOOL_FLUSH_AT && m->err == 0) {
+    } else if ((m->mem.len >= SPOOL_FLUSH_AT || (m->written && m->mem.len)) &&
+               m->err == 0) {
         spool_start(m, spool_flush_work, spool_flush_after);
     }
 }
@@ -591,6 +594,26 @@ static void spool_flush_after(uv_work_t *w, int status)
         m->drain = NULL;
         drain(m->drain_arg);
     }
+    if (m->written && !m->busy && (m->mem.len == 0 || m->err) && async_req_live(&m->req)) {
+        spool_drain_fn *fn = m->written;
+        m->written = NULL;
+        fn(m->written_arg);
+    }
+}
+
+int spool_msg_write_out(struct spool_msg *m, char *path, size_t size, spool_drain_fn *fn,
+                        void *arg)
+{
+    if (m->err)
+        return -1;
+    spool_path(path, size, m->sp->temp_path, 'c', m->id);
+    if (!m->busy && m->mem.len == 0 && m->cfd >= 0)
+        return 1;
+    m->written = fn;
+    m->written_arg = arg;
+    if (!m->busy)
+        spool_next(m);
+    return 0;
 }
 
 int spool_msg_write(struct spool_msg *m, const void *p, size_t n)

@@ -66,6 +66,14 @@ int spool_msg_backlogged(const struct spool_msg *m);
 void spool_msg_on_drain(struct spool_msg *m, spool_drain_fn *fn, void *arg);
 size_t spool_msg_size(const struct spool_msg *m);
 /*
+ * The content so far, whole in its temp file (path), for programs that
+ * read the message before the commit (Event.data): 1 it is already, 0
+ * fn(arg) when it is (check spool's error at the commit as always), -1
+ * the message has failed.  Not fsynced: the commit does that.
+ */
+int spool_msg_write_out(struct spool_msg *m, char *path, size_t size, spool_drain_fn *fn,
+                        void *arg);
+/*
  * Makes the message durable: the c file, then the l file (ltext, with the
  * settings and hits given above), each fsynced and renamed into the queue's
  * directory, then the directory fsynced.  done is called once, on the

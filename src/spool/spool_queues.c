@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "mem.h"
+#include "log.h"
 #include "spool_queues.h"
 
 #define SQ_PATH_MAX 2048
@@ -194,4 +195,12 @@ const char *spool_queues_find(const char *coord, const char *qid, char *dir, siz
         }
     }
     return NULL;
+}
+
+void spool_queues_check_new(const char *path, void *arg)
+{
+    (void)arg;
+    if (spool_queues_for_path(path) == NULL)
+        log_warn("rules: Def! Queue_path '%s' names a spool directory this node did not "
+                 "set up at start; mail for it is refused until Selor restarts", path);
 }

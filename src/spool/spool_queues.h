@@ -53,4 +53,8 @@ const char *spool_queues_coord(const char *name);
  */
 const char *spool_queues_find(const char *coord, const char *qid, char *dir, size_t size);
 
+/* A Queue_path a reloaded rule names: the queues are set up at start, so an
+ * unknown one is only warned about (mail for it is refused until a restart). */
+void spool_queues_check_new(const char *path, void *arg);
+
 #endif

@@ -441,3 +441,170 @@ def test_qlimit_action_and_deprecated_qlimit_senders(nodes):
     qdir = os.path.join(n.spool, "qlimit")
     in_qlimit = [f for f in os.listdir(qdir) if f.startswith("l")]
     assert len(in_qlimit) == 2 and len(n.queue_files()) == 1, (in_qlimit, n.queue_files())
+
+
+# ---- Def! reaching delivery, and the delivery events ----
+
+def mda(workdir, name, body):
+    """A Dlocal program: cat the message, run body ($1 the recipient), and
+    record "name recipient" in name.out."""
+    out = os.path.join(workdir, name + ".out")
+    open(out, "w").close()
+    os.chmod(out, 0o666)
+    script = write(os.path.join(workdir, name + ".sh"),
+                   '#!/bin/sh\ncat >/dev/null\necho "%s $1" >> %s\n%s\nexit 0\n'
+                   % (name, out, body))
+    os.chmod(script, 0o755)
+    return script, out
+
+
+def delivering_node(nodes, workdir, files, options=None):
+    one, out1 = mda(workdir, "one", "")
+    opts = {"Dlocal": one + " %r", "Dlocal_type": 0, "Immed_delivery": 2, "Qsleep_time": 2}
+    opts.update(options or {})
+    passwd = selortest.DEFAULT_PASSWD + \
+        "".join("%s@example.com:{PLAIN}pw::::%s::\n" % (u, workdir)
+                for u in ("temp", "someone", "quiet", "nope"))
+    return rules_node(nodes, files, options=opts, passwd=passwd), out1
+
+
+def test_def_dlocal_and_max_attempts_reach_delivery(nodes, workdir):
+    two, out2 = mda(workdir, "two", "")
+    tempfail, _ = mda(workdir, "tempfail", 'echo "try later" >&2; exit 75')
+    n, out1 = delivering_node(nodes, workdir, {
+        "connection": 'Ip? "127.0.0.31" Def! "Dlocal \'%s %%r\'"\n'
+                      'Ip? "127.0.0.32" Def! "Dlocal \'%s %%r\'" Def! "Max_attempts 1"\n'
+                      'Ip? "127.0.0.33" Def! "Dlocal \'%s %%r\'"\n' % (two, tempfail, tempfail)})
+    n.start()
+    for src in ("127.0.0.1", "127.0.0.31", "127.0.0.32", "127.0.0.33"):
+        s = greeted(n, src)
+        assert send(s, "someone@example.com", ["alice@example.com"])["end"].startswith("250")
+        s.close()
+    wait_for(lambda: "one alice@example.com" in open(out1).read(), timeout=30, what="one")
+    wait_for(lambda: "two alice@example.com" in open(out2).read(), timeout=30, what="two")
+    assert open(out1).read().count("alice") == 1
+    # Max_attempts 1: the first temporary failure is the last
+    wait_for(lambda: "giving up after 1 attempts" in n.log("summary"), timeout=30,
+             what="Max_attempts 1 applied")
+    wait_for(lambda: n.log("summary").count("deferred to=<alice@example.com>") >= 1,
+             timeout=30, what="the other one deferred")
+    log = n.log()
+    assert "settings from the connection:" in log and "Max_attempts=1" in log
+    assert "two.sh %r" in log
+
+
+def test_def_queue_path_spool_and_delivery_from_there(nodes, workdir):
+    alt = os.path.join(workdir, "alt-spool")
+    n, out1 = delivering_node(nodes, workdir, {
+        "from": 'From? "bulk@remote.test" Def! "Queue_path \'%s\'"' % alt},
+        options={"Immed_delivery": 0, "Qsleep_time": 3600})
+    n.start()
+    assert os.path.isdir(alt), "the node made the directory a rule names"
+    s = greeted(n)
+    r = send(s, "bulk@remote.test", ["alice@example.com"])
+    assert r["end"].startswith("250")
+    qid = r["end"].split()[2]
+    assert [f for f in os.listdir(alt) if f.startswith("l")] == ["l" + qid]
+    assert n.queue_files() == []
+    # a Def! of a transaction's event lasts for that transaction
+    r = send(s, "other@remote.test", ["bob@example.com"])
+    assert r["end"].startswith("250") and len(n.queue_files()) == 1
+    rc = subprocess.run([selortest.SELORCTL, "-c", n.conf, "flush"], capture_output=True,
+                        text=True, env=n.env(), timeout=30)
+    assert rc.returncode == 0, rc.stderr
+    wait_for(lambda: "one alice@example.com" in open(out1).read(), timeout=30,
+             what="delivered from the other spool")
+    wait_for(lambda: not [f for f in os.listdir(alt) if f.startswith(("l", "c"))],
+             timeout=30, what="the other spool emptied")
+
+
+def test_delivery_events(nodes, workdir, procs):
+    qend_out = os.path.join(workdir, "qend.out")
+    open(qend_out, "w").close()
+    os.chmod(qend_out, 0o666)
+    rec = write(os.path.join(workdir, "rec.sh"), '#!/bin/sh\necho "$@" >> %s\n' % qend_out)
+    os.chmod(rec, 0o755)
+    n, out1 = delivering_node(nodes, workdir, {
+        "qstart_process": 'From? "hold@remote.test" Defer!\n'
+                          'From? "nope@example.com" Reply! "550 5.7.1 Not by policy" Deny!\n',
+        "error_report": 'From? "quiet@example.com" Deny!\n',
+        "qend_process": 'Exec! "%s end %%d hits=%%H"\n' % rec})
+    n.start()
+    s = greeted(n)
+    ids = {}
+    for sender in ("hold@remote.test", "nope@example.com", "quiet@example.com",
+                   "someone@example.com"):
+        r = send(s, sender, ["alice@example.com"])
+        ids[sender] = r["end"].split()[2]
+    wait_for(lambda: "one alice@example.com" in open(out1).read(), timeout=30,
+             what="ordinary delivery")
+    wait_for(lambda: "deferred by Event.qstart_process" in n.log("summary"), timeout=30,
+             what="qstart Defer!")
+    assert ids["hold@remote.test"] in n.queue_files()
+    wait_for(lambda: "Not by policy" in n.log("summary"), timeout=30, what="qstart Deny!")
+    wait_for(lambda: "end %s" % ids["someone@example.com"] in open(qend_out).read(),
+             timeout=30, what="qend Exec!")
+    wait_for(lambda: "one nope@example.com" in open(out1).read(), timeout=30,
+             what="the report of the refused message, to its sender")
+    # someone's and quiet's messages only: held and refused mail was not delivered
+    assert open(out1).read().count("alice") == 2
+
+
+def test_error_report_deny_sends_no_report(nodes, workdir):
+    tempfail, _ = mda(workdir, "perm", 'echo "gone" >&2; exit 67')
+    n, _ = delivering_node(nodes, workdir, {
+        "error_report": 'From? "quiet@example.com" Deny!\n'},
+        options={"Dlocal": tempfail + " %r"})
+    n.start()
+    s = greeted(n)
+    assert send(s, "quiet@example.com", ["alice@example.com"])["end"].startswith("250")
+    assert send(s, "someone@example.com", ["bob@example.com"])["end"].startswith("250")
+    wait_for(lambda: "no report to=<alice@example.com> (Event.error_report)" in
+             n.log("summary"), timeout=30, what="no report")
+    wait_for(lambda: "queued to=<someone@example.com>" in n.log("summary"), timeout=30,
+             what="the other one reported")
+    assert "queued to=<quiet@example.com>" not in n.log("summary")
+
+
+def test_data_event_program_reads_the_message(nodes, workdir):
+    scan = write(os.path.join(workdir, "scan.sh"),
+                 '#!/bin/sh\n# last argument: the message file\n'
+                 'for f; do :; done\ngrep -q EICAR-TEST "$f" && { echo "found EICAR"; exit 0; }\n'
+                 'exit 1\n')
+    os.chmod(scan, 0o755)
+    n = rules_node(nodes, {"data": 'Exec? "%s" Reply! "554 Virus: %%X" Deny!' % scan}).start()
+    s = greeted(n)
+    big = b"Subject: big\r\n\r\n" + (b"y" * 900 + b"\r\n") * 600   # past the spool's buffer
+    r = send(s, "a@remote.test", ["alice@example.com"], body=big + b"EICAR-TEST\r\n")
+    assert r["end"] == "554 5.7.1 Virus: found EICAR\r\n", r
+    r = send(s, "a@remote.test", ["alice@example.com"], body=big)
+    assert r["end"].startswith("250"), r
+    assert len(n.queue_files()) == 1
+
+
+def test_dl_rcpt_sees_each_remote_answer(nodes, workdir, procs):
+    sink_ip = selortest.loopback_addr()
+    procs.sink(sink_ip, 25, ["--rcpt-rule", "full@remote.test=452",
+                             "--rcpt-rule", "odd@remote.test=550"])
+    dns = procs.dns(mx={"remote.test": [(10, "mx.remote.test")]},
+                    hosts={"mx.remote.test": sink_ip})
+    passwd = selortest.DEFAULT_PASSWD + "".join(
+        "%s.fwd@example.com:{ALIAS}%s@remote.test\n" % (u, u) for u in ("ok", "full", "odd"))
+    n = rules_node(nodes, {"dl_rcpt": 'Log! "answer for %r: %T"\n'
+                           'To? "full@remote.test" Reply! "552 5.2.2 Full for good here" '
+                           'Deny!\nTo? "odd@remote.test" Defer!\n'},
+                   options={"Dns_servers": dns.server, "Immed_delivery": 2,
+                            "Connect_timeout": 5, "Timeout": 10}, passwd=passwd).start()
+    s = greeted(n)
+    r = send(s, "someone@example.org", ["ok.fwd@example.com", "full.fwd@example.com",
+                                          "odd.fwd@example.com"])
+    assert r["end"].startswith("250")
+    wait_for(lambda: "delivered to=<ok@remote.test>" in n.log("summary"), timeout=30,
+             what="delivery")
+    wait_for(lambda: "failed to=<full@remote.test>" in n.log("summary"), timeout=30,
+             what="452 made permanent")
+    assert "Full for good here" in n.log("summary")
+    wait_for(lambda: "deferred to=<odd@remote.test>" in n.log("summary"), timeout=30,
+             what="550 made temporary")
+    w = n.log("warning")
+    assert "answer for ok@remote.test: 250" in w and "answer for full@remote.test: 452" in w
