@@ -107,7 +107,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c \
               src/queue/smtp_client.c src/queue/deliver_local.c src/core/dns.c \
               src/queue/lease.c src/queue/delivery_conf.c cluster/coord.c \
-              cluster/coord_embedded.c cluster/coord_redis.c src/rules/rules_exec.c
+              cluster/coord_embedded.c cluster/coord_redis.c $(RULES_SRC)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
 	@mkdir -p $(dir $@)

@@ -76,6 +76,12 @@ static void main_queue_path(const char *path, void *arg)
     spool_queues_add(path);
 }
 
+/* A Def! the rules engine cannot check alone: the modules a Modseq_* names. */
+static int main_check_def(int idx, const char *value, struct buf *why, void *arg)
+{
+    return accounts_check_seq(arg, idx, value, why);
+}
+
 /* Loads and checks everything -t checks; exits 1 on the first error. */
 static void main_load(const char *path, struct selor_node *node)
 {
@@ -98,7 +104,8 @@ static void main_load(const char *path, struct selor_node *node)
         module_load_tls(&node->mods, &node->tls, &err) < 0 ||
         config_check_extras(selor_conf, module_claims_option, &node->mods, &err) < 0 ||
         accounts_check_config(&node->mods, selor_conf, &err) < 0 ||
-        (rules_current = rules_load(selor_conf, &err, main_queue_path, NULL)) == NULL) {
+        (rules_current = rules_load(selor_conf, &err, main_queue_path, NULL)) == NULL ||
+        rules_check_defs(rules_current, main_check_def, &node->mods, &err) < 0) {
         fprintf(stderr, "%s\n", buf_cstr(&err));
         main_unload(node);
         buf_free(&err);

@@ -122,27 +122,45 @@ static const char *acc_chain(const struct module_set *mods, const char *seq,
     return NULL;
 }
 
-int accounts_check_config(const struct module_set *mods,
-                          const struct config *conf, struct buf *err)
+static const struct { int idx; enum acc_phase ph; } acc_seqs[] = {
+    {CONF_IDX_Modseq_domain, PH_DOMAIN}, {CONF_IDX_Modseq_mail, PH_MAILBOX},
+    {CONF_IDX_Modseq_alias, PH_ALIAS}, {CONF_IDX_Modseq_auth, PH_AUTH},
+};
+
+int accounts_check_seq(const struct module_set *mods, int idx, const char *value,
+                       struct buf *why)
 {
-    static const struct { int idx; enum acc_phase ph; } seqs[] = {
-        {CONF_IDX_Modseq_domain, PH_DOMAIN}, {CONF_IDX_Modseq_mail, PH_MAILBOX},
-        {CONF_IDX_Modseq_alias, PH_ALIAS}, {CONF_IDX_Modseq_auth, PH_AUTH},
-    };
     const struct module_inst *chain[MODULE_MAX];
     size_t n;
 
-    for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
-        const char *bad = acc_chain(mods, acc_seq_option(conf, seqs[i].ph),
-                                    acc_kind(seqs[i].ph), chain, &n);
+    for (size_t i = 0; i < sizeof(acc_seqs) / sizeof(acc_seqs[0]); i++) {
+        const char *bad;
+        if (acc_seqs[i].idx != idx)
+            continue;
+        bad = acc_chain(mods, value, acc_kind(acc_seqs[i].ph), chain, &n);
         if (bad) {
-            buf_printf(err, "%s:%d: %s names a module that is not loaded: %.*s",
-                       conf->path, conf->line[seqs[i].idx],
-                       config_option(seqs[i].idx)->name,
-                       (int)strcspn(bad, " ,\t"), bad);
+            buf_printf(why, "%s names a module that is not loaded: %.*s",
+                       config_option(idx)->name, (int)strcspn(bad, " ,\t"), bad);
             return -1;
         }
     }
+    return 0;
+}
+
+int accounts_check_config(const struct module_set *mods,
+                          const struct config *conf, struct buf *err)
+{
+    struct buf why = BUF_INIT(0);
+
+    for (size_t i = 0; i < sizeof(acc_seqs) / sizeof(acc_seqs[0]); i++) {
+        int idx = acc_seqs[i].idx;
+        if (accounts_check_seq(mods, idx, acc_seq_option(conf, acc_seqs[i].ph), &why) < 0) {
+            buf_printf(err, "%s:%d: %s", conf->path, conf->line[idx], buf_cstr(&why));
+            buf_free(&why);
+            return -1;
+        }
+    }
+    buf_free(&why);
     return 0;
 }
 

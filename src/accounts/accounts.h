@@ -78,6 +78,10 @@ int accounts_broadcast_allowed(const struct accounts_result *r, const char *send
 void accounts_free(struct accounts_req *req);
 
 /* Checks every Modseq_* names loaded modules; -1 with err. */
+/* One Modseq_* value (idx): every module it names is loaded; -1 with the
+ * reason in why (for Def!s of the rules, checked at start). */
+int accounts_check_seq(const struct module_set *mods, int idx, const char *value,
+                       struct buf *why);
 int accounts_check_config(const struct module_set *mods,
                           const struct config *conf, struct buf *err);
 /* host->alloc for modules: memory that lives as long as the request. */

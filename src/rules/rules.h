@@ -86,6 +86,14 @@ struct rules_set *rules_load(const struct config *c, struct buf *err,
 struct rules_set *rules_reload(struct rules_set *old, const struct config *c);
 struct rules_set *rules_ref(struct rules_set *set);
 void rules_unref(struct rules_set *set);
+/*
+ * Every Def! of the set, for the checks only the caller can make (the
+ * modules a Modseq_* names): check returns 0, or -1 with the reason in
+ * why; the first failure is "FILE:LINE:COLUMN: Def!: why" in err.
+ */
+int rules_check_defs(const struct rules_set *set,
+                     int (*check)(int idx, const char *value, struct buf *why, void *arg),
+                     void *arg, struct buf *err);
 /* A hash of every file's content, for selorctl nodes ("-" with no rules). */
 const char *rules_hash(const struct rules_set *set);
 /* The rules of an event as an option value names them (NULL: none). */

@@ -135,6 +135,7 @@ static struct rules_file *rules_file_load(const char *spec, unsigned events,
 #define RULES_SETTLE_NS 300000000LL
 
 static int rules_unsettled;   /* a change was seen too young to read */
+static int rules_forced;      /* SIGHUP: the operator says the files are ready */
 
 /* Has the file changed on disk since f was read (and settled)? */
 static int rules_file_changed(const struct rules_file *f)
@@ -152,7 +153,7 @@ static int rules_file_changed(const struct rules_file *f)
         m == f->mtime_ns)
         return 0;
     clock_gettime(CLOCK_REALTIME, &now);
-    if ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec - m < RULES_SETTLE_NS) {
+    if (!rules_forced && (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - m < RULES_SETTLE_NS) {
         rules_unsettled = 1;
         return 0;
     }
@@ -369,6 +370,32 @@ void rules_unref(struct rules_set *set)
         rules_set_free(set);
 }
 
+int rules_check_defs(const struct rules_set *set,
+                     int (*check)(int idx, const char *value, struct buf *why, void *arg),
+                     void *arg, struct buf *err)
+{
+    struct buf why = BUF_INIT(0);
+
+    for (size_t i = 0; set && i < set->nfiles; i++) {
+        const struct rules_file *f = set->files[i];
+        for (size_t r = 0; r < f->nrules; r++)
+            for (size_t k = 0; k < f->rules[r].nitems; k++) {
+                const struct rules_item *it = &f->rules[r].items[k];
+                if (it->op != RULES_A_DEF)
+                    continue;
+                buf_reset(&why);
+                if (check(it->u.def.idx, it->u.def.value, &why, arg) < 0) {
+                    buf_printf(err, "%s:%d:%d: Def!: %s", f->path ? f->path : "(inline rule)",
+                               it->line, it->col, buf_cstr(&why));
+                    buf_free(&why);
+                    return -1;
+                }
+            }
+    }
+    buf_free(&why);
+    return 0;
+}
+
 const char *rules_hash(const struct rules_set *set)
 {
     return set && set->nfiles ? set->hash : "-";
@@ -399,13 +426,15 @@ static struct {
     void *arg;
 } rules_watch;
 
-void rules_watch_now(void)
+static void rules_watch_look(int forced)
 {
     struct rules_set *s;
 
     if (rules_watch.conf == NULL)
         return;
+    rules_forced = forced;
     s = rules_reload(rules_current, rules_watch.conf);
+    rules_forced = 0;
     if (s == NULL)
         return;
     rules_unref(rules_current);
@@ -415,11 +444,16 @@ void rules_watch_now(void)
         rules_watch.changed(rules_watch.arg);
 }
 
+void rules_watch_now(void)
+{
+    rules_watch_look(1);
+}
+
 static void rules_watch_tick(uv_timer_t *t)
 {
     (void)t;
     rules_unsettled = 0;
-    rules_watch_now();
+    rules_watch_look(0);
     if (rules_unsettled)   /* look again once the writer is done */
         uv_timer_start(&rules_watch.timer, rules_watch_tick, RULES_SETTLE_NS / 1000000 + 100,
                        RULES_WATCH_MS);

@@ -525,6 +525,7 @@ def test_delivery_events(nodes, workdir, procs):
     rec = write(os.path.join(workdir, "rec.sh"), '#!/bin/sh\necho "$@" >> %s\n' % qend_out)
     os.chmod(rec, 0o755)
     n, out1 = delivering_node(nodes, workdir, {
+        "connection": 'Ip? "127.0.0.1" Add_hits! "3"',
         "qstart_process": 'From? "hold@remote.test" Defer!\n'
                           'From? "nope@example.com" Reply! "550 5.7.1 Not by policy" Deny!\n',
         "error_report": 'From? "quiet@example.com" Deny!\n',
@@ -542,8 +543,8 @@ def test_delivery_events(nodes, workdir, procs):
              what="qstart Defer!")
     assert ids["hold@remote.test"] in n.queue_files()
     wait_for(lambda: "Not by policy" in n.log("summary"), timeout=30, what="qstart Deny!")
-    wait_for(lambda: "end %s" % ids["someone@example.com"] in open(qend_out).read(),
-             timeout=30, what="qend Exec!")
+    wait_for(lambda: "end %s hits=3" % ids["someone@example.com"] in open(qend_out).read(),
+             timeout=30, what="qend Exec!, with the connection's hits from the l file")
     wait_for(lambda: "one nope@example.com" in open(out1).read(), timeout=30,
              what="the report of the refused message, to its sender")
     # someone's and quiet's messages only: held and refused mail was not delivered
@@ -608,3 +609,62 @@ def test_dl_rcpt_sees_each_remote_answer(nodes, workdir, procs):
              what="550 made temporary")
     w = n.log("warning")
     assert "answer for ok@remote.test: 250" in w and "answer for full@remote.test: 452" in w
+
+
+def test_from_accept_takes_an_unknown_domain(nodes, procs):
+    dns = procs.dns(mx={"known.test": [(10, "mx.known.test")]})
+    n = rules_node(nodes, {"from": 'From? "*@partner-nodns.test" Accept!'},
+                   options={"Dns_servers": dns.server, "From_level_check": 1}).start()
+    s = greeted(n)
+    assert cmd(s, b"MAIL FROM:<a@other-nodns.test>").startswith("553")
+    assert cmd(s, b"MAIL FROM:<a@partner-nodns.test>").startswith("250")
+    # never a relay
+    assert cmd(s, b"RCPT TO:<x@remote.test>").startswith("550")
+    assert cmd(s, b"RCPT TO:<alice@example.com>").startswith("250")
+
+
+def test_sighup_reads_the_rules_at_once(nodes, workdir):
+    path = write(os.path.join(workdir, "helo.rules"), 'Helo? "one.test" Reply! "550 One" Deny!\n')
+    n = rules_node(nodes, {"helo": path}).start()
+    s = connect(n)
+    s.reply()
+    assert cmd(s, b"EHLO one.test") == "550 5.7.1 One\r\n"
+    write(path, 'Helo? "two.test" Reply! "550 Two" Deny!\n')
+    os.kill(n.proc.pid, 1)   # SIGHUP
+    t0 = time.time()
+
+    def two():
+        c = connect(n)
+        c.reply()
+        r = cmd(c, b"EHLO two.test")
+        c.close()
+        return r == "550 5.7.1 Two\r\n"
+    wait_for(two, timeout=5, what="the rules after SIGHUP")
+    assert time.time() - t0 < 1.5
+
+
+def test_selorctl_nodes_shows_each_nodes_rules(nodes, procs):
+    redis = procs.redis()
+    a = nodes(options={"Redis_server": redis.server, "Event.from": 'From? "a@b" Deny!'}).start()
+    b = nodes(options={"Redis_server": redis.server, "Event.from": 'From? "c@d" Deny!'}).start()
+
+    def rows():
+        r = subprocess.run([selortest.SELORCTL, "-c", a.conf, "nodes"], capture_output=True,
+                           text=True, env=a.env(), timeout=30)
+        return {line.split()[0]: line.split()[-1] for line in r.stdout.splitlines()[1:]
+                if line.strip()}
+    wait_for(lambda: rows().get("n1", "-") != "-" and rows().get("n2", "-") != "-",
+             timeout=20, what="both nodes' rules in the heartbeat")
+    got = rows()
+    assert got["n1"] != got["n2"] and len(got["n1"]) == 16, got
+
+
+def test_def_modseq_naming_a_module_not_loaded_is_a_load_error(nodes, workdir):
+    path = write(os.path.join(workdir, "c.rules"), 'Ip? "10.1.1.1" Def! "Modseq_auth \'ldap mysql\'"\n')
+    n = nodes(options={"Event.connection": path})
+    rc, out = n.check()
+    assert rc == 1 and "%s:1:16: Def!: Modseq_auth names a module that is not loaded: ldap" \
+        % path in out, out
+    write(path, 'Ip? "10.1.1.1" Def! "Modseq_auth \'passwd\'"\n')
+    rc, out = n.check()
+    assert rc == 0, out
