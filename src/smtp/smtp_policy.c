@@ -118,13 +118,14 @@ static void smtp_refuse(struct smtp_session *s, const char *msg, const char *det
     smtp_session_resume(s, start, delay);
 }
 
-/* Accepted: the reply, and the session goes on (resumes if it waited). */
+/* Accepted: the reply, and the session goes on (resumes if it waited),
+ * after the event's Delay! if it set one (MAIL and RCPT: a tarpit). */
 static void smtp_accept_reply(struct smtp_session *s, const char *msg, const char *detail)
 {
     size_t start = s->out.len;
 
     smtp_session_reply(s, msg, detail, NULL, NULL);
-    smtp_session_resume(s, start, 0);
+    smtp_session_resume(s, start, smtp_rules_outcome(s)->delay);
 }
 
 /*

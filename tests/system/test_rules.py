@@ -668,3 +668,17 @@ def test_def_modseq_naming_a_module_not_loaded_is_a_load_error(nodes, workdir):
     write(path, 'Ip? "10.1.1.1" Def! "Modseq_auth \'passwd\'"\n')
     rc, out = n.check()
     assert rc == 0, out
+
+
+def test_delay_is_a_timer_not_a_sleep(nodes):
+    n = rules_node(nodes, {"rcpt": 'Ip? "127.0.0.51" Delay! "2"'}).start()
+    s = greeted(n, "127.0.0.51")
+    assert cmd(s, b"MAIL FROM:<a@remote.test>").startswith("250")
+    t0 = time.time()
+    s.sendall(b"RCPT TO:<alice@example.com>\r\n")
+    other = greeted(n, "127.0.0.1")
+    assert cmd(other, b"MAIL FROM:<b@remote.test>").startswith("250")
+    assert cmd(other, b"RCPT TO:<bob@example.com>").startswith("250")
+    assert time.time() - t0 < 1.5, "another client is served meanwhile"
+    assert s.reply().startswith(b"250")
+    assert time.time() - t0 >= 1.9
