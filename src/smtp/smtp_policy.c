@@ -2,24 +2,23 @@
  * smtp_policy.c - what each SMTP command does and answers (see
  * smtp_session.h, docs/smtp.md).
  *
- * Owns: HELO/EHLO, MAIL, RCPT, DATA and the small commands (AUTH is
- * smtp_auth.c's, and so is a line sent during its exchange); the relay
- * decision; refusals and what they cost a client (every refused command
- * counts: past SMTP_SOFT_ERRORS each refusal is answered a second late,
- * at SMTP_MAX_ERRORS the session ends; a refused recipient leaves nothing
- * behind in the transaction); the Received header; handing a finished
- * message to the spool.  Waiting for an answer (DNS, an account lookup)
- * goes through smtp_session_wait / smtp_session_resume, and every such
- * request belongs to the session (s->own).  Must not: touch the socket,
+ * Owns: HELO/EHLO, MAIL, RCPT and the small commands (AUTH is
+ * smtp_auth.c's, and so is a line sent during its exchange; the message,
+ * from DATA on, is smtp_message.c's); the relay decision; what the rules'
+ * verdicts mean for these commands; refusals and what they cost a client
+ * (every refused command counts: past SMTP_SOFT_ERRORS each refusal is
+ * answered a second late, at SMTP_MAX_ERRORS the session ends; a refused
+ * recipient leaves nothing behind in the transaction).  Waiting for an
+ * answer (DNS, an account lookup, the rules) goes through
+ * smtp_session_wait / smtp_session_resume, and every such request belongs
+ * to the session (s->own).  Must not: touch the socket,
  * timers or the session's state except through smtp_session_*.
  */
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "accounts.h"
 #include "addr.h"
@@ -28,13 +27,9 @@
 #include "log.h"
 #include "mem.h"
 #include "node.h"
-#include "queue_file.h"
-#include "queue_id.h"
 #include "smtp_session.h"
 #include "smtp_worker.h"
-#include "spf.h"
 #include "spool.h"
-#include "spool_queues.h"
 
 /* ---- the transaction ---- */
 
@@ -80,7 +75,7 @@ static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *o
 }
 
 /* Cp!: a copy of the message for each address the event's rules named. */
-static void smtp_add_copies(struct smtp_session *s)
+void smtp_policy_add_copies(struct smtp_session *s)
 {
     const struct rules_outcome *o = smtp_rules_outcome(s);
 
@@ -133,7 +128,7 @@ static void smtp_accept_reply(struct smtp_session *s, const char *msg, const cha
  * answered, 0 when the command goes on.  Deny! answers Reply! or
  * deny_msg; a Reply! with a 4xx code, or Defer!, is temporary.
  */
-static int smtp_rules_verdict(struct smtp_session *s, const char *deny_msg, const char *what)
+int smtp_policy_verdict(struct smtp_session *s, const char *deny_msg, const char *what)
 {
     const struct rules_outcome *o = smtp_rules_outcome(s);
     const char *msg;
@@ -195,7 +190,7 @@ static void smtp_helo_judged(struct smtp_session *s)
     const struct config *conf = s->conf;
     size_t start = s->out.len;
 
-    if (smtp_rules_verdict(s, conf->Msg_refused, "HELO (rules)")) {
+    if (smtp_policy_verdict(s, conf->Msg_refused, "HELO (rules)")) {
         s->helo[0] = '\0';
         return;
     }
@@ -363,7 +358,7 @@ static void smtp_mail_accept(struct smtp_session *s)
     const struct config *conf = s->conf;
 
     s->txn.active = 1;
-    smtp_add_copies(s);
+    smtp_policy_add_copies(s);
     if (conf->Qlimit_senders[0] && smtp_sender_listed(conf->Qlimit_senders, s->txn.from))
         smtp_policy_set_qlimit(s);
     smtp_accept_reply(s, conf->Msg_allowed_sender, "1.0");
@@ -463,7 +458,7 @@ static void smtp_mail_judged(struct smtp_session *s)
         smtp_mail_accept(s);
         return;
     }
-    if (smtp_rules_verdict(s, conf->Msg_refused, "sender (rules)")) {
+    if (smtp_policy_verdict(s, conf->Msg_refused, "sender (rules)")) {
         smtp_policy_txn_reset(s);
         return;
     }
@@ -529,7 +524,7 @@ static void smtp_rcpt_accepted(struct smtp_session *s, int ok)
         return;
     }
     s->txn.rcpt_cmds++;
-    smtp_add_copies(s);   /* Cp! of Event.rcpt: with an accepted recipient only */
+    smtp_policy_add_copies(s);   /* Cp! of Event.rcpt: with an accepted recipient only */
     smtp_accept_reply(s, conf->Msg_allowed_rcpt, "1.5");
 }
 
@@ -577,7 +572,7 @@ static void smtp_lrcpt_judged(struct smtp_session *s)
     const char *msg = smtp_rules_reply(s, conf->Msg_no_mailbox);
 
     if (o->verdict == RULES_CLOSE) {
-        smtp_rules_verdict(s, msg, "no mailbox (rules)");
+        smtp_policy_verdict(s, msg, "no mailbox (rules)");
         return;
     }
     if (o->verdict == RULES_DEFER && msg[0] == '5')
@@ -671,7 +666,7 @@ static void smtp_rcpt_judged(struct smtp_session *s)
 {
     const struct rules_outcome *o = smtp_rules_outcome(s);
 
-    if (smtp_rules_verdict(s, s->conf->Msg_refused, "recipient (rules)"))
+    if (smtp_policy_verdict(s, s->conf->Msg_refused, "recipient (rules)"))
         return;
     smtp_rcpt_decide(s, s->kept, s->kept_addr, o->verdict == RULES_ACCEPT);
 }
@@ -747,288 +742,6 @@ static void smtp_do_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
     accounts_free(req);
 }
 
-/* ---- DATA ---- */
-
-/* Header! fields, and Received-SPF when a rule had SPF checked for this
- * sender (RFC 7208 section 9.1). */
-static void smtp_rules_headers(struct smtp_session *s, struct buf *h)
-{
-    const struct rules_cache *c = &s->rules.cache;
-
-    if (c->spf >= 0 && strcmp(c->spf_for, s->txn.from) == 0) {
-        struct buf spf = BUF_INIT(0);
-        spf_received_header(&spf, c->spf, s->ip, s->helo, s->txn.from,
-                            s->conf->Server_name);
-        for (size_t i = 0; i < spf.len; i++)   /* the spool's lines end in LF */
-            if (spf.data[i] != '\r')
-                buf_putc(h, spf.data[i]);
-        buf_free(&spf);
-    }
-    for (size_t i = 0; i < s->txn.nheaders; i++)
-        buf_printf(h, "%s\n", s->txn.headers[i]);
-}
-
-static void smtp_received(struct smtp_session *s, struct buf *h)
-{
-    const struct config *conf = s->conf;
-    char date[64];
-    /* RFC 3848: S for TLS, A for AUTH */
-    const char *proto = !s->esmtp ? "SMTP" : s->tls ? (s->auth[0] ? "ESMTPSA" : "ESMTPS")
-                                                    : (s->auth[0] ? "ESMTPA" : "ESMTP");
-
-    log_format_rfc5322(date, sizeof(date), (long)time(NULL));
-    buf_printf(h, "Received: from %s (%s [%s])\n", s->helo,
-               s->rdns[0] ? s->rdns : "unknown", s->ip);
-    if (s->tls)
-        buf_printf(h, "\t(using %s with cipher %s (%d bits))\n",
-                   stream_tls_version(&s->io), stream_tls_cipher(&s->io),
-                   stream_tls_bits(&s->io));
-    if (conf->Hshow_user && s->auth[0])
-        buf_printf(h, "\t(authenticated user %s)\n", s->auth);
-    buf_printf(h, "\tby %s (Selor) with %s id %s", conf->Server_name, proto,
-               s->txn.qid);
-    if (s->txn.nrcpt == 1)
-        buf_printf(h, "\n\tfor <%s>", s->txn.rcpt[0].orcpt);
-    buf_printf(h, "; %s\n", date);
-    smtp_rules_headers(s, h);
-}
-
-static void smtp_spool_drained(void *arg)
-{
-    smtp_session_process(arg);
-}
-
-/* After Event.data_cmd: the message begins (354), unless refused. */
-static void smtp_data_judged(struct smtp_session *s)
-{
-    const struct config *conf = s->conf;
-    struct buf hdr = BUF_INIT(0);
-    int waited = s->state == SMTP_S_WAIT;
-
-    if (smtp_rules_verdict(s, conf->Msg_refused, "DATA (rules)"))
-        return;
-    smtp_add_copies(s);
-    queue_id_next(&s->w->idgen, s->txn.qid);
-    s->txn.msg = spool_msg_new(&s->w->spool, &s->own, s->txn.qid);
-    smtp_received(s, &hdr);
-    spool_msg_write(s->txn.msg, hdr.data, hdr.len);
-    buf_free(&hdr);
-    smtp_data_init(&s->txn.data, (size_t)conf->Max_mail_size,
-                   (size_t)conf->Max_header_size);
-    log_central(s->txn.qid, "%s %s * from=<%s> nrcpt=%zu", s->cid, s->ip,
-                s->txn.from, s->txn.nrcpt);
-    smtp_session_reply(s, conf->Msg_send_body, NULL, NULL, NULL);
-    smtp_session_set_state(s, SMTP_S_DATA, NULL);
-    if (waited)
-        smtp_session_process(s);
-}
-
-static void smtp_do_data(struct smtp_session *s)
-{
-    const struct config *conf = s->conf;
-
-    if (!s->txn.active) {
-        smtp_refuse(s, conf->Msg_sequence_error, "5.1", NULL, 0);
-        return;
-    }
-    if (s->txn.nrcpt == 0) {
-        smtp_refuse(s, conf->Msg_transaction_falied, "5.1", NULL, 0);
-        return;
-    }
-    smtp_rules_event(s, RULES_EV_DATA_CMD, smtp_data_judged);
-}
-
-static void smtp_commit_done(void *arg, int err, const char *id)
-{
-    struct smtp_session *s = arg;
-    const struct config *conf = s->conf;
-
-    s->txn.msg = NULL;  /* the spool freed it */
-    if (err) {
-        log_warn("%s: cannot queue %s: %s", s->cid, id, strerror(err));
-        smtp_session_reply(s, spool_err_is_nodisk(err) ? conf->Msg_nodisk_space
-                                                       : conf->Msg_internal_error,
-                           "3.0", NULL, NULL);
-    } else {
-        for (size_t i = 0; i < s->txn.nrcpt; i++)
-            log_summary(id, "accepted from=<%s> to=<%s> size=%zu bytes=%zu client=%s "
-                        "tls=%s%s%s", s->txn.from, s->txn.rcpt[i].addr, s->txn.data.size,
-                        s->txn.data.wire, s->ip, s->tls ? stream_tls_version(&s->io) : "no",
-                        s->tls ? "/" : "", s->tls ? stream_tls_cipher(&s->io) : "");
-        s->msgs++;
-        s->errors = 0;   /* the count is of errors without delivering mail */
-        smtp_session_announce(s, id);
-        if (s->rules.hits)
-            log_summary(id, "hits=%ld client=%s", s->rules.hits, s->ip);
-        smtp_session_reply(s, s->txn.data_reply ? s->txn.data_reply : conf->Msg_mail_accepted,
-                           "0.0", id, NULL);
-    }
-    smtp_policy_txn_reset(s);
-    smtp_session_set_state(s, SMTP_S_COMMAND, err ? "not queued" : "queued");
-    smtp_session_process(s);
-}
-
-/*
- * What the rules decided goes with the message: every option a Def!
- * changed (delivery reads them from the l file), the hits, and the queue
- * a Def! of Queue_path chose (one the node does not serve is refused by
- * the commit, never put elsewhere).
- */
-static void smtp_commit_rules(struct smtp_session *s)
-{
-    struct spool_msg *m = s->txn.msg;
-    char tmp[32];
-
-    if (s->rules.hits)
-        spool_msg_set_hits(m, s->rules.hits);
-    if (s->conf == selor_conf)
-        return;
-    for (int i = 0; i < CONF_COUNT; i++)
-        if ((config_option(i)->flags & CONF_F_DEF) && i != CONF_IDX_Queue_path &&
-            config_differs(s->conf, i))
-            spool_msg_add_setting(m, config_option(i)->name,
-                                  config_value_text(s->conf, i, tmp, sizeof(tmp)));
-    if (!s->txn.qlimit && config_differs(s->conf, CONF_IDX_Queue_path)) {
-        const char *q = spool_queues_for_path(s->conf->Queue_path);
-        spool_msg_set_queue(m, q ? q : s->conf->Queue_path);
-    }
-}
-
-static void smtp_commit(struct smtp_session *s)
-{
-    struct smtp_txn *t = &s->txn;
-    struct queue_file qf;
-    struct buf l = BUF_INIT(0);
-
-    qf_init(&qf);
-    qf.id = t->qid;
-    qf.sid = s->conf->Sid;
-    qf.created = (long)time(NULL);
-    qf.size = (long)spool_msg_size(t->msg);
-    qf.from = t->from;
-    qf.client_ip = s->ip;
-    qf.client_name = s->rdns;
-    qf.helo = s->helo;
-    qf.auth = s->auth;
-    qf.body = t->body;
-    if (t->qlimit) {
-        qf.flags |= QF_F_QLIMIT;
-        spool_msg_set_qlimit(t->msg);
-    }
-    for (size_t i = 0; i < t->nrcpt; i++)
-        qf_add_rcpt(&qf, t->rcpt[i].addr, t->rcpt[i].orcpt)->via = t->rcpt[i].via;
-    smtp_commit_rules(s);
-    qf_format(&qf, &l);
-    qf_free(&qf);
-    spool_msg_commit(t->msg, l.data, l.len, smtp_commit_done, s);
-    buf_free(&l);
-}
-
-/* After Event.data: refused (Deny!, Defer!, a 4xx/5xx Data_reply!), the
- * connection dropped (Close!), or committed. */
-static void smtp_content_judged(struct smtp_session *s)
-{
-    const struct rules_outcome *o = smtp_rules_outcome(s);
-    const char *msg = NULL;
-
-    smtp_add_copies(s);
-    if (o->verdict == RULES_CLOSE) {
-        smtp_session_refused(s, "content (rules)", "Close!");
-        smtp_session_hangup(s, s->conf->Msg_perm_deny, "7.0", "rules: Close!");
-        return;
-    }
-    if (o->verdict == RULES_DENY || o->verdict == RULES_DEFER)
-        msg = smtp_rules_reply(s, o->verdict == RULES_DENY ? s->conf->Msg_refused
-                                                           : "451 Try again later");
-    else if (s->txn.data_reply && s->txn.data_reply[0] != '2')
-        msg = s->txn.data_reply;
-    if (msg == NULL) {
-        smtp_commit(s);
-        return;
-    }
-    smtp_session_refused(s, "content (rules)", msg);
-    smtp_session_reply(s, msg, "7.1", NULL, NULL);
-    smtp_policy_txn_reset(s);
-    smtp_session_set_state(s, SMTP_S_COMMAND, "content refused by rules");
-    smtp_session_process(s);
-}
-
-static void smtp_content_written(void *arg)
-{
-    struct smtp_session *s = arg;
-
-    smtp_rules_event(s, RULES_EV_DATA, smtp_content_judged);
-}
-
-static void smtp_content_judged_none(struct smtp_session *s)
-{
-    memset(&s->rules.run.out, 0, sizeof(s->rules.run.out));
-    smtp_content_judged(s);
-}
-
-/* The end of data: refuse what broke a limit, commit the rest. */
-static void smtp_data_end(struct smtp_session *s)
-{
-    const struct config *conf = s->conf;
-    unsigned f = s->txn.data.flags;
-    const char *msg = NULL, *detail = "6.0";
-
-    if (f & SMTP_DATA_TOOBIG)
-        msg = conf->Msg_mail_toobig, detail = "3.4";
-    else if (f & SMTP_DATA_HEADER_TOOBIG)
-        msg = conf->Msg_header_toobig;
-    else if (f & SMTP_DATA_LINE_TOOLONG)
-        msg = conf->Msg_transaction_falied;
-    if (f & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR))
-        log_central(s->txn.qid, "%s %s * bare %s in content (normalised)", s->cid,
-                    s->ip, f & SMTP_DATA_BARE_LF ? "LF" : "CR");
-    if (msg) {
-        smtp_session_reply(s, msg, detail, NULL, NULL);
-        smtp_session_refused(s, "content", msg);
-        smtp_policy_txn_reset(s);
-        smtp_session_set_state(s, SMTP_S_COMMAND, "content refused");
-        return;
-    }
-    smtp_session_set_state(s, SMTP_S_COMMIT, NULL);
-    s->rules.size = (long)s->txn.data.size;
-    s->rules.msgfile[0] = '\0';
-    if (rules_for(s->rules.set, s->conf->Event_data) == NULL) {
-        smtp_content_judged_none(s);
-        return;
-    }
-    /* The rules' programs get the message whole, in its file. */
-    switch (spool_msg_write_out(s->txn.msg, s->rules.msgfile, sizeof(s->rules.msgfile),
-                                smtp_content_written, s)) {
-    case 1: smtp_content_written(s); break;
-    case 0: break;
-    default: smtp_commit(s); break;   /* the commit reports the spool's error */
-    }
-}
-
-int smtp_policy_data_input(struct smtp_session *s)
-{
-    int done = 0;
-    size_t used;
-
-    if (s->txn.msg && spool_msg_backlogged(s->txn.msg)) {
-        spool_msg_on_drain(s->txn.msg, smtp_spool_drained, s);
-        return 0;
-    }
-    used = smtp_data_feed(&s->txn.data, s->in.data, s->in.len, &s->chunk, &done);
-    buf_consume(&s->in, used);
-    if (s->chunk.len) {
-        spool_msg_write(s->txn.msg, s->chunk.data, s->chunk.len);
-        buf_reset(&s->chunk);
-    }
-    /* Reading stops while the spool is behind (smtp_server.c): whoever
-     * made it so asks to be woken, with input left to handle or not. */
-    if (!done && spool_msg_backlogged(s->txn.msg))
-        spool_msg_on_drain(s->txn.msg, smtp_spool_drained, s);
-    if (done)
-        smtp_data_end(s);
-    return done;
-}
-
 /* ---- the commands ---- */
 
 void smtp_policy_command(struct smtp_session *s, const char *line, size_t n)
@@ -1051,7 +764,7 @@ void smtp_policy_command(struct smtp_session *s, const char *line, size_t n)
     case SMTP_EHLO: smtp_do_helo(s, &c); break;
     case SMTP_MAIL: smtp_do_mail(s, &c); break;
     case SMTP_RCPT: smtp_do_rcpt(s, &c); break;
-    case SMTP_DATA: smtp_do_data(s); break;
+    case SMTP_DATA: smtp_message_data(s); break;
     case SMTP_RSET:
         smtp_policy_txn_reset(s);
         smtp_session_reply(s, conf->Msg_ok, "0.0", NULL, NULL);

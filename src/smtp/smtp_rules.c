@@ -77,8 +77,10 @@ static void smtp_rules_fill(struct smtp_session *s, enum rules_event ev)
 {
     struct smtp_rules_state *r = &s->rules;
     struct rules_ctx *c = &r->ctx;
-    static const char *rcpts[SMTP_MAX_TARGETS];
-    size_t n = s->txn.nrcpt < SMTP_MAX_TARGETS ? s->txn.nrcpt : SMTP_MAX_TARGETS;
+    /* To? outside Event.rcpt looks at every recipient so far: a list in the
+     * transaction's memory, for the events that come once a message */
+    size_t n = ev == RULES_EV_DATA_CMD || ev == RULES_EV_DATA ? s->txn.nrcpt : 0;
+    const char **rcpts = n ? arena_alloc(&s->txn.mem, n * sizeof(*rcpts)) : NULL;
 
     memset(c, 0, sizeof(*c));
     c->ip = s->ip;
@@ -89,7 +91,7 @@ static void smtp_rules_fill(struct smtp_session *s, enum rules_event ev)
     c->qid = s->txn.qid;
     for (size_t i = 0; i < n; i++)
         rcpts[i] = s->txn.rcpt[i].orcpt;
-    c->rcpts = rcpts;   /* read during this event only: one loop, one session at a time */
+    c->rcpts = rcpts;
     c->nrcpts = n;
     c->rcpt = ev == RULES_EV_RCPT || ev == RULES_EV_LRCPT_REFUSED ? r->rcpt : NULL;
     c->msgfile = ev == RULES_EV_DATA && r->msgfile[0] ? r->msgfile : NULL;

@@ -275,7 +275,7 @@ void smtp_session_process(struct smtp_session *s)
                 if (!smtp_command_input(s))
                     break;
             } else if (s->state == SMTP_S_DATA) {
-                if (!smtp_policy_data_input(s))
+                if (!smtp_message_input(s))
                     break;
             } else {
                 break;

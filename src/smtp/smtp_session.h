@@ -190,8 +190,18 @@ int smtp_session_tls_available(const struct smtp_session *s);
 void smtp_policy_command(struct smtp_session *s, const char *line, size_t n);
 /* A command line over 512 bytes ended. */
 void smtp_policy_line_too_long(struct smtp_session *s);
+/* A rules verdict (Deny!, Defer!, Close!) against the command: 1 when it
+ * answered (deny_msg unless Reply! gave one), 0 when the command goes on. */
+int smtp_policy_verdict(struct smtp_session *s, const char *deny_msg, const char *what);
+/* Cp! of the last event: a copy of the message for each address. */
+void smtp_policy_add_copies(struct smtp_session *s);
+
+/* ---- smtp_message.c: DATA, the content, the commit ---- */
+
+/* The DATA command. */
+void smtp_message_data(struct smtp_session *s);
 /* Feeds buffered input to the DATA parser; 0 when it needs more input. */
-int smtp_policy_data_input(struct smtp_session *s);
+int smtp_message_input(struct smtp_session *s);
 /* Ends the transaction; a message not yet committed is dropped. */
 void smtp_policy_txn_reset(struct smtp_session *s);
 /* The transaction's memory goes (the session closes). */

@@ -682,3 +682,33 @@ def test_delay_is_a_timer_not_a_sleep(nodes):
     assert time.time() - t0 < 1.5, "another client is served meanwhile"
     assert s.reply().startswith(b"250")
     assert time.time() - t0 >= 1.9
+
+
+def test_client_leaving_while_rules_wait(nodes, workdir, procs):
+    """A client that leaves while a rule waits (a program, a DNS answer that
+    does not come) cancels what its rules asked: no late answer reaches the
+    gone session (the sanitizers would say), the program is killed, and
+    the node goes on serving."""
+    marker = os.path.join(workdir, "still-running")
+    slow = write(os.path.join(workdir, "slow.sh"),
+                 "#!/bin/sh\nsleep 3\ntouch %s\nexit 0\n" % marker)
+    os.chmod(slow, 0o755)
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # a DNS server that never answers
+    silent.bind(("127.0.0.1", 0))
+    n = rules_node(nodes, {"rcpt": 'Exec? "%s" Deny!' % slow,
+                           "connection": 'Ip? "127.0.0.61" Rbl? "dnsbl.test" Deny!'},
+                   options={"Dns_servers": "127.0.0.1:%d" % silent.getsockname()[1]}).start()
+    for _ in range(3):
+        s = greeted(n)
+        assert cmd(s, b"MAIL FROM:<a@remote.test>").startswith("250")
+        s.sendall(b"RCPT TO:<alice@example.com>\r\n")
+        time.sleep(0.2)
+        s.close()
+        c = connect(n, "127.0.0.61")
+        time.sleep(0.2)
+        c.close()
+    time.sleep(3.5)
+    assert not os.path.exists(marker), "the program of a gone session was killed"
+    s = greeted(n, "127.0.0.1")
+    assert cmd(s, b"MAIL FROM:<b@remote.test>").startswith("250")
+    silent.close()
