@@ -44,7 +44,7 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_message.c smtp_auth.c smtp_rules.c \
                smtp_cmd.c smtp_data.c smtp_reply.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
-               delivery_domains.c delivery_conf.c delivery_rules.c \
+               delivery_domains.c delivery_conf.c delivery_rules.c delivery_plan.c \
                lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \

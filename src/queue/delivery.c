@@ -2,10 +2,11 @@
  * delivery.c - one delivery run of one queue file (see delivery.h).
  *
  * Phases of a run:
- *   LOAD    thread pool: read and check the l and c files
+ *   LOAD    thread pool: read and check the l and c files; the rules of
+ *           Event.qstart_process (delivery_rules.c) may put the run off
  *   PLAN    ask the accounts about each due recipient, one at a time:
  *           a mailbox (MDA), a remote domain (SMTP), an alias found only
- *           now (its targets join the file), or a failure
+ *           now (its targets join the file), or a failure (delivery_plan.c)
  *   RUN     one job per local recipient and one per remote domain run at
  *           once; each result is recorded in the l file as it comes
  *           (writes are coalesced, one at a time)
@@ -39,6 +40,7 @@
 #include "deliver_local.h"
 #include "deliver_smtp.h"
 #include "delivery.h"
+#include "delivery_int.h"
 #include "delivery_rules.h"
 #include "delivery_conf.h"
 #include "delivery_domains.h"
@@ -55,76 +57,8 @@
 #include "spool.h"
 #include "spool_queues.h"
 
-#define DL_MAX_RCPT 10000          /* recipients of one file after aliases */
-#define DL_SLOT_RETRY_MS 1000      /* a full Dlocal_max_procs is asked again */
-#define DL_LFILE_MAX (64 << 20)
-
-enum dl_phase { DL_LOAD, DL_PLAN, DL_RUN, DL_FINISH, DL_ENDING, DL_OVER };
-
-struct dl_job {
-    struct delivery *d;
-    struct deliver_rcpt_result *res;   /* Event.dl_rcpt: the answers, one by one */
-    size_t nres, k;
-    struct dl_job *next;
-    int local;                     /* 1: MDA for idx[0]; 0: SMTP to a domain */
-    size_t *idx;                   /* recipients of the job (qf.rcpt indexes) */
-    size_t n;
-    const char **addrs;
-    const char *from;              /* SMTP: the envelope sender (SRS) */
-    struct selor_mailbox mbox;
-    struct deliver_local_req lreq;
-    struct deliver_smtp_req sreq;
-    struct deliver_local *mda;
-    struct deliver_smtp *smtp;
-    uint64_t slot;
-    int asking;                    /* a slot request is out */
-    int running, finished;
-};
-
-struct delivery {
-    struct async_owner own;        /* every request of the run */
-    struct async_owner lookups;    /* the account lookup under way (PLAN) */
-    struct delivery_env *env;
-    const struct config *conf;
-    struct coord_claim claim;
-    struct lease lease;
-    const char *queue;             /* the queue holding the file (spool_queues.h) */
-    char dir[2048];                /* its directory */
-    long hits;                     /* the connection's rule score (l file) */
-    const char *auth;              /* its authenticated user ("" if none) */
-    struct queue_file qf;
-    struct buf ltext, content;
-    enum dl_phase phase;
-    int busy;                      /* a thread-pool job runs */
-    int err;                       /* errno of the last job */
-    char why[256];                 /* what the last job found wrong */
-    int fenced;                    /* the file is not ours to write any more */
-    int stopping;
-    int write_again;               /* results came during a write */
-    size_t plan_i;
-    struct strset rcpt_set;        /* addresses in the file (PLAN) */
-    size_t *remote;                /* recipients planned for SMTP (PLAN) */
-    size_t nremote, remote_alloc;
-    int lookup_pending;
-    int await_lock;                /* the final step waits for LEASE_SURE */
-    struct dl_job *jobs;
-    int jobs_left;
-    uv_timer_t slot_timer;
-    int slot_timer_on;
-    struct delivery_domains_waiter waiter;   /* for a domain slot */
-    void (*after)(struct delivery *d);   /* what follows the current job */
-    struct delivery_report report; /* about the failed recipients */
-    struct delivery_rules rules;   /* the delivery events (delivery_rules.c) */
-    int qend_done, report_judged;
-    char msgfile[2200];            /* the c file, for the rules' programs */
-    long now;
-    delivery_done_fn *done;
-    void *done_arg;
-    struct arena mem;
-};
-
-static void dl_next_job(struct delivery *d);
-static void dl_finish(struct delivery *d);
+void delivery_next_job(struct delivery *d);
+void delivery_finish(struct delivery *d);
 static void dl_write(struct delivery *d);
 
 /* ---- small helpers ---- */
@@ -155,7 +89,7 @@ const char *delivery_auth(const struct delivery *d)
     return d->auth;
 }
 
-static const char *dl_domain(const char *addr)
+const char *delivery_domain_of(const char *addr)
 {
     const char *at = strrchr(addr, '@');
 
@@ -249,7 +183,7 @@ static int dl_still_ours(void *arg)
 }
 
 static void dl_stop_jobs(struct delivery *d, int keep_committed);
-static void dl_finish(struct delivery *d);
+void delivery_finish(struct delivery *d);
 static void dl_final_step(struct delivery *d);
 
 /*
@@ -282,7 +216,7 @@ static void dl_lease_event(void *arg, enum lease_event ev)
     if (d->phase >= DL_ENDING || (ev == LEASE_SHAKY && d->stopping))
         return;
     dl_stop_jobs(d, ev == LEASE_SHAKY);
-    dl_finish(d);
+    delivery_finish(d);
     if (ev == LEASE_LOST && d->await_lock) {
         d->await_lock = 0;
         dl_final_step(d);
@@ -380,8 +314,7 @@ static void dl_load_work(void *arg)
     d->err = spool_read_sync(path, &d->content, (size_t)d->qf.size + 1);
 }
 
-static void dl_plan_next(struct delivery *d);
-static void dl_result(struct delivery *d, size_t i, int status, const char *answer,
+void delivery_result(struct delivery *d, size_t i, int status, const char *answer,
                       const char *host);
 
 /*
@@ -404,9 +337,9 @@ static void dl_qstart_judged(void *arg)
     if (o->verdict == RULES_DENY)
         for (size_t i = 0; i < d->qf.nrcpt; i++)
             if (d->qf.rcpt[i].state == QF_PENDING)
-                dl_result(d, i, DELIVER_PERM,
+                delivery_result(d, i, DELIVER_PERM,
                           dl_rules_reply(d, "550 5.7.1 Refused by the delivery rules"), NULL);
-    dl_plan_next(d);
+    delivery_plan_next(d);
 }
 
 static void dl_loaded(struct delivery *d)
@@ -470,7 +403,7 @@ static void dl_log(struct delivery *d, const char *what, const struct qf_rcpt *r
 }
 
 /* Records one recipient's result; the l file is written afterwards. */
-static void dl_result(struct delivery *d, size_t i, int status, const char *answer,
+void delivery_result(struct delivery *d, size_t i, int status, const char *answer,
                       const char *host)
 {
     struct qf_rcpt *r = &d->qf.rcpt[i];
@@ -497,223 +430,6 @@ static void dl_result(struct delivery *d, size_t i, int status, const char *answ
     dl_log(d, "failed", r, host);
 }
 
-/* ---- PLAN ---- */
-
-static int dl_has_rcpt(struct delivery *d, const char *addr)
-{
-    if (d->rcpt_set.n == 0)
-        for (size_t i = 0; i < d->qf.nrcpt; i++)
-            strset_add(&d->rcpt_set, d->qf.rcpt[i].addr);
-    return strset_has(&d->rcpt_set, addr);
-}
-
-static struct dl_job *dl_job_new(struct delivery *d, int local, size_t n)
-{
-    struct dl_job *j = mem_zalloc(sizeof(*j));
-
-    j->d = d;
-    j->local = local;
-    j->idx = arena_alloc(&d->mem, n * sizeof(*j->idx));
-    j->addrs = arena_alloc(&d->mem, n * sizeof(*j->addrs));
-    j->next = d->jobs;
-    d->jobs = j;
-    d->jobs_left++;
-    return j;
-}
-
-static void dl_plan_local(struct delivery *d, size_t i, const struct accounts_result *r)
-{
-    struct dl_job *j = dl_job_new(d, 1, 1);
-    struct selor_mailbox *m = &j->mbox;
-
-    j->idx[0] = i;
-    j->n = 1;
-    *m = r->mbox;
-    m->user = arena_strdup(&d->mem, m->user ? m->user : "");
-    m->home = arena_strdup(&d->mem, m->home ? m->home : "");
-    m->dlocal = arena_strdup(&d->mem, m->dlocal ? m->dlocal : "");
-}
-
-/*
- * Alias targets not in the file yet join it (an alias that was not there
- * when the message was accepted).  The recipient itself is done with only
- * when it is no mailbox: a mailbox that is also an alias (Force_alias_seek)
- * still gets its own delivery.
- */
-static void dl_plan_alias(struct delivery *d, size_t i, const struct accounts_result *r,
-                          int mailbox_too)
-{
-    const char *orcpt = d->qf.rcpt[i].orcpt[0] ? d->qf.rcpt[i].orcpt : d->qf.rcpt[i].addr;
-    int bcast_ok = accounts_broadcast_allowed(r, d->qf.from, d->qf.auth);
-    size_t added = 0;
-
-    orcpt = qf_str(&d->qf, orcpt);
-    for (size_t k = 0; k < r->ntargets; k++) {
-        if (dl_has_rcpt(d, r->targets[k]) || d->qf.nrcpt >= DL_MAX_RCPT ||
-            (!bcast_ok && strncmp(r->via[k], "broadcast:", 10) == 0))
-            continue;
-        struct qf_rcpt *nr = qf_add_rcpt(&d->qf, r->targets[k], orcpt);
-        nr->via = qf_str(&d->qf, r->via[k]);
-        strset_add(&d->rcpt_set, nr->addr);
-        added++;
-    }
-    if (mailbox_too) {
-        if (added)
-            log_summary(d->claim.qid, "expanded to=<%s> new=%zu", d->qf.rcpt[i].addr,
-                        added);
-        return;
-    }
-    d->qf.rcpt[i].state = QF_DELIVERED;
-    d->qf.rcpt[i].answer = qf_str(&d->qf, added ? "alias expanded" : "alias: no new recipients");
-    log_summary(d->claim.qid, "expanded to=<%s> new=%zu", d->qf.rcpt[i].addr, added);
-}
-
-/*
- * Kept beside the file, not in a recipient's state: a run stopped while
- * planning writes the file, and a made-up state there would make it
- * unreadable.
- */
-static void dl_plan_remote(struct delivery *d, size_t i)
-{
-    if (d->nremote == d->remote_alloc) {
-        d->remote_alloc = d->remote_alloc ? d->remote_alloc * 2 : 8;
-        d->remote = mem_realloc(d->remote, d->remote_alloc * sizeof(*d->remote));
-    }
-    d->remote[d->nremote++] = i;
-}
-
-static void dl_plan_take(struct delivery *d, size_t i, const struct accounts_result *r)
-{
-    const char *addr = d->qf.rcpt[i].addr;
-    int self = 0;
-
-    switch (r->status) {
-    case ACCOUNTS_LOCAL:
-        for (size_t k = 0; k < r->ntargets; k++)
-            self |= strcasecmp(r->targets[k], addr) == 0;
-        if (r->has_mailbox && self)
-            dl_plan_local(d, i, r);
-        if (r->ntargets > (size_t)self || !r->has_mailbox)
-            dl_plan_alias(d, i, r, r->has_mailbox && self);
-        break;
-    case ACCOUNTS_REMOTE:
-        dl_plan_remote(d, i);   /* grouped by domain when planning ends */
-        break;
-    case ACCOUNTS_NOMAILBOX:
-        dl_result(d, i, DELIVER_PERM, d->conf->Msg_no_mailbox, NULL);
-        break;
-    case ACCOUNTS_SRS_INVALID:
-        dl_result(d, i, DELIVER_PERM, d->conf->Msg_invalid_srs, NULL);
-        break;
-    default:
-        dl_result(d, i, DELIVER_TEMP, r->error ? r->error : "account lookup failed", NULL);
-        break;
-    }
-}
-
-/*
- * The envelope sender for a remote recipient: the message's own, or, for
- * a target of one of our aliases (Srs_key, Srs_alias_redir), an SRS address
- * of the alias's domain, so that SPF at the receiving end sees a sender
- * this domain may use.  A report (null sender) is never rewritten.
- */
-static const char *dl_sender_for(struct delivery *d, size_t k)
-{
-    const struct config *c = d->conf;
-    const struct qf_rcpt *r = &d->qf.rcpt[k];
-    const char *via = r->via ? r->via : "";
-    char out[SRS_ADDR_MAX + 1];
-    enum srs_fwd st;
-
-    if (c->Srs_key[0] == '\0' || !c->Srs_alias_redir || d->qf.from[0] == '\0' ||
-        strncmp(via, "alias:", 6) != 0 || dl_domain(r->orcpt)[0] == '\0')
-        return d->qf.from;
-    st = srs_forward(c->Srs_key, (uint8_t)c->Srs_shift, d->qf.from, dl_domain(r->orcpt),
-                     time(NULL), out, sizeof(out));
-    if (st == SRS_FWD_OK)
-        return arena_strdup(&d->mem, out);
-    if (st != SRS_FWD_KEEP)
-        log_warn("%s: sender <%s> kept for <%s>: SRS: %s", d->claim.qid, d->qf.from,
-                 r->addr, srs_fwd_str(st));
-    return d->qf.from;
-}
-
-/* One SMTP job per domain and sender, its recipients in file order. */
-static void dl_plan_group_remote(struct delivery *d)
-{
-    const char **from = arena_alloc(&d->mem, (d->nremote + 1) * sizeof(*from));
-
-    for (size_t a = 0; a < d->nremote; a++)
-        from[a] = dl_sender_for(d, d->remote[a]);
-    for (size_t a = 0; a < d->nremote; a++) {
-        const char *dom;
-        size_t n = 0;
-        struct dl_job *j;
-        if (d->remote[a] == SIZE_MAX)
-            continue;
-        dom = dl_domain(d->qf.rcpt[d->remote[a]].addr);
-        for (size_t b = a; b < d->nremote; b++)
-            n += d->remote[b] != SIZE_MAX && strcmp(from[b], from[a]) == 0 &&
-                 strcasecmp(dl_domain(d->qf.rcpt[d->remote[b]].addr), dom) == 0;
-        j = dl_job_new(d, 0, n);
-        j->from = from[a];
-        for (size_t b = a; b < d->nremote; b++) {
-            size_t k = d->remote[b];
-            if (k == SIZE_MAX || strcmp(from[b], from[a]) != 0 ||
-                strcasecmp(dl_domain(d->qf.rcpt[k].addr), dom) != 0)
-                continue;
-            j->addrs[j->n] = arena_strdup(&d->mem, d->qf.rcpt[k].addr);
-            j->idx[j->n++] = k;
-            d->remote[b] = SIZE_MAX;
-        }
-    }
-}
-
-static void dl_plan_done(struct delivery *d)
-{
-    dl_plan_group_remote(d);
-    d->phase = DL_RUN;
-    if (d->jobs_left == 0) {
-        dl_finish(d);
-        return;
-    }
-    dl_next_job(d);
-}
-
-static void dl_lookup_done(void *arg, struct accounts_req *req)
-{
-    struct delivery *d = arg;
-
-    d->lookup_pending = 0;
-    dl_plan_take(d, d->plan_i++, accounts_result(req));
-    dl_plan_next(d);
-}
-
-/* Asks about each due pending recipient in turn. */
-static void dl_plan_next(struct delivery *d)
-{
-    struct accounts_req *req;
-
-    while (d->plan_i < d->qf.nrcpt && !d->stopping) {
-        const struct qf_rcpt *r = &d->qf.rcpt[d->plan_i];
-        if (r->state != QF_PENDING || r->next > d->now) {
-            d->plan_i++;
-            continue;
-        }
-        if (accounts_resolve(d->env->mods, d->conf, &d->lookups, r->addr, &req,
-                             dl_lookup_done, d) == ACCOUNTS_WAIT) {
-            d->lookup_pending = 1;
-            return;
-        }
-        dl_plan_take(d, d->plan_i++, accounts_result(req));
-        accounts_free(req);
-    }
-    if (d->stopping)
-        dl_finish(d);
-    else
-        dl_plan_done(d);
-}
-
 /* ---- RUN ---- */
 
 static void dl_job_over(struct dl_job *j)
@@ -732,9 +448,9 @@ static void dl_job_over(struct dl_job *j)
     d->jobs_left--;
     dl_write(d);
     if (d->jobs_left == 0)
-        dl_finish(d);
+        delivery_finish(d);
     else
-        dl_next_job(d);
+        delivery_next_job(d);
 }
 
 /*
@@ -759,7 +475,7 @@ static void dl_rcpt_judged(void *arg)
         log_central(j->d->claim.qid, "Event.dl_rcpt: %s for %s", o->verdict == RULES_DENY ?
                     "deny" : "defer", j->addrs[j->k]);
     }
-    dl_result(j->d, j->idx[j->k], r->status, r->answer, r->host);
+    delivery_result(j->d, j->idx[j->k], r->status, r->answer, r->host);
     j->k++;
     dl_rcpt_next(j);
 }
@@ -786,7 +502,7 @@ static void dl_smtp_done(void *arg, const struct deliver_rcpt_result *res, size_
                           d->conf->Queue_time * 60);
     if (delivery_rules_file(d->conf, RULES_EV_DL_RCPT) == NULL) {
         for (size_t k = 0; k < n && k < j->n; k++)
-            dl_result(d, j->idx[k], res[k].status, res[k].answer, res[k].host);
+            delivery_result(d, j->idx[k], res[k].status, res[k].answer, res[k].host);
         dl_job_over(j);
         return;
     }
@@ -822,7 +538,7 @@ static void dl_mda_done(void *arg, const struct deliver_local_result *r)
         status = DELIVER_PERM;
         break;
     }
-    dl_result(j->d, j->idx[0], status, answer, "local");
+    delivery_result(j->d, j->idx[0], status, answer, "local");
     dl_job_over(j);
 }
 
@@ -893,7 +609,7 @@ static void dl_start_smtp(struct dl_job *j)
     q->conf = d->conf;
     q->dns = d->env->dns;
     q->tls = d->env->tls;
-    q->domain = arena_strdup(&d->mem, dl_domain(j->addrs[0]));
+    q->domain = arena_strdup(&d->mem, delivery_domain_of(j->addrs[0]));
     q->from = j->from;
     q->rcpts = j->addrs;
     q->nrcpt = j->n;
@@ -911,7 +627,7 @@ static void dl_skip_dead(struct dl_job *j, const struct delivery_dead_domain *x)
 
     snprintf(answer, sizeof(answer), "%.400s (domain paused after failures)", x->answer);
     for (size_t k = 0; k < j->n; k++)
-        dl_result(j->d, j->idx[k], DELIVER_TEMP, answer, NULL);
+        delivery_result(j->d, j->idx[k], DELIVER_TEMP, answer, NULL);
     dl_job_over(j);
 }
 
@@ -920,12 +636,12 @@ static void dl_slot_retry(uv_timer_t *t)
     struct delivery *d = t->data;
 
     d->slot_timer_on = 0;
-    dl_next_job(d);
+    delivery_next_job(d);
 }
 
 /* Starts every job that can start; local jobs wait for a Dlocal slot.
  * Nothing starts unless the lock surely holds. */
-static void dl_next_job(struct delivery *d)
+void delivery_next_job(struct delivery *d)
 {
     int waiting = 0;
 
@@ -933,7 +649,7 @@ static void dl_next_job(struct delivery *d)
         log_warn("%s: the lock may lapse before more is done; starting nothing more",
                  d->claim.qid);
         dl_stop_jobs(d, !d->fenced);
-        dl_finish(d);
+        delivery_finish(d);
         return;
     }
     for (struct dl_job *j = d->jobs; j && !d->stopping; j = j->next) {
@@ -941,7 +657,7 @@ static void dl_next_job(struct delivery *d)
             continue;
         if (!j->local) {
             struct delivery_domains *dd = &d->env->domains;
-            const char *domain = dl_domain(j->addrs[0]);
+            const char *domain = delivery_domain_of(j->addrs[0]);
             const struct delivery_dead_domain *x =
                 delivery_domains_paused(dd, domain, (long)time(NULL));
             if (x)
@@ -1019,7 +735,7 @@ static void dl_write_start(struct delivery *d)
          * writes everything if the lock is sure again by then. */
         d->write_again = 0;
         if (d->phase == DL_FINISH)
-            dl_finish(d);
+            delivery_finish(d);
         return;
     }
     d->write_again = 0;
@@ -1054,7 +770,7 @@ static void dl_written(struct delivery *d)
         return;
     }
     if (d->phase == DL_FINISH || d->fenced)
-        dl_finish(d);
+        delivery_finish(d);
 }
 
 /* ---- FINISH ---- */
@@ -1241,10 +957,10 @@ static void dl_last_written(struct delivery *d)
 
 static void dl_finish_after_rules(void *arg)
 {
-    dl_finish(arg);
+    delivery_finish(arg);
 }
 
-static void dl_finish(struct delivery *d)
+void delivery_finish(struct delivery *d)
 {
     if (d->phase >= DL_ENDING)
         return;
@@ -1306,7 +1022,7 @@ void delivery_stop(struct delivery *d)
         return;
     dl_stop_jobs(d, 0);
     if (d->phase != DL_LOAD)
-        dl_finish(d);
+        delivery_finish(d);
 }
 
 struct delivery *delivery_start(struct delivery_env *env,
