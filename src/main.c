@@ -112,6 +112,7 @@ static void main_load(const char *path, struct selor_node *node)
         buf_free(&warn);
         exit(1);
     }
+    rules_set_def_check(main_check_def, &node->mods);
     buf_free(&err);
     buf_free(&warn);
 }

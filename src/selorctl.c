@@ -517,6 +517,21 @@ static int ctl_change(const struct config *c, int fd, const char *verb, const ch
  * readable by the node.  (The control socket was connected before, as
  * root: see ctl_connect.)
  */
+static void ctl_queue_path(const char *path, void *arg)
+{
+    (void)arg;
+    spool_queues_add(path);
+}
+
+static void ctl_rules_queues(const struct config *c)
+{
+    struct buf err = BUF_INIT(0);
+    struct rules_set *set = rules_load(c, &err, ctl_queue_path, NULL);
+
+    rules_unref(set);
+    buf_free(&err);
+}
+
 /* selorctl rules test: the options, then the dry run (rules_test.c). */
 static int ctl_rules_test(const struct config *c, int argc, char **argv)
 {
@@ -595,9 +610,11 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_role("selorctl");
-    /* main and qlimit; the rules' loader adds their queues here too, so
-     * that listing and changes see every queue */
+    /* main and qlimit, and the queues the rules' Def!s name, so that
+     * listing and changes see every queue (rules that do not load here are
+     * the node's business: selor -t says why) */
     spool_queues_init(selor_conf);
+    ctl_rules_queues(selor_conf);
     change = queue_edit_op_parse(cmd) >= 0 &&
              (argc - optind == 2 || (argc - optind == 1 && strcmp(cmd, "flush") == 0));
     if (change)

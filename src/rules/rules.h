@@ -94,6 +94,10 @@ void rules_unref(struct rules_set *set);
 int rules_check_defs(const struct rules_set *set,
                      int (*check)(int idx, const char *value, struct buf *why, void *arg),
                      void *arg, struct buf *err);
+/* The same check for every reload (a reloaded Def! is held to the rules of
+ * the start: set before fork, every process has it). */
+void rules_set_def_check(int (*check)(int idx, const char *value, struct buf *why, void *arg),
+                         void *arg);
 /* A hash of every file's content, for selorctl nodes ("-" with no rules). */
 const char *rules_hash(const struct rules_set *set);
 /* The rules of an event as an option value names them (NULL: none). */

@@ -170,7 +170,10 @@ static void rules_rev_named(void *arg, int status, const char *name)
 {
     struct rules_run *run = arg;
 
-    if (status != DNS_OK || name == NULL || strlen(name) >= sizeof(run->rdns)) {
+    /* a name that is no domain (DNS labels may hold any byte) is no name:
+     * it would reach Received: and the l file */
+    if (status != DNS_OK || name == NULL || strlen(name) >= sizeof(run->rdns) ||
+        !addr_valid_domain(name, strlen(name))) {
         run->ctx->cache->rev = 1;
         rules_answer(run, 1);
         return;

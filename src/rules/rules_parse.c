@@ -41,7 +41,7 @@ static const struct rules_keyword rules_keywords[] = {
     {"Helo", RULES_C_HELO, 0, 1, AFTER_HELO | DELIVERY},
     {"Auth", RULES_C_AUTH, 0, 2, EV(AUTH) | TXN | DELIVERY},
     {"Tls", RULES_C_TLS, 0, 0, SESSION & ~EV(LIMIT)},
-    {"Local", RULES_C_LOCAL, 0, 0, EV(RCPT) | EV(LRCPT_REFUSED) | EV(DL_RCPT)},
+    {"Local", RULES_C_LOCAL, 0, 0, EV(RCPT) | EV(LRCPT_REFUSED)},
     {"Size", RULES_C_SIZE, 0, 1, TXN | DELIVERY},
     {"Rbl", RULES_C_RBL, 0, 1, SESSION},
     {"Exec", RULES_C_EXEC, 0, 1, ALL},

@@ -203,8 +203,14 @@ static int rules_bad_news(struct rules_file *old)
     struct stat st;
     int64_t m;
 
-    if (old->path == NULL || stat(old->path, &st) < 0)
+    if (old->path == NULL)
         return 1;
+    if (stat(old->path, &st) < 0) {   /* gone: said once too */
+        if (old->bad_size == -1)
+            return 0;
+        old->bad_size = -1;
+        return 1;
+    }
     m = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     if (m == old->bad_mtime_ns && st.st_size == old->bad_size)
         return 0;
@@ -336,13 +342,33 @@ struct rules_set *rules_load(const struct config *c, struct buf *err,
 }
 
 static void (*rules_reload_queue_path)(const char *path, void *arg);
+static int (*rules_def_check)(int idx, const char *value, struct buf *why, void *arg);
+static void *rules_def_check_arg;
+
+void rules_set_def_check(int (*check)(int idx, const char *value, struct buf *why, void *arg),
+                         void *arg)
+{
+    rules_def_check = check;
+    rules_def_check_arg = arg;
+}
 
 struct rules_set *rules_reload(struct rules_set *old, const struct config *c)
 {
     struct buf err = BUF_INIT(0);
     struct rules_set *s = rules_make(c, old, &err, rules_reload_queue_path, NULL);
 
-    if (s == NULL)
+    static char last_refused[20];   /* a set refused once is not reported again */
+
+    if (s && rules_def_check &&
+        rules_check_defs(s, rules_def_check, rules_def_check_arg, &err) < 0) {
+        int again = strcmp(last_refused, s->hash) == 0;
+        snprintf(last_refused, sizeof(last_refused), "%s", s->hash);
+        rules_set_free(s);
+        s = NULL;
+        if (again)
+            buf_reset(&err);
+    }
+    if (s == NULL && err.len)
         log_warn("rules: %s (the previous rules stay in use)", buf_cstr(&err));
     buf_free(&err);
     if (s && old && strcmp(s->hash, old->hash) == 0 && s->nfiles == old->nfiles) {

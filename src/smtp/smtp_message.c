@@ -167,7 +167,10 @@ static void smtp_commit_rules(struct smtp_session *s)
                                   config_value_text(s->conf, i, tmp, sizeof(tmp)));
     if (!s->txn.qlimit && config_differs(s->conf, CONF_IDX_Queue_path)) {
         const char *q = spool_queues_for_path(s->conf->Queue_path);
-        spool_msg_set_queue(m, q ? q : s->conf->Queue_path);
+        if (q == NULL)
+            log_warn("%s: Def! Queue_path '%s' is not a queue this node set up at start",
+                     s->txn.qid, s->conf->Queue_path);
+        spool_msg_set_queue(m, q ? q : "(unknown)");
     }
 }
 

@@ -326,7 +326,7 @@ static int smtp_load_too_high(const struct config *conf)
            avg[0] > (double)conf->Lavg_negative;
 }
 
-/* Qlimit!: the rules engine calls this; until it exists, Qlimit_senders does. */
+/* The qlimit queue: Qlimit! of the rules, or (deprecated) Qlimit_senders. */
 static void smtp_policy_set_qlimit(struct smtp_session *s)
 {
     s->txn.qlimit = 1;

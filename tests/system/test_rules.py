@@ -509,6 +509,9 @@ def test_def_queue_path_spool_and_delivery_from_there(nodes, workdir):
     # a Def! of a transaction's event lasts for that transaction
     r = send(s, "other@remote.test", ["bob@example.com"])
     assert r["end"].startswith("250") and len(n.queue_files()) == 1
+    listing = subprocess.run([selortest.SELORCTL, "-c", n.conf, "queue"], capture_output=True,
+                             text=True, env=n.env(), timeout=30).stdout
+    assert qid in listing, listing
     rc = subprocess.run([selortest.SELORCTL, "-c", n.conf, "flush"], capture_output=True,
                         text=True, env=n.env(), timeout=30)
     assert rc.returncode == 0, rc.stderr
