@@ -26,7 +26,7 @@ FUZZ_OBJ     := $(FUZZ_DIR)/obj
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS    ?=
 FUZZ_ALL     := smtp_cmd smtp_data addr queue_file config passwd smtp_reply bounce \
-                smtp_auth srs spf
+                smtp_auth srs spf rules
 FUZZ_NAMES   ?= $(FUZZ_ALL)
 
 # Read once, on first use (recursive: nothing runs at parse time).
@@ -58,6 +58,9 @@ FUZZ_EXTRA_passwd := $(FUZZ_OBJ)/modules/passwd/selor_passwd.o \
 # SPF's pure parts (not in CORE_SRC: only programs that do DNS link SPF).
 FUZZ_EXTRA_spf := $(FUZZ_OBJ)/src/core/spf_parse.o $(FUZZ_OBJ)/src/core/spf_macro.o \
                   $(FUZZ_OBJ)/src/core/spf_header.o
+# The rules' parser and matchers (and what they check arguments with).
+FUZZ_EXTRA_rules := $(addprefix $(FUZZ_OBJ)/src/rules/,rules_parse.o rules_match.o \
+                      rules_set.o rules_exec.o) $(FUZZ_OBJ)/src/core/spf_header.o
 FUZZ_BINS     = $(foreach n,$(FUZZ_ALL),$(FUZZ_DIR)/fuzz_$(n))
 
 $(FUZZ_OBJ)/src/%.o: src/%.c
