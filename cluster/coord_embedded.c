@@ -36,6 +36,7 @@
 
 #include "config.h"
 #include "coord.h"
+#include "hash.h"
 #include "log.h"
 #include "mem.h"
 
@@ -139,16 +140,6 @@ static int64_t emb_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t emb_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 static void emb_lock(struct emb_shared *sh)
 {
@@ -192,7 +183,7 @@ static void emb_conn_check(struct coord *c, struct async_owner *o, const char *i
 
     if (e->sh->ring_size > 0) {
         emb_lock(e->sh);
-        verdict = emb_judge(e, emb_hash(ip), emb_now_ms());
+        verdict = emb_judge(e, hash_fnv1a_str(ip), emb_now_ms());
         pthread_mutex_unlock(&e->sh->lock);
     }
     fn(arg, verdict);
@@ -208,9 +199,9 @@ static void emb_auth_keys(const char *ip, const char *login, uint64_t key[2])
 
     for (size_t i = 0; i < n && i < sizeof(buf); i++)
         buf[i] = (char)tolower((unsigned char)buf[i]);
-    key[1] = emb_hash(buf) | 1;   /* never 0, the free mark */
+    key[1] = hash_fnv1a_str(buf) | 1;   /* never 0, the free mark */
     snprintf(buf, sizeof(buf), "ip %s", ip);
-    key[0] = emb_hash(buf) | 1;
+    key[0] = hash_fnv1a_str(buf) | 1;
 }
 
 /* The live count of key; with create, a new one (count 0) in the free or
@@ -280,7 +271,7 @@ static uint64_t emb_rate_key(const char *key)
     char cut[COORD_RATE_KEY_MAX + 1];
 
     snprintf(cut, sizeof(cut), "%s", key);
-    return emb_hash(cut) | 1;   /* never 0, the free mark */
+    return hash_fnv1a_str(cut) | 1;   /* never 0, the free mark */
 }
 
 /* The entry of key, or a fresh one in a free slot or in place of the key
@@ -360,7 +351,7 @@ static struct emb_queue *emb_queue(struct coord_embedded *e, const char *name)
 
 static struct emb_file **emb_slot(struct emb_queue *q, const char *qid)
 {
-    struct emb_file **pp = &q->buckets[emb_hash(qid) % q->nbuckets];
+    struct emb_file **pp = &q->buckets[hash_fnv1a_str(qid) % q->nbuckets];
 
     while (*pp && strcmp((*pp)->qid, qid) != 0)
         pp = &(*pp)->next;
@@ -375,7 +366,7 @@ static void emb_rehash(struct emb_queue *q)
     for (size_t i = 0; i < q->nbuckets; i++) {
         for (struct emb_file *f = q->buckets[i], *next; f; f = next) {
             next = f->next;
-            size_t k = emb_hash(f->qid) % n;
+            size_t k = hash_fnv1a_str(f->qid) % n;
             f->next = b[k];
             b[k] = f;
         }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hash.h"
 #include "log.h"
 #include "mem.h"
 #include "rules_int.h"
@@ -60,15 +61,6 @@ static int rules_event_of_option(int idx)
         if (rules_event_idx[e] == idx)
             return e;
     return -1;
-}
-
-static uint64_t rules_fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *c = p;
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ c[i]) * 1099511628211ULL;
-    return h;
 }
 
 /* ---- reading one file ---- */
@@ -124,7 +116,7 @@ static struct rules_file *rules_file_load(const char *spec, unsigned events,
         f->ino = st.st_ino;
         f->size = st.st_size;
         f->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-        f->hash = rules_fnv(1469598103934665603ULL, text.data, text.len);
+        f->hash = hash_fnv1a(HASH_FNV_BASIS, text.data, text.len);
     }
     buf_free(&text);
     return f;
@@ -281,7 +273,7 @@ static void rules_set_free(struct rules_set *s)
 static struct rules_set *rules_build(struct rules_build *b, const struct config *c,
                                      void (*queue_path)(const char *, void *), void *arg)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = HASH_FNV_BASIS;
     int grown = 1;
 
     for (int e = 0; e < RULES_NEVENTS; e++) {
@@ -308,7 +300,7 @@ static struct rules_set *rules_build(struct rules_build *b, const struct config 
         }
     }
     for (size_t i = 0; i < b->set->nfiles; i++)
-        h = rules_fnv(h, &b->set->files[i]->hash, sizeof(uint64_t));
+        h = hash_fnv1a(h, &b->set->files[i]->hash, sizeof(uint64_t));
     snprintf(b->set->hash, sizeof(b->set->hash), "%016llx", (unsigned long long)h);
     return b->set;
 }

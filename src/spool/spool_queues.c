@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hash.h"
 #include "mem.h"
 #include "log.h"
 #include "spool_queues.h"
@@ -107,17 +108,6 @@ static const struct sq_entry *sq_by_name(const char *name)
     return NULL;
 }
 
-/* FNV-1a, 64 bits: fixed, so the name of a path is the same everywhere. */
-static uint64_t sq_hash(const char *s)
-{
-    uint64_t h = 14695981039346656037ULL;
-
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 const char *spool_queues_add(const char *path)
 {
@@ -130,7 +120,7 @@ const char *spool_queues_add(const char *path)
     if ((e = sq_by_path(norm)) != NULL)
         return e->name;
     snprintf(name, sizeof(name), "q%012llx",
-             (unsigned long long)(sq_hash(norm) & 0xffffffffffffULL));
+             (unsigned long long)(hash_fnv1a_str(norm) & 0xffffffffffffULL));
     if (sq_by_name(name))
         return NULL;   /* two paths, one hash: never seen, but never mixed up */
     return sq_add_named(name, norm);
