@@ -715,3 +715,17 @@ def test_client_leaving_while_rules_wait(nodes, workdir, procs):
     s = greeted(n, "127.0.0.1")
     assert cmd(s, b"MAIL FROM:<b@remote.test>").startswith("250")
     silent.close()
+
+
+def test_def_modseq_auth_for_one_address(nodes):
+    """Def! "Modseq_auth '...'": which modules check a login, per client."""
+    mods = [os.path.join(selortest.MOD_DIR, "selor_passwd.so"),
+            os.path.join(selortest.TESTMOD_DIR, "selor_slow.so")]
+    n = rules_node(nodes, {"connection": 'Ip? "127.0.0.71" Def! "Modseq_auth \'slow\'"'},
+                   options={"Module": mods, "Slow_domains": "slow.test", "Slow_delay_ms": 10,
+                            "Auth_plaintext": 1, "Incorrect_pass_delay": 0,
+                            "Modseq_auth": "passwd"}).start()
+    s = greeted(n, "127.0.0.1")
+    assert cmd(s, b"AUTH PLAIN " + plain("alice@example.com", "alicepw")).startswith("235")
+    s = greeted(n, "127.0.0.71")
+    assert cmd(s, b"AUTH PLAIN " + plain("alice@example.com", "alicepw")).startswith("535")
