@@ -128,6 +128,17 @@ def test_shipped_configurations_are_valid(workdir):
                        .replace("/usr/local/selor/accounts.passwd", demo)
     code, out, _ = check_text(workdir, text)
     assert code == 0, out
+    # and with the example rules (conf/rules/) switched on
+    rules = os.path.join(workdir, "rules")
+    os.makedirs(rules)
+    shipped = os.path.join(selortest.ROOT, "conf", "rules")
+    for name in os.listdir(shipped):
+        with open(os.path.join(shipped, name)) as f, open(os.path.join(rules, name), "w") as o:
+            o.write(f.read().replace("/usr/local/selor/rules", rules))
+    text = "\n".join(l[2:] if l.startswith("# Event.") else l for l in text.split("\n"))
+    code, out, _ = check_text(workdir, text.replace("/usr/local/selor/rules", rules))
+    assert code == 0 and "Event." in text, out
+    assert "configuration is valid (rules " in out and "(rules -)" not in out, out
     r = subprocess.run([selortest.SELOR, "-t", "-c", "conf/selor.dev.conf"],
                        capture_output=True, text=True, cwd=selortest.ROOT, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
