@@ -157,8 +157,13 @@ static int dl_rules(struct delivery *d, enum rules_event ev, const char *rcpt,
         .exec = d->env->exec,
     };
 
+    int done;
+
+    in.own = &d->lookups;   /* a stop cancels a waiting event (dl_stop_jobs) */
     dl_path(d, 'c', d->msgfile, sizeof(d->msgfile));
-    return delivery_rules_event(&d->rules, ev, &in, next, arg);
+    done = delivery_rules_event(&d->rules, ev, &in, next, arg);
+    d->rules_wait = done ? 0 : (int)ev + 1;
+    return done;
 }
 
 static const char *dl_rules_reply(const struct delivery *d, const char *dflt)
@@ -327,6 +332,7 @@ static void dl_qstart_judged(void *arg)
     struct delivery *d = arg;
     const struct rules_outcome *o = delivery_rules_outcome(&d->rules);
 
+    d->rules_wait = 0;
     if (o->verdict == RULES_DEFER) {
         d->qf.attempts--;
         log_summary(d->claim.qid, "deferred by Event.qstart_process: %s",
@@ -466,6 +472,7 @@ static void dl_rcpt_judged(void *arg)
     struct deliver_rcpt_result *r = &j->res[j->k];
     const struct rules_outcome *o = delivery_rules_outcome(&j->d->rules);
 
+    j->d->rules_wait = 0;
     /* A delivered recipient stays delivered: the verdicts say how a
      * failure is taken (Deny!: for good, Defer!: try again). */
     if (r->status != DELIVER_OK && (o->verdict == RULES_DENY || o->verdict == RULES_DEFER)) {
@@ -506,6 +513,7 @@ static void dl_smtp_done(void *arg, const struct deliver_rcpt_result *res, size_
         dl_job_over(j);
         return;
     }
+    j->smtp = NULL;   /* gone once this callback returns */
     j->nres = n < j->n ? n : j->n;
     j->res = arena_alloc(&d->mem, j->nres * sizeof(*j->res) + 1);
     memcpy(j->res, res, j->nres * sizeof(*j->res));
@@ -898,6 +906,7 @@ static void dl_report_judged(void *arg)
 {
     struct delivery *d = arg;
 
+    d->rules_wait = 0;
     d->report_judged = 1;
     if (delivery_rules_outcome(&d->rules)->verdict != RULES_DENY) {
         dl_report_failures(d);
@@ -957,6 +966,7 @@ static void dl_last_written(struct delivery *d)
 
 static void dl_finish_after_rules(void *arg)
 {
+    ((struct delivery *)arg)->rules_wait = 0;
     delivery_finish(arg);
 }
 
@@ -964,7 +974,7 @@ void delivery_finish(struct delivery *d)
 {
     if (d->phase >= DL_ENDING)
         return;
-    if (d->jobs_left > 0 || d->lookup_pending)
+    if (d->jobs_left > 0 || d->lookup_pending || d->rules_wait)
         return;
     d->phase = DL_FINISH;
     if (d->busy)
@@ -994,9 +1004,16 @@ static void dl_stop_jobs(struct delivery *d, int keep_committed)
     d->stopping = 1;
     async_owner_cancel(&d->lookups);
     d->lookup_pending = 0;
+    d->rules_wait = 0;
     for (struct dl_job *j = d->jobs; j; j = j->next) {
         if (j->finished)
             continue;
+        /* answers waiting for Event.dl_rcpt are recorded as they came */
+        for (; j->res && j->k < j->nres; j->k++)
+            delivery_result(d, j->idx[j->k], j->res[j->k].status, j->res[j->k].answer,
+                            j->res[j->k].host);
+        if (j->res && j->running)
+            delivery_domains_give(&d->env->domains, j->sreq.domain);
         if (keep_committed && j->running && j->smtp && deliver_smtp_committed(j->smtp))
             continue;
         if (j->mda)

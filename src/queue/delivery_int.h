@@ -51,7 +51,8 @@ struct dl_job {
 
 struct delivery {
     struct async_owner own;        /* every request of the run */
-    struct async_owner lookups;    /* the account lookup under way (PLAN) */
+    struct async_owner lookups;    /* what a stop cancels at once: the account lookup
+                                      under way (PLAN), a rules event that waits */
     struct delivery_env *env;
     const struct config *conf;
     struct coord_claim claim;
@@ -84,6 +85,7 @@ struct delivery {
     struct delivery_report report; /* about the failed recipients */
     struct delivery_rules rules;   /* the delivery events (delivery_rules.c) */
     int qend_done, report_judged;
+    int rules_wait;                /* an event waits for an answer (its enum + 1) */
     char msgfile[2200];            /* the c file, for the rules' programs */
     long now;
     delivery_done_fn *done;

@@ -485,6 +485,9 @@ void rules_watch_start(uv_loop_t *loop, const struct config *c,
     rules_watch.changed = changed;
     rules_watch.arg = arg;
     rules_reload_queue_path = queue_path;
+    if (rules_current && rules_current->nfiles)
+        log_info("rules: %s (%zu file%s)", rules_hash(rules_current), rules_current->nfiles,
+                 rules_current->nfiles == 1 ? "" : "s");
     if (changed)
         changed(arg);
     uv_timer_init(loop, &rules_watch.timer);

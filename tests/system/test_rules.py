@@ -729,3 +729,31 @@ def test_def_modseq_auth_for_one_address(nodes):
     assert cmd(s, b"AUTH PLAIN " + plain("alice@example.com", "alicepw")).startswith("235")
     s = greeted(n, "127.0.0.71")
     assert cmd(s, b"AUTH PLAIN " + plain("alice@example.com", "alicepw")).startswith("535")
+
+
+def test_stop_while_a_delivery_event_waits(nodes, workdir):
+    """The node stops while Event.qstart_process waits for a program: when
+    the queue process's grace (15 s) is over the run is stopped, its wait
+    cancelled and the program killed (not waited for: 40 s), the message
+    stays queued, and it is delivered after a restart."""
+    slow = write(os.path.join(workdir, "slow.sh"), "#!/bin/sh\nsleep 40\nexit 1\n")
+    os.chmod(slow, 0o755)
+    n, out1 = delivering_node(nodes, workdir, {"qstart_process": 'Exec? "%s" Defer!\n' % slow},
+                              options={"Rules_exec_timeout": 60})
+    n.start()
+    s = greeted(n)
+    qid = send(s, "someone@example.com", ["alice@example.com"])["end"].split()[2]
+    s.close()
+    wait_for(lambda: "slow.sh" in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                 text=True).stdout,
+             timeout=10, what="the program running")
+    t0 = time.time()
+    assert n.stop(timeout=60) == 0
+    assert time.time() - t0 < 25, "the stop did not wait for the program"
+    assert "sleep 40" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                            text=True).stdout
+    assert qid in n.queue_files()
+    write(os.path.join(n.dir, "..", "rules", "qstart_process.rules"), "# nothing now\n")
+    n.start()
+    wait_for(lambda: "one alice@example.com" in open(out1).read(), timeout=30,
+             what="delivered after the restart")
