@@ -90,7 +90,11 @@ void rules_expand(const struct rules_ctx *ctx, const char *text, struct buf *out
     }
 }
 
-/* The argument of it, variables inserted (tmp holds the text). */
+/*
+ * The argument of it, variables inserted (tmp holds the text).  What a
+ * variable brings (a program's output line, a name from DNS) never
+ * carries a control character into a reply, a header or a log line.
+ */
 static const char *rules_arg(const struct rules_run *run, const struct rules_item *it,
                              struct buf *tmp)
 {
@@ -98,6 +102,9 @@ static const char *rules_arg(const struct rules_run *run, const struct rules_ite
         return it->arg;
     buf_reset(tmp);
     rules_expand(run->ctx, it->arg, tmp);
+    for (size_t i = 0; i < tmp->len; i++)
+        if ((unsigned char)tmp->data[i] < 0x20 && tmp->data[i] != '\t')
+            tmp->data[i] = '?';
     return buf_cstr(tmp);
 }
 
