@@ -641,9 +641,11 @@ int config_def_set(struct config *ov, struct arena *mem, int idx, const char *va
         if (conf_check_timezone(&p) < 0)
             return -1;
     }
-    if (conf_table[idx].is_text)
-        *conf_text_field(ov, idx) = arena_strdup(mem, value);
-    else
+    if (conf_table[idx].is_text) {
+        const char **f = conf_text_field(ov, idx);
+        if (strcmp(*f, value) != 0)   /* a Def! run again costs nothing */
+            *f = arena_strdup(mem, value);
+    } else
         conf_parse_number(value, conf_num_field(ov, idx));
     if (idx == CONF_IDX_Timezone) {
         struct conf_parser p = {ov, err, NULL, 0};

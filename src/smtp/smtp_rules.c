@@ -101,7 +101,10 @@ static void smtp_rules_fill(struct smtp_session *s, enum rules_event ev)
     c->tls = s->tls;
     c->hits = &r->hits;
     c->conf = r->ov ? (struct config *)s->conf : NULL;   /* ov or txn_ov: the session's own */
-    c->mem = &r->mem;
+    /* what a transaction's events keep (its Def! values, copies, header
+     * fields) goes with the transaction: a client repeating transactions
+     * cannot make the session grow */
+    c->mem = ev >= RULES_EV_FROM && ev <= RULES_EV_DATA ? &s->txn.mem : &r->mem;
     c->loop = &s->w->loop;
     c->own = &s->own;
     c->dns = s->w->dns;
