@@ -239,6 +239,7 @@ static void dl_release(struct async_owner *o)
     buf_free(&d->ltext);
     buf_free(&d->content);
     delivery_report_free(&d->report);
+    delivery_rules_free(&d->rules);
     for (struct dl_job *j = d->jobs, *next; j; j = next) {
         next = j->next;
         mem_free(j);
@@ -507,7 +508,7 @@ static void dl_smtp_done(void *arg, const struct deliver_rcpt_result *res, size_
 
     delivery_domains_note(&d->env->domains, j->sreq.domain, res, n,
                           d->conf->Queue_time * 60);
-    if (delivery_rules_file(d->conf, RULES_EV_DL_RCPT) == NULL) {
+    if (delivery_rules_file(&d->rules, d->conf, RULES_EV_DL_RCPT) == NULL) {
         for (size_t k = 0; k < n && k < j->n; k++)
             delivery_result(d, j->idx[k], res[k].status, res[k].answer, res[k].host);
         dl_job_over(j);

@@ -22,12 +22,19 @@ void delivery_rules_init(struct delivery_rules *r)
 {
     memset(r, 0, sizeof(*r));
     rules_cache_init(&r->cache);
+    r->set = rules_ref(rules_current);   /* a reload meanwhile does not pull it away */
 }
 
-/* Does ev have rules for this run? */
-const struct rules_file *delivery_rules_file(const struct config *c, enum rules_event ev)
+void delivery_rules_free(struct delivery_rules *r)
 {
-    return rules_for(rules_current, config_value_text(c, rules_event_option(ev), NULL, 0));
+    rules_unref(r->set);
+    r->set = NULL;
+}
+
+const struct rules_file *delivery_rules_file(const struct delivery_rules *r,
+                                             const struct config *c, enum rules_event ev)
+{
+    return rules_for(r->set, config_value_text(c, rules_event_option(ev), NULL, 0));
 }
 
 static void delivery_rules_fill(struct delivery_rules *r, const struct delivery_rules_in *in)
@@ -72,7 +79,7 @@ static void delivery_rules_fill(struct delivery_rules *r, const struct delivery_
 int delivery_rules_event(struct delivery_rules *r, enum rules_event ev,
                          const struct delivery_rules_in *in, rules_done_fn *next, void *arg)
 {
-    const struct rules_file *f = delivery_rules_file(*in->conf, ev);
+    const struct rules_file *f = delivery_rules_file(r, *in->conf, ev);
 
     if (f == NULL) {
         memset(&r->run.out, 0, sizeof(r->run.out));

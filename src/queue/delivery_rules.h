@@ -10,6 +10,7 @@ struct queue_file;
 
 /* A run's rules: embedded in struct delivery. */
 struct delivery_rules {
+    struct rules_set *set;     /* the generation the run started with */
     struct rules_cache cache;
     struct rules_ctx ctx;
     struct rules_run run;
@@ -35,7 +36,10 @@ struct delivery_rules_in {
 };
 
 void delivery_rules_init(struct delivery_rules *r);
-const struct rules_file *delivery_rules_file(const struct config *c, enum rules_event ev);
+void delivery_rules_free(struct delivery_rules *r);
+/* The rules of ev for the run (its view of Event.*); NULL: none. */
+const struct rules_file *delivery_rules_file(const struct delivery_rules *r,
+                                             const struct config *c, enum rules_event ev);
 /* 1: done at once (or no rules: an empty outcome); 0: next(arg) later,
  * unless the run's owner cancels first. */
 int delivery_rules_event(struct delivery_rules *r, enum rules_event ev,
