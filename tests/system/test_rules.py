@@ -757,3 +757,27 @@ def test_stop_while_a_delivery_event_waits(nodes, workdir):
     n.start()
     wait_for(lambda: "one alice@example.com" in open(out1).read(), timeout=30,
              what="delivered after the restart")
+
+
+def test_reload_while_a_delivery_event_waits(nodes, workdir):
+    """The rules change (SIGHUP) while a delivery run's event waits for its
+    program: the run finishes on the rules it started with (nothing freed
+    under it: the sanitizers would say), later runs use the new ones."""
+    slow = write(os.path.join(workdir, "slow.sh"), "#!/bin/sh\nsleep 2\nexit 0\n")
+    os.chmod(slow, 0o755)
+    n, out1 = delivering_node(nodes, workdir, {
+        "qstart_process": 'Exec? "%s" Log! "old rules for %%d"\n' % slow})
+    n.start()
+    s = greeted(n)
+    qid = send(s, "someone@example.com", ["alice@example.com"])["end"].split()[2]
+    wait_for(lambda: "slow.sh" in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                 text=True).stdout,
+             timeout=10, what="the program running")
+    write(os.path.join(nodes.base, "rules", "qstart_process.rules"), 'Log! "new rules for %d"\n')
+    os.kill(n.proc.pid, 1)
+    wait_for(lambda: "old rules for %s" % qid in n.log("warning"), timeout=15,
+             what="the waiting run finished on its rules")
+    wait_for(lambda: "one alice@example.com" in open(out1).read(), timeout=15, what="delivery")
+    qid2 = send(s, "someone@example.com", ["bob@example.com"])["end"].split()[2]
+    wait_for(lambda: "new rules for %s" % qid2 in n.log("warning"), timeout=15,
+             what="the next run on the new rules")
