@@ -12,7 +12,7 @@ libcrypt-dev libcmocka-dev
 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl redis-server dnsmasq-base maildrop postfix
 postgresql openssl procps iproute2 util-linux
 clang libclang-rt-14-dev llvm fuse3 python3-pyfuse3 faketime libfaketime
-postsrsd"
+postsrsd haproxy"
 
 missing=""
 for p in $PKGS; do
@@ -41,6 +41,18 @@ if [ -n "$missing" ]; then
         else
             $SUDO service postsrsd stop >/dev/null 2>&1 || true
             $SUDO update-rc.d postsrsd disable >/dev/null 2>&1 || true
+        fi
+        ;;
+    esac
+    case " $missing " in
+    *" haproxy "*)
+        # Only tests/system/test_proxy.py uses it, started by the test on
+        # free loopback ports with its own configuration: no service.
+        if [ -d /run/systemd/system ]; then
+            $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
+        else
+            $SUDO service haproxy stop >/dev/null 2>&1 || true
+            $SUDO update-rc.d haproxy disable >/dev/null 2>&1 || true
         fi
         ;;
     esac
