@@ -404,6 +404,9 @@ static int conf_check_addresses(struct conf_parser *p)
     if (c->Redis_server[0] && net_parse_hostport(c->Redis_server, 6379, NULL, why,
                                                  sizeof(why)) < 0)
         return conf_error(p, "Redis_server: %s", why);
+    p->line = c->line[CONF_IDX_Proxy_protocol];
+    if (net_networks_check(c->Proxy_protocol, why, sizeof(why)) < 0)
+        return conf_error(p, "Proxy_protocol: %s", why);
     return 0;
 }
 

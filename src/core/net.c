@@ -173,6 +173,111 @@ void net_ntop(const struct sockaddr *sa, char *ip, size_t iplen, int *port)
         *port = p;
 }
 
+/* ---- lists of networks ---- */
+
+struct net_network {
+    int family;
+    unsigned char addr[16];
+    int bits;
+};
+
+/* An element: "a.b.c.d", "a.b.c.d/n", "x::y", "x::y/n". */
+static int net_network_parse(const char *s, size_t n, struct net_network *nw,
+                             char *why, size_t whylen)
+{
+    char text[NET_NETWORK_MAX + 1], *slash, *end;
+    long bits;
+    int max;
+
+    if (n > NET_NETWORK_MAX)
+        return net_why(why, whylen, "network too long: \"%.64s...\"", s);
+    memcpy(text, s, n);
+    text[n] = '\0';
+    slash = strchr(text, '/');
+    if (slash)
+        *slash = '\0';
+    memset(nw, 0, sizeof(*nw));
+    if (inet_pton(AF_INET, text, nw->addr) == 1)
+        nw->family = AF_INET;
+    else if (inet_pton(AF_INET6, text, nw->addr) == 1)
+        nw->family = AF_INET6;
+    else
+        return net_why(why, whylen, "bad network \"%s\"", text);
+    max = nw->family == AF_INET ? 32 : 128;
+    nw->bits = max;
+    if (slash) {
+        bits = strtol(slash + 1, &end, 10);
+        if (!isdigit((unsigned char)slash[1]) || *end != '\0' || bits > max) {
+            *slash = '/';
+            return net_why(why, whylen, "bad prefix length in \"%s\"", text);
+        }
+        nw->bits = (int)bits;
+    }
+    for (int i = nw->bits; i < max; i++)
+        if (nw->addr[i / 8] & (0x80 >> (i % 8))) {
+            if (slash)
+                *slash = '/';
+            return net_why(why, whylen, "\"%s\" has bits set past its prefix", text);
+        }
+    return 0;
+}
+
+/* The next element of a list from *p on (its start and length); 0 at the end. */
+static int net_network_next(const char **p, const char **item, size_t *n)
+{
+    static const char seps[] = " \t,";
+    const char *s = *p + strspn(*p, seps);
+
+    if (*s == '\0')
+        return 0;
+    *item = s;
+    *n = strcspn(s, seps);
+    *p = s + *n;
+    return 1;
+}
+
+int net_networks_check(const char *list, char *why, size_t whylen)
+{
+    struct net_network nw;
+    const char *p = list, *item;
+    size_t n;
+
+    while (net_network_next(&p, &item, &n))
+        if (net_network_parse(item, n, &nw, why, whylen) < 0)
+            return -1;
+    return 0;
+}
+
+static int net_network_has(const struct net_network *nw, int family,
+                           const unsigned char *a)
+{
+    int whole = nw->bits / 8, rest = nw->bits % 8;
+
+    if (family != nw->family || memcmp(a, nw->addr, (size_t)whole) != 0)
+        return 0;
+    return rest == 0 || ((a[whole] ^ nw->addr[whole]) & (0xff00 >> rest) & 0xff) == 0;
+}
+
+int net_networks_match(const char *list, const char *ip)
+{
+    struct net_network nw;
+    unsigned char a[16];
+    const char *p = list, *item;
+    int family = AF_INET;
+    size_t n;
+
+    if (inet_pton(AF_INET, ip, a) != 1) {
+        if (inet_pton(AF_INET6, ip, a) != 1)
+            return 0;
+        family = AF_INET6;
+    }
+    while (net_network_next(&p, &item, &n))
+        if (net_network_parse(item, n, &nw, NULL, 0) == 0 &&
+            net_network_has(&nw, family, a))
+            return 1;
+    return 0;
+}
+
 static int net_listen_on(const struct sockaddr_storage *ss, socklen_t len,
                          int reuseport, int backlog)
 {

@@ -32,6 +32,19 @@ int net_sockaddr(const char *ip, int port, struct sockaddr_storage *ss,
 void net_ntop(const struct sockaddr *sa, char *ip, size_t iplen, int *port);
 
 /*
+ * Lists of networks (Proxy_protocol): "10.0.0.0/8 192.0.2.7, 2001:db8::/32",
+ * IPv4 and IPv6, a network or one address, separated by blanks or commas.
+ * A network with bits set past its prefix ("10.0.0.1/8") is refused as a
+ * likely typo.  An element is at most NET_NETWORK_MAX characters.
+ */
+#define NET_NETWORK_MAX 64
+/* 0, or -1 with what is wrong (the element named) in why. */
+int net_networks_check(const char *list, char *why, size_t whylen);
+/* Whether ip (numeric, as net_ntop writes it) is in one of the networks;
+ * an element that does not parse matches nothing. */
+int net_networks_match(const char *list, const char *ip);
+
+/*
  * Creates a listening TCP socket on ip:port ("" = every address, IPv6
  * dual-stack when the host has IPv6).  reuseport lets several processes
  * bind the same address.  Returns the fd or -1 with errno set.

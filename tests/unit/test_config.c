@@ -564,6 +564,8 @@ static const char *other_value(int i, char *buf, size_t len)
         snprintf(buf, len, "\"127.0.0.1, 192.0.2.53:5353\"");
     } else if (strcmp(o->name, "Redis_server") == 0) {
         snprintf(buf, len, "\"127.0.0.1:6380\"");
+    } else if (strcmp(o->name, "Proxy_protocol") == 0) {
+        snprintf(buf, len, "\"10.0.0.0/8 192.0.2.7, 2001:db8::/32\"");
     } else if (strcmp(o->name, "Relay_host") == 0) {
         snprintf(buf, len, "\"smarthost.example.net:587\"");
     } else if (o->flags & CONF_F_PATH) {
