@@ -178,7 +178,7 @@ static void proxy_v1(const char *d, size_t n, struct smtp_proxy_result *r)
         if (c < 0x20 || c > 0x7e)
             return proxy_error(r, "v1: control or 8-bit byte");
     }
-    if (n >= SMTP_PROXY_V1_MAX)
+    if (n >= SMTP_PROXY_V1_MAX - 1)     /* no room left for CR LF */
         return proxy_error(r, "v1: header over 107 bytes");
     proxy_more(r, n < V1_MIN - 2 ? V1_MIN - n : 2);
 }

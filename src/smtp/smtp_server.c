@@ -5,6 +5,10 @@
  * Life of a session:
  *   CONNECT  limits checked (coordination), reverse name (Resolve_all);
  *            then the greeting
+ *   PROXY    (a peer in Proxy_protocol only, from CONNECT before any
+ *            check) its PROXY header is read within SMTP_PROXY_TIME_LIMIT
+ *            seconds; the client it names becomes the session's address,
+ *            and the session goes back to CONNECT for its checks
  *   COMMAND  complete command lines are handled in arrival order; each
  *            reply is appended to `out`, which is written when the input
  *            holds no further complete line (pipelining: one write a batch)
@@ -37,6 +41,7 @@
 #include "mem.h"
 #include "net.h"
 #include "node.h"
+#include "smtp_proxy.h"
 #include "smtp_reply.h"
 #include "smtp_server.h"
 #include "smtp_session.h"
@@ -46,15 +51,19 @@
 
 #define SMTP_IN_LIMIT (64 * 1024)     /* unhandled input before reading stops */
 #define SMTP_OUT_LIMIT (64 * 1024)    /* unsent replies before reading stops */
+#define SMTP_PROXY_TIME_LIMIT 5       /* seconds for a balancer's PROXY header */
 
 static const char *const smtp_state_names[SMTP_NSTATES] = {
-    "connect", "command", "wait", "data", "commit", "closing", "closed",
+    "connect", "command", "wait", "data", "commit", "closing", "closed", "proxy",
 };
 
 #define T(st) (1u << (st))
 /* The transitions a session may make; anything else is a bug. */
 static const unsigned smtp_next_states[SMTP_NSTATES] = {
-    [SMTP_S_CONNECT] = T(SMTP_S_COMMAND) | T(SMTP_S_CLOSING) | T(SMTP_S_CLOSED),
+    [SMTP_S_CONNECT] = T(SMTP_S_PROXY) | T(SMTP_S_COMMAND) | T(SMTP_S_CLOSING) |
+                       T(SMTP_S_CLOSED),
+    /* no reply is ever written in PROXY: a bad header closes at once */
+    [SMTP_S_PROXY] = T(SMTP_S_CONNECT) | T(SMTP_S_CLOSED),
     [SMTP_S_COMMAND] = T(SMTP_S_WAIT) | T(SMTP_S_DATA) | T(SMTP_S_CLOSING) |
                        T(SMTP_S_CLOSED),
     [SMTP_S_WAIT] = T(SMTP_S_COMMAND) | T(SMTP_S_WAIT) | T(SMTP_S_DATA) |
@@ -68,6 +77,7 @@ static const unsigned smtp_next_states[SMTP_NSTATES] = {
 #undef T
 
 static void smtp_close(struct smtp_session *s, const char *why);
+static void smtp_proxy_input(struct smtp_session *s);
 static void smtp_flush(struct smtp_session *s);
 static void smtp_timer_reset(struct smtp_session *s);
 
@@ -79,7 +89,8 @@ void smtp_session_set_state(struct smtp_session *s, enum smtp_state st, const ch
 
     if (from == st && st != SMTP_S_WAIT)
         return;
-    if (!(smtp_next_states[from] & (1u << st)))
+    /* one header a connection: a second would let the client name itself */
+    if (!(smtp_next_states[from] & (1u << st)) || (st == SMTP_S_PROXY && s->proxy[0]))
         log_panic("%s: SMTP session state %s -> %s is not allowed (%s)", s->cid,
                   smtp_state_names[from], smtp_state_names[st], why ? why : "-");
     s->state = st;
@@ -198,8 +209,12 @@ static void smtp_read(void *arg, ssize_t n, const char *data)
         smtp_close(s, n == UV_EOF ? "client closed the connection" : "read error");
         return;
     }
-    smtp_timer_reset(s);
     buf_append(&s->in, data, (size_t)n);
+    if (s->state == SMTP_S_PROXY) {   /* its time limit runs from the connection */
+        smtp_proxy_input(s);
+        return;
+    }
+    smtp_timer_reset(s);
     smtp_session_process(s);
 }
 
@@ -462,10 +477,11 @@ static void smtp_timeout(uv_timer_t *t)
 }
 
 /* The idle timeout.  A WAIT is bounded from its start: input arriving
- * meanwhile does not extend it (and a delay keeps its own time). */
+ * meanwhile does not extend it (and a delay keeps its own time); so is
+ * PROXY, or a balancer's peer could drip its header forever. */
 static void smtp_timer_reset(struct smtp_session *s)
 {
-    if (s->state == SMTP_S_WAIT || s->state == SMTP_S_CLOSED)
+    if (s->state == SMTP_S_WAIT || s->state == SMTP_S_CLOSED || s->state == SMTP_S_PROXY)
         return;
     uv_timer_start(&s->timer, smtp_timeout, (uint64_t)s->conf->Timeout * 1000, 0);
 }
@@ -645,6 +661,103 @@ static void smtp_conn_checked(void *arg, int verdict)
     smtp_conn_go(s);
 }
 
+/* The checks before the greeting, from the client's address (the peer's,
+ * or the one its balancer's PROXY header gave). */
+static void smtp_conn_start(struct smtp_session *s)
+{
+    /* Tls_implicit: TLS from the first byte (after a PROXY header, which
+     * is in clear); the greeting waits for it */
+    if (s->conf->Tls_implicit && smtp_tls_start(s) < 0)
+        return;
+    smtp_timer_reset(s);
+    smtp_read_control(s);   /* a client that leaves at once is noticed */
+    coord_conn_check(s->w->node->coord, &s->own, s->ip, smtp_conn_checked, s);
+}
+
+/* ---- PROXY: a balancer's header before anything else ---- */
+
+/*
+ * Under Tls_implicit no byte after the header may be read with it: the
+ * stream gives the TLS engine only what it reads after stream_start_tls.
+ * The parser says how many bytes the header still has at least, so each
+ * read takes no more (a v2 header: two reads; v1: a few bytes a read).
+ * A plain session reads freely: what follows the header is SMTP, kept.
+ */
+static void smtp_proxy_read_size(struct smtp_session *s, size_t need)
+{
+    if (s->conf->Tls_implicit)
+        s->io.rlen = need < sizeof(s->w->rbuf) ? need : sizeof(s->w->rbuf);
+}
+
+static void smtp_proxy_timeout(uv_timer_t *t)
+{
+    struct smtp_session *s = t->data;
+
+    log_central(NULL, "%s %s * PROXY header refused: none within %d s (%zu bytes came)",
+                s->cid, s->ip, SMTP_PROXY_TIME_LIMIT, s->in.len);
+    smtp_close(s, "no PROXY header in time");
+}
+
+/* The client the header names replaces the balancer everywhere: limits,
+ * rules, reverse name, logs, Received:, the l file. */
+static void smtp_proxy_done(struct smtp_session *s, const struct smtp_proxy_result *r)
+{
+    int v6 = r->family == AF_INET6 && strchr(r->src, ':');
+
+    buf_consume(&s->in, r->len);
+    s->io.rlen = sizeof(s->w->rbuf);
+    snprintf(s->proxy, sizeof(s->proxy), "%s", s->ip);
+    if (r->local) {
+        log_central(NULL, "%s %s * proxied from %s: no client address (v%d %s), the "
+                    "balancer's is kept", s->cid, s->ip, s->proxy, r->version,
+                    r->version == 1 ? "UNKNOWN" : "LOCAL");
+    } else {
+        snprintf(s->ip, sizeof(s->ip), "%s", r->src);
+        log_central(NULL, "%s %s * proxied from %s: client %s%s%s:%d", s->cid, s->ip,
+                    s->proxy, v6 ? "[" : "", r->src, v6 ? "]" : "", r->src_port);
+    }
+    if (s->conf->Tls_implicit && s->in.len > 0) {   /* cannot happen: reads were sized */
+        log_central(NULL, "%s %s * PROXY header followed by bytes read in clear before "
+                    "TLS", s->cid, s->ip);
+        smtp_close(s, "bytes before TLS");
+        return;
+    }
+    uv_timer_stop(&s->timer);
+    smtp_session_set_state(s, SMTP_S_CONNECT, "PROXY header read");
+    smtp_conn_start(s);
+}
+
+/* Everything received so far is looked at again: a header is at most
+ * SMTP_PROXY_MAX bytes, and the parser errs past that. */
+static void smtp_proxy_input(struct smtp_session *s)
+{
+    struct smtp_proxy_result r;
+
+    smtp_proxy_parse(s->in.data, s->in.len, &r);
+    if (r.status == SMTP_PROXY_NEED_MORE) {
+        smtp_proxy_read_size(s, r.need);
+        return;
+    }
+    if (r.status == SMTP_PROXY_DONE) {
+        smtp_proxy_done(s, &r);
+        return;
+    }
+    log_central(NULL, "%s %s * PROXY header refused: %s", s->cid, s->ip, r.why);
+    smtp_close(s, "no valid PROXY header");
+}
+
+/* A peer in Proxy_protocol: nothing is checked or sent before its header. */
+static void smtp_proxy_start(struct smtp_session *s)
+{
+    struct smtp_proxy_result r;
+
+    smtp_session_set_state(s, SMTP_S_PROXY, "PROXY header from a balancer");
+    smtp_proxy_parse(NULL, 0, &r);
+    smtp_proxy_read_size(s, r.need);
+    uv_timer_start(&s->timer, smtp_proxy_timeout, SMTP_PROXY_TIME_LIMIT * 1000, 0);
+    smtp_read_control(s);
+}
+
 int smtp_server_accept(struct smtp_worker *w, uv_stream_t *listener)
 {
     struct smtp_session *s = mem_zalloc(sizeof(*s));
@@ -675,12 +788,11 @@ int smtp_server_accept(struct smtp_worker *w, uv_stream_t *listener)
     uv_tcp_getpeername(&s->io.tcp, (struct sockaddr *)&ss, &len);
     net_ntop((struct sockaddr *)&ss, s->ip, sizeof(s->ip), &port);
     log_central(NULL, "%s %s * connect port=%d", s->cid, s->ip, port);
-    /* Tls_implicit: TLS from the first byte; the greeting waits for it */
-    if (s->conf->Tls_implicit && smtp_tls_start(s) < 0)
-        return 0;
-    smtp_timer_reset(s);
-    smtp_read_control(s);   /* a client that leaves at once is noticed */
-    coord_conn_check(w->node->coord, &s->own, s->ip, smtp_conn_checked, s);
+    /* selor_conf, not the overlay: no rule may decide whom to believe */
+    if (selor_conf->Proxy_protocol[0] && net_networks_match(selor_conf->Proxy_protocol, s->ip))
+        smtp_proxy_start(s);
+    else
+        smtp_conn_start(s);
     return 0;
 }
 

@@ -47,6 +47,8 @@ enum smtp_state {
     SMTP_S_COMMIT,    /* the spool makes the message durable */
     SMTP_S_CLOSING,   /* the last reply is being written */
     SMTP_S_CLOSED,    /* handles closing; the session is freed after */
+    SMTP_S_PROXY,     /* a balancer's PROXY header is read (Proxy_protocol);
+                         entered from CONNECT before any check, left for it */
     SMTP_NSTATES
 };
 
@@ -118,7 +120,8 @@ struct smtp_rules_state {
 
 struct smtp_session {
     struct stream io;           /* the connection, plain or TLS */
-    uv_timer_t timer;           /* idle timeout, or the delay of a held reply */
+    uv_timer_t timer;           /* idle timeout, the delay of a held reply, or
+                                   the PROXY header's time limit */
     struct smtp_worker *w;
     const struct config *conf;
     struct async_owner own;     /* every request this session started */
@@ -126,7 +129,8 @@ struct smtp_session {
     enum smtp_state state;
     const char *wait_for;       /* WAIT: what for (logged) */
     char cid[32];
-    char ip[64];
+    char ip[64];                /* the client: the PROXY header's, when one came */
+    char proxy[64];             /* the balancer that sent it ("" none) */
     char rdns[256];
     char helo[256];
     char auth[256];             /* authenticated user ("" none) */

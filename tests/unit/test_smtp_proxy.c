@@ -187,7 +187,8 @@ static void test_v1_length(void **state)
     expect_error(h, 107, "over 107");        /* the CR is the 107th byte */
     memset(h, 'A', sizeof(h));
     memcpy(h, "PROXY UNKNOWN ", 14);
-    expect_more(h, 106);
+    expect_more(h, 105);
+    expect_error(h, 106, "over 107");       /* no room left for CR LF */
     expect_error(h, 107, "over 107");
     expect_error(h, sizeof(h), "over 107");
 }
