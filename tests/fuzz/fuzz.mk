@@ -26,7 +26,7 @@ FUZZ_OBJ     := $(FUZZ_DIR)/obj
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS    ?=
 FUZZ_ALL     := smtp_cmd smtp_data addr queue_file config passwd smtp_reply bounce \
-                smtp_auth srs spf rules
+                smtp_auth srs spf rules smtp_proxy
 FUZZ_NAMES   ?= $(FUZZ_ALL)
 
 # Read once, on first use (recursive: nothing runs at parse time).
@@ -50,7 +50,7 @@ FUZZ_LIBS     = $(FUZZ_PKG_LIBS) -luuid -lcrypt -lcrypto -ldl -lm
 # of the top-level Makefile (CORE_SRC, when this file is included after it)
 # and the pure SMTP parsers.
 FUZZ_LIB_SRC := $(sort $(CORE_SRC) src/smtp/smtp_cmd.c src/smtp/smtp_data.c \
-                src/smtp/smtp_reply.c)
+                src/smtp/smtp_reply.c src/smtp/smtp_proxy.c)
 FUZZ_LIB     := $(FUZZ_DIR)/libselor_fuzz.a
 FUZZ_EXTRA_passwd := $(FUZZ_OBJ)/modules/passwd/selor_passwd.o \
                      $(FUZZ_OBJ)/modules/common/pwscheme.o \
