@@ -383,7 +383,7 @@ write("smtp_auth", {
 
 # ---- config.dict: every option name (for libFuzzer's -dict) ----
 names = []
-with open(os.path.join(ROOT, "..", "..", "src", "config_options.h")) as fp:
+with open(os.path.join(ROOT, "..", "..", "src", "core", "config_options.h")) as fp:
     for line in fp:
         m = re.match(r'CONF_(?:NUM|TEXT)\(\w+, "([^"]+)"', line) or \
             re.match(r'CONF_ALIAS\("([^"]+)"', line)
