@@ -36,22 +36,25 @@ static size_t min_size(size_t a, size_t b)
     return a < b ? a : b;
 }
 
-static void proxy_error(struct smtp_proxy_result *r, const char *why)
+static enum smtp_proxy_status proxy_error(struct smtp_proxy_result *r, const char *why)
 {
     r->status = SMTP_PROXY_ERROR;
     r->why = why;
+    return r->status;
 }
 
-static void proxy_more(struct smtp_proxy_result *r, size_t need)
+static enum smtp_proxy_status proxy_more(struct smtp_proxy_result *r, size_t need)
 {
     r->status = SMTP_PROXY_NEED_MORE;
     r->need = need > 0 ? need : 1;
+    return r->status;
 }
 
 /* Both ends from their bytes (network order), shown as net_ntop shows a
  * peer, so that the client's address reads the same proxied or not. */
-static void proxy_addrs(struct smtp_proxy_result *r, int family, const void *src,
-                        const void *dst, int sport, int dport)
+static enum smtp_proxy_status proxy_addrs(struct smtp_proxy_result *r, int family,
+                                          const void *src, const void *dst, int sport,
+                                          int dport)
 {
     struct sockaddr_storage ss;
     struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
@@ -71,7 +74,7 @@ static void proxy_addrs(struct smtp_proxy_result *r, int family, const void *src
     r->family = family;
     r->src_port = sport;
     r->dst_port = dport;
-    r->status = SMTP_PROXY_DONE;
+    return r->status = SMTP_PROXY_DONE;
 }
 
 /* ---- version 1: "PROXY TCP4 192.0.2.1 198.51.100.2 51234 25\r\n" ---- */
@@ -114,7 +117,7 @@ static int v1_split(char *line, char *f[V1_FIELDS])
 }
 
 /* The line without its CR LF: printable ASCII only (checked before). */
-static void v1_line(const char *d, size_t n, struct smtp_proxy_result *r)
+static enum smtp_proxy_status v1_line(const char *d, size_t n, struct smtp_proxy_result *r)
 {
     char line[SMTP_PROXY_V1_MAX], *f[V1_FIELDS];
     unsigned char src[16], dst[16];
@@ -124,8 +127,7 @@ static void v1_line(const char *d, size_t n, struct smtp_proxy_result *r)
     line[n] = '\0';
     if (strncmp(line, "PROXY UNKNOWN", 13) == 0 && (line[13] == '\0' || line[13] == ' ')) {
         r->local = 1;   /* whatever follows UNKNOWN is ignored (the spec) */
-        r->status = SMTP_PROXY_DONE;
-        return;
+        return r->status = SMTP_PROXY_DONE;
     }
     if (v1_split(line, f) < 0)
         return proxy_error(r, "v1: not six fields separated by single spaces");
@@ -139,7 +141,7 @@ static void v1_line(const char *d, size_t n, struct smtp_proxy_result *r)
         return proxy_error(r, "v1: bad address");
     if (v1_port(f[4], &sport) < 0 || v1_port(f[5], &dport) < 0)
         return proxy_error(r, "v1: bad port");
-    proxy_addrs(r, family, src, dst, sport, dport);
+    return proxy_addrs(r, family, src, dst, sport, dport);
 }
 
 /* What follows "PROXY " may still become one of the protocols. */
@@ -153,7 +155,7 @@ static int v1_proto_possible(const char *p, size_t m)
     return 0;
 }
 
-static void proxy_v1(const char *d, size_t n, struct smtp_proxy_result *r)
+static enum smtp_proxy_status proxy_v1(const char *d, size_t n, struct smtp_proxy_result *r)
 {
     size_t lim = min_size(n, SMTP_PROXY_V1_MAX);
 
@@ -180,7 +182,7 @@ static void proxy_v1(const char *d, size_t n, struct smtp_proxy_result *r)
     }
     if (n >= SMTP_PROXY_V1_MAX - 1)     /* no room left for CR LF */
         return proxy_error(r, "v1: header over 107 bytes");
-    proxy_more(r, n < V1_MIN - 2 ? V1_MIN - n : 2);
+    return proxy_more(r, n < V1_MIN - 2 ? V1_MIN - n : 2);
 }
 
 /* ---- version 2: 16 bytes, then addresses and TLVs ---- */
@@ -200,17 +202,16 @@ static int v2_tlvs(const unsigned char *d, size_t n, size_t pos, size_t end)
     return 0;
 }
 
-static void v2_proxy(const unsigned char *d, struct smtp_proxy_result *r)
+static enum smtp_proxy_status v2_proxy(const unsigned char *d, struct smtp_proxy_result *r)
 {
     const unsigned char *a = d + SMTP_PROXY_V2_FIXED;
 
     if (d[13] == V2_TCP4)
-        proxy_addrs(r, AF_INET, a, a + 4, a[8] << 8 | a[9], a[10] << 8 | a[11]);
-    else
-        proxy_addrs(r, AF_INET6, a, a + 16, a[32] << 8 | a[33], a[34] << 8 | a[35]);
+        return proxy_addrs(r, AF_INET, a, a + 4, a[8] << 8 | a[9], a[10] << 8 | a[11]);
+    return proxy_addrs(r, AF_INET6, a, a + 16, a[32] << 8 | a[33], a[34] << 8 | a[35]);
 }
 
-static void proxy_v2(const unsigned char *d, size_t n, struct smtp_proxy_result *r)
+static enum smtp_proxy_status proxy_v2(const unsigned char *d, size_t n, struct smtp_proxy_result *r)
 {
     size_t body, addrs, end;
     int cmd;
@@ -246,10 +247,9 @@ static void proxy_v2(const unsigned char *d, size_t n, struct smtp_proxy_result 
     r->len = end;
     if (cmd == V2_CMD_LOCAL) {
         r->local = 1;
-        r->status = SMTP_PROXY_DONE;
-        return;
+        return r->status = SMTP_PROXY_DONE;
     }
-    v2_proxy(d, r);
+    return v2_proxy(d, r);
 }
 
 void smtp_proxy_parse(const char *data, size_t n, struct smtp_proxy_result *r)

@@ -33,7 +33,8 @@ struct smtp_proxy_result {
     int version;            /* 1 or 2, once known */
     int local;              /* DONE: no addresses (v1 UNKNOWN, v2 LOCAL): keep the peer's */
     int family;             /* DONE, not local: AF_INET or AF_INET6 */
-    char src[SMTP_PROXY_IP_MAX], dst[SMTP_PROXY_IP_MAX];   /* numeric, as net_ntop shows them */
+    char src[SMTP_PROXY_IP_MAX];    /* DONE, not local: numeric, as net_ntop shows them */
+    char dst[SMTP_PROXY_IP_MAX];
     int src_port, dst_port;
     const char *why;        /* ERROR: a fixed text */
 };

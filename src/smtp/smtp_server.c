@@ -803,7 +803,9 @@ void smtp_server_shutdown_all(struct smtp_worker *w)
     for (struct smtp_session *s = w->sessions, *next; s; s = next) {
         next = s->next;
         s->shutdown = 1;
-        if (s->state == SMTP_S_COMMAND && !s->txn.active)
+        if (s->state == SMTP_S_PROXY)     /* nothing said yet, nothing to lose */
+            smtp_close(s, "node stopping");
+        else if (s->state == SMTP_S_COMMAND && !s->txn.active)
             smtp_session_hangup(s, s->conf->Msg_perm_deny, "3.2", "node stopping");
     }
 }

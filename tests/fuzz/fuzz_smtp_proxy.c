@@ -78,7 +78,8 @@ static int same(const struct smtp_proxy_result *a, const struct smtp_proxy_resul
 /* Prefixes, up to a bound (a header is at most SMTP_PROXY_MAX bytes):
  * every one of the first 128 and the last 4, a sample between, so that
  * an input costs little more than its length. */
-static void check_prefixes(const uint8_t *data, size_t n, const struct smtp_proxy_result *whole)
+static void check_prefixes(const uint8_t *data, size_t n,
+                           const struct smtp_proxy_result *whole)
 {
     size_t upto = whole->status == SMTP_PROXY_DONE ? whole->len : n, step;
     struct smtp_proxy_result r;

@@ -205,6 +205,27 @@ def test_silent_balancer_connection_is_closed_after_the_time_limit(nodes):
     assert "(17 bytes came)" in n.log()
 
 
+def test_balancer_leaving_mid_header(nodes):
+    n = proxied_node(nodes)
+    s = connect(n, b"PROXY TCP4 192.0.2.1 ")
+    time.sleep(0.2)
+    s.close()
+    wait_for(lambda: re.search(r"state proxy -> closed \(client closed the connection\)",
+                               n.log()), what="the session closed")
+    assert "proxied from 127.0.0.1: client" not in n.log()
+
+
+def test_stop_while_a_header_is_awaited(nodes):
+    n = proxied_node(nodes)
+    s = connect(n, b"PROXY ")
+    time.sleep(0.2)
+    start = time.monotonic()
+    assert n.stop() == 0
+    assert time.monotonic() - start < 4
+    assert s.reply(5) == b""
+    assert "state proxy -> closed (node stopping)" in n.log()
+
+
 def test_rules_and_limits_judge_the_client(nodes):
     n = proxied_node(nodes, **{"Event.connection": 'Ip? "192.0.2.66" Reply! "554 Not you" Deny!',
                                "Limit_cnx": 2, "Limit_time": 60, "Limit_buf": 100,
