@@ -3,8 +3,8 @@
  *
  * Owns: everything done once, with privileges, before any mail flows:
  * directories and log files, the pid file (locked for the master's whole
- * life: a start finding it locked is refused), binding the SMTP port, dropping to User/Group (every
- * file operation as root goes through priv.c, which never trusts a path
+ * life: a start finding it locked is refused), binding the SMTP port,
+ * dropping to User/Group (every file operation as root goes through priv.c, which never trusts a path
  * User could have changed); then
  * starting the children (SMTP workers and the queue process), restarting a
  * child that dies, and a clean stop on SIGTERM.  The master runs no event
@@ -163,8 +163,9 @@ static void master_prepare_files(struct master *m)
     master_check_queue_fs(&ts);
 }
 
-/* 1 when fd holds the whole-file write lock; else 0 and *holder is the
- * holder's pid (0 when it let go between our two questions). */
+/* 1: fd holds the whole-file write lock; -1: another process does (its pid
+ * in *holder, 0 when it lives in another pid namespace); 0: the holder let
+ * go between our two questions. */
 static int master_try_lock(int fd, const char *path, long *holder)
 {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
@@ -176,8 +177,8 @@ static int master_try_lock(int fd, const char *path, long *holder)
     fl = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET};
     if (fcntl(fd, F_GETLK, &fl) < 0)
         log_fatal("cannot lock Pid_file %s: %s", path, strerror(errno));
-    *holder = fl.l_type == F_UNLCK ? 0 : (long)fl.l_pid;
-    return 0;
+    *holder = (long)fl.l_pid;
+    return fl.l_type == F_UNLCK ? 0 : -1;
 }
 
 /* A stopping node unlinks the file while it still holds the lock: a lock
@@ -200,18 +201,19 @@ static void master_lock_pid_file(struct master *m)
 {
     const char *path = selor_conf->Pid_file;
     long holder = 0;
-    int fd;
+    int fd, got;
 
     for (int tries = 0; tries < 100; tries++) {
         fd = priv_open(path, O_RDWR | O_CREAT, 0644, m->uid, m->gid);
         if (fd < 0)
             log_fatal("cannot open Pid_file %s: %s", path, strerror(-fd));
-        if (master_try_lock(fd, path, &holder) && master_still_named(fd, path)) {
+        got = master_try_lock(fd, path, &holder);
+        if (got > 0 && master_still_named(fd, path)) {
             m->pid_fd = fd;
             return;
         }
         close(fd);
-        if (holder != 0)
+        if (got < 0)
             log_fatal("Selor is already running as pid %ld: it holds the lock on "
                       "Pid_file %s", holder, path);
     }
