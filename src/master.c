@@ -2,9 +2,9 @@
  * master.c - the master process of a node.
  *
  * Owns: everything done once, with privileges, before any mail flows:
- * directories and log files, the pid file (refusing to start when a live
- * Selor holds it), binding the SMTP port, dropping to User/Group (every
- * file operation as root goes through priv.c, which never trusts a path
+ * directories and log files, the pid file (locked for the master's whole
+ * life: a start finding it locked is refused), binding the SMTP port,
+ * dropping to User/Group (every file operation as root goes through priv.c, which never trusts a path
  * User could have changed); then
  * starting the children (SMTP workers and the queue process), restarting a
  * child that dies, and a clean stop on SIGTERM.  The master runs no event
@@ -163,48 +163,73 @@ static void master_prepare_files(struct master *m)
     master_check_queue_fs(&ts);
 }
 
-/* A pid file naming a live Selor stops this start. */
-static void master_check_pid_file(const struct master *m)
+/* 1: fd holds the whole-file write lock; -1: another process does (its pid
+ * in *holder, 0 when it lives in another pid namespace); 0: the holder let
+ * go between our two questions. */
+static int master_try_lock(int fd, const char *path, long *holder)
 {
-    const char *path = selor_conf->Pid_file;
-    char buf[64] = "", comm[64] = "", proc[64];
-    int fd = priv_open(path, O_RDONLY, 0, m->uid, m->gid);
-    ssize_t n;
-    FILE *f;
-    long pid;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 
-    if (fd < 0)
-        return;
-    n = read(fd, buf, sizeof(buf) - 1);
-    buf[n > 0 ? n : 0] = '\0';
-    close(fd);
-    pid = strtol(buf, NULL, 10);
-    if (pid <= 0 || pid == (long)getpid() || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
-        return;
-    snprintf(proc, sizeof(proc), "/proc/%ld/comm", pid);
-    f = fopen(proc, "r");
-    if (f) {
-        if (fgets(comm, sizeof(comm), f) == NULL)
-            comm[0] = '\0';
-        fclose(f);
-        if (strncmp(comm, "selor", 5) != 0)
-            return;  /* the pid was reused by something else */
-    }
-    log_fatal("Selor is already running as pid %ld (Pid_file %s)", pid, path);
+    if (fcntl(fd, F_SETLK, &fl) == 0)
+        return 1;
+    if (errno != EAGAIN && errno != EACCES)
+        log_fatal("cannot lock Pid_file %s: %s", path, strerror(errno));
+    fl = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_GETLK, &fl) < 0)
+        log_fatal("cannot lock Pid_file %s: %s", path, strerror(errno));
+    *holder = (long)fl.l_pid;
+    return fl.l_type == F_UNLCK ? 0 : -1;
 }
 
+/* A stopping node unlinks the file while it still holds the lock: a lock
+ * won on the unlinked file would let a third node lock a new one. */
+static int master_still_named(int fd, const char *path)
+{
+    struct stat a, b;
+
+    return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/*
+ * The lock, not the pid written in the file, says a node runs: whatever a
+ * stale file holds (a dead pid, a reused one, garbage) never stops a start,
+ * and of two nodes started at once exactly one wins.  Opened without
+ * O_TRUNC: the holder's pid must stay readable until we own the file.
+ */
+static void master_lock_pid_file(struct master *m)
+{
+    const char *path = selor_conf->Pid_file;
+    long holder = 0;
+    int fd, got;
+
+    for (int tries = 0; tries < 100; tries++) {
+        fd = priv_open(path, O_RDWR | O_CREAT, 0644, m->uid, m->gid);
+        if (fd < 0)
+            log_fatal("cannot open Pid_file %s: %s", path, strerror(-fd));
+        got = master_try_lock(fd, path, &holder);
+        if (got > 0 && master_still_named(fd, path)) {
+            m->pid_fd = fd;
+            return;
+        }
+        close(fd);
+        if (got < 0)
+            log_fatal("Selor is already running as pid %ld: it holds the lock on "
+                      "Pid_file %s", holder, path);
+    }
+    log_fatal("cannot lock Pid_file %s: it was replaced at every try", path);
+}
+
+/* The descriptor stays open for the master's life: closing it, or any other
+ * descriptor of the file, in this process would release the lock. */
 static void master_write_pid_file(struct master *m)
 {
     char line[32];
     int n;
 
-    m->pid_fd = priv_open(selor_conf->Pid_file, O_WRONLY | O_CREAT | O_TRUNC, 0644,
-                          m->uid, m->gid);
-    if (m->pid_fd < 0)
-        log_fatal("cannot write Pid_file %s: %s", selor_conf->Pid_file,
-                  strerror(-m->pid_fd));
     n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
-    if (write(m->pid_fd, line, (size_t)n) != n)
+    if (ftruncate(m->pid_fd, 0) < 0 || pwrite(m->pid_fd, line, (size_t)n, 0) != n ||
+        fsync(m->pid_fd) < 0)
         log_fatal("cannot write Pid_file %s: %s", selor_conf->Pid_file,
                   strerror(errno));
 }
@@ -306,16 +331,44 @@ static void master_raise_fd_limit(void)
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-static void master_daemonize(void)
+/*
+ * Detaching forks before the pid file is locked: fcntl locks are not
+ * inherited, so the process that stays must take the lock itself, and a
+ * hand-over from the parent would leave a moment with no holder.  The
+ * parent waits for a byte on the pipe: it exits 0 once the daemon is set
+ * up, 1 when the daemon failed (its messages still reach our stderr).
+ * Returns the daemon's end of the pipe; -1 in the foreground.
+ */
+static int master_detach(const struct selor_node *node)
 {
-    pid_t pid = fork();
+    int p[2];
+    pid_t pid;
+    ssize_t n;
+    char c;
+
+    if (node->foreground)
+        return -1;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        log_fatal("pipe: %s", strerror(errno));
+    if ((pid = fork()) < 0)
+        log_fatal("fork: %s", strerror(errno));
+    if (pid > 0) {
+        close(p[1]);
+        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        _exit(n == 1 ? 0 : 1);
+    }
+    close(p[0]);
+    setsid();
+    return p[1];
+}
+
+static void master_detach_done(int ready)
+{
     int fd;
 
-    if (pid < 0)
-        log_fatal("fork: %s", strerror(errno));
-    if (pid > 0)
-        _exit(0);
-    setsid();
+    if (ready < 0)
+        return;
     if (chdir("/") < 0)
         log_warn("chdir /: %s", strerror(errno));
     fd = open("/dev/null", O_RDWR);
@@ -326,6 +379,9 @@ static void master_daemonize(void)
         if (fd > STDERR_FILENO)
             close(fd);
     }
+    if (write(ready, "1", 1) != 1)
+        log_warn("cannot tell the starting process we run: %s", strerror(errno));
+    close(ready);
 }
 
 /* ---- children ---- */
@@ -389,6 +445,10 @@ static void master_spawn(struct master *m, struct master_child *ch)
         return;
     }
     if (pid == 0) {
+        /* fcntl locks are not inherited: the pid file's lock stays the
+         * master's alone, and this close cannot release it */
+        if (m->pid_fd >= 0)
+            close(m->pid_fd);
         master_child_signals();
         for (int i = 0; i < m->nchild; i++)
             if (m->child[i].tls_fd >= 0)
@@ -396,8 +456,6 @@ static void master_spawn(struct master *m, struct master_child *ch)
         if (tp[1] >= 0)
             close(tp[1]);
         node->tls_pipe = tp[0];
-        if (m->pid_fd >= 0)
-            close(m->pid_fd);
         if (ch->index >= 0 && node->ctl_fd >= 0)
             close(node->ctl_fd);
         for (int i = 0; i < node->nworkers; i++)
@@ -568,6 +626,7 @@ void master_run(struct selor_node *node)
     struct master m = {0};
     struct buf err = BUF_INIT(0);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int ready;
 
     m.node = node;
     m.pid_fd = -1;
@@ -576,23 +635,24 @@ void master_run(struct selor_node *node)
     if (node->nworkers > NODE_MAX_WORKERS)
         node->nworkers = NODE_MAX_WORKERS;
     log_set_stderr(node->foreground);
-    log_set_role("master");
     master_block_signals();
     master_raise_fd_limit();
+    ready = master_detach(node);
+    log_set_role("master");
     master_lookup_user(&m);
     master_prepare_files(&m);
-    master_check_pid_file(&m);
+    /* before the control socket: a refused start must not unlink the
+     * running node's socket */
+    master_lock_pid_file(&m);
     master_bind(&m);
     master_ctl_socket(&m);
     node->coord = coord_create(selor_conf, &err);
     if (node->coord == NULL)
         log_fatal("%s", buf_cstr(&err));
-    if (!node->foreground)
-        master_daemonize();
-    log_set_role("master");   /* the pid changed */
     master_write_pid_file(&m);
     master_drop_privileges(&m);
     master_check_access();
+    master_detach_done(ready);
     for (size_t i = 0; i < node->mods.n; i++)
         log_info("module %s %s loaded from %s", node->mods.m[i].mod->name,
                  node->mods.m[i].mod->version, node->mods.m[i].path);

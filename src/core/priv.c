@@ -235,7 +235,7 @@ int priv_bind_unix(int fd, const struct sockaddr_un *sa, uid_t uid, gid_t gid)
     old = umask(as_user ? 0117 : 0177);
     if (as_user)
         priv_become(uid, gid);
-    unlinkat(dfd, base, 0);   /* a leftover: the pid file said no node runs */
+    unlinkat(dfd, base, 0);   /* a leftover: the pid file's lock said no node runs */
     if (bind(fd, (struct sockaddr *)&rel, sizeof(rel)) < 0)
         e = errno;
     if (as_user)

@@ -176,6 +176,38 @@ class Node:
                      timeout=20, what="node %s children" % self.name)
         return self
 
+    def start_detached(self, write=True, timeout=60):
+        """Starts the node without -f: selor detaches and its first process
+        returns once the daemon runs (0) or failed (1); that code is returned.
+        The daemon is nobody's child here: daemon_pid() reads it from the pid
+        file and stop_detached() stops it (self.proc stays as it was)."""
+        if write:
+            self.write_conf()
+        with open(self.stderr_path, "ab") as err:
+            r = subprocess.run(self.prefix + [SELOR, "-c", self.conf], stdout=err,
+                               stderr=err, env=self.env(), timeout=timeout)
+        return r.returncode
+
+    def daemon_pid(self):
+        try:
+            with open(self.pidfile) as f:
+                return int(f.read().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def stop_detached(self, pid=None, timeout=40):
+        """SIGTERM to a detached node's master; waits until it is gone (a
+        zombie nobody reaps counts as gone)."""
+        pid = pid or self.daemon_pid()
+        if not pid:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        wait_for(lambda: not pid_alive(pid), timeout=timeout,
+                 what="detached node %s to stop" % self.name)
+
     def accepting(self):
         if self.proc and self.proc.poll() is not None:
             raise AssertionError("node %s exited with %s:\n%s" % (
@@ -526,6 +558,15 @@ class Sink:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def pid_alive(pid):
+    """pid runs and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def process_by_name(parent_pid, name):
