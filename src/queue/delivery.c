@@ -153,13 +153,12 @@ static int dl_rules(struct delivery *d, enum rules_event ev, const char *rcpt,
     struct delivery_rules_in in = {
         .qf = &d->qf, .msgfile = d->msgfile, .rcpt = rcpt, .answer = answer,
         .hits = &d->hits, .conf = (struct config **)&d->conf, .mem = &d->mem,
-        .loop = d->env->loop, .own = &d->own, .dns = d->env->dns, .coord = d->env->coord,
+        .loop = d->env->loop, .dns = d->env->dns, .coord = d->env->coord,
         .exec = d->env->exec,
+        .own = &d->lookups,   /* a stop cancels a waiting event (dl_stop_jobs) */
     };
-
     int done;
 
-    in.own = &d->lookups;   /* a stop cancels a waiting event (dl_stop_jobs) */
     dl_path(d, 'c', d->msgfile, sizeof(d->msgfile));
     done = delivery_rules_event(&d->rules, ev, &in, next, arg);
     d->rules_wait = done ? 0 : (int)ev + 1;
@@ -903,42 +902,45 @@ static void dl_report_failures(struct delivery *d);
 
 /* Event.error_report: Deny! sends no report (the recipients are marked
  * reported, and the summary log says so). */
+/* The failed recipients are final without a report (why: for the log). */
+static void dl_no_report(struct delivery *d, const char *why)
+{
+    for (size_t i = 0; i < d->qf.nrcpt; i++)
+        if (d->qf.rcpt[i].state == QF_FAILED) {
+            d->qf.rcpt[i].state = QF_REPORTED;
+            log_summary(d->claim.qid, "no report to=<%s> (%s)", d->qf.rcpt[i].addr, why);
+        }
+    dl_final_step(d);
+}
+
+/* Nobody to tell: a null sender, except that our own reports come first
+ * (their sender is null too), and notices to Postmaster. */
+static int dl_nobody_to_tell(const struct delivery *d)
+{
+    return (d->qf.from[0] == '\0' && !dl_is_bounce(d)) || (d->qf.flags & QF_F_NOTICE);
+}
+
 static void dl_report_judged(void *arg)
 {
     struct delivery *d = arg;
 
     d->rules_wait = 0;
     d->report_judged = 1;
-    if (delivery_rules_outcome(&d->rules)->verdict != RULES_DENY) {
+    if (delivery_rules_outcome(&d->rules)->verdict == RULES_DENY)
+        dl_no_report(d, "Event.error_report");
+    else
         dl_report_failures(d);
-        return;
-    }
-    for (size_t i = 0; i < d->qf.nrcpt; i++)
-        if (d->qf.rcpt[i].state == QF_FAILED) {
-            d->qf.rcpt[i].state = QF_REPORTED;
-            log_summary(d->claim.qid, "no report to=<%s> (Event.error_report)",
-                        d->qf.rcpt[i].addr);
-        }
-    dl_final_step(d);
 }
 
 static void dl_report_failures(struct delivery *d)
 {
-    if (!d->report_judged && !((d->qf.from[0] == '\0' && !dl_is_bounce(d)) ||
-                               (d->qf.flags & QF_F_NOTICE))) {
-        if (dl_rules(d, RULES_EV_ERROR_REPORT, NULL, NULL, dl_report_judged, d))
-            dl_report_judged(d);
+    if (dl_nobody_to_tell(d)) {
+        dl_no_report(d, "null sender");
         return;
     }
-    /* Our own reports come first: their sender is null too. */
-    if ((d->qf.from[0] == '\0' && !dl_is_bounce(d)) || (d->qf.flags & QF_F_NOTICE)) {
-        for (size_t i = 0; i < d->qf.nrcpt; i++)
-            if (d->qf.rcpt[i].state == QF_FAILED) {
-                d->qf.rcpt[i].state = QF_REPORTED;
-                log_summary(d->claim.qid, "no report to=<%s> (null sender)",
-                            d->qf.rcpt[i].addr);
-            }
-        dl_final_step(d);
+    if (!d->report_judged) {
+        if (dl_rules(d, RULES_EV_ERROR_REPORT, NULL, NULL, dl_report_judged, d))
+            dl_report_judged(d);
         return;
     }
     queue_id_next(d->env->idgen, d->report.id);
