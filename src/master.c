@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_reload.h"
 #include "coord.h"
 #include "log.h"
 #include "master.h"
@@ -543,6 +544,50 @@ static void master_signal_all(struct master *m, int sig)
             kill(m->child[i].pid, sig);
 }
 
+/* One log line a report line of config_reload. */
+static void master_reload_report(const char *report)
+{
+    struct buf changed = BUF_INIT(0);
+
+    for (const char *l = report, *e; *l; l = e + 1) {
+        e = strchr(l, '\n');
+        if (e == NULL)
+            break;
+        if (strncmp(l, "changed ", 8) == 0)
+            buf_printf(&changed, "%s%.*s", changed.len ? ", " : "", (int)(e - l - 8), l + 8);
+        else if (strncmp(l, "restart ", 8) == 0)
+            log_warn("reload: %.*s", (int)(e - l - 8), l + 8);
+    }
+    if (changed.len)
+        log_info("reload: %s read again; new sessions and deliveries use: %s",
+                 selor_conf->path, buf_cstr(&changed));
+    buf_free(&changed);
+}
+
+/*
+ * SIGHUP: selor.conf first (the children read it again on SIGUSR2, each
+ * keeping what it runs if the file fails), then the certificate and the
+ * rules.  The children are told even when the master's read failed: their
+ * rules files are looked at all the same.
+ */
+static void master_reload(struct master *m)
+{
+    struct buf err = BUF_INIT(0), report = BUF_INIT(0);
+    int r = config_reload(module_claims_option, &m->node->mods, &err, &report);
+
+    if (r < 0)
+        log_warn("reload: %s; nothing changed", buf_cstr(&err));
+    else
+        master_reload_report(buf_cstr(&report));
+    if (r == 1 && strstr(buf_cstr(&report), "changed ") == NULL)
+        log_info("reload: %s read again: no change the running node can take",
+                 selor_conf->path);
+    buf_free(&err);
+    buf_free(&report);
+    master_tls_reload(m);
+    master_signal_all(m, SIGUSR2);
+}
+
 static void master_remove_ctl_socket(void)
 {
     char path[4096];
@@ -598,10 +643,8 @@ __attribute__((noreturn)) static void master_supervise(struct master *m)
             master_stop(m);
         if (sig == SIGUSR1)
             master_signal_all(m, SIGUSR1);
-        if (sig == SIGHUP) {
-            master_tls_reload(m);
-            master_signal_all(m, SIGUSR2);   /* the rules files, looked at now */
-        }
+        if (sig == SIGHUP)
+            master_reload(m);
         master_reap(m);
         master_restart_due(m);
     }

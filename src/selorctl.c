@@ -10,6 +10,7 @@
  *   selorctl [-c FILE] nodes             the cluster's nodes (Redis_server set)
  *   selorctl [-c FILE] drain SID         a node takes no new queue work
  *   selorctl [-c FILE] undrain SID       it does again
+ *   selorctl [-c FILE] reload            the node reads selor.conf again
  *   selorctl [-c FILE] version
  *
  * Owns: presenting the spool to a person, and passing changes to the
@@ -52,7 +53,7 @@ static void ctl_usage(void)
 {
     fprintf(stderr, "usage: selorctl [-c FILE] queue [show ID] | flush [ID] | hold ID |"
                     " release ID | delete ID | nodes | drain SID | undrain SID |"
-                    " version\n"
+                    " reload | version\n"
                     "       selorctl [-c FILE] rules test --ip IP [--helo NAME] [--auth USER]"
                     " [--from ADDR] [--rcpt ADDR]... [--data FILE]\n");
     exit(2);
@@ -435,7 +436,8 @@ static int ctl_send(int fd, const char *req, char *reply, size_t size)
 }
 
 /* Does the pid file name a live Selor? */
-static int ctl_node_alive(const struct config *c)
+/* The master's pid if a Selor node runs on c's Pid_file, else 0. */
+static long ctl_node_pid(const struct config *c)
 {
     char line[64] = "", comm[64] = "", proc[64];
     FILE *f = fopen(c->Pid_file, "r");
@@ -452,11 +454,38 @@ static int ctl_node_alive(const struct config *c)
     snprintf(proc, sizeof(proc), "/proc/%ld/comm", pid);
     f = fopen(proc, "r");
     if (f == NULL)
-        return 1;
+        return pid;
     if (fgets(comm, sizeof(comm), f) == NULL)
         comm[0] = '\0';
     fclose(f);
-    return strncmp(comm, "selor", 5) == 0;
+    return strncmp(comm, "selor", 5) == 0 ? pid : 0;
+}
+
+static int ctl_node_alive(const struct config *c)
+{
+    return ctl_node_pid(c) != 0;
+}
+
+/*
+ * The file was loaded (and found good) by main before this: a broken one
+ * never reaches the node.  The node checks it again (the modules' options
+ * too) and logs what changed and what needs a restart.
+ */
+static int ctl_reload(const struct config *c)
+{
+    long pid = ctl_node_pid(c);
+
+    if (pid == 0) {
+        fprintf(stderr, "selorctl: the node is not running (Pid_file %s)\n", c->Pid_file);
+        return 1;
+    }
+    if (kill((pid_t)pid, SIGHUP) < 0) {
+        fprintf(stderr, "selorctl: signalling the node (pid %ld): %s\n", pid, strerror(errno));
+        return 1;
+    }
+    printf("ok %s is valid; the node (pid %ld) reloads it: Central_log says what changed, "
+           "Warning_log what needs a restart\n", c->path, pid);
+    return 0;
 }
 
 /* No node runs: make the change ourselves (single-node setups only). */
@@ -625,6 +654,8 @@ int main(int argc, char **argv)
         return ctl_queue(selor_conf);
     if (strcmp(cmd, "rules") == 0 && arg && strcmp(arg, "test") == 0)
         return ctl_rules_test(selor_conf, argc - optind - 2, argv + optind + 2);
+    if (strcmp(cmd, "reload") == 0 && arg == NULL)
+        return ctl_reload(selor_conf);
     if (strcmp(cmd, "nodes") == 0 && arg == NULL)
         return ctl_nodes(selor_conf);
     if ((strcmp(cmd, "drain") == 0 || strcmp(cmd, "undrain") == 0) && arg &&

@@ -56,8 +56,7 @@ int tls_reload_master(const struct config *c, const struct stream_tls *eng,
     int ok = 0;
 
     if (eng->ops == NULL || !c->Tls_pubkey[0]) {
-        log_info("SIGHUP: no TLS certificate to reload; restart Selor to apply a "
-                 "changed selor.conf");
+        log_info("SIGHUP: no TLS certificate to reload");
         return 0;
     }
     if (tls_reload_file(c->Tls_pubkey, &cert, &err) < 0 ||

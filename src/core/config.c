@@ -250,14 +250,25 @@ static int conf_store_extra(struct conf_parser *p, const char *name,
     return 0;
 }
 
+/* The directory Selor was started in, remembered at the first load: a
+ * reload happens after the master's chdir("/"). */
+static const char *conf_start_dir(void)
+{
+    static char cwd[4096];
+
+    if (cwd[0] == '\0' && getcwd(cwd, sizeof(cwd)) == NULL)
+        cwd[0] = '\0';
+    return cwd[0] ? cwd : NULL;
+}
+
 /* A relative path is taken from the directory Selor was started in. */
 static const char *conf_absolute(struct config *c, const char *value)
 {
-    char cwd[4096];
+    const char *cwd = conf_start_dir();
     size_t n;
     char *abs;
 
-    if (value[0] == '\0' || value[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+    if (value[0] == '\0' || value[0] == '/' || cwd == NULL)
         return arena_strdup(&c->mem, value);
     n = strlen(cwd) + strlen(value) + 2;
     abs = arena_alloc(&c->mem, n);
@@ -474,6 +485,8 @@ struct config *config_load(const char *path, struct buf *err, struct buf *warn)
     FILE *f = fopen(path, "r");
     int r;
 
+    p.c->file = conf_absolute(p.c, path);
+
     if (f == NULL) {
         buf_printf(err, "%s: cannot open: %s", path, strerror(errno));
         config_free(p.c);
@@ -534,6 +547,48 @@ void config_ctl_path(const struct config *c, char *out, size_t size)
         snprintf(out, size, "%.*s.ctl", (int)(n - 4), c->Pid_file);
     else
         snprintf(out, size, "%s.ctl", c->Pid_file);
+}
+
+/* ---- generations ---- */
+
+void config_copy_value(struct config *dst, const struct config *src, int idx)
+{
+    if (conf_table[idx].is_text)
+        *conf_text_field(dst, idx) = arena_strdup(&dst->mem, *conf_text_field(
+                                                      (struct config *)src, idx));
+    else
+        *conf_num_field(dst, idx) = *conf_num_field((struct config *)src, idx);
+}
+
+const struct config *config_hold(const struct config *c)
+{
+    struct config *g = (struct config *)(c->base ? c->base : c);
+
+    g->refs++;
+    return g;
+}
+
+void config_release(const struct config *c)
+{
+    struct config *g;
+
+    if (c == NULL)
+        return;
+    g = (struct config *)(c->base ? c->base : c);
+    /* a reload's generation, replaced in its turn (selor_conf holds one) */
+    if (--g->refs == 0 && g->reloaded)
+        config_free(g);
+}
+
+void config_replace(struct config *next)
+{
+    struct config *old = selor_conf;
+
+    next->refs++;            /* selor_conf's own hold */
+    next->reloaded = 1;
+    selor_conf = next;
+    if (old && old->reloaded)  /* the first stays: others kept pointers into it */
+        config_release(old);
 }
 
 /* ---- Def!: overlays ---- */

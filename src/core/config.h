@@ -43,7 +43,8 @@ struct config {
 #define CONF_NUM(f, n, d, lo, hi, fl) long f;
 #define CONF_TEXT(f, n, d, fl) const char *f;
 #include "config_options.h"
-    const char *path;
+    const char *path;         /* as given (for messages) */
+    const char *file;         /* absolute (a reload runs after chdir "/"); NULL: defaults */
     int line[CONF_COUNT];     /* where each option was set; 0 = default */
     const char **modules;     /* every Module value, in file order */
     size_t nmodules;
@@ -52,6 +53,9 @@ struct config {
     int tz_set;               /* Timezone given: use tz_offset */
     long tz_offset;           /* seconds east of UTC */
     const struct config *base;  /* an overlay: the generation it copies (else NULL) */
+    int refs;                 /* holders of a generation (config_hold) */
+    int reloaded;             /* made by a reload: freed with its last holder
+                                 (the first generation never is) */
     struct arena mem;         /* the generation's strings (unused in an overlay) */
 };
 
@@ -110,6 +114,21 @@ int config_def_set(struct config *ov, struct arena *mem, int idx, const char *va
 const char *config_value_text(const struct config *c, int idx, char *tmp, size_t size);
 /* Whether option idx differs between an overlay and its generation. */
 int config_differs(const struct config *c, int idx);
+
+/*
+ * Generations (a reload makes a new one): sessions and delivery runs hold
+ * the generation they started with, so everything they read, overlays
+ * included, stays valid until they end.  config_hold/config_release take
+ * a generation or an overlay of one.  config_replace makes next the
+ * current one (selor_conf); the one it replaces is freed with its last
+ * holder, except the first, which the modules, the coordination and the
+ * rules watcher keep for the process's life.
+ */
+const struct config *config_hold(const struct config *c);
+void config_release(const struct config *c);
+void config_replace(struct config *next);
+/* Option idx of src into dst, a generation (a text copied into its memory). */
+void config_copy_value(struct config *dst, const struct config *src, int idx);
 
 /* Option table access (for docs checks, Def! and error messages). */
 const struct config_option_info *config_option(int idx);

@@ -246,6 +246,7 @@ static void dl_release(struct async_owner *o)
     mem_free(d->remote);
     strset_free(&d->rcpt_set);
     arena_clear(&d->mem);
+    config_release(d->gen);
     mem_free(d);
 }
 
@@ -388,7 +389,7 @@ static void dl_loaded(struct delivery *d)
         dl_over(d, -1);
         return;
     }
-    d->conf = delivery_conf_for(selor_conf, d->claim.qid, &d->qf, &d->mem);
+    d->conf = delivery_conf_for(d->gen, d->claim.qid, &d->qf, &d->mem);
     d->hits = d->qf.hits;
     d->auth = d->qf.auth;
     d->qf.token = d->claim.token;
@@ -1054,7 +1055,8 @@ struct delivery *delivery_start(struct delivery_env *env,
     async_owner_init(&d->own);
     async_owner_init(&d->lookups);
     d->env = env;
-    d->conf = selor_conf;
+    d->conf = config_hold(selor_conf);   /* a reload meanwhile: this one stays */
+    d->gen = d->conf;
     d->claim = *claim;
     d->done = done;
     d->done_arg = arg;

@@ -55,6 +55,7 @@ struct delivery {
                                       under way (PLAN), a rules event that waits */
     struct delivery_env *env;
     const struct config *conf;
+    const struct config *gen;      /* the generation held since the run began */
     struct coord_claim claim;
     struct lease lease;
     const char *queue;             /* the queue holding the file (spool_queues.h) */

@@ -28,6 +28,7 @@
 
 #include "async.h"
 #include "config.h"
+#include "config_reload.h"
 #include "coord.h"
 #include "delivery.h"
 #include "dns.h"
@@ -429,9 +430,16 @@ static void queue_flush_logs(uv_prepare_t *p)
     log_flush();
 }
 
-/* SIGUSR2 (the master's SIGHUP): the rules files, looked at now. */
-static void queue_reload_rules(uv_signal_t *sig, int signum)
+/* SIGUSR2 (the master's SIGHUP): selor.conf for the next runs (the master
+ * said what changed), and the rules files, looked at now. */
+static void queue_reload(uv_signal_t *sig, int signum)
 {
+    struct queue_proc *q = sig->data;
+    struct buf err = BUF_INIT(0), report = BUF_INIT(0);
+
+    config_reload(module_claims_option, &q->node->mods, &err, &report);
+    buf_free(&err);
+    buf_free(&report);
     rules_watch_now();
 }
 
@@ -456,7 +464,7 @@ static void queue_handles(struct queue_proc *q)
     uv_signal_start(&q->sig_int, queue_stop, SIGINT);
     uv_signal_init(&q->loop, &q->sig_usr2);
     q->sig_usr2.data = q;
-    uv_signal_start(&q->sig_usr2, queue_reload_rules, SIGUSR2);
+    uv_signal_start(&q->sig_usr2, queue_reload, SIGUSR2);
     uv_unref((uv_handle_t *)&q->sig_usr2);
     uv_timer_init(&q->loop, &q->tick);
     uv_timer_init(&q->loop, &q->scan_timer);

@@ -158,7 +158,7 @@ static void smtp_commit_rules(struct smtp_session *s)
 
     if (s->rules.hits)
         spool_msg_set_hits(m, s->rules.hits);
-    if (s->conf == selor_conf)
+    if (s->conf == s->gen)
         return;
     for (int i = 0; i < CONF_COUNT; i++)
         if ((config_option(i)->flags & CONF_F_DEF) && i != CONF_IDX_Queue_path &&

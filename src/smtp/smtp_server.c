@@ -494,6 +494,7 @@ static void smtp_session_free(struct async_owner *o)
 
     smtp_session_unlink(w, s);
     smtp_rules_free(s);
+    config_release(s->gen);
     buf_free(&s->in);
     buf_free(&s->out);
     buf_free(&s->chunk);
@@ -765,7 +766,8 @@ int smtp_server_accept(struct smtp_worker *w, uv_stream_t *listener)
     int len = sizeof(ss), port;
 
     s->w = w;
-    s->conf = selor_conf;
+    s->conf = config_hold(selor_conf);   /* a reload meanwhile: this one stays */
+    s->gen = s->conf;
     s->state = SMTP_S_CONNECT;
     smtp_rules_init(s);
     async_owner_init(&s->own);

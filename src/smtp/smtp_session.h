@@ -123,7 +123,8 @@ struct smtp_session {
     uv_timer_t timer;           /* idle timeout, the delay of a held reply, or
                                    the PROXY header's time limit */
     struct smtp_worker *w;
-    const struct config *conf;
+    const struct config *conf;  /* what the session reads: gen or an overlay of it */
+    const struct config *gen;   /* the generation held since the connection came */
     struct async_owner own;     /* every request this session started */
     struct smtp_session *prev, *next;
     enum smtp_state state;

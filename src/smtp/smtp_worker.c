@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_reload.h"
 #include "coord.h"
 #include "dns.h"
 #include "log.h"
@@ -103,9 +104,16 @@ static void worker_rules_changed(void *arg)
     coord_set_rules(w->node->coord, rules_hash(rules_current));
 }
 
-/* SIGUSR2 (the master's SIGHUP): look at the rules files now. */
-static void worker_reload_rules(uv_signal_t *sig, int signum)
+/* SIGUSR2 (the master's SIGHUP): selor.conf for the next sessions (the
+ * master said what changed), and the rules files, looked at now. */
+static void worker_reload(uv_signal_t *sig, int signum)
 {
+    struct smtp_worker *w = sig->data;
+    struct buf err = BUF_INIT(0), report = BUF_INIT(0);
+
+    config_reload(module_claims_option, &w->node->mods, &err, &report);
+    buf_free(&err);
+    buf_free(&report);
     rules_watch_now();
 }
 
@@ -121,7 +129,7 @@ static void worker_signals(struct smtp_worker *w)
     uv_signal_init(&w->loop, &w->sig_usr1);
     uv_signal_init(&w->loop, &w->sig_usr2);
     w->sig_term.data = w->sig_int.data = w->sig_usr1.data = w->sig_usr2.data = w;
-    uv_signal_start(&w->sig_usr2, worker_reload_rules, SIGUSR2);
+    uv_signal_start(&w->sig_usr2, worker_reload, SIGUSR2);
     uv_unref((uv_handle_t *)&w->sig_usr2);
     uv_signal_start(&w->sig_term, worker_stop, SIGTERM);
     uv_signal_start(&w->sig_int, worker_stop, SIGINT);
