@@ -49,7 +49,7 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
              $(RULES_SRC)
-CTL_SRC  := src/selorctl.c src/rules/rules_test.c src/core/dns.c $(RULES_SRC) \
+CTL_SRC  := src/selorctl.c src/selorctl_summary.c cluster/coord_ctl.c src/rules/rules_test.c src/core/dns.c $(RULES_SRC) \
             cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
 MODULES  := passwd tls pgsql
 # A module's sources: MOD_SRC_<name>, or modules/<name>/selor_<name>.c alone.

@@ -3,6 +3,7 @@
  *
  *   selorctl [-c FILE] queue             list queued messages, like mailq
  *   selorctl [-c FILE] queue show ID     one message: envelope and header
+ *   selorctl [-c FILE] queue --summary   counts by state, domain and age (qshape)
  *   selorctl [-c FILE] flush [ID]        deliver now (every message, or one)
  *   selorctl [-c FILE] hold ID           keep a message from delivery
  *   selorctl [-c FILE] release ID        undo hold, and deliver now
@@ -45,13 +46,15 @@
 #include "queue_id.h"
 #include "spool.h"
 #include "spool_queues.h"
+#include "coord_ctl.h"
+#include "selorctl_summary.h"
 #include "version.h"
 
 #define CTL_DEFAULT_CONF "/usr/local/selor/selor.conf"
 
 static void ctl_usage(void)
 {
-    fprintf(stderr, "usage: selorctl [-c FILE] queue [show ID] | flush [ID] | hold ID |"
+    fprintf(stderr, "usage: selorctl [-c FILE] queue [show ID | --summary] | flush [ID] | hold ID |"
                     " release ID | delete ID | nodes | drain SID | undrain SID |"
                     " reload | version\n"
                     "       selorctl [-c FILE] rules test --ip IP [--helo NAME] [--auth USER]"
@@ -351,6 +354,24 @@ static int ctl_queue(const struct config *c)
     return r;
 }
 
+static int ctl_summary_held(const char *qid, void *arg)
+{
+    char holder[128];
+
+    ctl_holder(arg, selor_conf, qid, holder, sizeof(holder));
+    return holder[0] != '\0';
+}
+
+static int ctl_queue_summary(const struct config *c)
+{
+    redisContext *rc = ctl_redis(c, 1);
+    int r = ctl_summary(rc ? ctl_summary_held : NULL, rc);
+
+    if (rc)
+        redisFree(rc);
+    return r;
+}
+
 static int ctl_queue_show(const struct config *c, const char *id)
 {
     const char *queue = queue_id_valid(id) ? queue_edit_find(id) : NULL;
@@ -435,7 +456,6 @@ static int ctl_send(int fd, const char *req, char *reply, size_t size)
     return 0;
 }
 
-/* Does the pid file name a live Selor? */
 /* The master's pid if a Selor node runs on c's Pid_file, else 0. */
 static long ctl_node_pid(const struct config *c)
 {
@@ -523,6 +543,31 @@ static int ctl_direct(const struct config *c, int op, const char *id)
     return 0;
 }
 
+/*
+ * A flush of everything in a cluster: one for the cluster.  1 to go on
+ * (ours, or no cluster, or Redis failing: a flush is never lost to that),
+ * 0 when another node's flush runs or just ran (said on stdout).
+ */
+static int ctl_flush_cluster(const struct config *c, redisContext *rc)
+{
+    char holder[160], sid[64] = "-", state[16] = "";
+    long since = 0;
+    int r;
+
+    if (rc == NULL)
+        return 1;
+    r = coord_ctl_flush_begin(rc, c->Redis_prefix, c->Sid, holder, sizeof(holder));
+    if (r < 0)
+        fprintf(stderr, "selorctl: Redis: %s; flushing this node's view anyway\n", holder);
+    if (r != 0)
+        return 1;
+    sscanf(holder, "%63s %ld %15s", sid, &since, state);
+    printf("ok not repeated: node %s %s the cluster's flush %lds ago (one flush covers the "
+           "shared spool)\n", sid, strcmp(state, "done") == 0 ? "finished" : "started",
+           since ? (long)time(NULL) - since : 0L);
+    return 0;
+}
+
 static int ctl_change(const struct config *c, int fd, const char *verb, const char *id)
 {
     int op = queue_edit_op_parse(verb);
@@ -535,6 +580,25 @@ static int ctl_change(const struct config *c, int fd, const char *verb, const ch
         return 1;
     }
     snprintf(req, sizeof(req), "%s%s%s\n", verb, id ? " " : "", id ? id : "");
+    if (op == QUEUE_EDIT_FLUSH && id == NULL && fd >= 0) {
+        redisContext *rc = ctl_redis(c, 1);
+        int sent, ok;
+        if (!ctl_flush_cluster(c, rc)) {
+            close(fd);
+            redisFree(rc);
+            return 0;
+        }
+        sent = ctl_send(fd, req, reply, sizeof(reply));
+        ok = sent == 0 && strncmp(reply, "ok", 2) == 0;
+        if (rc) {
+            coord_ctl_flush_end(rc, c->Redis_prefix, c->Sid, ok);
+            redisFree(rc);
+        }
+        if (sent < 0)
+            return ctl_direct(c, op, id);
+        fputs(reply, ok ? stdout : stderr);
+        return ok ? 0 : 1;
+    }
     if (ctl_send(fd, req, reply, sizeof(reply)) < 0)
         return ctl_direct(c, op, id);
     fputs(reply, strncmp(reply, "ok", 2) == 0 ? stdout : stderr);
@@ -661,6 +725,8 @@ int main(int argc, char **argv)
     if ((strcmp(cmd, "drain") == 0 || strcmp(cmd, "undrain") == 0) && arg &&
         argc - optind == 2)
         return ctl_drain(selor_conf, arg, cmd[0] == 'd');
+    if (strcmp(cmd, "queue") == 0 && strcmp(arg, "--summary") == 0 && optind + 2 == argc)
+        return ctl_queue_summary(selor_conf);
     if (strcmp(cmd, "queue") == 0 && strcmp(arg, "show") == 0 && optind + 2 < argc)
         return ctl_queue_show(selor_conf, argv[optind + 2]);
     if (change)
