@@ -149,6 +149,18 @@ def test_installed_selor_checks_installed_conf(inst):
     assert r.returncode == 0 and r.stdout.startswith("selor "), r.stdout
 
 
+def test_installed_selor_accepts_mail(inst, nodes, monkeypatch):
+    """The stripped, packaged selor with its packaged module: a real node."""
+    monkeypatch.setattr(selortest, "SELOR", os.path.join(inst, "usr/sbin/selor"))
+    n = nodes(options={"Module": os.path.join(inst, "usr/lib/selor/selor_passwd.so")})
+    n.start()
+    with n.smtp() as s:
+        s.sendmail("a@remote.test", ["alice@example.com"], "Subject: deb\r\n\r\nhello\r\n")
+    selortest.wait_for(lambda: n.queue_files(), timeout=10, what="the message queued")
+    assert "alice@example.com" in n.read_qf(n.queue_files()[0])
+    assert n.stop() == 0, n.stderr()
+
+
 def test_installed_programs_default_to_etc(inst):
     """Without -c the packaged selor and selorctl read /etc/selor/selor.conf."""
     for prog, args in (("selor", ["-t"]), ("selorctl", ["queue"])):
