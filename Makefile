@@ -8,6 +8,7 @@
 #   make bench    accept (and delivery) throughput against Postfix
 #   make asan     the AddressSanitizer + UBSan build in build/asan
 #   make fuzz     every libFuzzer harness (tests/fuzz/) for FUZZ_SECONDS (60)
+#   make deb      the Debian package build/deb/selor_VERSION_ARCH.deb (pkg/deb/)
 
 CC      ?= cc
 PKGS    := libuv hiredis libcares openssl
@@ -156,12 +157,39 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/bench/bench.sh
 
+deb: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory deb-pkg
+
+# The packaged programs: the objects of `make all`, but for main.c and
+# selorctl.c, compiled again with the package's default configuration.
+PKG_CONF := /etc/selor/selor.conf
+$(B)/pkgobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_COMMON) $(BF) -DSELOR_DEFAULT_CONF='"$(PKG_CONF)"' -MMD -MP -c -o $@ $<
+
+$(B)/pkg/selor: $(B)/pkgobj/src/main.o \
+                $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(filter-out src/main.c,$(SELOR_SRC)))
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+
+$(B)/pkg/selorctl: $(B)/pkgobj/src/selorctl.o \
+                   $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(filter-out src/selorctl.c,$(CTL_SRC)))
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(BF) -rdynamic -o $@ $^ $(LIBS)
+
+deb-pkg: $(B)/pkg/selor $(B)/pkg/selorctl
+	@sh pkg/deb/mkdeb.sh $(B)
+
 # The harnesses' own rules (fuzz-bins, fuzz-run, fuzz-replay): after CORE_SRC.
 include tests/fuzz/fuzz.mk
 
 clean:
 	rm -rf build var
 
-.PHONY: all asan deps run test bench clean unit-bins test-mods test-tools
+.PHONY: all asan deps run test bench clean unit-bins test-mods test-tools deb deb-pkg
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/pkgobj -name '*.d' 2>/dev/null)

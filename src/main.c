@@ -28,7 +28,10 @@
 #include "spool_queues.h"
 #include "version.h"
 
+/* The Debian package builds with -DSELOR_DEFAULT_CONF="/etc/selor/selor.conf". */
+#ifndef SELOR_DEFAULT_CONF
 #define SELOR_DEFAULT_CONF "/usr/local/selor/selor.conf"
+#endif
 
 static void usage(void)
 {

@@ -50,7 +50,11 @@
 #include "selorctl_summary.h"
 #include "version.h"
 
-#define CTL_DEFAULT_CONF "/usr/local/selor/selor.conf"
+/* selor's default; the Debian package builds with -DSELOR_DEFAULT_CONF. */
+#ifndef SELOR_DEFAULT_CONF
+#define SELOR_DEFAULT_CONF "/usr/local/selor/selor.conf"
+#endif
+#define CTL_DEFAULT_CONF SELOR_DEFAULT_CONF
 
 static void ctl_usage(void)
 {
