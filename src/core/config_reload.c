@@ -26,14 +26,14 @@
  * the queue's scan timer).  Everything else is read per session or per
  * delivery run, so a new value reaches the next one.
  */
-static const char *const config_restart_names[] = {
+static const char *const config_restart_names[] = {   /* as config_options.h spells them */
     "Port", "Bind_address", "Smtp_workers", "Sid", "User", "Group", "Pid_file",
     "Temp_path", "Queue_path", "Module", "Tls_module", "Tls_cafile", "Passwd_file",
     "Redis_server", "Redis_password", "Redis_db", "Redis_prefix", "Lock_lease",
     "Dns_servers", "Rules_exec_max", "Qsleep_time",
-    "Event_limit", "Event_connection", "Event_helo", "Event_auth", "Event_from",
-    "Event_rcpt", "Event_data_cmd", "Event_data", "Event_qstart_process",
-    "Event_qend_process", "Event_error_report", "Event_dl_rcpt", "Event_lrcpt_refused",
+    "Event.limit", "Event.connection", "Event.helo", "Event.auth", "Event.from",
+    "Event.rcpt", "Event.data_cmd", "Event.data", "Event.qstart_process",
+    "Event.qend_process", "Event.error_report", "Event.dl_rcpt", "Event.lrcpt_refused",
     "Modseq_auth", "Modseq_domain", "Modseq_mail", "Modseq_alias",
     "Redis_sentinels", "Redis_master_name", "Agent_port", "Metrics_port",
 };
