@@ -111,47 +111,27 @@ static redisContext *ctl_redis(const struct config *c, int quiet)
 static void ctl_holder(redisContext *rc, const struct config *c, const char *qid,
                        char *out, size_t size)
 {
-    redisReply *r;
+    coord_ctl_holder(rc, c->Redis_prefix, qid, out, size);
+}
 
-    out[0] = '\0';
-    if (rc == NULL)
-        return;
-    r = redisCommand(rc, "GET %slock:%s", c->Redis_prefix, qid);
-    if (r && r->type == REDIS_REPLY_STRING)
-        snprintf(out, size, "%.*s", (int)strcspn(r->str, " "), r->str);
-    if (r)
-        freeReplyObject(r);
+static void ctl_node_line(const struct coord_ctl_node *n, void *arg)
+{
+    time_t now = *(const time_t *)arg;
+
+    printf("%-16s %-9s %5lds  %-9ld %-9s %s\n", n->sid, n->gone ? "gone" : n->state,
+           (long)(now - n->beat), n->inflight, n->version, n->rules);
 }
 
 static int ctl_nodes(const struct config *c)
 {
     redisContext *rc = ctl_redis(c, 0);
-    redisReply *r, *alive;
-    char state[32], version[32], rules[24];
-    long beat, inflight;
     time_t now = time(NULL);
 
     if (rc == NULL)
         return 1;
-    r = redisCommand(rc, "HGETALL %snodes", c->Redis_prefix);
     printf("%-16s %-9s %-8s %-9s %-9s %s\n", "SID", "STATE", "BEAT", "IN-FLIGHT", "VERSION",
            "RULES");
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-        const char *sid = r->element[i]->str;
-        snprintf(rules, sizeof(rules), "-");
-        if (sscanf(r->element[i + 1]->str, "%31s %ld %ld %31s %23s", state, &beat, &inflight,
-                   version, rules) < 4)
-            continue;
-        alive = redisCommand(rc, "EXISTS %salive:%s", c->Redis_prefix, sid);
-        if (alive && alive->type == REDIS_REPLY_INTEGER && alive->integer == 0)
-            snprintf(state, sizeof(state), "gone");
-        if (alive)
-            freeReplyObject(alive);
-        printf("%-16s %-9s %5lds  %-9ld %-9s %s\n", sid, state, (long)(now - beat), inflight,
-               version, rules);
-    }
-    if (r)
-        freeReplyObject(r);
+    coord_ctl_nodes(rc, c->Redis_prefix, ctl_node_line, &now);
     redisFree(rc);
     return 0;
 }
@@ -159,20 +139,15 @@ static int ctl_nodes(const struct config *c)
 static int ctl_drain(const struct config *c, const char *sid, int drain)
 {
     redisContext *rc = ctl_redis(c, 0);
-    redisReply *r;
+    char why[256];
 
     if (rc == NULL)
         return 1;
-    r = drain ? redisCommand(rc, "SET %sdrain:%s 1", c->Redis_prefix, sid)
-              : redisCommand(rc, "DEL %sdrain:%s", c->Redis_prefix, sid);
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "selorctl: Redis: %s\n", r ? r->str : rc->errstr);
-        if (r)
-            freeReplyObject(r);
+    if (coord_ctl_drain(rc, c->Redis_prefix, sid, drain, why, sizeof(why)) < 0) {
+        fprintf(stderr, "selorctl: Redis: %s\n", why);
         redisFree(rc);
         return 1;
     }
-    freeReplyObject(r);
     redisFree(rc);
     printf("ok node %s %s (within a heartbeat, about 2 s)\n", sid,
            drain ? "drains: it finishes what it holds and takes nothing new"
