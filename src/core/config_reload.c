@@ -159,3 +159,12 @@ int config_reload(config_claim_fn *claim, void *claim_arg, struct buf *err,
     buf_free(&warn);
     return 0;
 }
+
+void config_reload_quiet(config_claim_fn *claim, void *claim_arg)
+{
+    struct buf err = BUF_INIT(0), report = BUF_INIT(0);
+
+    config_reload(claim, claim_arg, &err, &report);
+    buf_free(&err);
+    buf_free(&report);
+}

@@ -19,5 +19,7 @@ int config_reload_live(int idx);
  */
 int config_reload(config_claim_fn *claim, void *claim_arg, struct buf *err,
                   struct buf *report);
+/* The same in a child: the master has said what changed or why not. */
+void config_reload_quiet(config_claim_fn *claim, void *claim_arg);
 
 #endif

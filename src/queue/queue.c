@@ -435,11 +435,8 @@ static void queue_flush_logs(uv_prepare_t *p)
 static void queue_reload(uv_signal_t *sig, int signum)
 {
     struct queue_proc *q = sig->data;
-    struct buf err = BUF_INIT(0), report = BUF_INIT(0);
 
-    config_reload(module_claims_option, &q->node->mods, &err, &report);
-    buf_free(&err);
-    buf_free(&report);
+    config_reload_quiet(module_claims_option, &q->node->mods);
     rules_watch_now();
 }
 

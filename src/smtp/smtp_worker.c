@@ -109,11 +109,8 @@ static void worker_rules_changed(void *arg)
 static void worker_reload(uv_signal_t *sig, int signum)
 {
     struct smtp_worker *w = sig->data;
-    struct buf err = BUF_INIT(0), report = BUF_INIT(0);
 
-    config_reload(module_claims_option, &w->node->mods, &err, &report);
-    buf_free(&err);
-    buf_free(&report);
+    config_reload_quiet(module_claims_option, &w->node->mods);
     rules_watch_now();
 }
 
