@@ -286,3 +286,20 @@ def test_ops_process_restarts(nodes):
              (agent_or_none(n) or "").startswith("up ready"), timeout=10,
              what="the agent back")
     assert "ops process (pid %d) killed by signal 9" % pid in n.log("warning")
+
+
+def test_check_selor_script_reads_health(nodes):
+    n = ops_node(nodes)
+    script = os.path.join(selortest.ROOT, "ha", "check_selor.sh")
+    args = [script, n.host, str(n.port), n.conf]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("OK: 220") and "health: ok" in r.stdout, \
+        r.stdout + r.stderr
+    os.chmod(n.tmp, 0o500)
+    try:
+        wait_for(lambda: get(n, "/health")[0] == 503, timeout=5, what="/health 503")
+        r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    finally:
+        os.chmod(n.tmp, 0o750)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.startswith("WARNING: node not ready: spool not writable"), r.stdout
