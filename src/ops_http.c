@@ -27,6 +27,7 @@
 #define OPS_HTTP_MAX 4096
 #define OPS_HTTP_TIMEOUT_MS 5000
 #define OPS_HTTP_CLIENTS 32
+#define OPS_HTTP_LINGER_MS 2000   /* after the answer, for the client's close */
 
 struct ops_http_client {
     struct ops_http *h;
@@ -35,6 +36,7 @@ struct ops_http_client {
     uv_write_t wr;
     uv_shutdown_t sd;
     char req[OPS_HTTP_MAX + 1];
+    char discard[512];             /* what comes after the request head */
     size_t len;
     struct buf out;
     int answered, closing, handles;
@@ -70,9 +72,13 @@ static void ops_http_end(struct ops_http_client *c)
     uv_close((uv_handle_t *)&c->tcp, ops_http_freed);
 }
 
+/* The answer is sent: wait for the client to close (or the linger time).
+ * Closing at once with unread bytes (a body, a request cut at the size
+ * limit) would reset the connection and could take the answer with it. */
 static void ops_http_shut(uv_shutdown_t *req, int status)
 {
-    ops_http_end(req->data);
+    if (status < 0)
+        ops_http_end(req->data);
 }
 
 static void ops_http_written(uv_write_t *req, int status)
@@ -86,6 +92,20 @@ static void ops_http_written(uv_write_t *req, int status)
     c->sd.data = c;
     if (uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, ops_http_shut) < 0)
         ops_http_end(c);
+}
+
+static void ops_http_text(struct ops_http_client *c, int code, const char *text);
+
+/* A client too slow to send its request gets a 408; one that does not
+ * read its answer or close after it, the end. */
+static void ops_http_timeout(uv_timer_t *t)
+{
+    struct ops_http_client *c = t->data;
+
+    if (c->answered)
+        ops_http_end(c);
+    else
+        ops_http_text(c, 408, "request timeout\n");
 }
 
 static void ops_http_reply(struct ops_http_client *c, int code, const char *type,
@@ -103,7 +123,7 @@ static void ops_http_reply(struct ops_http_client *c, int code, const char *type
         if (texts[i].code == code)
             text = texts[i].text;
     c->answered = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_start(&c->timer, ops_http_timeout, OPS_HTTP_LINGER_MS, 0);
     buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Connection: close\r\n%s\r\n", code, text, type, blen,
                code == 405 ? "Allow: GET, HEAD\r\n" : "");
@@ -173,6 +193,10 @@ static void ops_http_alloc(uv_handle_t *hd, size_t hint, uv_buf_t *b)
 {
     struct ops_http_client *c = hd->data;
 
+    if (c->answered) {
+        *b = uv_buf_init(c->discard, sizeof(c->discard));
+        return;
+    }
     /* one byte over the limit tells "too large" from "exactly full" */
     *b = uv_buf_init(c->req + c->len, (unsigned)(OPS_HTTP_MAX + 1 - c->len));
 }
@@ -199,19 +223,6 @@ static void ops_http_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         ops_http_text(c, 431, "request too large\n");
 }
 
-/* A client too slow to send its request; or one that never reads the
- * answer (the same timer, left running, ends it). */
-static void ops_http_timeout(uv_timer_t *t)
-{
-    struct ops_http_client *c = t->data;
-
-    if (c->answered)
-        ops_http_end(c);
-    else {
-        ops_http_text(c, 408, "request timeout\n");
-        uv_timer_start(&c->timer, ops_http_timeout, OPS_HTTP_TIMEOUT_MS, 0);
-    }
-}
 
 static void ops_http_accept(uv_stream_t *l, int status)
 {
