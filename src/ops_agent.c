@@ -10,7 +10,7 @@
  *                     share (ops_weight)
  *   "up drain"        drained by selorctl drain, or the spool is not
  *                     writable: no new connections, those open go on
- *   "down#stopping"   the node is stopping
+ *   "down #stopping"   the node is stopping
  *
  * Whatever HAProxy sends (agent-send) is read and dropped.  Must not: keep
  * a connection beyond OPS_AGENT_TIMEOUT_MS, or serve more than
@@ -54,7 +54,7 @@ static void ops_agent_line(const struct ops *o, char *out, size_t size)
     const char *unready = ops_unready(o, why, sizeof(why));
 
     if (o->stopping)
-        snprintf(out, size, "down#stopping\n");
+        snprintf(out, size, "down #stopping\n");
     else if (unready)
         snprintf(out, size, "up drain\n");
     else

@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -48,32 +49,53 @@ class LbCluster(Cluster):
         return super().add(sid)
 
 
-def haproxy_cfg(path, port, members):
+def haproxy_cfg(path, port, members, stats=None):
     servers = "".join(
-        "    server %s %s:%d send-proxy-v2 check check-send-proxy inter %dms fall 2 "
-        "rise 1 agent-check agent-port %d agent-inter %dms\n"
+        "    server %s %s:%d weight 100 send-proxy-v2 check check-send-proxy inter %dms "
+        "fall 2 rise 1 agent-check agent-port %d agent-inter %dms\n"
         % (n.name, n.host, n.port, AGENT_INTER * 1000, n.options["Agent_port"],
            AGENT_INTER * 1000) for n in members)
     with open(path, "w") as f:
-        f.write("global\n    maxconn 500\n\n"
+        f.write("global\n    maxconn 500\n%s\n"
                 "defaults\n    mode tcp\n    timeout connect 2s\n"
                 "    timeout client 30s\n    timeout server 30s\n"
                 "    retries 3\n    option redispatch\n\n"
                 "frontend smtp\n    bind 127.0.0.1:%d\n    default_backend selor\n\n"
                 "backend selor\n    balance roundrobin\n    source %s\n%s"
-                % (port, BALANCER, servers))
+                % ("    stats socket %s level admin\n" % stats if stats else "",
+                   port, BALANCER, servers))
 
 
 class Haproxy:
     def __init__(self, workdir, members):
         self.port = selortest.free_port()
+        self.stats = os.path.join(workdir, "haproxy.sock")
         cfg = os.path.join(workdir, "haproxy.cfg")
-        haproxy_cfg(cfg, self.port, members)
+        haproxy_cfg(cfg, self.port, members, self.stats)
         r = subprocess.run([HAPROXY, "-c", "-f", cfg], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
         self.log = open(os.path.join(workdir, "haproxy.log"), "wb")
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", cfg], stdout=self.log,
                                      stderr=self.log)
+
+    def server(self, name):
+        """HAProxy's view of one server: {"status": "UP", "weight": "100", ...}."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(self.stats)
+            s.sendall(b"show stat\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        lines = data.decode().splitlines()
+        fields = lines[0].lstrip("# ").split(",")
+        for line in lines[1:]:
+            row = dict(zip(fields, line.split(",")))
+            if row.get("svname") == name:
+                return row
+        return {}
 
     def stop(self):
         if self.proc.poll() is None:
@@ -232,3 +254,53 @@ def test_three_nodes_behind_haproxy(nodes, procs, workdir):
              what="every accepted message delivered")
     assert len(failed) <= 10, failed
 
+
+
+def test_haproxy_reads_every_agent_reply(nodes, procs, workdir):
+    """What the agent says is what HAProxy does: a lower weight under load,
+    DRAIN after selorctl drain, DOWN while the node stops."""
+    cl = LbCluster(nodes, procs, n=1, options={"Proxy_protocol": BALANCER,
+                                               "Lavg_queue": 0})
+    hap = Haproxy(workdir, cl.members)
+    procs.items.append(hap)
+    n = cl.members[0]
+    wait_for(lambda: os.path.exists(hap.stats) and
+             hap.server("mx1").get("status") == "UP", timeout=20, what="mx1 UP")
+    assert hap.server("mx1")["weight"] == "100"
+    code, out = cl.ctl("drain", "mx1")
+    assert code == 0, out
+    wait_for(lambda: hap.server("mx1")["status"] == "DRAIN (agent)", timeout=2 * AGENT_INTER + 1,
+             what="HAProxy to drain mx1")
+    code, out = cl.ctl("undrain", "mx1")
+    wait_for(lambda: hap.server("mx1")["status"] == "UP", timeout=3, what="mx1 UP again")
+    # stopping, with a transaction open so that the worker stays a while
+    s = n.open_data()
+    n.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: hap.server("mx1")["status"] == "DOWN (agent)", timeout=3,
+             what="HAProxy to see mx1 down")
+    s.sendall(b"Subject: late\r\n\r\nbody\r\n.\r\n")
+    assert s.reply().startswith(b"250")
+    s.close()
+    assert n.proc.wait(timeout=40) == 0
+
+
+def test_haproxy_weight_follows_the_load(nodes, procs, workdir):
+    cl = LbCluster(nodes, procs, n=1, options={"Proxy_protocol": BALANCER,
+                                               "Lavg_queue": 1})
+    hap = Haproxy(workdir, cl.members)
+    procs.items.append(hap)
+    busy = []
+    try:
+        if os.getloadavg()[0] <= 1.5:
+            busy = [subprocess.Popen(["timeout", "90", "sh", "-c", "while :; do :; done"])
+                    for _ in range(4)]
+            wait_for(lambda: os.getloadavg()[0] > 1.5, timeout=80, interval=1,
+                     what="the load average over 1.5")
+        wait_for(lambda: os.path.exists(hap.stats) and
+                 hap.server("mx1").get("status") == "UP" and
+                 0 < int(hap.server("mx1")["weight"]) < 70, timeout=5,
+                 what="HAProxy to lower mx1's weight")
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()

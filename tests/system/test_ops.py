@@ -181,11 +181,11 @@ def test_agent_says_down_while_stopping(nodes):
     s = n.open_data()            # an open transaction keeps its worker a while
     s.sendall(b"Subject: late\r\n\r\nbody\r\n")
     n.proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: agent(n) == "down#stopping\n", timeout=5, what="the agent to say down")
+    wait_for(lambda: agent(n) == "down #stopping\n", timeout=5, what="the agent to say down")
     status, _, body = get(n, "/health")
     assert (status, body) == (503, b"stopping\n")
     time.sleep(1)
-    assert agent(n) == "down#stopping\n"      # the worker still runs
+    assert agent(n) == "down #stopping\n"      # the worker still runs
     assert selortest.pid_alive(ops_pid)
     s.sendall(b".\r\n")
     assert s.reply().startswith(b"250")
