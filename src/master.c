@@ -3,11 +3,13 @@
  *
  * Owns: everything done once, with privileges, before any mail flows:
  * directories and log files, the pid file (locked for the master's whole
- * life: a start finding it locked is refused), binding the SMTP port,
+ * life: a start finding it locked is refused), binding the SMTP port (and
+ * Agent_port, Metrics_port),
  * dropping to User/Group (every file operation as root goes through priv.c, which never trusts a path
  * User could have changed); then
- * starting the children (SMTP workers and the queue process), restarting a
- * child that dies, and a clean stop on SIGTERM.  The master runs no event
+ * starting the children (SMTP workers, the queue process, the ops process
+ * when a port of it is set), restarting a child that dies, and a clean
+ * stop on SIGTERM (the ops process last).  The master runs no event
  * loop and handles no mail: it waits for signals.  Must not: touch the
  * spool's queue files or serve a connection.
  */
