@@ -190,9 +190,10 @@ def test_three_nodes_behind_haproxy(nodes, procs, workdir):
     # the session starts as HAProxy's, then every line names the client
     cid = re.search(r" (c\d+\.\d+) \S+ \* proxied from %s: client %s:%d" %
                     (BALANCER, src, cport), node.log()).group(1)
+    wait_for(lambda: " %s %s > 220 " % (cid, src) in node.log(),
+             what="the greeting logged under the client's address")
     lines = [l for l in node.log().splitlines() if " %s " % cid in l]
     assert " %s %s * connect " % (cid, BALANCER) in lines[0]
-    assert any(" %s %s > 220 " % (cid, src) in l for l in lines), lines
 
     # 2. Limit_cnx (3 a minute) trips for 127.0.0.5, cluster-wide, and for it only
     replies = [greet(hap.port, src) for _ in range(4)]
