@@ -42,6 +42,7 @@ RULES_SRC := $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules
                rules_exec.c) $(SPF_SRC)
 # The daemon.
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
+             src/ops.c src/ops_agent.c src/ops_http.c \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_message.c smtp_auth.c smtp_rules.c \
                smtp_cmd.c smtp_data.c smtp_reply.c smtp_proxy.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \

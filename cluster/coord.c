@@ -143,3 +143,13 @@ void coord_rate(struct coord *c, struct async_owner *o, const char *key, long li
         window = COORD_RATE_WINDOW_MAX;
     c->ops->rate(c, o, key, limit, window, fn, arg);
 }
+
+void coord_drain_state(struct coord *c, struct async_owner *o, coord_drain_fn *fn,
+                       void *arg)
+{
+    if (c->ops->drain_state == NULL) {
+        fn(arg, COORD_OK, 0);
+        return;
+    }
+    c->ops->drain_state(c, o, fn, arg);
+}

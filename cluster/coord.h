@@ -67,6 +67,8 @@ typedef void coord_slot_fn(void *arg, int status, uint64_t slot);
 typedef void coord_wake_fn(void *arg);
 /* verdict: COORD_OK, or COORD_LIMIT when the address or the login is locked out */
 typedef void coord_auth_fn(void *arg, int verdict);
+/* status COORD_OK (draining: 1 drained by selorctl drain, 0 not) or COORD_DOWN */
+typedef void coord_drain_fn(void *arg, int status, int draining);
 
 struct coord_ops {
     const char *name;
@@ -97,6 +99,8 @@ struct coord_ops {
     void (*auth_failed)(struct coord *c, const char *ip, const char *login, long ttl);
     void (*rate)(struct coord *c, struct async_owner *o, const char *key, long limit,
                  long window, coord_status_fn *fn, void *arg);
+    void (*drain_state)(struct coord *c, struct async_owner *o, coord_drain_fn *fn,
+                        void *arg);
 };
 
 struct coord {
@@ -179,6 +183,14 @@ void coord_auth_failed(struct coord *c, const char *ip, const char *login, long 
  */
 void coord_rate(struct coord *c, struct async_owner *o, const char *key, long limit,
                 long window, coord_status_fn *fn, void *arg);
+
+/*
+ * Whether this node is drained (selorctl drain), asked of the backend now,
+ * not from the last heartbeat: the ops process tells the load balancer.
+ * A backend without draining (embedded) answers COORD_OK, 0 at once.
+ */
+void coord_drain_state(struct coord *c, struct async_owner *o, coord_drain_fn *fn,
+                       void *arg);
 
 /* Backends. */
 struct coord *coord_embedded_create(const struct config *conf, struct buf *err);

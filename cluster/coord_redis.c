@@ -262,6 +262,7 @@ struct cr_call {
         coord_status_fn *status;
         coord_slot_fn *slot;
         coord_auth_fn *auth;
+        coord_drain_fn *drain;
     } fn;
     void *arg;
     char queue[16];
@@ -1071,6 +1072,33 @@ static void cr_heartbeat(uv_timer_t *t)
     cr->commands += 3;
 }
 
+static void cr_drain_state_reply(struct cr_call *call, redisReply *r, int live)
+{
+    if (live)
+        call->fn.drain(call->arg, r ? COORD_OK : COORD_DOWN,
+                       r && r->type == REDIS_REPLY_STRING);
+}
+
+/* The key the heartbeat reads, read now (the ops process: no registry). */
+static void cr_drain_state(struct coord *c, struct async_owner *o, coord_drain_fn *fn,
+                           void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char kdrain[256];
+    struct cr_call *call;
+
+    if (!cr_ready(cr)) {
+        fn(arg, COORD_DOWN, 0);
+        return;
+    }
+    call = cr_call_new(cr, o, CR_S_CONN, cr_drain_state_reply, arg);
+    call->fn.drain = fn;
+    cr_key(cr, kdrain, sizeof(kdrain), "drain", cr->node);
+    cr->commands++;
+    if (redisAsyncCommand(cr->ac, cr_on_reply, call, "GET %s", kdrain) != REDIS_OK)
+        cr_call_done(call, NULL);
+}
+
 static void cr_watch(struct coord *c, coord_wake_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
@@ -1178,6 +1206,7 @@ static const struct coord_ops cr_ops = {
     .auth_check = cr_auth_check,
     .auth_failed = cr_auth_failed,
     .rate = cr_rate,
+    .drain_state = cr_drain_state,
 };
 
 struct coord *coord_redis_create(const struct config *conf, struct buf *err)

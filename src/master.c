@@ -3,11 +3,13 @@
  *
  * Owns: everything done once, with privileges, before any mail flows:
  * directories and log files, the pid file (locked for the master's whole
- * life: a start finding it locked is refused), binding the SMTP port,
+ * life: a start finding it locked is refused), binding the SMTP port (and
+ * Agent_port, Metrics_port),
  * dropping to User/Group (every file operation as root goes through priv.c, which never trusts a path
  * User could have changed); then
- * starting the children (SMTP workers and the queue process), restarting a
- * child that dies, and a clean stop on SIGTERM.  The master runs no event
+ * starting the children (SMTP workers, the queue process, the ops process
+ * when a port of it is set), restarting a child that dies, and a clean
+ * stop on SIGTERM (the ops process last).  The master runs no event
  * loop and handles no mail: it waits for signals.  Must not: touch the
  * spool's queue files or serve a connection.
  */
@@ -35,6 +37,7 @@
 #include "master.h"
 #include "net.h"
 #include "node.h"
+#include "ops.h"
 #include "priv.h"
 #include "queue.h"
 #include "smtp_worker.h"
@@ -45,10 +48,11 @@
 
 #define MASTER_STOP_WAIT 30      /* seconds children get to finish */
 #define MASTER_RESTART_MAX 30    /* longest pause before a restart */
+#define MASTER_OPS_INDEX (-2)    /* the ops process's index */
 
 struct master_child {
     pid_t pid;
-    int index;                   /* worker index; -1 = queue process */
+    int index;                   /* worker index; -1 = queue process, -2 = ops */
     time_t restart_at;           /* 0 = running or not due */
     int backoff;
     time_t started;
@@ -57,12 +61,13 @@ struct master_child {
 
 struct master {
     struct selor_node *node;
-    struct master_child child[NODE_MAX_WORKERS + 1];
+    struct master_child child[NODE_MAX_WORKERS + 2];
     int nchild;
     int pid_fd;
     uid_t uid;
     gid_t gid;
     int stopping;
+    int agent_fd, metrics_fd;    /* the ops process's sockets; -1 = off */
 };
 
 /* ---- set-up ---- */
@@ -256,6 +261,30 @@ static void master_bind(struct master *m)
                       c->Bind_address[0] ? c->Bind_address : "*", c->Port,
                       strerror(errno));
     }
+}
+
+/*
+ * Agent_port on Bind_address (every address when empty: HAProxy is on
+ * another host); Metrics_port on Bind_address, or 127.0.0.1 when that is
+ * empty or a wildcard: the metrics are not for the whole network.
+ */
+static void master_bind_ops(struct master *m)
+{
+    const struct config *c = selor_conf;
+    const char *mip = c->Bind_address;
+
+    m->agent_fd = m->metrics_fd = -1;
+    if (mip[0] == '\0' || strcmp(mip, "0.0.0.0") == 0 || strcmp(mip, "::") == 0)
+        mip = "127.0.0.1";
+    if (c->Agent_port &&
+        (m->agent_fd = net_listen(c->Bind_address, (int)c->Agent_port, 0, 128)) < 0)
+        log_fatal("cannot listen on %s:%ld (Agent_port): %s",
+                  c->Bind_address[0] ? c->Bind_address : "*", c->Agent_port,
+                  strerror(errno));
+    if (c->Metrics_port &&
+        (m->metrics_fd = net_listen(mip, (int)c->Metrics_port, 0, 128)) < 0)
+        log_fatal("cannot listen on %s:%ld (Metrics_port): %s", mip, c->Metrics_port,
+                  strerror(errno));
 }
 
 /* The control socket selorctl talks to (served by the queue process). */
@@ -457,13 +486,22 @@ static void master_spawn(struct master *m, struct master_child *ch)
         if (tp[1] >= 0)
             close(tp[1]);
         node->tls_pipe = tp[0];
-        if (ch->index >= 0 && node->ctl_fd >= 0)
+        if (ch->index != -1 && node->ctl_fd >= 0)
             close(node->ctl_fd);
+        if (ch->index != MASTER_OPS_INDEX) {
+            if (m->agent_fd >= 0)
+                close(m->agent_fd);
+            if (m->metrics_fd >= 0)
+                close(m->metrics_fd);
+        }
         for (int i = 0; i < node->nworkers; i++)
             if (i != ch->index)
                 close(node->listen_fd[i]);
         /* Operators and tests tell the processes apart by name. */
-        prctl(PR_SET_NAME, ch->index < 0 ? "selor-queue" : "selor-smtp", 0, 0, 0);
+        prctl(PR_SET_NAME, ch->index == MASTER_OPS_INDEX ? "selor-ops"
+              : ch->index < 0 ? "selor-queue" : "selor-smtp", 0, 0, 0);
+        if (ch->index == MASTER_OPS_INDEX)
+            ops_main(node, m->agent_fd, m->metrics_fd);
         if (ch->index < 0)
             queue_main(node);
         smtp_worker_main(node, ch->index, node->listen_fd[ch->index]);
@@ -479,7 +517,9 @@ static void master_spawn(struct master *m, struct master_child *ch)
 static const char *master_child_name(const struct master_child *ch, char *buf,
                                      size_t size)
 {
-    if (ch->index < 0)
+    if (ch->index == MASTER_OPS_INDEX)
+        snprintf(buf, size, "ops process");
+    else if (ch->index < 0)
         snprintf(buf, size, "queue process");
     else
         snprintf(buf, size, "smtp worker %d", ch->index);
@@ -528,12 +568,13 @@ static void master_restart_due(struct master *m)
             master_spawn(m, &m->child[i]);
 }
 
-static int master_alive(const struct master *m)
+/* Children still running; but_ops: not counting the ops process. */
+static int master_alive(const struct master *m, int but_ops)
 {
     int n = 0;
 
     for (int i = 0; i < m->nchild; i++)
-        n += m->child[i].pid != 0;
+        n += m->child[i].pid != 0 && !(but_ops && m->child[i].index == MASTER_OPS_INDEX);
     return n;
 }
 
@@ -608,14 +649,21 @@ __attribute__((noreturn)) static void master_stop(struct master *m)
     master_signal_all(m, SIGTERM);
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
-    while (master_alive(m) && time(NULL) < deadline) {
-        sigtimedwait(&set, &si, &tick);
-        master_reap(m);
+    /* The ops process goes last: until the workers are gone, it tells the
+     * load balancer the node is stopping (its SIGTERM), then SIGQUIT. */
+    for (int pass = 1; pass >= 0; pass--) {
+        while (master_alive(m, pass) && time(NULL) < deadline) {
+            sigtimedwait(&set, &si, &tick);
+            master_reap(m);
+        }
+        for (int i = 0; pass && i < m->nchild; i++)
+            if (m->child[i].index == MASTER_OPS_INDEX && m->child[i].pid)
+                kill(m->child[i].pid, SIGQUIT);
     }
-    if (master_alive(m)) {
+    if (master_alive(m, 0)) {
         log_warn("children did not stop in %d s; killing them", MASTER_STOP_WAIT);
         master_signal_all(m, SIGKILL);
-        while (master_alive(m) && waitpid(-1, NULL, 0) > 0)
+        while (master_alive(m, 0) && waitpid(-1, NULL, 0) > 0)
             master_reap(m);
     }
     master_remove_pid_file(m);
@@ -688,6 +736,7 @@ void master_run(struct selor_node *node)
      * running node's socket */
     master_lock_pid_file(&m);
     master_bind(&m);
+    master_bind_ops(&m);
     master_ctl_socket(&m);
     node->coord = coord_create(selor_conf, &err);
     if (node->coord == NULL)
@@ -702,11 +751,12 @@ void master_run(struct selor_node *node)
     log_info("Selor %s started: port %ld, %d smtp worker(s), coordination %s",
              SELOR_VERSION, selor_conf->Port, node->nworkers,
              node->coord->ops->name);
-    m.nchild = node->nworkers + 1;
+    m.nchild = node->nworkers + 1 + (m.agent_fd >= 0 || m.metrics_fd >= 0);
     /* every child's pipe is "none" before the first fork: a child closes
      * the others' pipes, and a 0 there would be its standard input */
     for (int i = 0; i < m.nchild; i++) {
-        m.child[i].index = i < node->nworkers ? i : -1;
+        m.child[i].index = i < node->nworkers ? i : i == node->nworkers ? -1
+                                                                   : MASTER_OPS_INDEX;
         m.child[i].tls_fd = -1;
     }
     for (int i = 0; i < m.nchild; i++)

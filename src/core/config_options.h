@@ -194,6 +194,8 @@ CONF_TEXT(Msg_invalid_srs, "Msg_invalid_srs", "550 Invalid SRS address",
 CONF_NUM(Rules_exec_timeout, "Rules_exec_timeout", 30, 1, 3600, CONF_F_NEW | CONF_F_DEF)
 CONF_NUM(Rules_exec_max, "Rules_exec_max", 16, 1, 1000, CONF_F_NEW)
 CONF_TEXT(Proxy_protocol, "Proxy_protocol", "", CONF_F_NEW)
+CONF_NUM(Agent_port, "Agent_port", 0, 0, 65535, CONF_F_NEW)
+CONF_NUM(Metrics_port, "Metrics_port", 0, 0, 65535, CONF_F_NEW)
 
 #undef CONF_NUM
 #undef CONF_TEXT
