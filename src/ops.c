@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_reload.h"
 #include "coord.h"
 #include "log.h"
 #include "mem.h"
@@ -87,7 +88,7 @@ static void ops_drain_answer(void *arg, int status, int draining)
 static void ops_probe_work(void *arg)
 {
     struct ops *o = arg;
-    const struct config *c = selor_conf;
+    const struct config *c = o->probe_conf;
     char path[4096];
     int fd, e = 0;
     const char *what = c->Temp_path;
@@ -115,6 +116,8 @@ static void ops_probe_after(void *arg, int status)
     struct ops *o = arg;
 
     o->probing = 0;
+    config_release(o->probe_conf);
+    o->probe_conf = NULL;
     if (status < 0)
         return;
     if (o->probe_ok != o->spool_ok)
@@ -147,7 +150,12 @@ static void ops_tick(uv_timer_t *t)
     }
     if (!o->probing && now - o->last_probe_ms >= OPS_PROBE_MS) {
         o->last_probe_ms = now;
+        o->probe_conf = config_hold(selor_conf);
         o->probing = async_work(&o->own, &o->loop, ops_probe_work, ops_probe_after, o) == 0;
+        if (!o->probing) {
+            config_release(o->probe_conf);
+            o->probe_conf = NULL;
+        }
     }
 }
 
@@ -174,6 +182,7 @@ static void ops_finish(struct ops *o)
     uv_close((uv_handle_t *)&o->sig_int, ops_close_cb);
     uv_close((uv_handle_t *)&o->sig_quit, ops_close_cb);
     uv_close((uv_handle_t *)&o->sig_usr1, ops_close_cb);
+    uv_close((uv_handle_t *)&o->sig_usr2, ops_close_cb);
     uv_close((uv_handle_t *)&o->log_flush, ops_close_cb);
     coord_detach(o->node->coord);
 }
@@ -205,6 +214,15 @@ static void ops_reopen_logs(uv_signal_t *sig, int signum)
     buf_free(&err);
 }
 
+/* SIGUSR2 (the master's SIGHUP): Lavg_queue and the logs follow a reload
+ * (the ports need a restart). */
+static void ops_reload(uv_signal_t *sig, int signum)
+{
+    struct ops *o = sig->data;
+
+    config_reload_quiet(module_claims_option, &o->node->mods);
+}
+
 static void ops_flush_logs(uv_prepare_t *p)
 {
     log_flush();
@@ -220,7 +238,11 @@ static void ops_handles(struct ops *o)
     uv_signal_init(&o->loop, &o->sig_int);
     uv_signal_init(&o->loop, &o->sig_quit);
     uv_signal_init(&o->loop, &o->sig_usr1);
+    uv_signal_init(&o->loop, &o->sig_usr2);
     o->sig_term.data = o->sig_int.data = o->sig_quit.data = o->sig_usr1.data = o;
+    o->sig_usr2.data = o;
+    uv_signal_start(&o->sig_usr2, ops_reload, SIGUSR2);
+    uv_unref((uv_handle_t *)&o->sig_usr2);
     uv_signal_start(&o->sig_term, ops_stop, SIGTERM);
     uv_signal_start(&o->sig_int, ops_stop, SIGINT);
     uv_signal_start(&o->sig_quit, ops_quit, SIGQUIT);

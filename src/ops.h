@@ -26,7 +26,7 @@ struct ops {
     struct selor_node *node;
     struct async_owner own;        /* drain queries and spool probes */
     uv_timer_t tick;
-    uv_signal_t sig_term, sig_int, sig_quit, sig_usr1;
+    uv_signal_t sig_term, sig_int, sig_quit, sig_usr1, sig_usr2;
     uv_prepare_t log_flush;
     int stopping;                  /* SIGTERM: the node is stopping */
     int draining;                  /* selorctl drain (Redis backend) */
@@ -34,6 +34,7 @@ struct ops {
     int spool_ok;                  /* last probe of Temp_path */
     char spool_why[160];           /* why not */
     int drain_asked, probing, finished;
+    const struct config *probe_conf;  /* held while a probe runs (a reload may come) */
     int probe_ok;                  /* written by the probe on the thread pool */
     char probe_why[160];
     uint64_t last_drain_ms, last_probe_ms, stop_ms;

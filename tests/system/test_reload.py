@@ -182,3 +182,29 @@ def test_many_reloads_under_traffic(nodes):
         c.data(b"Subject: x\r\n\r\nbody\r\n")
         c.quit()
     wait_for(lambda: "gen 5" in banner(n), timeout=10, what="the last generation")
+
+
+def test_ops_process_takes_reloads(nodes):
+    """The ops process reads selor.conf again too, and goes on answering
+    (its ports need a restart: named, kept)."""
+    import socket
+    from selortest import free_port, process_by_name
+    agent, metrics = free_port(), free_port()
+    n = nodes(options={"Agent_port": agent, "Metrics_port": metrics}).start()
+
+    def reply():
+        with socket.create_connection(("127.0.0.1", agent), timeout=5) as c:
+            c.settimeout(5)
+            return c.recv(128).decode()
+    wait_for(lambda: "ready" in reply(), timeout=10, what="the agent")
+    ops = process_by_name(n.proc.pid, "selor-ops")
+    assert len(ops) == 1
+    for i in range(3):
+        rewrite(n, Lavg_queue=50 + i, Agent_port=agent + 1)
+        hup(n)
+        time.sleep(0.3)
+    n.options["Agent_port"] = agent
+    wait_for(lambda: "Agent_port changed: needs a restart" in n.log("warning"), timeout=10,
+             what="the restart warning")
+    assert "ready" in reply()
+    assert process_by_name(n.proc.pid, "selor-ops") == ops
