@@ -148,6 +148,46 @@ def test_counters_match_what_was_sent_and_delivered(nodes, procs, workdir):
     assert val(m, "selor_lease_renewals_missed_total") == 0
 
 
+def test_tls_handshakes_in_and_out(nodes, procs, workdir):
+    from test_tls import TLS_MOD, client_ctx, make_cert
+    cert, key = make_cert(workdir, "mx.n1.test")
+    scert, skey = make_cert(workdir, "mx.remote.test", "sink")
+    os.chmod(skey, 0o644)     # the sink runs as the test's user
+    sink = procs.sink("127.0.0.1", 0, ["--tls-cert", scert, "--tls-key", skey])
+    n = metrics_node(nodes, passwd=selortest.DEFAULT_PASSWD + "%s:{ALIAS}bob@remote.test\n"
+                     % fwd("bob@remote.test"), options={
+                         "Tls_module": TLS_MOD, "Tls_enable": 1, "Tls_pubkey": cert,
+                         "Tls_privkey": key, "Tls_delivery": 1, "Immed_delivery": 2,
+                         "Relay_host": "127.0.0.1:%d" % sink.port})
+    with n.smtp() as c:
+        c.ehlo("client.test")
+        assert c.starttls(context=client_ctx())[0] == 220
+        c.sendmail("someone@sender.test", [fwd("bob@remote.test")],
+                   "Subject: over tls\r\n\r\nhello\r\n")
+    s = n.connect()                      # no TLS hello after STARTTLS: a failure
+    s.sendall(b"STARTTLS\r\n")
+    assert s.reply().startswith(b"220")
+    s.sendall(b"EHLO plain.test\r\n" * 50)
+    s.sock.settimeout(10)
+    try:
+        while s.sock.recv(1000):
+            pass
+    except OSError:
+        pass
+    s.sock.close()
+
+    def settled():
+        m = scrape(n)
+        return (val(m, "selor_deliveries_total", transport="remote", status="delivered") == 1
+                and val(m, "selor_tls_handshake_failures_total", direction="in") == 1 and m)
+    m = wait_for(settled, timeout=30, interval=0.5, what="delivery and the failed handshake")
+    assert [e.get("tls") for e in sink.log()] == ["TLSv1.3"]
+    assert val(m, "selor_tls_handshakes_total", direction="in") == 2
+    assert val(m, "selor_smtpd_connections_refused_total", reason="tls") == 1
+    assert val(m, "selor_tls_handshakes_total", direction="out") == 1
+    assert val(m, "selor_tls_handshake_failures_total", direction="out") == 0
+
+
 def test_counts_survive_a_worker_restart(nodes):
     n = metrics_node(nodes, options={"Smtp_workers": 2})
     for _ in range(3):
