@@ -143,9 +143,9 @@ void metrics_set(enum metric m, unsigned i, int64_t v)
         __atomic_store_n(p, (uint64_t)v, __ATOMIC_RELAXED);
 }
 
-void metrics_observe(enum metric m, uint64_t v)
+void metrics_observe(enum metric m, int64_t value)
 {
-    uint64_t *p = metrics_series(m, 0, 0);
+    uint64_t *p = metrics_series(m, 0, 0), v = value > 0 ? (uint64_t)value : 0;
     const struct metrics_family *f;
     unsigned k = 0;
 

@@ -64,7 +64,8 @@
  */
 #define METRICS_FAMILIES(X) \
     X(SMTPD_CONNECTIONS, COUNTER, "selor_smtpd_connections_total", \
-      "SMTP connections accepted (TCP) by the SMTP workers.", NULL, NONE, NULL, NONE, NOHIST) \
+      "SMTP connections accepted (TCP) by the SMTP workers.", \
+      NULL, NONE, NULL, NONE, NOHIST) \
     X(SMTPD_REFUSED, COUNTER, "selor_smtpd_connections_refused_total", \
       "SMTP connections refused or ended by Selor, by reason.", \
       "reason", REASON, NULL, NONE, NOHIST) \
@@ -74,7 +75,8 @@
       "Messages committed to the queue and answered with 250.", \
       NULL, NONE, NULL, NONE, NOHIST) \
     X(RECIPIENTS_ACCEPTED, COUNTER, "selor_recipients_accepted_total", \
-      "Recipients of the messages committed to the queue.", NULL, NONE, NULL, NONE, NOHIST) \
+      "Recipients of the messages committed to the queue.", \
+      NULL, NONE, NULL, NONE, NOHIST) \
     X(DELIVERIES, COUNTER, "selor_deliveries_total", \
       "Delivery results, one per recipient and attempt.", \
       "transport", TRANSPORT, "status", STATUS, NOHIST) \
@@ -136,8 +138,9 @@ void metrics_escape(struct buf *out, const char *value);
 void metrics_count(enum metric m, unsigned i, unsigned j, uint64_t n);
 /* A gauge of this process's slot (label i) becomes v. */
 void metrics_set(enum metric m, unsigned i, int64_t v);
-/* One observation of a histogram (no labels), in its unit. */
-void metrics_observe(enum metric m, uint64_t v);
+/* One observation of a histogram (no labels), in its unit; below 0 (a
+ * clock set back) counts as 0. */
+void metrics_observe(enum metric m, int64_t v);
 
 #define metrics_inc(m) metrics_count((m), 0, 0, 1)
 #define metrics_add(m, n) metrics_count((m), 0, 0, (n))

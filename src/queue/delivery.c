@@ -426,7 +426,7 @@ void delivery_result(struct delivery *d, size_t i, int status, const char *answe
     if (status == DELIVER_OK) {
         r->state = QF_DELIVERED;
         metrics_inc2(METRIC_DELIVERIES, via, METRICS_ST_DELIVERED);
-        metrics_observe(METRIC_DELIVERY_DELAY, d->now > d->qf.created ? d->now - d->qf.created : 0);
+        metrics_observe(METRIC_DELIVERY_DELAY, d->now - d->qf.created);
         dl_log(d, "delivered", r, host);
         return;
     }

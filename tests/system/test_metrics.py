@@ -188,6 +188,21 @@ def test_tls_handshakes_in_and_out(nodes, procs, workdir):
     assert val(m, "selor_tls_handshake_failures_total", direction="out") == 0
 
 
+def test_redis_round_trips_and_errors(nodes, procs):
+    redis = procs.redis()
+    n = metrics_node(nodes, options={"Redis_server": redis.server})
+    wait_for(lambda: val(scrape(n), "selor_redis_commands_total") > 0, timeout=20,
+             interval=0.5, what="Redis round trips")
+    assert val(scrape(n), "selor_redis_errors_total") == 0
+    # Redis refuses every script that writes: each answer is an error
+    redis.cmd("CONFIG", "SET", "maxmemory", "1")
+    send(n, "alice@example.com")        # a connection check and an announcement
+    wait_for(lambda: val(scrape(n), "selor_redis_errors_total") > 0, timeout=20,
+             interval=0.5, what="Redis errors")
+    m = scrape(n)
+    assert val(m, "selor_redis_errors_total") <= val(m, "selor_redis_commands_total")
+
+
 def test_counts_survive_a_worker_restart(nodes):
     n = metrics_node(nodes, options={"Smtp_workers": 2})
     for _ in range(3):

@@ -78,6 +78,9 @@ static void test_histogram_and_gauge(void **state)
     assert_int_equal(metric_value("selor_message_size_bytes_count"), 4);
     assert_int_equal(metric_value("selor_message_size_bytes_sum"),
                      100 + 1024 + 5000 + (1LL << 30));
+    metrics_observe(METRIC_DELIVERY_DELAY, -5);       /* a clock set back: 0 */
+    assert_int_equal(metric_value("selor_delivery_delay_seconds_bucket{le=\"1\"}"), 1);
+    assert_int_equal(metric_value("selor_delivery_delay_seconds_sum"), 0);
     metrics_set(METRIC_DELIVERY_RUNS, 0, 7);
     metrics_set(METRIC_DELIVERY_RUNS, 0, 3);
     assert_int_equal(metric_value("selor_delivery_runs_active"), 3);
