@@ -42,6 +42,7 @@
 #include "coord.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "net.h"
 #include "version.h"
 
@@ -546,6 +547,8 @@ static void cr_on_reply(redisAsyncContext *ac, void *r, void *priv)
         cr_send(call, 0);   /* scripts were flushed: send the text once */
         return;
     }
+    metrics_inc(METRIC_REDIS_COMMANDS);
+    metrics_add(METRIC_REDIS_ERRORS, !reply || reply->type == REDIS_REPLY_ERROR);
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_warn("Redis: script %d: %s", call->script, reply->str);
     cr_call_done(call, reply && reply->type != REDIS_REPLY_ERROR ? reply : NULL);

@@ -35,6 +35,7 @@
 #include "coord.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "net.h"
 #include "node.h"
 #include "ops.h"
@@ -475,6 +476,7 @@ static void master_spawn(struct master *m, struct master_child *ch)
         return;
     }
     if (pid == 0) {
+        metrics_use_slot((int)(ch - m->child));   /* a restart keeps its counts */
         /* fcntl locks are not inherited: the pid file's lock stays the
          * master's alone, and this close cannot release it */
         if (m->pid_fd >= 0)
@@ -759,6 +761,7 @@ void master_run(struct selor_node *node)
                                                                    : MASTER_OPS_INDEX;
         m.child[i].tls_fd = -1;
     }
+    metrics_init(m.nchild + 2);   /* the children, an ops process, the master */
     for (int i = 0; i < m.nchild; i++)
         master_spawn(&m, &m.child[i]);
     master_supervise(&m);

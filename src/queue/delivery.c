@@ -47,6 +47,7 @@
 #include "delivery_report.h"
 #include "dns.h"
 #include "lease.h"
+#include "metrics.h"
 #include "srs.h"
 #include "strset.h"
 #include "log.h"
@@ -272,6 +273,7 @@ static void dl_over(struct delivery *d, long next_due)
     delivery_domains_unwait(&d->env->domains, &d->waiter);
     d->phase = DL_OVER;
     lease_stop(&d->lease);
+    metrics_add(METRIC_FENCING_ABORTS, d->fenced != 0);
     if (!d->fenced)
         coord_release(d->env->coord, &d->claim, next_due);
     uv_close((uv_handle_t *)&d->slot_timer, dl_timer_closed);
@@ -415,17 +417,23 @@ void delivery_result(struct delivery *d, size_t i, int status, const char *answe
 {
     struct qf_rcpt *r = &d->qf.rcpt[i];
     char buf[DELIVER_ANSWER_MAX + 64];
+    /* no host: decided before any attempt (no mailbox, a paused domain) */
+    int via = !host ? METRICS_VIA_NONE : strcmp(host, "local") ? METRICS_VIA_REMOTE
+                                                                : METRICS_VIA_LOCAL;
 
     d->now = (long)time(NULL);
     r->attempts++;
     r->answer = qf_str(&d->qf, answer);
     if (status == DELIVER_OK) {
         r->state = QF_DELIVERED;
+        metrics_inc2(METRIC_DELIVERIES, via, METRICS_ST_DELIVERED);
+        metrics_observe(METRIC_DELIVERY_DELAY, d->now - d->qf.created);
         dl_log(d, "delivered", r, host);
         return;
     }
     if (status == DELIVER_TEMP && r->attempts < dl_max_attempts(d)) {
         r->next = d->now + delivery_retry_interval(r->attempts, dl_base_minutes(d));
+        metrics_inc2(METRIC_DELIVERIES, via, METRICS_ST_DEFERRED);
         dl_log(d, "deferred", r, host);
         return;
     }
@@ -434,6 +442,7 @@ void delivery_result(struct delivery *d, size_t i, int status, const char *answe
         r->answer = qf_str(&d->qf, buf);
     }
     r->state = QF_FAILED;
+    metrics_inc2(METRIC_DELIVERIES, via, METRICS_ST_BOUNCED);
     dl_log(d, "failed", r, host);
 }
 

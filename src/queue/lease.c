@@ -18,6 +18,7 @@
 #include "async.h"
 #include "lease.h"
 #include "log.h"
+#include "metrics.h"
 
 static void lease_wake(uv_timer_t *t);
 
@@ -60,6 +61,7 @@ static int lease_judge(struct lease *l)
         log_warn("%s: the lock could not be renewed in time; starting nothing more "
                  "before it could lapse", l->claim.qid);
         l->shaky = 1;
+        metrics_inc(METRIC_LEASE_RENEWALS_MISSED);
         l->fn(l->arg, LEASE_SHAKY);
     } else if (valid && l->shaky) {
         log_info("%s: the lock is renewed again", l->claim.qid);

@@ -34,6 +34,7 @@
 #include "dns.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "node.h"
 #include "queue.h"
 #include "rules.h"
@@ -214,6 +215,7 @@ static void queue_tick(uv_timer_t *t)
     struct queue_proc *q = t->data;
 
     coord_set_inflight(q->env.coord, (long)q->nruns);
+    metrics_set(METRIC_DELIVERY_RUNS, 0, (int64_t)q->nruns);
     if (coord_take_rescan(q->env.coord))
         queue_scan_start(q);    /* the index may be gone: rebuild it now */
     queue_pump(q);
@@ -323,9 +325,11 @@ static void queue_scan_work(void *arg)
     ctx.q = q;
     ctx.now = time(NULL);
     for (size_t i = 0; i < spool_queues_count(); i++) {
+        size_t before = q->nfound;
         ctx.queue = spool_queues_coord(spool_queues_name(i));
         if (spool_queues_dir(spool_queues_name(i), ctx.dir, sizeof(ctx.dir)) == 0)
             spool_scan_sync(ctx.dir, queue_scan_one, &ctx);
+        metrics_set(METRIC_QUEUE_MESSAGES, (unsigned)i, (int64_t)(q->nfound - before));
     }
     queue_clean_temp(q, ctx.now);
 }

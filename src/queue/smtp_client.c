@@ -47,6 +47,7 @@
 #include "async.h"
 #include "buf.h"
 #include "mem.h"
+#include "metrics.h"
 #include "net.h"
 #include "smtp_client.h"
 #include "smtp_reply.h"
@@ -614,7 +615,9 @@ static void sc_tls_done(void *arg, int status)
 
     if (c->state != SC_S_TLS)
         return;
+    metrics_inc1(METRIC_TLS_HANDSHAKES, METRICS_DIR_OUT);
     if (status < 0) {
+        metrics_inc1(METRIC_TLS_FAILURES, METRICS_DIR_OUT);
         r->tls_failed = 1;
         sc_fail(c, "TLS handshake with %s failed: %s", c->peer, stream_tls_error(&c->io));
         return;
@@ -640,6 +643,7 @@ static void sc_got_starttls(struct smtp_client *c)
         sc_expect(c, SC_S_TLS);
         if (stream_start_tls(&c->io, c->msg->tls_engine, 0, c->msg->tls_host,
                              sc_tls_done) < 0) {
+            metrics_inc1(METRIC_TLS_FAILURES, METRICS_DIR_OUT);
             c->res.tls_failed = 1;
             sc_fail(c, "TLS cannot start: %s", stream_tls_error(&c->io));
         }

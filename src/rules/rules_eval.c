@@ -21,6 +21,7 @@
 #include "coord.h"
 #include "dns.h"
 #include "log.h"
+#include "metrics.h"
 #include "rules_exec.h"
 #include "rules_int.h"
 #include "spf.h"
@@ -28,6 +29,14 @@
 #define RULES_ARGV_MAX (RULES_EXEC_ARGS_MAX + 1)
 
 
+
+/* metrics.h labels events and verdicts in the rules' own order */
+_Static_assert((int)METRICS_EV_LIMIT == (int)RULES_EV_LIMIT &&
+               (int)METRICS_EV_RCPT == (int)RULES_EV_RCPT &&
+               (int)METRICS_EV_DL_RCPT + 1 == (int)RULES_NEVENTS &&
+               (int)METRICS_VD_NONE == (int)RULES_NONE &&
+               (int)METRICS_VD_CLOSE == (int)RULES_CLOSE,
+               "metrics.h: the rules' events and verdicts changed");
 
 static void rules_loop(struct rules_run *run);
 
@@ -527,6 +536,7 @@ static void rules_loop(struct rules_run *run)
     buf_free(&tmp);
     if (run->rule < run->file->nrules && !run->stop && run->pending && !run->answered)
         return;
+    metrics_inc2(METRIC_RULES_VERDICTS, run->ev, run->out.verdict);   /* the run is over */
     if (run->pending && run->done) {
         run->pending = 0;
         run->done(run->arg);

@@ -24,6 +24,7 @@
 #include "coord.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "node.h"
 #include "smtp_session.h"
 #include "smtp_worker.h"
@@ -163,10 +164,12 @@ static void smtp_auth_fail(struct smtp_session *s, int count, const char *why)
     s->authx.step = SMTP_AUTH_NONE;
     log_central(NULL, "%s %s * AUTH failed for %s (%s)", s->cid, s->ip, s->authx.login,
                 why);
+    metrics_inc(METRIC_SMTPD_AUTH_FAILURES);
     smtp_session_refused(s, "auth", s->authx.login);
     if (count && conf->Auth_fail_limit > 0)
         coord_auth_failed(s->w->node->coord, s->ip, s->authx.login, conf->Auth_fail_time);
     if (++s->authx.fails >= (unsigned long)conf->Auth_tolerance) {
+        metrics_inc1(METRIC_SMTPD_REFUSED, METRICS_REASON_AUTH);
         smtp_session_refused(s, "auth tolerance", conf->Msg_auth_falied);
         smtp_auth_last_failure(s, conf->Incorrect_pass_delay);
         return;

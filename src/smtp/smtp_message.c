@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "node.h"
 #include "queue_file.h"
 #include "queue_id.h"
@@ -132,6 +133,9 @@ static void smtp_commit_done(void *arg, int err, const char *id)
                         "tls=%s%s%s", s->txn.from, s->txn.rcpt[i].addr, s->txn.data.size,
                         s->txn.data.wire, s->ip, s->tls ? stream_tls_version(&s->io) : "no",
                         s->tls ? "/" : "", s->tls ? stream_tls_cipher(&s->io) : "");
+        metrics_inc(METRIC_MESSAGES_ACCEPTED);
+        metrics_add(METRIC_RECIPIENTS_ACCEPTED, s->txn.nrcpt);
+        metrics_observe(METRIC_MESSAGE_SIZE, s->txn.data.size);
         s->msgs++;
         s->errors = 0;   /* the count is of errors without delivering mail */
         smtp_session_announce(s, id);

@@ -39,6 +39,7 @@
 #include "dns.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "net.h"
 #include "node.h"
 #include "smtp_proxy.h"
@@ -397,7 +398,10 @@ static void smtp_tls_done(void *arg, int status)
 {
     struct smtp_session *s = arg;
 
+    metrics_inc1(METRIC_TLS_HANDSHAKES, METRICS_DIR_IN);
     if (status < 0) {
+        metrics_inc1(METRIC_TLS_FAILURES, METRICS_DIR_IN);
+        metrics_inc1(METRIC_SMTPD_REFUSED, METRICS_REASON_TLS);
         log_central(NULL, "%s %s * TLS handshake failed: %s", s->cid, s->ip,
                     stream_tls_error(&s->io));
         smtp_close(s, "TLS handshake failed");
@@ -413,6 +417,8 @@ static int smtp_tls_start(struct smtp_session *s)
 {
     if (stream_start_tls(&s->io, &s->w->node->tls, 1, NULL, smtp_tls_done) == 0)
         return 0;
+    metrics_inc1(METRIC_TLS_FAILURES, METRICS_DIR_IN);
+    metrics_inc1(METRIC_SMTPD_REFUSED, METRICS_REASON_TLS);
     log_central(NULL, "%s %s * TLS cannot start: %s", s->cid, s->ip,
                 stream_tls_error(&s->io));
     smtp_close(s, "TLS cannot start");
@@ -561,6 +567,7 @@ static void smtp_connection_judged(struct smtp_session *s)
 
     if (o->verdict == RULES_CLOSE || o->verdict == RULES_DEFER) {
         msg = smtp_rules_reply(s, s->conf->Msg_perm_deny);
+        metrics_inc1(METRIC_SMTPD_REFUSED, METRICS_REASON_RULES);
         smtp_session_refused(s, "connection (rules)", msg);
         smtp_session_hangup(s, msg[0] == '4' || msg[0] == '5' ? msg : s->conf->Msg_perm_deny,
                             "7.0", "rules");
@@ -571,6 +578,7 @@ static void smtp_connection_judged(struct smtp_session *s)
         return;
     }
     msg = smtp_rules_reply(s, "554 No SMTP service here");
+    metrics_inc1(METRIC_SMTPD_REFUSED, METRICS_REASON_RULES);
     smtp_session_refused(s, "connection (rules)", msg);
     s->rules.denied = 1;
     buf_printf(&s->out, "554 %s %s\r\n", s->conf->Server_name, msg[3] ? msg + 4 : "");
@@ -647,6 +655,7 @@ static void smtp_limit_judged(struct smtp_session *s)
         return;
     }
     log_central(NULL, "%s %s * connection limit (Limit_cnx) reached", s->cid, s->ip);
+    metrics_inc1(METRIC_SMTPD_REFUSED, METRICS_REASON_LIMIT);
     smtp_session_refused(s, "connection limit", msg);
     smtp_session_hangup(s, msg, "7.0", "connection limit");
 }
@@ -696,6 +705,7 @@ static void smtp_proxy_timeout(uv_timer_t *t)
 
     log_central(NULL, "%s %s * PROXY header refused: none within %d s (%zu bytes came)",
                 s->cid, s->ip, SMTP_PROXY_TIME_LIMIT, s->in.len);
+    metrics_inc1(METRIC_SMTPD_REFUSED, METRICS_REASON_PROXY);
     smtp_close(s, "no PROXY header in time");
 }
 
@@ -744,6 +754,7 @@ static void smtp_proxy_input(struct smtp_session *s)
         return;
     }
     log_central(NULL, "%s %s * PROXY header refused: %s", s->cid, s->ip, r.why);
+    metrics_inc1(METRIC_SMTPD_REFUSED, METRICS_REASON_PROXY);
     smtp_close(s, "no valid PROXY header");
 }
 
@@ -786,6 +797,7 @@ int smtp_server_accept(struct smtp_worker *w, uv_stream_t *listener)
         smtp_close(s, "accept failed");
         return -1;
     }
+    metrics_inc(METRIC_SMTPD_CONNECTIONS);
     uv_tcp_nodelay(&s->io.tcp, 1);
     uv_tcp_getpeername(&s->io.tcp, (struct sockaddr *)&ss, &len);
     net_ntop((struct sockaddr *)&ss, s->ip, sizeof(s->ip), &port);
