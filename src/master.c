@@ -761,7 +761,7 @@ void master_run(struct selor_node *node)
                                                                    : MASTER_OPS_INDEX;
         m.child[i].tls_fd = -1;
     }
-    metrics_init(m.nchild + 2);   /* the children, an ops process, the master */
+    metrics_init(m.nchild + 1);   /* the children (ops among them), the master */
     for (int i = 0; i < m.nchild; i++)
         master_spawn(&m, &m.child[i]);
     master_supervise(&m);
