@@ -40,6 +40,9 @@
 #include "async.h"
 #include "config.h"
 #include "coord.h"
+#include "coord_net.h"
+#include "coord_sentinel.h"
+#include "dns.h"
 #include "log.h"
 #include "mem.h"
 #include "net.h"
@@ -221,7 +224,18 @@ struct coord_redis {
     struct coord base;
     struct coord *local;           /* this node alone: Redis down, wake-ups */
     const struct config *conf;
-    struct net_hostport hp;
+    struct net_hostport hp;        /* Redis_server */
+    struct csen *sen;              /* Redis_sentinels, or NULL */
+    struct dns *dns;               /* names of Redis and the sentinels */
+    struct async_owner own;        /* name lookups */
+    struct coord_resolve res;
+    int finding;                   /* an address is being looked for */
+    unsigned attempt;              /* failed connections (picks the address) */
+    char ip[64];                   /* the address connected to */
+    int port;
+    int role_ok;                   /* ROLE said master (always without Sentinel) */
+    char primary[80];              /* as Sentinel told it last */
+    char where[300];               /* Redis, for the logs */
     char prefix[128];
     char node[64];                 /* Sid (or host name) of this node */
     long lease_ms;
@@ -287,86 +301,19 @@ static void cr_owner(const struct coord_claim *cl, const char *node, char *out,
     snprintf(out, size, "%s %llu", node, (unsigned long long)cl->token);
 }
 
-/* ---- hiredis on the libuv loop ----
- * Our own adapter: the one shipped with hiredis 0.14 drops poll errors, so
- * a refused connection is never reported and the context hangs forever.
- * Here an error is passed on as readiness, and hiredis reads the socket
- * error itself. */
-
-struct cr_events {
-    redisAsyncContext *ac;
-    uv_poll_t poll;
-    int events;
-};
-
-static void cr_ev_poll(uv_poll_t *p, int status, int events)
-{
-    struct cr_events *ev = p->data;
-
-    if (status < 0)
-        events = ev->events;
-    if (ev->ac && (events & UV_READABLE))
-        redisAsyncHandleRead(ev->ac);
-    if (ev->ac && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(ev->ac);
-}
-
-static void cr_ev_update(struct cr_events *ev, int add, int flag)
-{
-    ev->events = add ? ev->events | flag : ev->events & ~flag;
-    if (ev->events)
-        uv_poll_start(&ev->poll, ev->events, cr_ev_poll);
-    else
-        uv_poll_stop(&ev->poll);
-}
-
-static void cr_ev_add_read(void *p) { cr_ev_update(p, 1, UV_READABLE); }
-static void cr_ev_del_read(void *p) { cr_ev_update(p, 0, UV_READABLE); }
-static void cr_ev_add_write(void *p) { cr_ev_update(p, 1, UV_WRITABLE); }
-static void cr_ev_del_write(void *p) { cr_ev_update(p, 0, UV_WRITABLE); }
-
-static void cr_ev_closed(uv_handle_t *h)
-{
-    mem_free(h->data);
-}
-
-static void cr_ev_cleanup(void *p)
-{
-    struct cr_events *ev = p;
-
-    ev->ac = NULL;
-    uv_close((uv_handle_t *)&ev->poll, cr_ev_closed);
-}
-
-static int cr_ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-    struct cr_events *ev = mem_zalloc(sizeof(*ev));
-
-    if (uv_poll_init_socket(loop, &ev->poll, ac->c.fd) != 0) {
-        mem_free(ev);
-        return -1;
-    }
-    ev->ac = ac;
-    ev->poll.data = ev;
-    ac->ev.data = ev;
-    ac->ev.addRead = cr_ev_add_read;
-    ac->ev.delRead = cr_ev_del_read;
-    ac->ev.addWrite = cr_ev_add_write;
-    ac->ev.delWrite = cr_ev_del_write;
-    ac->ev.cleanup = cr_ev_cleanup;
-    return 0;
-}
-
-/* ---- connection ---- */
+/* ---- connection ----
+ * The address comes first, without blocking the loop: Redis_server's name
+ * through c-ares, or the primary as Sentinel tells it (asked again after
+ * every lost connection, never the old address blindly).  With Sentinel
+ * the node coordinates only once ROLE says "master". */
 
 static void cr_log_down(struct coord_redis *cr, const char *why)
 {
     if (cr->down_logged)
         return;
     cr->down_logged = 1;
-    log_warn("Redis %s:%d unreachable (%s): accepting goes on, limits are this "
-             "node's own, deliveries that need a lock wait",
-             cr->hp.host, cr->hp.port, why);
+    log_warn("Redis %s unreachable (%s): accepting goes on, limits are this "
+             "node's own, deliveries that need a lock wait", cr->where, why);
 }
 
 static void cr_retry(uv_timer_t *t)
@@ -413,22 +360,13 @@ static void cr_load_scripts(struct coord_redis *cr)
     }
 }
 
-static void cr_on_connect(const redisAsyncContext *ac, int status)
+/* Redis answers as it should: from now on the node coordinates through it. */
+static void cr_up(struct coord_redis *cr)
 {
-    struct coord_redis *cr = ac->data;
-
-    uv_timer_stop(&cr->connect_timer);
-    if (status != REDIS_OK) {
-        cr->ac = NULL;   /* hiredis frees it */
-        cr_log_down(cr, ac->errstr);
-        cr_schedule_retry(cr);
-        return;
-    }
-    cr->connected = 1;
     cr->retry_ms = CR_RETRY_MIN_MS;
     if (cr->down_logged || !cr->ever_connected)
-        log_info("Redis %s:%d reachable: cluster coordination %s", cr->hp.host,
-                 cr->hp.port, cr->ever_connected ? "resumes" : "starts");
+        log_info("Redis %s reachable: cluster coordination %s", cr->where,
+                 cr->ever_connected ? "resumes" : "starts");
     cr->ever_connected = 1;
     cr->down_logged = 0;
     cr->rescan = 1;        /* Redis may have lost the index: rebuild it */
@@ -436,10 +374,31 @@ static void cr_on_connect(const redisAsyncContext *ac, int status)
         cr->wake(cr->wake_arg);
 }
 
+static void cr_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct coord_redis *cr = ac->data;
+
+    if (ac != cr->ac)
+        return;
+    uv_timer_stop(&cr->connect_timer);
+    if (status != REDIS_OK) {
+        cr->ac = NULL;   /* hiredis frees it */
+        cr->attempt++;
+        cr_log_down(cr, ac->errstr);
+        cr_schedule_retry(cr);
+        return;
+    }
+    cr->connected = 1;
+    if (cr->role_ok)
+        cr_up(cr);
+}
+
 static void cr_on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct coord_redis *cr = ac->data;
 
+    if (ac != cr->ac)
+        return;   /* one we dropped ourselves */
     cr->ac = NULL;   /* hiredis frees it after this */
     cr->connected = 0;
     cr->scripts_ready = 0;
@@ -449,16 +408,29 @@ static void cr_on_disconnect(const redisAsyncContext *ac, int status)
     }
 }
 
+/* Our connection goes now (a failover, a Redis that is not the primary, no
+ * answer): commands still due are answered with no reply. */
+static void cr_drop(struct coord_redis *cr)
+{
+    redisAsyncContext *ac = cr->ac;
+
+    cr->ac = NULL;
+    cr->connected = 0;
+    cr->scripts_ready = 0;
+    uv_timer_stop(&cr->connect_timer);
+    if (ac)
+        redisAsyncFree(ac);   /* inside its own callback: once that is over */
+}
+
 /* A connection that never completes: hiredis would not tell us. */
 static void cr_connect_timeout(uv_timer_t *t)
 {
     struct coord_redis *cr = t->data;
-    redisAsyncContext *ac = cr->ac;
 
-    if (ac == NULL || cr->connected)
+    if (cr->ac == NULL || cr->connected)
         return;
-    cr->ac = NULL;
-    redisAsyncFree(ac);   /* answers the queued commands with no reply */
+    cr_drop(cr);
+    cr->attempt++;
     cr_log_down(cr, "connection timed out");
     cr_schedule_retry(cr);
 }
@@ -471,14 +443,45 @@ static void cr_auth_reply(redisAsyncContext *ac, void *r, void *priv)
         log_warn("Redis refused Redis_password: %s", reply->str);
 }
 
-static void cr_connect(struct coord_redis *cr)
+/* With Sentinel: the address it gave must be the primary (a sentinel may
+ * not know of a failover yet, and a returning old primary is a replica). */
+static void cr_role_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct coord_redis *cr = priv;
+    redisReply *reply = r;
+    const char *role = "no answer";
+
+    if (ac != cr->ac || reply == NULL)
+        return;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_STRING)
+        role = reply->element[0]->str;
+    else if (reply->type == REDIS_REPLY_ERROR)
+        role = reply->str;
+    if (strcmp(role, "master") == 0) {
+        cr->role_ok = 1;
+        if (cr->connected)
+            cr_up(cr);
+        return;
+    }
+    log_warn("Redis %s:%d is not the primary (ROLE: %.60s): asking Sentinel again",
+             cr->ip, cr->port, role);
+    cr_drop(cr);
+    cr_log_down(cr, "not the primary");
+    cr_schedule_retry(cr);
+}
+
+/* Connects to a numeric address (hiredis would resolve a name blocking). */
+static void cr_connect_to(struct coord_redis *cr, const char *ip, int port)
 {
     const struct config *c = cr->conf;
     redisAsyncContext *ac;
 
     if (cr->ac || !cr->timers_on)
         return;
-    ac = redisAsyncConnect(cr->hp.host, cr->hp.port);
+    snprintf(cr->ip, sizeof(cr->ip), "%s", ip);
+    cr->port = port;
+    ac = redisAsyncConnect(ip, port);
     if (ac == NULL || ac->err) {
         cr_log_down(cr, ac ? ac->errstr : "out of memory");
         if (ac)
@@ -487,12 +490,13 @@ static void cr_connect(struct coord_redis *cr)
         return;
     }
     ac->data = cr;
-    if (cr_ev_attach(ac, cr->loop) < 0) {
+    if (coord_ev_attach(ac, cr->loop) < 0) {
         redisAsyncFree(ac);
         cr_schedule_retry(cr);
         return;
     }
     cr->ac = ac;
+    cr->role_ok = cr->sen == NULL;
     redisAsyncSetConnectCallback(ac, cr_on_connect);
     redisAsyncSetDisconnectCallback(ac, cr_on_disconnect);
     if (c->Redis_password[0]) {
@@ -503,8 +507,89 @@ static void cr_connect(struct coord_redis *cr)
         redisAsyncCommand(ac, NULL, NULL, "SELECT %ld", c->Redis_db);
         cr->commands++;
     }
+    if (cr->sen) {
+        redisAsyncCommand(ac, cr_role_reply, cr, "ROLE");
+        cr->commands++;
+    }
     cr_load_scripts(cr);
     uv_timer_start(&cr->connect_timer, cr_connect_timeout, CR_CONNECT_TIMEOUT_MS, 0);
+}
+
+/* Redis_server's addresses: a name with several is tried in turn. */
+static void cr_resolved(void *arg, const struct coord_addrs *a)
+{
+    struct coord_redis *cr = arg;
+
+    cr->finding = 0;
+    if (a->n == 0) {
+        cr_log_down(cr, a->why);
+        cr_schedule_retry(cr);
+        return;
+    }
+    cr_connect_to(cr, a->ip[cr->attempt % (unsigned)a->n], a->port);
+}
+
+static void cr_note_primary(struct coord_redis *cr, const char *ip, int port,
+                            const char *who)
+{
+    char now[sizeof(cr->primary)];
+
+    snprintf(now, sizeof(now), strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
+    if (strcmp(now, cr->primary) == 0)
+        return;
+    if (cr->primary[0])
+        log_warn("Redis primary is now %s (was %s), from Sentinel %s, master %s", now,
+                 cr->primary, who, csen_master_name(cr->sen));
+    else
+        log_info("Redis primary is %s, from Sentinel %s, master %s", now, who,
+                 csen_master_name(cr->sen));
+    snprintf(cr->primary, sizeof(cr->primary), "%s", now);
+    snprintf(cr->where, sizeof(cr->where), "%s (Sentinel master %s)", now,
+             csen_master_name(cr->sen));
+}
+
+static void cr_sen_found(void *arg, const char *ip, int port, const char *who,
+                         const char *why)
+{
+    struct coord_redis *cr = arg;
+
+    cr->finding = 0;
+    if (ip == NULL) {
+        cr_log_down(cr, why);
+        cr_schedule_retry(cr);
+        return;
+    }
+    cr_note_primary(cr, ip, port, who);
+    cr_connect_to(cr, ip, port);
+}
+
+/* A sentinel announced a failover: leave the old primary now, and go to the
+ * new one at once (ROLE checks it). */
+static void cr_sen_switch(void *arg, const char *ip, int port, const char *who)
+{
+    struct coord_redis *cr = arg;
+
+    cr_note_primary(cr, ip, port, who);
+    cr->retry_ms = CR_RETRY_MIN_MS;
+    if (cr->ac && (cr->port != port || strcmp(cr->ip, ip) != 0)) {
+        cr_drop(cr);
+        cr_log_down(cr, "failover");
+    }
+    if (cr->ac == NULL && !cr->finding && cr->timers_on) {
+        uv_timer_stop(&cr->retry_timer);
+        cr_connect_to(cr, ip, port);
+    }
+}
+
+static void cr_connect(struct coord_redis *cr)
+{
+    if (cr->ac || !cr->timers_on || cr->finding)
+        return;
+    cr->finding = 1;   /* the answer may come before the call returns */
+    if (cr->sen)
+        csen_ask(cr->sen);
+    else
+        coord_resolve(&cr->res, cr->dns, &cr->own, &cr->hp, cr_resolved, cr);
 }
 
 static int cr_ready(const struct coord_redis *cr)
@@ -1087,6 +1172,7 @@ static void cr_watch(struct coord *c, coord_wake_fn *fn, void *arg)
 static int cr_attach(struct coord *c, uv_loop_t *loop)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
+    char why[160];
 
     cr->loop = loop;
     coord_attach(cr->local, loop);
@@ -1096,6 +1182,13 @@ static int cr_attach(struct coord *c, uv_loop_t *loop)
     cr->retry_timer.data = cr->heartbeat_timer.data = cr->connect_timer.data = cr;
     cr->timers_on = 1;
     cr->retry_ms = CR_RETRY_MIN_MS;
+    async_owner_init(&cr->own);
+    /* the system's resolver: Dns_servers is for mail, Redis is infrastructure */
+    cr->dns = dns_new(loop, "", why, sizeof(why));
+    if (cr->dns == NULL)
+        log_warn("Redis: no resolver (%s): only IP addresses can be reached", why);
+    if (cr->sen)
+        csen_attach(cr->sen, loop, cr->dns, cr_sen_found, cr_sen_switch, cr);
     cr_connect(cr);
     return 0;
 }
@@ -1124,6 +1217,12 @@ static void cr_detach(struct coord *c)
     }
     if (cr->ac)
         redisAsyncDisconnect(cr->ac);   /* replies still due are answered first */
+    cr->finding = 0;
+    async_owner_cancel(&cr->own);       /* lookups under way: dropped */
+    if (cr->sen)
+        csen_detach(cr->sen);
+    dns_free(cr->dns);
+    cr->dns = NULL;
     coord_detach(cr->local);
     log_info("Redis round trips of this process: %lu", cr->commands);
 }
@@ -1133,6 +1232,8 @@ static void cr_destroy(struct coord *c)
     struct coord_redis *cr = (struct coord_redis *)c;
 
     coord_destroy(cr->local);
+    if (cr->sen)
+        csen_free(cr->sen);
     mem_free(cr);
 }
 
@@ -1187,17 +1288,35 @@ struct coord *coord_redis_create(const struct config *conf, struct buf *err)
 
     cr->base.ops = &cr_ops;
     cr->conf = conf;
-    if (net_parse_hostport(conf->Redis_server, 6379, &cr->hp, why, sizeof(why)) < 0) {
+    if (conf->Redis_sentinels[0]) {   /* Sentinel names the primary */
+        if (conf->Redis_server[0])
+            log_warn("%s:%d: Redis_server is not used: Redis_sentinels is set, and "
+                     "Sentinel names the primary", conf->path,
+                     conf->line[CONF_IDX_Redis_server]);
+        cr->sen = csen_new(conf, err);
+        if (cr->sen == NULL) {
+            mem_free(cr);
+            return NULL;
+        }
+        snprintf(cr->where, sizeof(cr->where), "primary of Sentinel master %s",
+                 conf->Redis_master_name);
+    } else if (net_parse_hostport(conf->Redis_server, 6379, &cr->hp, why,
+                                  sizeof(why)) < 0) {
         buf_printf(err, "%s:%d: Redis_server: %s", conf->path,
                    conf->line[CONF_IDX_Redis_server], why);
         mem_free(cr);
         return NULL;
+    } else {
+        snprintf(cr->where, sizeof(cr->where), strchr(cr->hp.host, ':') ? "[%s]:%d"
+                 : "%s:%d", cr->hp.host, cr->hp.port);
     }
     snprintf(cr->prefix, sizeof(cr->prefix), "%s", conf->Redis_prefix);
     snprintf(cr->node, sizeof(cr->node), "%s", conf->Sid[0] ? conf->Sid : "node");
     cr->lease_ms = conf->Lock_lease * 1000;
     cr->local = coord_embedded_create(conf, err);
     if (cr->local == NULL) {
+        if (cr->sen)
+            csen_free(cr->sen);
         mem_free(cr);
         return NULL;
     }

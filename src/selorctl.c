@@ -35,6 +35,7 @@
 #include "arena.h"
 #include "bounce.h"
 #include "config.h"
+#include "coord.h"
 #include "net.h"
 #include "module.h"
 #include "queue_edit.h"
@@ -67,17 +68,24 @@ static redisContext *ctl_redis(const struct config *c, int quiet)
     struct net_hostport hp;
     redisContext *rc;
     redisReply *r;
+    char why[300];
 
-    if (c->Redis_server[0] == '\0' ||
-        net_parse_hostport(c->Redis_server, 6379, &hp, NULL, 0) < 0) {
+    if (c->Redis_server[0] == '\0' && c->Redis_sentinels[0] == '\0') {
         if (!quiet)
-            fprintf(stderr, "selorctl: no Redis_server: this node is not in a cluster\n");
+            fprintf(stderr, "selorctl: no Redis_server nor Redis_sentinels: this node "
+                            "is not in a cluster\n");
+        return NULL;
+    }
+    /* with Sentinel: the primary it names (the protocol is the backend's) */
+    if (coord_redis_primary(c, &hp, why, sizeof(why)) < 0) {
+        if (!quiet)
+            fprintf(stderr, "selorctl: Redis: %s\n", why);
         return NULL;
     }
     rc = redisConnectWithTimeout(hp.host, hp.port, tv);
     if (rc == NULL || rc->err) {
         if (!quiet)
-            fprintf(stderr, "selorctl: Redis %s: %s\n", c->Redis_server,
+            fprintf(stderr, "selorctl: Redis %s:%d: %s\n", hp.host, hp.port,
                     rc ? rc->errstr : "out of memory");
         if (rc)
             redisFree(rc);
