@@ -48,10 +48,11 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
                lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
-             cluster/coord_net.c cluster/coord_sentinel.c $(RULES_SRC)
+             cluster/coord_net.c cluster/coord_sentinel.c cluster/coord_redis_lua.c \
+             $(RULES_SRC)
 CTL_SRC  := src/selorctl.c src/rules/rules_test.c src/core/dns.c $(RULES_SRC) \
             cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
-            cluster/coord_net.c cluster/coord_sentinel.c
+            cluster/coord_net.c cluster/coord_sentinel.c cluster/coord_redis_lua.c
 MODULES  := passwd tls pgsql
 # A module's sources: MOD_SRC_<name>, or modules/<name>/selor_<name>.c alone.
 # Code shared by several modules lives in modules/common/.
@@ -109,7 +110,7 @@ UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c src
               src/queue/smtp_client.c src/queue/deliver_local.c src/core/dns.c \
               src/queue/lease.c src/queue/delivery_conf.c cluster/coord.c \
               cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_net.c \
-              cluster/coord_sentinel.c $(RULES_SRC)
+              cluster/coord_sentinel.c cluster/coord_redis_lua.c $(RULES_SRC)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
 	@mkdir -p $(dir $@)
@@ -133,7 +134,8 @@ $(B)/tools/%: $(B)/obj/tests/tools/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
 # which falls back on the embedded one.
 $(B)/tools/coord_tool: $(patsubst %.c,$(B)/obj/%.o,cluster/coord.c \
                          cluster/coord_embedded.c cluster/coord_redis.c \
-                         cluster/coord_net.c cluster/coord_sentinel.c src/core/dns.c)
+                         cluster/coord_net.c cluster/coord_sentinel.c \
+                         cluster/coord_redis_lua.c src/core/dns.c)
 $(B)/tools/spf_tool: $(patsubst %.c,$(B)/obj/%.o,src/core/dns.c $(SPF_SRC))
 
 test-tools: $(foreach t,$(TOOLS),$(B)/tools/$(t))

@@ -9,7 +9,7 @@
  * again when it is not.  The switch listener stays subscribed to one
  * sentinel and moves on to the next when that one goes.
  */
-#include <ctype.h>
+#include <stddef.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +39,7 @@ struct csen {
     csen_switch_fn *switched;
     void *arg;
     /* the query */
+    struct async_req ask_req;           /* the asker's */
     int asking, ask_first, ask_tried, ask_cur, good;
     redisAsyncContext *ask_ac;
     uv_timer_t ask_timer;
@@ -187,7 +188,8 @@ static void csen_ask_reply(redisAsyncContext *ac, void *r, void *priv)
     uv_timer_stop(&s->ask_timer);
     s->asking = 0;
     s->good = s->ask_cur;
-    s->found(s->arg, ip, port, s->who[s->ask_cur], NULL);
+    if (async_req_end(&s->ask_req))
+        s->found(s->arg, ip, port, s->who[s->ask_cur], NULL);
 }
 
 static void csen_ask_connected(const redisAsyncContext *ac, int status)
@@ -244,18 +246,32 @@ static void csen_ask_next(struct csen *s)
         return;
     if (s->ask_tried == s->n) {
         s->asking = 0;
-        s->found(s->arg, NULL, 0, NULL, s->ask_why);
+        if (async_req_end(&s->ask_req))
+            s->found(s->arg, NULL, 0, NULL, s->ask_why);
         return;
     }
     s->ask_cur = (s->ask_first + s->ask_tried++) % s->n;
     coord_resolve(&s->ask_res, s->dns, &s->own, &s->hp[s->ask_cur], csen_ask_resolved, s);
 }
 
-void csen_ask(struct csen *s)
+/* The asker went: the query stops where it is (its lookup's answer is
+ * dropped with the watcher's, its connection now). */
+static void csen_ask_cancelled(struct async_req *r)
+{
+    struct csen *s = (struct csen *)(void *)((char *)r - offsetof(struct csen, ask_req));
+
+    s->asking = 0;
+    csen_drop(&s->ask_ac);
+    if (s->timers)
+        uv_timer_stop(&s->ask_timer);
+}
+
+void csen_ask(struct csen *s, struct async_owner *o)
 {
     if (!s->on || s->asking)
         return;
     s->asking = 1;
+    async_req_start(&s->ask_req, o, csen_ask_cancelled, 0);
     s->ask_first = s->good;
     s->ask_tried = 0;
     snprintf(s->ask_why, sizeof(s->ask_why), "no sentinel answered");
@@ -377,6 +393,7 @@ void csen_detach(struct csen *s)
     if (!s->on)
         return;
     s->on = 0;
+    async_req_cancel(&s->ask_req);   /* a query under way stops, unanswered */
     s->asking = 0;
     async_owner_cancel(&s->own);   /* lookups under way: dropped */
     csen_drop(&s->ask_ac);

@@ -39,9 +39,11 @@ struct csen *csen_new(const struct config *conf, struct buf *err);
  * addresses only). */
 void csen_attach(struct csen *s, uv_loop_t *loop, struct dns *d, csen_found_fn *found,
                  csen_switch_fn *switched, void *arg);
-/* Asks the sentinels (one answer through found, possibly later; a second
- * call while one runs joins it). */
-void csen_ask(struct csen *s);
+/* Asks the sentinels for owner o: one answer through found, possibly
+ * later, unless o cancels first (async.h).  A second call while one runs
+ * joins it. */
+struct async_owner;
+void csen_ask(struct csen *s, struct async_owner *o);
 /* Drops everything pending; closes the timers (the loop must run once
  * before csen_free). */
 void csen_detach(struct csen *s);
