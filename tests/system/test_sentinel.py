@@ -208,6 +208,32 @@ def test_failover_under_load(nodes, procs):
     assert set(reg.split()) >= {"mx1", "mx2"}
 
 
+def test_switch_while_connected_leaves_the_old_primary(nodes, procs):
+    """SENTINEL FAILOVER: the old primary stays up and becomes a replica;
+    the node leaves it at "+switch-master" (it would otherwise keep a
+    connection to a Redis that refuses writes) and delivers through the
+    new one."""
+    sset = SentinelSet(procs)
+    old, new = sset.primary.port, sset.replicas[0].port
+    cl = sentinel_cluster(nodes, procs, sset, n=1)
+    n = cl.members[0]
+    wait_for(lambda: "reachable: cluster coordination starts" in n.log("warning"),
+             timeout=20, what="Redis reached")
+    assert sset.sentinels[1].cmd("SENTINEL", "FAILOVER", MASTER) == "OK"
+    line = "Redis primary is now 127.0.0.1:%d (was 127.0.0.1:%d)" % (new, old)
+    wait_for(lambda: n.log("warning").count(line) == 3, timeout=30,
+             what="every process of the node on the new primary")
+    wait_for(lambda: "role:slave" in (sset.primary.cmd("INFO", "replication") or ""),
+             timeout=30, what="the old primary demoted")
+    for i in range(5):
+        assert send_one(n, i)
+    wait_for(lambda: len(message_ids(cl.sink)) == 5 and not cl.queued(), timeout=60,
+             what="mail delivered after the switch")
+    # nothing of the node's is connected to the old primary any more
+    clients = sset.primary.cmd("CLIENT", "LIST") or ""
+    assert "cmd=evalsha" not in clients and "cmd=role" not in clients, clients
+
+
 def test_host_names_and_selorctl_through_sentinel(nodes, procs):
     """"localhost" in Redis_sentinels (and Redis_server) is resolved with
     c-ares; selorctl finds the primary through the sentinels; Redis_server
