@@ -438,7 +438,7 @@ static void cr_connect(struct coord_redis *cr)
 
 static int cr_ready(const struct coord_redis *cr)
 {
-    return cr->ac && cr->connected && cr->scripts_ready;
+    return cr->ac && cr->connected && cr->role_ok && cr->scripts_ready;
 }
 
 /* ---- running scripts ---- */

@@ -33,7 +33,7 @@ struct csen {
     char who[CSEN_MAX][300];            /* "host:port", for the logs */
     uv_loop_t *loop;
     struct dns *dns;
-    struct async_owner own;             /* lookups */
+    struct async_owner ask_own, sub_own;   /* the lookups of each */
     int on, timers;
     csen_found_fn *found;
     csen_switch_fn *switched;
@@ -101,7 +101,8 @@ struct csen *csen_new(const struct config *conf, struct buf *err)
         snprintf(s->who[i], sizeof(s->who[i]), strchr(s->hp[i].host, ':') ? "[%s]:%d"
                  : "%s:%d", s->hp[i].host, s->hp[i].port);
     snprintf(s->name, sizeof(s->name), "%s", conf->Redis_master_name);
-    async_owner_init(&s->own);
+    async_owner_init(&s->ask_own);
+    async_owner_init(&s->sub_own);
     return s;
 }
 
@@ -251,16 +252,17 @@ static void csen_ask_next(struct csen *s)
         return;
     }
     s->ask_cur = (s->ask_first + s->ask_tried++) % s->n;
-    coord_resolve(&s->ask_res, s->dns, &s->own, &s->hp[s->ask_cur], csen_ask_resolved, s);
+    coord_resolve(&s->ask_res, s->dns, &s->ask_own, &s->hp[s->ask_cur], csen_ask_resolved, s);
 }
 
-/* The asker went: the query stops where it is (its lookup's answer is
- * dropped with the watcher's, its connection now). */
+/* The asker went: the query stops where it is (a lookup's answer is
+ * dropped, a connection closed). */
 static void csen_ask_cancelled(struct async_req *r)
 {
     struct csen *s = (struct csen *)(void *)((char *)r - offsetof(struct csen, ask_req));
 
     s->asking = 0;
+    async_owner_cancel(&s->ask_own);
     csen_drop(&s->ask_ac);
     if (s->timers)
         uv_timer_stop(&s->ask_timer);
@@ -363,7 +365,7 @@ static void csen_sub_start(struct csen *s)
 {
     if (!s->on || s->sub_ac)
         return;
-    coord_resolve(&s->sub_res, s->dns, &s->own, &s->hp[s->sub_i], csen_sub_resolved, s);
+    coord_resolve(&s->sub_res, s->dns, &s->sub_own, &s->hp[s->sub_i], csen_sub_resolved, s);
 }
 
 /* ---- life ---- */
@@ -395,7 +397,8 @@ void csen_detach(struct csen *s)
     s->on = 0;
     async_req_cancel(&s->ask_req);   /* a query under way stops, unanswered */
     s->asking = 0;
-    async_owner_cancel(&s->own);   /* lookups under way: dropped */
+    async_owner_cancel(&s->ask_own);   /* lookups under way: dropped */
+    async_owner_cancel(&s->sub_own);
     csen_drop(&s->ask_ac);
     csen_drop(&s->sub_ac);
     if (s->timers) {
