@@ -203,9 +203,10 @@ def test_failover_under_load(nodes, procs):
     dups = {k: v for k, v in ids.items() if v != 1}
     assert not dups, "delivered more than once: %s" % dups
     assert not cl.queued()
-    # the new primary holds the cluster: the nodes' heartbeats are there
-    reg = redis_cli(new, "HKEYS", "selor:nodes") or ""
-    assert set(reg.split()) >= {"mx1", "mx2"}
+    # the new primary holds the cluster: the nodes' heartbeats go there (the
+    # first ones may not have reached the replica before the kill)
+    wait_for(lambda: set((redis_cli(new, "HKEYS", "selor:nodes") or "").split())
+             >= {"mx1", "mx2"}, timeout=10, what="both nodes' heartbeats")
 
 
 def test_switch_while_connected_leaves_the_old_primary(nodes, procs):
