@@ -50,9 +50,12 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
                lease.c deliver_smtp.c \
                smtp_client.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
+             cluster/coord_net.c cluster/coord_sentinel.c cluster/coord_redis_lua.c \
              $(RULES_SRC)
-CTL_SRC  := src/selorctl.c src/selorctl_summary.c cluster/coord_ctl.c src/rules/rules_test.c src/core/dns.c $(RULES_SRC) \
-            cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c
+CTL_SRC  := src/selorctl.c src/selorctl_summary.c cluster/coord_ctl.c src/rules/rules_test.c \
+            src/core/dns.c $(RULES_SRC) \
+            cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
+            cluster/coord_net.c cluster/coord_sentinel.c cluster/coord_redis_lua.c
 MODULES  := passwd tls pgsql
 # A module's sources: MOD_SRC_<name>, or modules/<name>/selor_<name>.c alone.
 # Code shared by several modules lives in modules/common/.
@@ -109,7 +112,8 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c src/smtp/smtp_proxy.c \
               src/queue/smtp_client.c src/queue/deliver_local.c src/core/dns.c \
               src/queue/lease.c src/queue/delivery_conf.c cluster/coord.c \
-              cluster/coord_embedded.c cluster/coord_redis.c $(RULES_SRC)
+              cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_net.c \
+              cluster/coord_sentinel.c cluster/coord_redis_lua.c $(RULES_SRC)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
 	@mkdir -p $(dir $@)
@@ -132,7 +136,9 @@ $(B)/tools/%: $(B)/obj/tests/tools/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
 # A tool's code beyond CORE_SRC.  coord_tool drives the Redis backend,
 # which falls back on the embedded one.
 $(B)/tools/coord_tool: $(patsubst %.c,$(B)/obj/%.o,cluster/coord.c \
-                         cluster/coord_embedded.c cluster/coord_redis.c)
+                         cluster/coord_embedded.c cluster/coord_redis.c \
+                         cluster/coord_net.c cluster/coord_sentinel.c \
+                         cluster/coord_redis_lua.c src/core/dns.c)
 $(B)/tools/spf_tool: $(patsubst %.c,$(B)/obj/%.o,src/core/dns.c $(SPF_SRC))
 
 test-tools: $(foreach t,$(TOOLS),$(B)/tools/$(t))

@@ -17,7 +17,7 @@ uint64_t coord_mono_ms(void)
 
 struct coord *coord_create(const struct config *conf, struct buf *err)
 {
-    if (conf->Redis_server[0])
+    if (conf->Redis_server[0] || conf->Redis_sentinels[0])
         return coord_redis_create(conf, err);
     return coord_embedded_create(conf, err);
 }

@@ -3,8 +3,8 @@
  * and the nodes of a cluster, decide together.
  *
  * Two backends sit behind one table of functions: the embedded backend
- * (one node; the default when Redis_server is empty) and the Redis backend
- * (cluster).  Nothing above this interface knows which one runs.  Calls
+ * (one node; the default when Redis_server and Redis_sentinels are empty)
+ * and the Redis backend (cluster).  Nothing above this interface knows which one runs.  Calls
  * answer through a callback, which may run before the call returns (the
  * embedded backend answers at once).  Every call that answers belongs to
  * an owner (async.h): an answer that comes after its owner cancelled is
@@ -21,6 +21,7 @@
 #ifndef SELOR_COORD_H
 #define SELOR_COORD_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -195,5 +196,14 @@ void coord_drain_state(struct coord *c, struct async_owner *o, coord_drain_fn *f
 /* Backends. */
 struct coord *coord_embedded_create(const struct config *conf, struct buf *err);
 struct coord *coord_redis_create(const struct config *conf, struct buf *err);
+
+/*
+ * For selorctl: the Redis to talk to, found synchronously (it blocks): the
+ * primary as the first Redis_sentinels entry that knows it tells, else
+ * Redis_server.  0, or -1 with why.
+ */
+struct net_hostport;
+int coord_redis_primary(const struct config *c, struct net_hostport *out, char *why,
+                        size_t whylen);
 
 #endif

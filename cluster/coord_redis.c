@@ -24,8 +24,13 @@
  * locks expire, without waiting for a scan.
  * After Redis lost its data nobody claims for one lease, so a holder that
  * has not noticed yet finishes or stops before anyone else starts.
- * Must not: block the loop (hiredis runs asynchronously on it) or touch
- * the spool.
+ * Redis is Redis_server (its name resolved with c-ares), or the primary
+ * Sentinel names (coord_sentinel.c), checked with ROLE, followed at a
+ * "+switch-master", and asked for again after every lost connection; the
+ * gap of a failover is an outage like any other.  The scripts themselves
+ * are in coord_redis_lua.c, hiredis's loop adapter in coord_net.c.
+ * Must not: block the loop (hiredis runs asynchronously on it; it is only
+ * ever given numeric addresses) or touch the spool.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -40,6 +45,10 @@
 #include "async.h"
 #include "config.h"
 #include "coord.h"
+#include "coord_net.h"
+#include "coord_redis_lua.h"
+#include "coord_sentinel.h"
+#include "dns.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -53,176 +62,23 @@
 #define CR_ALIVE_TTL_MS 10000
 #define CR_SCAN_CANDIDATES 16
 
-enum cr_script {
-    CR_S_CONN,
-    CR_S_CLAIM,
-    CR_S_CLAIM_ID,
-    CR_S_RENEW,
-    CR_S_RELEASE,
-    CR_S_ANNOUNCE,
-    CR_S_SLOT,
-    CR_S_SLOT_RENEW,
-    CR_S_AUTH_CHECK,
-    CR_S_AUTH_FAIL,
-    CR_S_RATE,
-    CR_NSCRIPTS
-};
-
-/* Current time in ms and µs from Redis's clock (one clock for every node). */
-#define CR_LUA_NOW \
-    "local t = redis.call('TIME')\n" \
-    "local now_s = tonumber(t[1])\n" \
-    "local now_ms = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
-    "local now_us = now_s * 1000000 + tonumber(t[2])\n"
-
-/* A new fencing token: above every earlier one and never below the clock. */
-#define CR_LUA_TOKEN \
-    "local function new_token(key)\n" \
-    "  local tok = redis.call('INCR', key)\n" \
-    "  if tok < now_us then\n" \
-    "    redis.call('SET', key, string.format('%d', now_us))\n" \
-    "    tok = now_us\n" \
-    "  end\n" \
-    "  return tok\n" \
-    "end\n"
-
-/* After Redis lost its data (no epoch key), nobody claims for one lease. */
-#define CR_LUA_EPOCH \
-    "local function paused(key, lease)\n" \
-    "  local epoch = redis.call('GET', key)\n" \
-    "  if not epoch then\n" \
-    "    redis.call('SET', key, string.format('%d', now_ms))\n" \
-    "    epoch = now_ms\n" \
-    "  end\n" \
-    "  return now_ms < tonumber(epoch) + lease\n" \
-    "end\n"
-
-static const char *const cr_scripts[CR_NSCRIPTS] = {
-    /* CONN: KEYS ring; ARGV ip, Limit_buf, Limit_cnx, Limit_time ms */
-    CR_LUA_NOW
-    "local buf = tonumber(ARGV[2])\n"
-    "local items = redis.call('LRANGE', KEYS[1], 0, buf - 1)\n"
-    "local later, run = now_ms, 1\n"
-    "for i = 1, #items do\n"
-    "  local sep = string.find(items[i], ' ', 1, true)\n"
-    "  if sep and string.sub(items[i], sep + 1) == ARGV[1] then\n"
-    "    local at = tonumber(string.sub(items[i], 1, sep - 1))\n"
-    "    if later - at >= tonumber(ARGV[4]) then break end\n"
-    "    later, run = at, run + 1\n"
-    "  end\n"
-    "end\n"
-    "redis.call('LPUSH', KEYS[1], string.format('%d', now_ms) .. ' ' .. ARGV[1])\n"
-    "redis.call('LTRIM', KEYS[1], 0, buf - 1)\n"
-    "if run >= tonumber(ARGV[3]) then return 1 end\n"
-    "return 0\n",
-
-    /* CLAIM: KEYS due, slots, token, epoch; ARGV limit, lease ms, node,
-     * lock key prefix, candidates */
-    CR_LUA_NOW CR_LUA_TOKEN CR_LUA_EPOCH
-    "local lease = tonumber(ARGV[2])\n"
-    "if paused(KEYS[4], lease) then return {'PAUSED'} end\n"
-    "local limit = tonumber(ARGV[1])\n"
-    "if limit > 0 then\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)\n"
-    "  if redis.call('ZCARD', KEYS[2]) >= limit then return {'FULL'} end\n"
-    "end\n"
-    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, tonumber(ARGV[5]))\n"
-    "for i = 1, #ids do\n"
-    "  local lock = ARGV[4] .. ids[i]\n"
-    "  if redis.call('EXISTS', lock) == 0 then\n"
-    "    local tok = new_token(KEYS[3])\n"
-    "    local owner = ARGV[3] .. ' ' .. string.format('%d', tok)\n"
-    "    redis.call('SET', lock, owner, 'PX', lease)\n"
-    "    redis.call('ZADD', KEYS[1], now_s + math.ceil(lease / 1000), ids[i])\n"
-    "    if limit > 0 then redis.call('ZADD', KEYS[2], now_ms + lease, owner) end\n"
-    "    return {'OK', ids[i], tok}\n"
-    "  end\n"
-    "  redis.call('ZADD', KEYS[1], now_s + math.ceil(lease / 1000), ids[i])\n"
-    "end\n"
-    "return {'EMPTY'}\n",
-
-    /* CLAIM_ID: KEYS lock, due, token, epoch; ARGV node, lease ms, qid */
-    CR_LUA_NOW CR_LUA_TOKEN CR_LUA_EPOCH
-    "if paused(KEYS[4], tonumber(ARGV[2])) then return {'PAUSED'} end\n"
-    "if redis.call('EXISTS', KEYS[1]) == 1 then return {'BUSY'} end\n"
-    "local tok = new_token(KEYS[3])\n"
-    "redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. string.format('%d', tok), 'PX', ARGV[2])\n"
-    "redis.call('ZADD', KEYS[2], now_s + math.ceil(tonumber(ARGV[2]) / 1000), ARGV[3])\n"
-    "return {'OK', ARGV[3], tok}\n",
-
-    /* RENEW: KEYS lock, slots, due; ARGV owner, lease ms, with slot (0/1), qid */
-    CR_LUA_NOW
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "redis.call('ZADD', KEYS[3], now_s + math.ceil(tonumber(ARGV[2]) / 1000), ARGV[4])\n"
-    "if ARGV[3] == '1' then\n"
-    "  redis.call('ZADD', KEYS[2], 'XX', now_ms + tonumber(ARGV[2]), ARGV[1])\n"
-    "end\n"
-    "return 1\n",
-
-    /* RELEASE: KEYS lock, slots, due; ARGV owner, next due (-1 gone, -2
-     * keep as the claim left it), qid */
-    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "local next = tonumber(ARGV[2])\n"
-    "if next >= 0 then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])\n"
-    "elseif next == -1 then redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
-    "return 1\n",
-
-    /* ANNOUNCE: KEYS due, lock; ARGV due, qid, mode ("new"/"force") */
-    "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end\n"
-    "if ARGV[3] == 'new' then return redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) end\n"
-    "return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n",
-
-    /* SLOT: KEYS slots; ARGV limit, lease ms, member */
-    CR_LUA_NOW
-    "local limit = tonumber(ARGV[1])\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)\n"
-    "if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then return 0 end\n"
-    "redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[3])\n"
-    "return 1\n",
-
-    /* SLOT_RENEW: KEYS slots; ARGV lease ms, member.  Redis's clock, as at
-     * the grant: a node whose clock is off must not shorten or stretch it. */
-    CR_LUA_NOW
-    "return redis.call('ZADD', KEYS[1], 'XX', 'CH', now_ms + tonumber(ARGV[1]), ARGV[2])\n",
-
-    /* AUTH_CHECK: KEYS address count, login count; ARGV limit */
-    "for i = 1, 2 do\n"
-    "  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[1]) then return 1 end\n"
-    "end\n"
-    "return 0\n",
-
-    /* AUTH_FAIL: KEYS address count, login count; ARGV ttl ms.  Each count
-     * lives ttl from its last failure. */
-    "for i = 1, 2 do\n"
-    "  redis.call('INCR', KEYS[i])\n"
-    "  redis.call('PEXPIRE', KEYS[i], ARGV[1])\n"
-    "end\n"
-    "return 1\n",
-
-    /* RATE: KEYS events; ARGV limit, window ms, member (unique).  Redis's
-     * clock, like the leases: the nodes' clocks may disagree, and one event
-     * must age alike for all of them.  Only the newest limit + 1 events are
-     * kept (enough to judge the next one), so a flood cannot grow the set;
-     * the key goes when its newest event leaves the window. */
-    CR_LUA_NOW
-    "local limit, win = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - win)\n"
-    "redis.call('ZADD', KEYS[1], now_ms, ARGV[3])\n"
-    "local n = redis.call('ZCARD', KEYS[1])\n"
-    "if n > limit + 1 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - limit - 2) end\n"
-    "redis.call('PEXPIRE', KEYS[1], win)\n"
-    "if n > limit then return 1 end\n"
-    "return 0\n",
-};
-
 struct coord_redis {
     struct coord base;
     struct coord *local;           /* this node alone: Redis down, wake-ups */
     const struct config *conf;
-    struct net_hostport hp;
+    struct net_hostport hp;        /* Redis_server */
+    struct csen *sen;              /* Redis_sentinels, or NULL */
+    struct dns *dns;               /* names of Redis and the sentinels */
+    struct async_owner own;        /* name lookups */
+    struct coord_resolve res;
+    int finding;                   /* an address is being looked for */
+    unsigned attempt;              /* failed connections (picks the address) */
+    char ip[64];                   /* the address connected to */
+    int port;
+    int role_ok;                   /* ROLE said master (always without Sentinel) */
+    char primary[80];              /* the primary ROLE confirmed last */
+    char told_by[300];             /* the sentinel that named the address */
+    char where[300];               /* Redis, for the logs */
     char prefix[128];
     char node[64];                 /* Sid (or host name) of this node */
     long lease_ms;
@@ -289,86 +145,19 @@ static void cr_owner(const struct coord_claim *cl, const char *node, char *out,
     snprintf(out, size, "%s %llu", node, (unsigned long long)cl->token);
 }
 
-/* ---- hiredis on the libuv loop ----
- * Our own adapter: the one shipped with hiredis 0.14 drops poll errors, so
- * a refused connection is never reported and the context hangs forever.
- * Here an error is passed on as readiness, and hiredis reads the socket
- * error itself. */
-
-struct cr_events {
-    redisAsyncContext *ac;
-    uv_poll_t poll;
-    int events;
-};
-
-static void cr_ev_poll(uv_poll_t *p, int status, int events)
-{
-    struct cr_events *ev = p->data;
-
-    if (status < 0)
-        events = ev->events;
-    if (ev->ac && (events & UV_READABLE))
-        redisAsyncHandleRead(ev->ac);
-    if (ev->ac && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(ev->ac);
-}
-
-static void cr_ev_update(struct cr_events *ev, int add, int flag)
-{
-    ev->events = add ? ev->events | flag : ev->events & ~flag;
-    if (ev->events)
-        uv_poll_start(&ev->poll, ev->events, cr_ev_poll);
-    else
-        uv_poll_stop(&ev->poll);
-}
-
-static void cr_ev_add_read(void *p) { cr_ev_update(p, 1, UV_READABLE); }
-static void cr_ev_del_read(void *p) { cr_ev_update(p, 0, UV_READABLE); }
-static void cr_ev_add_write(void *p) { cr_ev_update(p, 1, UV_WRITABLE); }
-static void cr_ev_del_write(void *p) { cr_ev_update(p, 0, UV_WRITABLE); }
-
-static void cr_ev_closed(uv_handle_t *h)
-{
-    mem_free(h->data);
-}
-
-static void cr_ev_cleanup(void *p)
-{
-    struct cr_events *ev = p;
-
-    ev->ac = NULL;
-    uv_close((uv_handle_t *)&ev->poll, cr_ev_closed);
-}
-
-static int cr_ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-    struct cr_events *ev = mem_zalloc(sizeof(*ev));
-
-    if (uv_poll_init_socket(loop, &ev->poll, ac->c.fd) != 0) {
-        mem_free(ev);
-        return -1;
-    }
-    ev->ac = ac;
-    ev->poll.data = ev;
-    ac->ev.data = ev;
-    ac->ev.addRead = cr_ev_add_read;
-    ac->ev.delRead = cr_ev_del_read;
-    ac->ev.addWrite = cr_ev_add_write;
-    ac->ev.delWrite = cr_ev_del_write;
-    ac->ev.cleanup = cr_ev_cleanup;
-    return 0;
-}
-
-/* ---- connection ---- */
+/* ---- connection ----
+ * The address comes first, without blocking the loop: Redis_server's name
+ * through c-ares, or the primary as Sentinel tells it (asked again after
+ * every lost connection, never the old address blindly).  With Sentinel
+ * the node coordinates only once ROLE says "master". */
 
 static void cr_log_down(struct coord_redis *cr, const char *why)
 {
     if (cr->down_logged)
         return;
     cr->down_logged = 1;
-    log_warn("Redis %s:%d unreachable (%s): accepting goes on, limits are this "
-             "node's own, deliveries that need a lock wait",
-             cr->hp.host, cr->hp.port, why);
+    log_warn("Redis %s unreachable (%s): accepting goes on, limits are this "
+             "node's own, deliveries that need a lock wait", cr->where, why);
 }
 
 static void cr_retry(uv_timer_t *t)
@@ -415,22 +204,13 @@ static void cr_load_scripts(struct coord_redis *cr)
     }
 }
 
-static void cr_on_connect(const redisAsyncContext *ac, int status)
+/* Redis answers as it should: from now on the node coordinates through it. */
+static void cr_up(struct coord_redis *cr)
 {
-    struct coord_redis *cr = ac->data;
-
-    uv_timer_stop(&cr->connect_timer);
-    if (status != REDIS_OK) {
-        cr->ac = NULL;   /* hiredis frees it */
-        cr_log_down(cr, ac->errstr);
-        cr_schedule_retry(cr);
-        return;
-    }
-    cr->connected = 1;
     cr->retry_ms = CR_RETRY_MIN_MS;
     if (cr->down_logged || !cr->ever_connected)
-        log_info("Redis %s:%d reachable: cluster coordination %s", cr->hp.host,
-                 cr->hp.port, cr->ever_connected ? "resumes" : "starts");
+        log_info("Redis %s reachable: cluster coordination %s", cr->where,
+                 cr->ever_connected ? "resumes" : "starts");
     cr->ever_connected = 1;
     cr->down_logged = 0;
     cr->rescan = 1;        /* Redis may have lost the index: rebuild it */
@@ -438,10 +218,31 @@ static void cr_on_connect(const redisAsyncContext *ac, int status)
         cr->wake(cr->wake_arg);
 }
 
+static void cr_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct coord_redis *cr = ac->data;
+
+    if (ac != cr->ac)
+        return;
+    uv_timer_stop(&cr->connect_timer);
+    if (status != REDIS_OK) {
+        cr->ac = NULL;   /* hiredis frees it */
+        cr->attempt++;
+        cr_log_down(cr, ac->errstr);
+        cr_schedule_retry(cr);
+        return;
+    }
+    cr->connected = 1;
+    if (cr->role_ok)
+        cr_up(cr);
+}
+
 static void cr_on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct coord_redis *cr = ac->data;
 
+    if (ac != cr->ac)
+        return;   /* one we dropped ourselves */
     cr->ac = NULL;   /* hiredis frees it after this */
     cr->connected = 0;
     cr->scripts_ready = 0;
@@ -451,16 +252,29 @@ static void cr_on_disconnect(const redisAsyncContext *ac, int status)
     }
 }
 
+/* Our connection goes now (a failover, a Redis that is not the primary, no
+ * answer): commands still due are answered with no reply. */
+static void cr_drop(struct coord_redis *cr)
+{
+    redisAsyncContext *ac = cr->ac;
+
+    cr->ac = NULL;
+    cr->connected = 0;
+    cr->scripts_ready = 0;
+    uv_timer_stop(&cr->connect_timer);
+    if (ac)
+        redisAsyncFree(ac);   /* inside its own callback: once that is over */
+}
+
 /* A connection that never completes: hiredis would not tell us. */
 static void cr_connect_timeout(uv_timer_t *t)
 {
     struct coord_redis *cr = t->data;
-    redisAsyncContext *ac = cr->ac;
 
-    if (ac == NULL || cr->connected)
+    if (cr->ac == NULL || cr->connected)
         return;
-    cr->ac = NULL;
-    redisAsyncFree(ac);   /* answers the queued commands with no reply */
+    cr_drop(cr);
+    cr->attempt++;
     cr_log_down(cr, "connection timed out");
     cr_schedule_retry(cr);
 }
@@ -473,14 +287,66 @@ static void cr_auth_reply(redisAsyncContext *ac, void *r, void *priv)
         log_warn("Redis refused Redis_password: %s", reply->str);
 }
 
-static void cr_connect(struct coord_redis *cr)
+/* ROLE confirmed the primary: a new one is logged (the first quietly). */
+static void cr_note_primary(struct coord_redis *cr)
+{
+    char now[sizeof(cr->primary)];
+    const char *name = csen_master_name(cr->sen);
+
+    snprintf(now, sizeof(now), strchr(cr->ip, ':') ? "[%s]:%d" : "%s:%d", cr->ip,
+             cr->port);
+    if (strcmp(now, cr->primary) == 0)
+        return;
+    if (cr->primary[0])
+        log_warn("Redis primary is now %s (was %s), from Sentinel %s, master %s", now,
+                 cr->primary, cr->told_by, name);
+    else
+        log_info("Redis primary is %s, from Sentinel %s, master %s", now, cr->told_by,
+                 name);
+    snprintf(cr->primary, sizeof(cr->primary), "%s", now);
+    snprintf(cr->where, sizeof(cr->where), "%s (Sentinel master %s)", now, name);
+}
+
+/* With Sentinel: the address it gave must be the primary (a sentinel may
+ * not know of a failover yet, and a returning old primary is a replica). */
+static void cr_role_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct coord_redis *cr = priv;
+    redisReply *reply = r;
+    const char *role = "no answer";
+
+    if (ac != cr->ac || reply == NULL)
+        return;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_STRING)
+        role = reply->element[0]->str;
+    else if (reply->type == REDIS_REPLY_ERROR)
+        role = reply->str;
+    if (strcmp(role, "master") == 0) {
+        cr->role_ok = 1;
+        cr_note_primary(cr);
+        if (cr->connected)
+            cr_up(cr);
+        return;
+    }
+    log_warn("Redis %s:%d is not the primary (ROLE: %.60s): asking Sentinel again",
+             cr->ip, cr->port, role);
+    cr_drop(cr);
+    cr_log_down(cr, "not the primary");
+    cr_schedule_retry(cr);
+}
+
+/* Connects to a numeric address (hiredis would resolve a name blocking). */
+static void cr_connect_to(struct coord_redis *cr, const char *ip, int port)
 {
     const struct config *c = cr->conf;
     redisAsyncContext *ac;
 
     if (cr->ac || !cr->timers_on)
         return;
-    ac = redisAsyncConnect(cr->hp.host, cr->hp.port);
+    snprintf(cr->ip, sizeof(cr->ip), "%s", ip);
+    cr->port = port;
+    ac = redisAsyncConnect(ip, port);
     if (ac == NULL || ac->err) {
         cr_log_down(cr, ac ? ac->errstr : "out of memory");
         if (ac)
@@ -489,12 +355,13 @@ static void cr_connect(struct coord_redis *cr)
         return;
     }
     ac->data = cr;
-    if (cr_ev_attach(ac, cr->loop) < 0) {
+    if (coord_ev_attach(ac, cr->loop) < 0) {
         redisAsyncFree(ac);
         cr_schedule_retry(cr);
         return;
     }
     cr->ac = ac;
+    cr->role_ok = cr->sen == NULL;
     redisAsyncSetConnectCallback(ac, cr_on_connect);
     redisAsyncSetDisconnectCallback(ac, cr_on_disconnect);
     if (c->Redis_password[0]) {
@@ -505,13 +372,75 @@ static void cr_connect(struct coord_redis *cr)
         redisAsyncCommand(ac, NULL, NULL, "SELECT %ld", c->Redis_db);
         cr->commands++;
     }
+    if (cr->sen) {
+        redisAsyncCommand(ac, cr_role_reply, cr, "ROLE");
+        cr->commands++;
+    }
     cr_load_scripts(cr);
     uv_timer_start(&cr->connect_timer, cr_connect_timeout, CR_CONNECT_TIMEOUT_MS, 0);
 }
 
+/* Redis_server's addresses: a name with several is tried in turn. */
+static void cr_resolved(void *arg, const struct coord_addrs *a)
+{
+    struct coord_redis *cr = arg;
+
+    cr->finding = 0;
+    if (a->n == 0) {
+        cr_log_down(cr, a->why);
+        cr_schedule_retry(cr);
+        return;
+    }
+    cr_connect_to(cr, a->ip[cr->attempt % (unsigned)a->n], a->port);
+}
+
+static void cr_sen_found(void *arg, const char *ip, int port, const char *who,
+                         const char *why)
+{
+    struct coord_redis *cr = arg;
+
+    cr->finding = 0;
+    if (ip == NULL) {
+        cr_log_down(cr, why);
+        cr_schedule_retry(cr);
+        return;
+    }
+    snprintf(cr->told_by, sizeof(cr->told_by), "%s", who);
+    cr_connect_to(cr, ip, port);
+}
+
+/* A sentinel announced a failover: leave the old primary now, and go to the
+ * new one at once (ROLE checks it). */
+static void cr_sen_switch(void *arg, const char *ip, int port, const char *who)
+{
+    struct coord_redis *cr = arg;
+
+    snprintf(cr->told_by, sizeof(cr->told_by), "%s", who);
+    cr->retry_ms = CR_RETRY_MIN_MS;
+    if (cr->ac && (cr->port != port || strcmp(cr->ip, ip) != 0)) {
+        cr_drop(cr);
+        cr_log_down(cr, "failover");
+    }
+    if (cr->ac == NULL && !cr->finding && cr->timers_on) {
+        uv_timer_stop(&cr->retry_timer);
+        cr_connect_to(cr, ip, port);
+    }
+}
+
+static void cr_connect(struct coord_redis *cr)
+{
+    if (cr->ac || !cr->timers_on || cr->finding)
+        return;
+    cr->finding = 1;   /* the answer may come before the call returns */
+    if (cr->sen)
+        csen_ask(cr->sen, &cr->own);
+    else
+        coord_resolve(&cr->res, cr->dns, &cr->own, &cr->hp, cr_resolved, cr);
+}
+
 static int cr_ready(const struct coord_redis *cr)
 {
-    return cr->ac && cr->connected && cr->scripts_ready;
+    return cr->ac && cr->connected && cr->role_ok && cr->scripts_ready;
 }
 
 /* ---- running scripts ---- */
@@ -1118,6 +1047,7 @@ static void cr_watch(struct coord *c, coord_wake_fn *fn, void *arg)
 static int cr_attach(struct coord *c, uv_loop_t *loop)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
+    char why[160];
 
     cr->loop = loop;
     coord_attach(cr->local, loop);
@@ -1127,6 +1057,13 @@ static int cr_attach(struct coord *c, uv_loop_t *loop)
     cr->retry_timer.data = cr->heartbeat_timer.data = cr->connect_timer.data = cr;
     cr->timers_on = 1;
     cr->retry_ms = CR_RETRY_MIN_MS;
+    async_owner_init(&cr->own);
+    /* the system's resolver: Dns_servers is for mail, Redis is infrastructure */
+    cr->dns = dns_new(loop, "", why, sizeof(why));
+    if (cr->dns == NULL)
+        log_warn("Redis: no resolver (%s): only IP addresses can be reached", why);
+    if (cr->sen)
+        csen_attach(cr->sen, loop, cr->dns, cr_sen_found, cr_sen_switch, cr);
     cr_connect(cr);
     return 0;
 }
@@ -1155,6 +1092,12 @@ static void cr_detach(struct coord *c)
     }
     if (cr->ac)
         redisAsyncDisconnect(cr->ac);   /* replies still due are answered first */
+    cr->finding = 0;
+    async_owner_cancel(&cr->own);       /* lookups and a Sentinel query: dropped */
+    if (cr->sen)
+        csen_detach(cr->sen);
+    dns_free(cr->dns);
+    cr->dns = NULL;
     coord_detach(cr->local);
     log_info("Redis round trips of this process: %lu", cr->commands);
 }
@@ -1164,6 +1107,8 @@ static void cr_destroy(struct coord *c)
     struct coord_redis *cr = (struct coord_redis *)c;
 
     coord_destroy(cr->local);
+    if (cr->sen)
+        csen_free(cr->sen);
     mem_free(cr);
 }
 
@@ -1219,17 +1164,35 @@ struct coord *coord_redis_create(const struct config *conf, struct buf *err)
 
     cr->base.ops = &cr_ops;
     cr->conf = conf;
-    if (net_parse_hostport(conf->Redis_server, 6379, &cr->hp, why, sizeof(why)) < 0) {
+    if (conf->Redis_sentinels[0]) {   /* Sentinel names the primary */
+        if (conf->Redis_server[0])
+            log_warn("%s:%d: Redis_server is not used: Redis_sentinels is set, and "
+                     "Sentinel names the primary", conf->path,
+                     conf->line[CONF_IDX_Redis_server]);
+        cr->sen = csen_new(conf, err);
+        if (cr->sen == NULL) {
+            mem_free(cr);
+            return NULL;
+        }
+        snprintf(cr->where, sizeof(cr->where), "primary of Sentinel master %s",
+                 conf->Redis_master_name);
+    } else if (net_parse_hostport(conf->Redis_server, 6379, &cr->hp, why,
+                                  sizeof(why)) < 0) {
         buf_printf(err, "%s:%d: Redis_server: %s", conf->path,
                    conf->line[CONF_IDX_Redis_server], why);
         mem_free(cr);
         return NULL;
+    } else {
+        snprintf(cr->where, sizeof(cr->where), strchr(cr->hp.host, ':') ? "[%s]:%d"
+                 : "%s:%d", cr->hp.host, cr->hp.port);
     }
     snprintf(cr->prefix, sizeof(cr->prefix), "%s", conf->Redis_prefix);
     snprintf(cr->node, sizeof(cr->node), "%s", conf->Sid[0] ? conf->Sid : "node");
     cr->lease_ms = conf->Lock_lease * 1000;
     cr->local = coord_embedded_create(conf, err);
     if (cr->local == NULL) {
+        if (cr->sen)
+            csen_free(cr->sen);
         mem_free(cr);
         return NULL;
     }

@@ -8,7 +8,8 @@
  *   selorctl [-c FILE] hold ID           keep a message from delivery
  *   selorctl [-c FILE] release ID        undo hold, and deliver now
  *   selorctl [-c FILE] delete ID         remove a message without a report
- *   selorctl [-c FILE] nodes             the cluster's nodes (Redis_server set)
+ *   selorctl [-c FILE] nodes             the cluster's nodes (Redis_server or
+ *                                        Redis_sentinels set)
  *   selorctl [-c FILE] drain SID         a node takes no new queue work
  *   selorctl [-c FILE] undrain SID       it does again
  *   selorctl [-c FILE] reload            the node reads selor.conf again
@@ -17,7 +18,7 @@
  * Owns: presenting the spool to a person, and passing changes to the
  * running node's queue process over its control socket (it changes a file
  * only while holding it).  When no node runs and the node coordinates
- * alone (no Redis_server), changes are made directly.  Must not: change a
+ * alone (no Redis_server nor Redis_sentinels), changes are made directly.  Must not: change a
  * queue file a running node could be delivering.
  */
 #include <errno.h>
@@ -37,6 +38,7 @@
 #include "arena.h"
 #include "bounce.h"
 #include "config.h"
+#include "coord.h"
 #include "net.h"
 #include "module.h"
 #include "queue_edit.h"
@@ -75,17 +77,24 @@ static redisContext *ctl_redis(const struct config *c, int quiet)
     struct net_hostport hp;
     redisContext *rc;
     redisReply *r;
+    char why[300];
 
-    if (c->Redis_server[0] == '\0' ||
-        net_parse_hostport(c->Redis_server, 6379, &hp, NULL, 0) < 0) {
+    if (c->Redis_server[0] == '\0' && c->Redis_sentinels[0] == '\0') {
         if (!quiet)
-            fprintf(stderr, "selorctl: no Redis_server: this node is not in a cluster\n");
+            fprintf(stderr, "selorctl: no Redis_server nor Redis_sentinels: this node "
+                            "is not in a cluster\n");
+        return NULL;
+    }
+    /* with Sentinel: the primary it names (the protocol is the backend's) */
+    if (coord_redis_primary(c, &hp, why, sizeof(why)) < 0) {
+        if (!quiet)
+            fprintf(stderr, "selorctl: Redis: %s\n", why);
         return NULL;
     }
     rc = redisConnectWithTimeout(hp.host, hp.port, tv);
     if (rc == NULL || rc->err) {
         if (!quiet)
-            fprintf(stderr, "selorctl: Redis %s: %s\n", c->Redis_server,
+            fprintf(stderr, "selorctl: Redis %s:%d: %s\n", hp.host, hp.port,
                     rc ? rc->errstr : "out of memory");
         if (rc)
             redisFree(rc);
@@ -499,7 +508,7 @@ static int ctl_direct(const struct config *c, int op, const char *id)
                         "does not answer; nothing was changed\n", c->Pid_file);
         return 1;
     }
-    if (c->Redis_server[0]) {
+    if (c->Redis_server[0] || c->Redis_sentinels[0]) {
         fprintf(stderr, "selorctl: this node is not running; in a cluster, run the "
                         "command on a node that is\n");
         return 1;

@@ -389,6 +389,40 @@ static int conf_check_timezone(struct conf_parser *p)
     return 0;
 }
 
+/* Redis_sentinels: "host:port" entries between blanks or commas (the
+ * coordination backend splits them the same way); Redis_master_name: one
+ * word, as Sentinel knows it. */
+static int conf_check_sentinels(struct conf_parser *p)
+{
+    const struct config *c = p->c;
+    char item[300], why[160];
+    int n = 0;
+
+    p->line = c->line[CONF_IDX_Redis_sentinels];
+    for (const char *s = c->Redis_sentinels; *s;) {
+        size_t len;
+        s += strspn(s, " \t,");
+        len = strcspn(s, " \t,");
+        if (len == 0)
+            break;
+        if (len >= sizeof(item))
+            return conf_error(p, "Redis_sentinels: an entry is too long");
+        memcpy(item, s, len);
+        item[len] = '\0';
+        if (net_parse_hostport(item, 26379, NULL, why, sizeof(why)) < 0)
+            return conf_error(p, "Redis_sentinels: \"%s\": %s", item, why);
+        if (++n > 16)
+            return conf_error(p, "Redis_sentinels: more than 16 sentinels");
+        s += len;
+    }
+    p->line = c->line[CONF_IDX_Redis_master_name];
+    if (c->Redis_master_name[0] == '\0' || strlen(c->Redis_master_name) > 127 ||
+        c->Redis_master_name[strcspn(c->Redis_master_name, " \t\r\n")] != '\0')
+        return conf_error(p, "Redis_master_name must be one word of at most 127 "
+                             "characters");
+    return 0;
+}
+
 static int conf_check_addresses(struct conf_parser *p)
 {
     struct config *c = p->c;
@@ -415,6 +449,8 @@ static int conf_check_addresses(struct conf_parser *p)
     if (c->Redis_server[0] && net_parse_hostport(c->Redis_server, 6379, NULL, why,
                                                  sizeof(why)) < 0)
         return conf_error(p, "Redis_server: %s", why);
+    if (conf_check_sentinels(p) < 0)
+        return -1;
     p->line = c->line[CONF_IDX_Proxy_protocol];
     if (net_networks_check(c->Proxy_protocol, why, sizeof(why)) < 0)
         return conf_error(p, "Proxy_protocol: %s", why);

@@ -564,6 +564,10 @@ static const char *other_value(int i, char *buf, size_t len)
         snprintf(buf, len, "\"127.0.0.1, 192.0.2.53:5353\"");
     } else if (strcmp(o->name, "Redis_server") == 0) {
         snprintf(buf, len, "\"127.0.0.1:6380\"");
+    } else if (strcmp(o->name, "Redis_sentinels") == 0) {
+        snprintf(buf, len, "\"10.0.0.1:26379, sentinel.example [::1]:26380\"");
+    } else if (strcmp(o->name, "Redis_master_name") == 0) {
+        snprintf(buf, len, "\"othermaster\"");
     } else if (strcmp(o->name, "Proxy_protocol") == 0) {
         snprintf(buf, len, "\"10.0.0.0/8 192.0.2.7, 2001:db8::/32\"");
     } else if (strcmp(o->name, "Relay_host") == 0) {
@@ -925,6 +929,9 @@ static void test_network_values(void **state)
                "Bind_address must be an IP address, got \"mx.example.org\"");
     load_fails("\nDns_servers \"192.0.2.53, bad_host\"\n", 2, "Dns_servers: ");
     load_fails("Redis_server \"127.0.0.1:0\"\n", 1, "Redis_server: ");
+    load_fails("\nRedis_sentinels \"10.0.0.1:26379 s.example:0\"\n", 2,
+               "Redis_sentinels: \"s.example:0\": ");
+    load_fails("Redis_master_name \"\"\n", 1, "Redis_master_name must be one word");
 }
 
 /* Relative paths are taken from the directory Selor was started in. */
