@@ -46,6 +46,18 @@ if [ -n "$missing" ]; then
         ;;
     esac
     case " $missing " in
+    *" redis-sentinel "*)
+        # tests/system/test_sentinel.py starts its own sentinels on free
+        # ports: the package's service (port 26379) is not wanted.
+        if [ -d /run/systemd/system ]; then
+            $SUDO systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
+        else
+            $SUDO service redis-sentinel stop >/dev/null 2>&1 || true
+            $SUDO update-rc.d redis-sentinel disable >/dev/null 2>&1 || true
+        fi
+        ;;
+    esac
+    case " $missing " in
     *" haproxy "*)
         # Only tests/system/test_proxy.py uses it, started by the test on
         # free loopback ports with its own configuration: no service.
