@@ -38,6 +38,11 @@ static const char *const config_restart_names[] = {   /* as config_options.h spe
     "Redis_sentinels", "Redis_master_name", "Agent_port", "Metrics_port",
 };
 
+int config_reload_restart_count(void)
+{
+    return (int)(sizeof(config_restart_names) / sizeof(config_restart_names[0]));
+}
+
 int config_reload_live(int idx)
 {
     const char *name = config_option(idx)->name;

@@ -9,6 +9,8 @@
 
 /* Whether option idx takes effect without a restart. */
 int config_reload_live(int idx);
+/* How many options need a restart (the table's size, for its test). */
+int config_reload_restart_count(void);
 
 /*
  * Reads selor_conf's file again.  0: a new generation is current (options

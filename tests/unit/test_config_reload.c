@@ -148,6 +148,21 @@ static void test_live_table(void **state)
     assert_int_equal(config_reload_live(CONF_IDX_Port), 0);
     assert_int_equal(config_reload_live(CONF_IDX_Queue_path), 0);
     assert_int_equal(config_reload_live(CONF_IDX_Event_rcpt), 0);
+    assert_int_equal(config_reload_live(CONF_IDX_Redis_sentinels), 0);
+    assert_int_equal(config_reload_live(CONF_IDX_Agent_port), 0);
+    assert_int_equal(config_reload_live(CONF_IDX_Metrics_port), 0);
+    assert_int_equal(config_reload_live(CONF_IDX_Redis_master_name), 0);
+}
+
+/* Every name of the restart table is an option (a misspelt one would make
+ * its option live without a word). */
+static void test_restart_table_names_options(void **state)
+{
+    int restart = 0;
+
+    for (int i = 0; i < CONF_COUNT; i++)
+        restart += !config_reload_live(i);
+    assert_int_equal(restart, config_reload_restart_count());
 }
 
 int main(void)
@@ -160,6 +175,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generations_freed_with_their_last_holder, setup,
                                         teardown),
         cmocka_unit_test(test_live_table),
+        cmocka_unit_test(test_restart_table_names_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
