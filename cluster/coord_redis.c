@@ -779,10 +779,31 @@ static void cr_release(struct coord *c, const struct coord_claim *cl, long next_
 
 /* A lock nobody wants any more goes back at once: a file claimed for a
  * delivery is due again now, one claimed for the operator keeps its time. */
+/* The claim's fourth field: the owner ("SID token") whose lock lapsed
+ * without a release.  Another node's: a takeover (this node's own, after
+ * Redis was away, is none). */
+static void cr_note_takeover(struct coord_redis *cr, const redisReply *r, const char *qid)
+{
+    const char *prev;
+    size_t n;
+
+    if (r->elements < 4 || r->element[3]->type != REDIS_REPLY_STRING)
+        return;
+    prev = r->element[3]->str;
+    n = strcspn(prev, " ");
+    if (n == 0 || (n == strlen(cr->node) && strncmp(prev, cr->node, n) == 0))
+        return;
+    metrics_inc(METRIC_LOCK_TAKEOVERS);
+    log_info("%s: taken over from node %.*s (its lock lapsed without a release)", qid,
+             (int)(n > 64 ? 64 : n), prev);
+}
+
 static void cr_claim_reply(struct cr_call *call, redisReply *r, int live)
 {
     int st = cr_claim_status(r, &call->cl);
 
+    if (st == COORD_OK)
+        cr_note_takeover(call->cr, r, call->cl.qid);
     if (!live) {
         if (st == COORD_OK)
             cr_release(&call->cr->base, &call->cl,
@@ -796,8 +817,8 @@ static void cr_claim_next(struct coord *c, struct async_owner *o, const char *qu
                           long limit, long now, coord_claim_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
-    char kdue[256], kslots[256], ktok[256], kepoch[256], klock[256], slimit[32],
-        slease[32], scand[16];
+    char kdue[256], kslots[256], ktok[256], kepoch[256], klock[256], kheld[256],
+        slimit[32], slease[32], scand[16];
     struct cr_call *call;
 
     if (!cr_ready(cr) || cr->draining) {
@@ -813,11 +834,12 @@ static void cr_claim_next(struct coord *c, struct async_owner *o, const char *qu
     cr_key(cr, kslots, sizeof(kslots), "slots", queue);
     cr_key(cr, ktok, sizeof(ktok), "token", NULL);
     cr_key(cr, kepoch, sizeof(kepoch), "epoch", NULL);
+    cr_key(cr, kheld, sizeof(kheld), "held", NULL);
     snprintf(klock, sizeof(klock), "%slock:", cr->prefix);   /* + qid in the script */
     snprintf(slimit, sizeof(slimit), "%ld", limit);
     snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
     snprintf(scand, sizeof(scand), "%d", CR_SCAN_CANDIDATES);
-    cr_eval(call, 4, (const char *const[]){kdue, kslots, ktok, kepoch, slimit, slease,
+    cr_eval(call, 5, (const char *const[]){kdue, kslots, ktok, kepoch, kheld, slimit, slease,
                                            cr->node, klock, scand, NULL});
 }
 
@@ -825,7 +847,7 @@ static void cr_claim_id(struct coord *c, struct async_owner *o, const char *queu
                         const char *qid, coord_claim_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
-    char klock[256], kdue[256], ktok[256], kepoch[256], slease[32];
+    char klock[256], kdue[256], ktok[256], kepoch[256], kheld[256], slease[32];
     struct cr_call *call;
 
     if (!cr_ready(cr)) {
@@ -840,8 +862,9 @@ static void cr_claim_id(struct coord *c, struct async_owner *o, const char *queu
     cr_key(cr, kdue, sizeof(kdue), "due", queue);
     cr_key(cr, ktok, sizeof(ktok), "token", NULL);
     cr_key(cr, kepoch, sizeof(kepoch), "epoch", NULL);
+    cr_key(cr, kheld, sizeof(kheld), "held", NULL);
     snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
-    cr_eval(call, 4, (const char *const[]){klock, kdue, ktok, kepoch, cr->node, slease,
+    cr_eval(call, 5, (const char *const[]){klock, kdue, ktok, kepoch, kheld, cr->node, slease,
                                            qid, NULL});
 }
 
@@ -878,7 +901,7 @@ static void cr_renew(struct coord *c, struct async_owner *o, const struct coord_
 static void cr_release(struct coord *c, const struct coord_claim *cl, long next_due)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
-    char klock[256], kslots[256], kdue[256], owner[128], snext[32];
+    char klock[256], kslots[256], kdue[256], kheld[256], owner[128], snext[32];
     struct cr_call *call;
 
     if (!cr_ready(cr))
@@ -887,9 +910,10 @@ static void cr_release(struct coord *c, const struct coord_claim *cl, long next_
     cr_key(cr, klock, sizeof(klock), "lock", cl->qid);
     cr_key(cr, kslots, sizeof(kslots), "slots", cl->queue);
     cr_key(cr, kdue, sizeof(kdue), "due", cl->queue);
+    cr_key(cr, kheld, sizeof(kheld), "held", NULL);
     cr_owner(cl, cr->node, owner, sizeof(owner));
     snprintf(snext, sizeof(snext), "%ld", next_due);
-    cr_eval(call, 3, (const char *const[]){klock, kslots, kdue, owner, snext, cl->qid,
+    cr_eval(call, 4, (const char *const[]){klock, kslots, kdue, kheld, owner, snext, cl->qid,
                                            NULL});
 }
 

@@ -54,8 +54,10 @@ const char *const cr_scripts[CR_NSCRIPTS] = {
     "if run >= tonumber(ARGV[3]) then return 1 end\n"
     "return 0\n",
 
-    /* CLAIM: KEYS due, slots, token, epoch; ARGV limit, lease ms, node,
-     * lock key prefix, candidates */
+    /* CLAIM: KEYS due, slots, token, epoch, held; ARGV limit, lease ms, node,
+     * lock key prefix, candidates.  "held" remembers each lock's owner until
+     * its release: one found there without a lock lapsed (a takeover), and
+     * the reply names it. */
     CR_LUA_NOW CR_LUA_TOKEN CR_LUA_EPOCH
     "local lease = tonumber(ARGV[2])\n"
     "if paused(KEYS[4], lease) then return {'PAUSED'} end\n"
@@ -73,20 +75,25 @@ const char *const cr_scripts[CR_NSCRIPTS] = {
     "    redis.call('SET', lock, owner, 'PX', lease)\n"
     "    redis.call('ZADD', KEYS[1], now_s + math.ceil(lease / 1000), ids[i])\n"
     "    if limit > 0 then redis.call('ZADD', KEYS[2], now_ms + lease, owner) end\n"
-    "    return {'OK', ids[i], tok}\n"
+    "    local prev = redis.call('HGET', KEYS[5], ids[i]) or ''\n"
+    "    redis.call('HSET', KEYS[5], ids[i], owner)\n"
+    "    return {'OK', ids[i], tok, prev}\n"
     "  end\n"
     "  redis.call('ZADD', KEYS[1], now_s + math.ceil(lease / 1000), ids[i])\n"
     "end\n"
     "return {'EMPTY'}\n",
 
-    /* CLAIM_ID: KEYS lock, due, token, epoch; ARGV node, lease ms, qid */
+    /* CLAIM_ID: KEYS lock, due, token, epoch, held; ARGV node, lease ms, qid */
     CR_LUA_NOW CR_LUA_TOKEN CR_LUA_EPOCH
     "if paused(KEYS[4], tonumber(ARGV[2])) then return {'PAUSED'} end\n"
     "if redis.call('EXISTS', KEYS[1]) == 1 then return {'BUSY'} end\n"
     "local tok = new_token(KEYS[3])\n"
-    "redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. string.format('%d', tok), 'PX', ARGV[2])\n"
+    "local owner = ARGV[1] .. ' ' .. string.format('%d', tok)\n"
+    "redis.call('SET', KEYS[1], owner, 'PX', ARGV[2])\n"
     "redis.call('ZADD', KEYS[2], now_s + math.ceil(tonumber(ARGV[2]) / 1000), ARGV[3])\n"
-    "return {'OK', ARGV[3], tok}\n",
+    "local prev = redis.call('HGET', KEYS[5], ARGV[3]) or ''\n"
+    "redis.call('HSET', KEYS[5], ARGV[3], owner)\n"
+    "return {'OK', ARGV[3], tok, prev}\n",
 
     /* RENEW: KEYS lock, slots, due; ARGV owner, lease ms, with slot (0/1), qid */
     CR_LUA_NOW
@@ -98,11 +105,12 @@ const char *const cr_scripts[CR_NSCRIPTS] = {
     "end\n"
     "return 1\n",
 
-    /* RELEASE: KEYS lock, slots, due; ARGV owner, next due (-1 gone, -2
-     * keep as the claim left it), qid */
+    /* RELEASE: KEYS lock, slots, due, held; ARGV owner, next due (-1 gone,
+     * -2 keep as the claim left it), qid */
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "redis.call('DEL', KEYS[1])\n"
+    "redis.call('HDEL', KEYS[4], ARGV[3])\n"
     "local next = tonumber(ARGV[2])\n"
     "if next >= 0 then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])\n"
     "elseif next == -1 then redis.call('ZREM', KEYS[3], ARGV[3]) end\n"

@@ -98,6 +98,9 @@
     X(FENCING_ABORTS, COUNTER, "selor_fencing_aborts_total", \
       "Delivery runs that left their queue file unwritten: the lock was lost or fenced.", \
       NULL, NONE, NULL, NONE, NOHIST) \
+    X(LOCK_TAKEOVERS, COUNTER, "selor_lock_takeovers_total", \
+      "Queue files claimed after another node's lock lapsed without a release.", \
+      NULL, NONE, NULL, NONE, NOHIST) \
     X(LEASE_RENEWALS_MISSED, COUNTER, "selor_lease_renewals_missed_total", \
       "Times a held queue-file lock was not renewed in time.", \
       NULL, NONE, NULL, NONE, NOHIST) \

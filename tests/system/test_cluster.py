@@ -207,6 +207,10 @@ def check_killed_node_takeover(cl, timeout=60):
     assert sum(v - 1 for v in doubled.values()) <= len(held), (doubled, held)
     others = "".join(n.log("summary") for n in cl.members[1:])
     assert any(q in others for q in held), "nobody took over the victim's files: %s" % held
+    # each said so, naming the victim (and counted selor_lock_takeovers_total)
+    said = "".join(n.log("warning") + n.log() for n in cl.members[1:])
+    taken = [q for q in held if "%s: taken over from node mx1" % q in said]
+    assert taken, "no takeover logged for %s" % held
     wait_for(lambda: not any(q in n for q in held for n in os.listdir(cl.spool)),
              timeout=20, what="the victim's files removed")
 
