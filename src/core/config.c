@@ -250,21 +250,11 @@ static int conf_store_extra(struct conf_parser *p, const char *name,
     return 0;
 }
 
-/* The directory Selor was started in, remembered at the first load: a
- * reload happens after the master's chdir("/"). */
-static const char *conf_start_dir(void)
-{
-    static char cwd[4096];
-
-    if (cwd[0] == '\0' && getcwd(cwd, sizeof(cwd)) == NULL)
-        cwd[0] = '\0';
-    return cwd[0] ? cwd : NULL;
-}
-
-/* A relative path is taken from the directory Selor was started in. */
+/* A relative path is taken from the directory Selor was started in (a
+ * reload's load is given it: it runs after the master's chdir "/"). */
 static const char *conf_absolute(struct config *c, const char *value)
 {
-    const char *cwd = conf_start_dir();
+    const char *cwd = c->dir;
     size_t n;
     char *abs;
 
@@ -517,10 +507,19 @@ static int conf_read_file(struct conf_parser *p, FILE *f)
 
 struct config *config_load(const char *path, struct buf *err, struct buf *warn)
 {
+    char cwd[4096];
+
+    return config_load_in(path, getcwd(cwd, sizeof(cwd)), err, warn);
+}
+
+struct config *config_load_in(const char *path, const char *dir, struct buf *err,
+                              struct buf *warn)
+{
     struct conf_parser p = {conf_new(path), err, warn, 0};
     FILE *f = fopen(path, "r");
     int r;
 
+    p.c->dir = dir ? arena_strdup(&p.c->mem, dir) : NULL;
     p.c->file = conf_absolute(p.c, path);
 
     if (f == NULL) {

@@ -45,6 +45,7 @@ struct config {
 #include "config_options.h"
     const char *path;         /* as given (for messages) */
     const char *file;         /* absolute (a reload runs after chdir "/"); NULL: defaults */
+    const char *dir;          /* where relative paths start: the start directory */
     int line[CONF_COUNT];     /* where each option was set; 0 = default */
     const char **modules;     /* every Module value, in file order */
     size_t nmodules;
@@ -76,6 +77,9 @@ struct config_option_info {
  * go to warn, one per line.
  */
 struct config *config_load(const char *path, struct buf *err, struct buf *warn);
+/* The same, relative paths taken from dir (NULL: kept relative). */
+struct config *config_load_in(const char *path, const char *dir, struct buf *err,
+                              struct buf *warn);
 /* The embedded defaults, for a node started without a file. */
 struct config *config_defaults(void);
 void config_free(struct config *c);

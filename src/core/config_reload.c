@@ -144,7 +144,7 @@ int config_reload(config_claim_fn *claim, void *claim_arg, struct buf *err,
         buf_printf(err, "the node was started without a configuration file");
         return -1;
     }
-    next = config_load(cur->file, err, &warn);
+    next = config_load_in(cur->file, cur->dir, err, &warn);
     buf_free(&warn);   /* said at start, or by selor -t */
     if (next == NULL)
         return -1;
