@@ -391,7 +391,11 @@ def test_operator_change_keeps_its_claim(nodes, procs, workdir):
         n = nodes(options={"Redis_server": redis.server, "Lock_lease": 3,
                            "Queue_path": mnt, "Temp_path": os.path.join(mnt, "tmp")}).start()
         wait_for(lambda: "reachable" in n.log("warning"), what="Redis")
-        time.sleep(3.5)            # Redis started empty: nobody claims for a lease
+
+        def pause_over():          # Redis started empty: nobody claims for a lease
+            epoch = redis.cmd("GET", "selor:epoch")   # from the first claim on
+            return epoch and time.time() * 1000 > int(epoch) + 3000 + 500
+        wait_for(pause_over, timeout=30, what="the start-up pause")
         with n.smtp() as c:
             c.ehlo("client.test")
             c.mail("a@remote.test")
