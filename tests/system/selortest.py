@@ -44,6 +44,33 @@ def mda_script(workdir, action, name="mda"):
     return script, out
 
 
+class BusyCpu:
+    """Busy loops (a context manager), so the one-minute load average climbs
+    for tests of load-dependent behaviour.  Each loop runs in its own process
+    group, killed whole at the end: killing `timeout` alone would leave its
+    shell spinning for the rest of the suite."""
+
+    def __init__(self, n=4, seconds=90):
+        self.procs = [subprocess.Popen(["timeout", str(seconds), "sh", "-c",
+                                        "while :; do :; done"], start_new_session=True)
+                      for _ in range(n)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        self.procs = []
+
+
 def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
     """Polls pred() until it is true; fails the test after timeout."""
     deadline = time.monotonic() + timeout

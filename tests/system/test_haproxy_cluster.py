@@ -290,11 +290,10 @@ def test_haproxy_weight_follows_the_load(nodes, procs, workdir):
                                                "Lavg_queue": 1})
     hap = Haproxy(workdir, cl.members)
     procs.items.append(hap)
-    busy = []
+    busy = None
     try:
         if os.getloadavg()[0] <= 1.5:
-            busy = [subprocess.Popen(["timeout", "90", "sh", "-c", "while :; do :; done"])
-                    for _ in range(4)]
+            busy = selortest.BusyCpu()
             wait_for(lambda: os.getloadavg()[0] > 1.5, timeout=80, interval=1,
                      what="the load average over 1.5")
         wait_for(lambda: os.path.exists(hap.stats) and
@@ -302,6 +301,5 @@ def test_haproxy_weight_follows_the_load(nodes, procs, workdir):
                  0 < int(hap.server("mx1")["weight"]) < 70, timeout=5,
                  what="HAProxy to lower mx1's weight")
     finally:
-        for p in busy:
-            p.kill()
-            p.wait()
+        if busy:
+            busy.stop()

@@ -107,26 +107,19 @@ def test_metrics_port_is_loopback_when_bind_address_is_any(nodes):
         "0.0.0.0:%d" % n.options["Agent_port"] in out, out
 
 
-def burn(seconds):
-    """Busy processes, so the one-minute load average climbs."""
-    return [subprocess.Popen(["timeout", str(seconds), "sh", "-c", "while :; do :; done"])
-            for _ in range(4)]
-
-
 def test_agent_weight_under_load(nodes):
     n = ops_node(nodes, Lavg_queue=1)
-    busy = []
+    busy = None
     try:
         if os.getloadavg()[0] <= 1.5:
-            busy = burn(90)
+            busy = selortest.BusyCpu()
             wait_for(lambda: os.getloadavg()[0] > 1.5, timeout=80, interval=1,
                      what="the load average over 1.5")
         reply = agent(n)
         load = os.getloadavg()[0]
     finally:
-        for p in busy:
-            p.kill()
-            p.wait()
+        if busy:
+            busy.stop()
     assert reply.startswith("up ready ") and reply.endswith("%\n"), reply
     weight = int(reply[len("up ready "):-2])
     # 100% * Lavg_queue / load, the load read at about the same time
