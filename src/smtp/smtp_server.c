@@ -681,6 +681,15 @@ static void smtp_conn_start(struct smtp_session *s)
         return;
     smtp_timer_reset(s);
     smtp_read_control(s);   /* a client that leaves at once is noticed */
+    if (s->balancer_own) {
+        /* HAProxy's check-send-proxy: its health checks, every few
+         * seconds, must not trip Limit_cnx for the balancer's address
+         * (v1 UNKNOWN may be a real client whose address it lacks: counted) */
+        log_central(NULL, "%s %s * the balancer's own connection: not counted in the "
+                    "connection limits", s->cid, s->ip);
+        smtp_conn_go(s);
+        return;
+    }
     coord_conn_check(s->w->node->coord, &s->own, s->ip, smtp_conn_checked, s);
 }
 
@@ -719,6 +728,7 @@ static void smtp_proxy_done(struct smtp_session *s, const struct smtp_proxy_resu
     s->io.rlen = sizeof(s->w->rbuf);
     snprintf(s->proxy, sizeof(s->proxy), "%s", s->ip);
     if (r->local) {
+        s->balancer_own = r->version == 2;
         log_central(NULL, "%s %s * proxied from %s: no client address (v%d %s), the "
                     "balancer's is kept", s->cid, s->ip, s->proxy, r->version,
                     r->version == 1 ? "UNKNOWN" : "LOCAL");

@@ -132,6 +132,7 @@ struct smtp_session {
     char cid[32];
     char ip[64];                /* the client: the PROXY header's, when one came */
     char proxy[64];             /* the balancer that sent it ("" none) */
+    int balancer_own;            /* a v2 LOCAL header: the balancer's health check */
     char rdns[256];
     char helo[256];
     char auth[256];             /* authenticated user ("" none) */

@@ -246,6 +246,26 @@ def test_rules_and_limits_judge_the_client(nodes):
     s.close()
 
 
+def test_balancer_health_checks_are_not_counted_in_the_limits(nodes):
+    """HAProxy's check-send-proxy sends v2 LOCAL on its checks: many of them
+    from the balancer's address never trip Limit_cnx; v1 UNKNOWN (a client
+    whose address the balancer lacks) is counted as the balancer."""
+    n = proxied_node(nodes, **{"Limit_cnx": 2, "Limit_time": 60, "Limit_buf": 100,
+                               "Msg_perm_deny": "421 Slow down"})
+    for _ in range(6):
+        s = connect(n, v2(local=True), src="127.0.0.4")
+        assert s.reply().startswith(b"220")
+        s.sendall(b"QUIT\r\n")
+        s.close()
+    assert "the balancer's own connection: not counted" in n.log()
+    replies = []
+    for _ in range(4):
+        s = connect(n, b"PROXY UNKNOWN\r\n", src="127.0.0.4")
+        replies.append(s.reply().decode())
+        s.close()
+    assert any(r.startswith("421 ") for r in replies), replies
+
+
 @pytest.mark.parametrize("networks", ["", "10.0.0.0/8, 192.0.2.7"])
 def test_peer_outside_proxy_protocol_is_plain_smtp(nodes, networks):
     n = nodes(options={"Proxy_protocol": networks}).start()
