@@ -20,7 +20,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter
 # The tree reads like docs/architecture.md: core utilities, SMTP in, the
 # spool, queue and delivery, accounts, the rules; the programs at the top of src/.
-SRC_DIRS := src src/core src/smtp src/spool src/queue src/accounts src/rules cluster
+SRC_DIRS := src src/core src/smtp src/spool src/queue src/accounts src/rules src/ops cluster
 SRC_INC  := $(addprefix -I,$(SRC_DIRS))
 CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE $(SRC_INC) \
            $(PKG_CFLAGS) -I$(PQ_INC) -fPIC
@@ -42,7 +42,7 @@ RULES_SRC := $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules
                rules_exec.c) $(SPF_SRC)
 # The daemon.
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
-             src/ops.c src/ops_agent.c src/ops_http.c \
+             $(addprefix src/ops/,ops.c ops_agent.c ops_http.c) \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_message.c smtp_auth.c smtp_rules.c \
                smtp_cmd.c smtp_data.c smtp_reply.c smtp_proxy.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
