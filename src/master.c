@@ -691,8 +691,10 @@ __attribute__((noreturn)) static void master_supervise(struct master *m)
         sig = sigtimedwait(&set, &si, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             master_stop(m);
-        if (sig == SIGUSR1)
+        if (sig == SIGUSR1) {      /* a log rotation: the master's own logs too */
+            log_reopen("SIGUSR1");
             master_signal_all(m, SIGUSR1);
+        }
         if (sig == SIGHUP)
             master_reload(m);
         master_reap(m);

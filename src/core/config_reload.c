@@ -158,10 +158,7 @@ int config_reload(config_claim_fn *claim, void *claim_arg, struct buf *err,
         return 1;
     }
     config_replace(next);
-    log_close();     /* the log options may have changed: open the new ones */
-    if (log_open(selor_conf, getuid(), getgid(), &warn) < 0)
-        log_warn("reload: reopening logs: %s", buf_cstr(&warn));
-    buf_free(&warn);
+    log_reopen("reload");   /* the log options may have changed */
     return 0;
 }
 

@@ -306,6 +306,16 @@ void log_close(void)
     }
 }
 
+void log_reopen(const char *why)
+{
+    struct buf err = BUF_INIT(0);
+
+    log_close();
+    if (log_open(selor_conf, getuid(), getgid(), &err) < 0)
+        log_warn("%s: reopening logs: %s", why, buf_cstr(&err));
+    buf_free(&err);
+}
+
 void log_set_stderr(int on)
 {
     log_state.to_stderr = on;

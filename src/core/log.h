@@ -51,6 +51,9 @@ struct buf;
 int log_open(const struct config *c, uid_t uid, gid_t gid, struct buf *err);
 /* Closes this process's logs (after a flush). */
 void log_close(void);
+/* Closes and opens them again from selor_conf (a rotation, a reload); a
+ * failure is a warning that starts with why. */
+void log_reopen(const char *why);
 /* Copy warnings and info to standard error (a node in the foreground). */
 void log_set_stderr(int on);
 void log_set_role(const char *role);

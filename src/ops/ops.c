@@ -206,12 +206,7 @@ static void ops_quit(uv_signal_t *sig, int signum)
 
 static void ops_reopen_logs(uv_signal_t *sig, int signum)
 {
-    struct buf err = BUF_INIT(0);
-
-    log_close();
-    if (log_open(selor_conf, getuid(), getgid(), &err) < 0)
-        log_warn("reopening logs: %s", buf_cstr(&err));
-    buf_free(&err);
+    log_reopen("SIGUSR1");
 }
 
 /* SIGUSR2 (the master's SIGHUP): Lavg_queue and the logs follow a reload

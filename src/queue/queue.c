@@ -63,7 +63,7 @@ struct queue_proc {
     struct queue_id_gen idgen;
     uv_timer_t tick, scan_timer, stop_timer;
     uv_prepare_t log_flush;
-    uv_signal_t sig_term, sig_int, sig_usr2;
+    uv_signal_t sig_term, sig_int, sig_usr1, sig_usr2;
     int scanning, stopping;
     int pump_active, pump_again, claim_pending, claim_qlimit;
     uint64_t qlimit_after_ms;       /* the qlimit queue was empty: ask later */
@@ -396,6 +396,7 @@ static void queue_maybe_exit(struct queue_proc *q)
     uv_close((uv_handle_t *)&q->log_flush, queue_close_cb);
     uv_close((uv_handle_t *)&q->sig_term, queue_close_cb);
     uv_close((uv_handle_t *)&q->sig_int, queue_close_cb);
+    uv_close((uv_handle_t *)&q->sig_usr1, queue_close_cb);
     uv_close((uv_handle_t *)&q->sig_usr2, queue_close_cb);
     rules_watch_stop();
     rules_exec_pool_free(q->env.exec);
@@ -434,6 +435,11 @@ static void queue_flush_logs(uv_prepare_t *p)
     log_flush();
 }
 
+static void queue_reopen_logs(uv_signal_t *sig, int signum)
+{
+    log_reopen("SIGUSR1");
+}
+
 /* SIGUSR2 (the master's SIGHUP): selor.conf for the next runs (the master
  * said what changed), and the rules files, looked at now. */
 static void queue_reload(uv_signal_t *sig, int signum)
@@ -463,6 +469,9 @@ static void queue_handles(struct queue_proc *q)
     q->sig_term.data = q->sig_int.data = q;
     uv_signal_start(&q->sig_term, queue_stop, SIGTERM);
     uv_signal_start(&q->sig_int, queue_stop, SIGINT);
+    uv_signal_init(&q->loop, &q->sig_usr1);
+    uv_signal_start(&q->sig_usr1, queue_reopen_logs, SIGUSR1);   /* a log rotation */
+    uv_unref((uv_handle_t *)&q->sig_usr1);
     uv_signal_init(&q->loop, &q->sig_usr2);
     q->sig_usr2.data = q;
     uv_signal_start(&q->sig_usr2, queue_reload, SIGUSR2);

@@ -88,12 +88,7 @@ static void worker_stop(uv_signal_t *sig, int signum)
 
 static void worker_reopen_logs(uv_signal_t *sig, int signum)
 {
-    struct buf err = BUF_INIT(0);
-
-    log_close();
-    if (log_open(selor_conf, getuid(), getgid(), &err) < 0)
-        log_warn("reopening logs: %s", buf_cstr(&err));
-    buf_free(&err);
+    log_reopen("SIGUSR1");
 }
 
 /* selorctl nodes shows which rules each node runs. */

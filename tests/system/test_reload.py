@@ -208,3 +208,27 @@ def test_ops_process_takes_reloads(nodes):
              what="the restart warning")
     assert "ready" in reply()
     assert process_by_name(n.proc.pid, "selor-ops") == ops
+
+
+def test_sigusr1_reopens_every_process_log_after_a_rotation(nodes, workdir):
+    """logrotate renames the files and sends SIGUSR1 to the master: the
+    master, the SMTP workers and the queue process all write to new files."""
+    from selortest import mda_script
+    script, out = mda_script(workdir, "cat >> %(out)s")
+    n = nodes(options={"Dlocal": script, "Dlocal_type": 0, "Immed_delivery": 2}).start()
+    for name in ("selor.log", "summary.log", "warning.log"):
+        os.rename(os.path.join(n.logdir, name), os.path.join(n.logdir, name + ".1"))
+    os.kill(n.proc.pid, signal.SIGUSR1)
+    time.sleep(0.5)
+    c = n.smtp()
+    c.sendmail("a@remote.test", ["alice@example.com"], "Subject: rotated\r\n\r\nbody\r\n")
+    c.quit()
+    # the worker's session and the queue process's delivery
+    wait_for(lambda: "delivered to=<alice@example.com>" in n.log("summary"), timeout=20,
+             what="the delivery in the new summary log")
+    wait_for(lambda: "alice@example.com" in n.log(), timeout=10,
+             what="the session in the new Central_log")
+    # the master: a reload's line
+    hup(n)
+    wait_for(lambda: "reload" in n.log("warning"), timeout=10,
+             what="the master's line in the new Warning_log")
