@@ -25,6 +25,16 @@ done
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# A service the package started and enabled: stopped and disabled.
+no_service() {
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now "$1" >/dev/null 2>&1 || true
+    else
+        $SUDO service "$1" stop >/dev/null 2>&1 || true
+        $SUDO update-rc.d "$1" disable >/dev/null 2>&1 || true
+    fi
+}
+
 if [ -n "$missing" ]; then
     echo "make deps: installing:$missing"
     # Postfix is only used for its tools (smtp-source, smtp-sink) and as the
@@ -32,43 +42,14 @@ if [ -n "$missing" ]; then
     echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
-    case " $missing " in
-    *" postsrsd "*)
-        # Only the SRS interoperability test uses it, as its own process on
-        # free ports; the package's service (ports 10001/10002, a secret in
-        # /etc) is not wanted on a build machine.
-        if [ -d /run/systemd/system ]; then
-            $SUDO systemctl disable --now postsrsd >/dev/null 2>&1 || true
-        else
-            $SUDO service postsrsd stop >/dev/null 2>&1 || true
-            $SUDO update-rc.d postsrsd disable >/dev/null 2>&1 || true
-        fi
-        ;;
-    esac
-    case " $missing " in
-    *" redis-sentinel "*)
-        # tests/system/test_sentinel.py starts its own sentinels on free
-        # ports: the package's service (port 26379) is not wanted.
-        if [ -d /run/systemd/system ]; then
-            $SUDO systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
-        else
-            $SUDO service redis-sentinel stop >/dev/null 2>&1 || true
-            $SUDO update-rc.d redis-sentinel disable >/dev/null 2>&1 || true
-        fi
-        ;;
-    esac
-    case " $missing " in
-    *" haproxy "*)
-        # Only tests/system/test_proxy.py uses it, started by the test on
-        # free loopback ports with its own configuration: no service.
-        if [ -d /run/systemd/system ]; then
-            $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
-        else
-            $SUDO service haproxy stop >/dev/null 2>&1 || true
-            $SUDO update-rc.d haproxy disable >/dev/null 2>&1 || true
-        fi
-        ;;
-    esac
+    # Packages whose service the tests do not want: each test starts its own
+    # process on free loopback ports with its own configuration.  postsrsd
+    # (the SRS interoperability test; its service holds ports 10001/10002
+    # and a secret in /etc), redis-sentinel (test_sentinel.py; port 26379),
+    # haproxy (test_proxy.py, test_haproxy_cluster.py).
+    for svc in postsrsd redis-sentinel haproxy; do
+        case " $missing " in *" $svc "*) no_service "$svc" ;; esac
+    done
 fi
 
 if [ "$(id -u)" -eq 0 ]; then
