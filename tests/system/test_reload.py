@@ -113,12 +113,26 @@ def test_changed_log_path_is_reopened(nodes):
     rewrite(n, Central_log=new_log)
     hup(n)
     wait_for(lambda: "use: Central_log" in n.log("warning"), timeout=10, what="the reload")
-    time.sleep(0.3)
-    c = n.smtp()
-    c.ehlo("client.test")
-    c.quit()
-    wait_for(lambda: os.path.exists(new_log) and "client.test" in open(new_log).read(),
-             timeout=10, what="sessions in the new Central_log")
+    tries = iter(range(1000))
+
+    def in_new_log(name):
+        return os.path.exists(new_log) and name in open(new_log).read()
+
+    def session_lands():
+        # the workers take the reload a moment after the master logged it
+        name = "try%d.test" % next(tries)
+        c = n.smtp()
+        c.ehlo(name)
+        c.quit()
+        return any(in_new_log(name) or time.sleep(0.1) for _ in range(10))
+    wait_for(session_lands, timeout=20, interval=0.2, what="a session in the new Central_log")
+    # then every worker writes there (SO_REUSEPORT spreads the sessions)
+    for i in range(8):
+        c = n.smtp()
+        c.ehlo("after%d.test" % i)
+        c.quit()
+    wait_for(lambda: all(in_new_log("after%d.test" % i) for i in range(8)), timeout=10,
+             what="every session in the new Central_log")
 
 
 def test_selorctl_reload(nodes):
