@@ -28,6 +28,7 @@
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "milter.h"
 #include "milter_head.h"
 #include "net.h"
@@ -190,6 +191,7 @@ static void mi_failed(struct smtp_milters *mi, const char *why)
     size_t i = mi->cur;
     const char *act = mi_action(s->conf);
 
+    metrics_inc2(METRIC_MILTER_VERDICTS, METRICS_MI_FAILED, 0);
     log_warn("%s: milter %s failed at %s: %s; Milter_default_action %s", s->cid,
              mi->m[i] ? milter_name(mi->m[i]) : "?", mi_step_name(mi), why, act);
     if (mi->m[i])
@@ -242,6 +244,7 @@ static void mi_macros(struct smtp_milters *mi, int cmd)
         break;
     case MILTER_C_MAIL:
         mi_macro(b, "{auth_authen}", s->auth);
+        mi_macro(b, "{auth_type}", s->auth[0] ? s->authx.mech : NULL);
         mi_macro(b, "{mail_addr}", s->txn.from);
         at = strrchr(s->txn.from, '@');
         mi_macro(b, "{mail_host}", at ? at + 1 : "");
@@ -431,6 +434,7 @@ static int mi_modification(struct smtp_milters *mi, const struct milter_pkt *p)
         case MILTER_R_QUARANTINE:
             q = milter_proto_arg(p, 0, 0);
             mi->out.hold = 1;
+            metrics_inc2(METRIC_MILTER_VERDICTS, METRICS_MI_QUARANTINE, 0);
             snprintf(mi->out.hold_reason, sizeof(mi->out.hold_reason), "%s by %s",
                      q && q[0] ? q : "quarantined", milter_name(mi->m[mi->cur]));
             return 1;
@@ -462,6 +466,7 @@ static int mi_final(struct smtp_milters *mi, const struct milter_pkt *p)
         mi_advance(mi);
         return 0;
     case MILTER_R_ACCEPT:
+        metrics_inc2(METRIC_MILTER_VERDICTS, METRICS_MI_ACCEPT, 0);
         mi->skip[mi->cur] = early ? 2 : 1;
         mi->sub = MI_DONE;
         return 0;
@@ -474,6 +479,7 @@ static int mi_final(struct smtp_milters *mi, const struct milter_pkt *p)
         if (early)
             return -1;
         mi->out.discard = mi->discard = 1;
+        metrics_inc2(METRIC_MILTER_VERDICTS, METRICS_MI_DISCARD, 0);
         mi_log_verdict(mi, "discard");
         return 1;
     case MILTER_R_REJECT:
@@ -488,6 +494,9 @@ static int mi_final(struct smtp_milters *mi, const struct milter_pkt *p)
     default:
         return -1;
     }
+    metrics_inc2(METRIC_MILTER_VERDICTS, p->cmd == MILTER_R_REJECT ? METRICS_MI_REJECT
+                                         : p->cmd == MILTER_R_REPLYCODE ? METRICS_MI_REPLY
+                                                                        : METRICS_MI_TEMPFAIL, 0);
     mi_log_verdict(mi, p->cmd == MILTER_R_REJECT ? "reject" : p->cmd == MILTER_R_REPLYCODE
                                                                 ? "reply" : "tempfail");
     if (early)

@@ -97,6 +97,8 @@ enum smtp_auth_step {
 
 struct smtp_auth_state {
     enum smtp_auth_step step;
+    const char *mech;                  /* "PLAIN" or "LOGIN": the exchange's, then
+                                          the login's ({auth_type} for milters) */
     unsigned fails;                    /* failed logins (Auth_tolerance) */
     char login[SMTP_AUTH_FIELD_MAX];
     char password[SMTP_AUTH_FIELD_MAX];   /* wiped as soon as it was handed on */
