@@ -206,8 +206,9 @@ class OpenDkim:
 
     It signs mail of `domain` only for clients in InternalHosts (by default
     192.0.2.1, not the loopback the tests connect from) or for clients that
-    authenticated (the {auth_authen} macro): so a signature proves that the
-    MTA sent that macro.  With internal_hosts="127.0.0.1" it signs whatever
+    authenticated: OpenDKIM 2.11 looks at the {auth_type} macro of MAIL (the
+    SASL mechanism), not at {auth_authen}; so a signature proves that the MTA
+    sent it.  With internal_hosts="127.0.0.1" it signs whatever
     a local MTA hands it.  Mode "sv": it verifies what it does not sign.
     txt_name/txt_value are the DNS TXT record that publishes the key."""
 
