@@ -3,7 +3,8 @@
  *
  * A value coming from a milter is cleaned before it is kept: CR LF and CR
  * become LF, a line break must be followed by whitespace (else it would
- * start a field of the milter's making, or end the section), and control
+ * start a field of the milter's making, or end the section), no line is
+ * whitespace alone (some readers take it for the empty line), and control
  * characters other than tab go.  Nothing a milter sends can make the
  * section longer than MILTER_HEAD_MAX_FIELDS fields.
  */
@@ -107,6 +108,8 @@ static const char *milter_head_clean(struct milter_head *h, const char *v)
         if (*p == '\r' && p[1] == '\n')
             continue;
         if (*p == '\r' || *p == '\n') {
+            if (o - out >= 2 && o[-1] == '\t' && o[-2] == '\n')
+                continue;   /* no line of whitespace alone: it reads as empty */
             *o++ = '\n';
             if (p[1] != ' ' && p[1] != '\t')
                 *o++ = '\t';

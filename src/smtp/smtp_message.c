@@ -97,6 +97,7 @@ static void smtp_data_filtered(struct smtp_session *s)
     }
     s->txn.msg = spool_msg_new(&s->w->spool, &s->own, s->txn.qid);
     smtp_received(s, &hdr);
+    s->txn.nheaders_written = s->txn.nheaders;
     spool_msg_write(s->txn.msg, hdr.data, hdr.len);
     if (smtp_milter_on(s))
         smtp_milter_capture(s, hdr.data, hdr.len);
@@ -236,6 +237,32 @@ static void smtp_commit(struct smtp_session *s)
     buf_free(&l);
 }
 
+static void smtp_content_headed(void *arg)
+{
+    smtp_commit(arg);
+}
+
+/*
+ * Header! of Event.data: the content is written by then, so it is
+ * rewritten with the fields on top (above Received:, as a filter's fields
+ * would be), before the commit.
+ */
+static void smtp_commit_with_headers(struct smtp_session *s)
+{
+    struct smtp_txn *t = &s->txn;
+    struct buf h = BUF_INIT(0);
+
+    if (t->nheaders == t->nheaders_written) {
+        smtp_commit(s);
+        return;
+    }
+    for (size_t i = t->nheaders_written; i < t->nheaders; i++)
+        buf_printf(&h, "%s\n", t->headers[i]);
+    t->nheaders_written = t->nheaders;
+    spool_msg_rewrite(t->msg, &h, 0, NULL, smtp_content_headed, s);
+    buf_free(&h);
+}
+
 /* After Event.data: refused (Deny!, Defer!, a 4xx/5xx Data_reply!), the
  * connection dropped (Close!), or committed. */
 static void smtp_content_judged(struct smtp_session *s)
@@ -255,7 +282,7 @@ static void smtp_content_judged(struct smtp_session *s)
     else if (s->txn.data_reply && s->txn.data_reply[0] != '2')
         msg = s->txn.data_reply;
     if (msg == NULL) {
-        smtp_commit(s);
+        smtp_commit_with_headers(s);
         return;
     }
     smtp_session_refused(s, "content (rules)", msg);

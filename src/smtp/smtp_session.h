@@ -75,6 +75,7 @@ struct smtp_txn {
     const char *data_reply;    /* Data_reply!: the answer at the end of data */
     const char *headers[RULES_MAX_HEADERS];   /* Header! fields */
     size_t nheaders;
+    size_t nheaders_written;   /* those in the content (Event.data's come after) */
     size_t rcpt_mark;          /* recipients before the RCPT under way */
     const char *hold;          /* queued held (a milter's quarantine): why */
     struct smtp_data data;
