@@ -305,6 +305,19 @@ static void smtp_content_judged_none(struct smtp_session *s)
     smtp_content_judged(s);
 }
 
+/* then(s) once the content is whole in its file (s->rules.msgfile), for
+ * those who read it there; a spool that failed goes to the commit, which
+ * reports it. */
+static void smtp_content_whole(struct smtp_session *s, void (*then)(void *arg))
+{
+    switch (spool_msg_write_out(s->txn.msg, s->rules.msgfile, sizeof(s->rules.msgfile),
+                                then, s)) {
+    case 1: then(s); break;
+    case 0: break;
+    default: smtp_commit(s); break;
+    }
+}
+
 /* After the milters' end of message: refused, discarded, or on to the
  * rules (the content file is the filtered one by now). */
 static void smtp_content_filtered(struct smtp_session *s)
@@ -380,13 +393,7 @@ static void smtp_data_end(struct smtp_session *s)
         smtp_content_rules(s);
         return;
     }
-    /* The milters read the content whole, from its file. */
-    switch (spool_msg_write_out(s->txn.msg, s->rules.msgfile, sizeof(s->rules.msgfile),
-                                smtp_content_to_milters, s)) {
-    case 1: smtp_content_to_milters(s); break;
-    case 0: break;
-    default: smtp_commit(s); break;   /* the commit reports the spool's error */
-    }
+    smtp_content_whole(s, smtp_content_to_milters);   /* they read it from its file */
 }
 
 /* Event.data, with the content in its file for the rules' programs. */
@@ -396,13 +403,7 @@ static void smtp_content_rules(struct smtp_session *s)
         smtp_content_judged_none(s);
         return;
     }
-    /* The rules' programs get the message whole, in its file. */
-    switch (spool_msg_write_out(s->txn.msg, s->rules.msgfile, sizeof(s->rules.msgfile),
-                                smtp_content_written, s)) {
-    case 1: smtp_content_written(s); break;
-    case 0: break;
-    default: smtp_commit(s); break;   /* the commit reports the spool's error */
-    }
+    smtp_content_whole(s, smtp_content_written);   /* the programs get it in its file */
 }
 
 int smtp_message_input(struct smtp_session *s)

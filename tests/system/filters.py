@@ -129,7 +129,24 @@ tempdir = "%(tmp)s";
 }
 
 
-class Rspamd:
+class _Daemon:
+    """What the filters' classes share: a process group and a log file."""
+    proc = None
+    logfile = None
+
+    def log(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        _stop_group(self.proc)
+        self.proc = None
+
+
+class Rspamd(_Daemon):
     """Debian's rspamd, its proxy worker in milter mode (self-scan).
 
     dns: "127.0.0.1:PORT" of a DNS server for rspamd's lookups; without it,
@@ -184,16 +201,8 @@ class Rspamd:
     def milter(self):
         return "inet:127.0.0.1:%d" % self.port
 
-    def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
     def stop(self):
-        _stop_group(self.proc)
-        self.proc = None
+        _Daemon.stop(self)
         if self.own_dns:
             self.own_dns.stop()
             self.own_dns = None
@@ -201,7 +210,7 @@ class Rspamd:
 
 # ---- OpenDKIM ----
 
-class OpenDkim:
+class OpenDkim(_Daemon):
     """opendkim signing for `domain` with a fresh RSA key (opendkim-genkey).
 
     It signs mail of `domain` only for clients in InternalHosts (by default
@@ -278,18 +287,6 @@ class OpenDkim:
         them)."""
         v = self.txt_value
         return {self.txt_name: [tuple(v[i:i + 250] for i in range(0, len(v), 250))]}
-
-    def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def stop(self):
-        _stop_group(self.proc)
-        self.proc = None
-
 
 # ---- DKIM verification against the test's DNS server ----
 
