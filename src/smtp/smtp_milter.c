@@ -471,7 +471,10 @@ static int mi_final(struct smtp_milters *mi, const struct milter_pkt *p)
     case MILTER_R_ACCEPT:
         metrics_inc2(METRIC_MILTER_VERDICTS, METRICS_MI_ACCEPT, 0);
         mi->skip[mi->cur] = early ? 2 : 1;
-        mi->sub = MI_DONE;
+        if (mi->sub == MI_END)
+            mi_advance(mi);   /* its changes stand: a new body too */
+        else
+            mi->sub = MI_DONE;
         return 0;
     case MILTER_R_SKIP:
         if (mi->sub != MI_BODY)
