@@ -12,7 +12,8 @@ printing "READY <port or path>" on standard output once they listen:
 lib: a libmilter milter (Debian's python3-milter, `import Milter`), doing
 what --spec says (a JSON object, every key optional):
 
-    "log"        false: write nothing (the bench); default true
+    "log"        false: write nothing; "eom": only {"conn", "ev": "eom"} at
+                 each end of message (the bench counts them); default true
     "accept_all" true: CONTINUE at every step, ACCEPT at the end of the
                  message, no change; the other keys are ignored
     "at"         {"connect"|"helo"|"mail"|"rcpt"|"data"|"eoh"|"eom":
@@ -98,6 +99,7 @@ def lib_main(args):
 
     spec = json.loads(args.spec or "{}")
     log = Log(args.log if spec.get("log", True) else None)
+    eom_only = spec.get("log") == "eom"
     accept_all = bool(spec.get("accept_all"))
     results = {"continue": Milter.CONTINUE, "accept": Milter.ACCEPT,
                "reject": Milter.REJECT, "tempfail": Milter.TEMPFAIL,
@@ -126,12 +128,18 @@ def lib_main(args):
             self.mail_from, self.rcpts, self.headers, self.body_parts = None, [], [], []
 
         def macros(self):
+            if eom_only:
+                return {}
             out = {}
             for m in MACROS:
                 v = self.getsymval(m)
                 if v is not None:
                     out[m] = v
             return out
+
+        def note(self, **rec):
+            if not eom_only or rec["ev"] == "eom":
+                log(conn=self.conn, **rec)
 
         def answer(self, step):
             if accept_all:
@@ -147,38 +155,36 @@ def lib_main(args):
             offered = opts[0]
             rc = Milter.Base.negotiate(self, opts)
             opts[0] = self._actions = offered & needed
-            log(conn=self.conn, ev="negotiate", offered_actions=offered,
-                protocol=opts[1], needed=needed, missing=needed & ~offered)
+            self.note(ev="negotiate", offered_actions=offered, protocol=opts[1],
+                      needed=needed, missing=needed & ~offered)
             return rc
 
         def connect(self, hostname, family, hostaddr):
-            log(conn=self.conn, ev="connect", hostname=hostname,
-                hostaddr=list(hostaddr) if isinstance(hostaddr, tuple) else hostaddr,
-                macros=self.macros())
+            self.note(ev="connect", hostname=hostname,
+                      hostaddr=list(hostaddr) if isinstance(hostaddr, tuple) else hostaddr,
+                      macros=self.macros())
             return self.answer("connect")
 
         def hello(self, name):
-            log(conn=self.conn, ev="helo", helo=name, macros=self.macros())
+            self.note(ev="helo", helo=name, macros=self.macros())
             return self.answer("helo")
 
         def envfrom(self, f, *params):
             self.reset()
             self.mail_from = f
-            log(conn=self.conn, ev="mail", mail_from=f, params=list(params),
-                macros=self.macros())
+            self.note(ev="mail", mail_from=f, params=list(params), macros=self.macros())
             return self.answer("mail")
 
         def envrcpt(self, to, *params):
             self.rcpts.append(to)
-            log(conn=self.conn, ev="rcpt", rcpt=to, params=list(params),
-                macros=self.macros())
+            self.note(ev="rcpt", rcpt=to, params=list(params), macros=self.macros())
             if not accept_all and to.strip("<>") in [
                     a.strip("<>") for a in spec.get("rcpt_reject", [])]:
                 return Milter.REJECT
             return self.answer("rcpt")
 
         def data(self):
-            log(conn=self.conn, ev="data", macros=self.macros())
+            self.note(ev="data", macros=self.macros())
             return self.answer("data")
 
         def header(self, name, value):
@@ -186,7 +192,7 @@ def lib_main(args):
             return self.answer("header")
 
         def eoh(self):
-            log(conn=self.conn, ev="eoh", macros=self.macros())
+            self.note(ev="eoh", macros=self.macros())
             return self.answer("eoh")
 
         def body(self, chunk):
@@ -194,10 +200,14 @@ def lib_main(args):
             return self.answer("body")
 
         def eom(self):
-            body = b"".join(self.body_parts)
-            log(conn=self.conn, ev="eom", mail_from=self.mail_from, rcpts=self.rcpts,
-                headers=self.headers, body=body.decode("utf-8", "surrogateescape"),
-                macros=self.macros())
+            if eom_only:
+                self.note(ev="eom")
+            else:
+                body = b"".join(self.body_parts)
+                self.note(ev="eom", mail_from=self.mail_from, rcpts=self.rcpts,
+                          headers=self.headers,
+                          body=body.decode("utf-8", "surrogateescape"),
+                          macros=self.macros())
             if not accept_all:
                 self.changes()
             return self.answer("eom")
@@ -221,11 +231,11 @@ def lib_main(args):
                 self.quarantine(spec["quarantine"])
 
         def abort(self):
-            log(conn=self.conn, ev="abort")
+            self.note(ev="abort")
             return Milter.CONTINUE
 
         def close(self):
-            log(conn=self.conn, ev="close")
+            self.note(ev="close")
             return Milter.CONTINUE
 
     Milter.factory = TestMilter
