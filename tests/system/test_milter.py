@@ -393,6 +393,82 @@ def test_macros_envelope_and_headers(nodes, procs, milters):
     assert not m.events("mail")[1]["macros"].get("{auth_authen}")
 
 
+SPEC_MACROS = {
+    "C": ["j", "{daemon_name}", "{daemon_addr}", "v", "_", "{client_addr}",
+          "{client_name}", "{client_port}"],
+    "M": ["{auth_type}", "{auth_authen}", "{mail_addr}", "{mail_host}", "{mail_mailer}"],
+    "R": ["{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}"],
+    "T": ["i"], "N": ["i"], "E": ["i"],
+}
+
+
+def test_protocol_steps_as_sent(nodes, procs, milters):
+    """What goes over the wire, seen by the raw milter: the steps in order
+    (a recipient Selor refused is not sent, RSET aborts, QUIT at the end),
+    the macros of each step, the connect data, header values and the body."""
+    m = milters("raw", mode="continue")
+    w = World(nodes, procs, [m])
+    s = w.session(auth=("alice@example.com", "alicepw"))
+    port = s.sock.getsockname()[1]
+    r1 = transaction(s, "alice@example.com", ["fwd@example.com", "nobody@example.com"],
+                     body=b"Subject: steps\r\nX-Folded: one\r\n  two\r\n\r\n"
+                     b"line1\r\n..dot\r\n")
+    assert r1["rcpt"][1].startswith("550") and r1["end"].startswith("250"), r1
+    assert cmd(s, b"MAIL FROM:<alice@example.com>").startswith("250")
+    assert cmd(s, b"RCPT TO:<fwd@example.com>").startswith("250")
+    assert cmd(s, b"RSET").startswith("250")
+    r3 = transaction(s, "alice@example.com", ["bob@example.com"])
+    assert r3["end"].startswith("250"), r3
+    cmd(s, b"QUIT")
+    s.close()
+    wait_for(lambda: m.events("quit") or m.events("closed_by_mta"), timeout=10,
+             what="the end of the milter session")
+    ev = m.events()
+    steps = [e["ev"] for e in ev if e["ev"] != "macro"]
+    msg_steps = ["data", "header", "header", "header", "eoh", "body", "eom"]
+    want = (["negotiate", "connect", "helo", "mail", "rcpt"] + msg_steps +
+            ["mail", "rcpt", "abort", "mail", "rcpt", "data", "header", "header",
+             "header", "eoh", "body", "eom", "quit"])
+    wrong = []
+    if steps != want:
+        wrong.append("steps %s, expected %s" % (steps, want))
+    if ev[0].get("version") != 6:
+        wrong.append("negotiation %s" % ev[0])
+    conn = [e for e in ev if e["ev"] == "connect"][0]
+    if conn.get("address") != "127.0.0.1" or conn.get("port") != port:
+        wrong.append("connect %s, the client is 127.0.0.1 port %d" % (conn, port))
+    for step, names in SPEC_MACROS.items():
+        got = [e["macros"] for e in ev if e["ev"] == "macro" and e["for"] == step]
+        if not got:
+            wrong.append("no macros before %s" % step)
+            continue
+        absent = [n for n in names if n not in got[0]]
+        if absent:
+            wrong.append("macros before %s lack %s (got %s)" % (step, absent, got[0]))
+    cm = ([e["macros"] for e in ev if e["ev"] == "macro" and e["for"] == "C"] or [{}])[0]
+    if cm.get("{client_port}") not in (None, str(port)):
+        wrong.append("{client_port} %s, the client's port is %d" % (cm["{client_port}"], port))
+    for step in "TNE":
+        iv = [e["macros"].get("i") for e in ev if e["ev"] == "macro" and e["for"] == step]
+        if iv[:1] != [r1["qid"]] or iv[-1:] != [r3["qid"]]:
+            wrong.append("i before %s: %s, queue IDs %s %s" % (step, iv, r1["qid"], r3["qid"]))
+    rcpts = [e["args"][0] for e in ev if e["ev"] == "rcpt"]
+    if "<nobody@example.com>" in rcpts:
+        wrong.append("a recipient Selor refused was sent: %s" % rcpts)
+    headers = [e["args"] for e in ev if e["ev"] == "header"]
+    if headers[0][0] != "Received":
+        wrong.append("first header %s" % headers[0])
+    if ["X-Folded", "one\r\n  two"] not in headers:
+        wrong.append("folded header sent as %r, expected 'one\\r\\n  two'" % [
+            h for h in headers if h[0] == "X-Folded"])
+    if ["Subject", "steps"] not in headers:
+        wrong.append("Subject sent as %r" % [h for h in headers if h[0] == "Subject"])
+    body = "".join(e["data"] for e in ev if e["ev"] == "body")
+    if not body.startswith("line1\r\n.dot\r\n"):
+        wrong.append("body %r" % body)
+    assert not wrong, "\n".join(wrong)
+
+
 def test_two_milters_in_order(nodes, procs, milters):
     first = milters("lib", spec={"addheader": [["X-First-Milter", "one"]]})
     second = milters("lib", spec={"addheader": [["X-Second-Milter", "two"]]}, unix=True)

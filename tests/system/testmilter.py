@@ -336,7 +336,7 @@ def describe(cmd, data):
     if cmd in (b"H", b"M", b"R", b"L"):
         return {"args": nul_fields(data)}
     if cmd == b"B":
-        return {"size": len(data)}
+        return {"size": len(data), "data": data[:2000].decode("utf-8", "surrogateescape")}
     return {}
 
 
