@@ -44,7 +44,8 @@ RULES_SRC := $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
              $(addprefix src/ops/,ops.c ops_agent.c ops_http.c) \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_message.c smtp_auth.c smtp_rules.c \
-               smtp_cmd.c smtp_data.c smtp_reply.c smtp_proxy.c) \
+               smtp_cmd.c smtp_data.c smtp_reply.c smtp_proxy.c smtp_milter.c milter.c \
+               milter_proto.c milter_head.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
                delivery_domains.c delivery_conf.c delivery_rules.c delivery_plan.c \
                lease.c deliver_smtp.c \
@@ -110,6 +111,7 @@ test-mods: $(foreach m,$(TEST_MODULES),$(B)/testmod/selor_$(m).so)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c src/smtp/smtp_proxy.c \
+              src/smtp/milter_proto.c src/smtp/milter_head.c \
               src/queue/smtp_client.c src/queue/deliver_local.c src/core/dns.c \
               src/queue/lease.c src/queue/delivery_conf.c cluster/coord.c \
               cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_net.c \

@@ -413,6 +413,26 @@ static int conf_check_sentinels(struct conf_parser *p)
     return 0;
 }
 
+/* Milters: at most 8 sockets; the default action one of three words. */
+static int conf_check_milters(struct conf_parser *p)
+{
+    const struct config *c = p->c;
+    const char *act = c->Milter_default_action;
+    char word[300], why[200];
+    int i;
+
+    p->line = c->line[CONF_IDX_Milters];
+    for (i = 0; net_word(c->Milters, i, word, sizeof(word)) == 0; i++)
+        if (i >= 8 || net_parse_socket_spec(word, NULL, why, sizeof(why)) < 0)
+            return conf_error(p, "Milters: %s", i >= 8 ? "more than 8 milters" : why);
+    p->line = c->line[CONF_IDX_Milter_default_action];
+    if (strcmp(act, "accept") != 0 && strcmp(act, "tempfail") != 0 &&
+        strcmp(act, "reject") != 0)
+        return conf_error(p, "Milter_default_action must be accept, tempfail or reject, "
+                             "not \"%s\"", act);
+    return 0;
+}
+
 static int conf_check_addresses(struct conf_parser *p)
 {
     struct config *c = p->c;
@@ -444,7 +464,7 @@ static int conf_check_addresses(struct conf_parser *p)
     p->line = c->line[CONF_IDX_Proxy_protocol];
     if (net_networks_check(c->Proxy_protocol, why, sizeof(why)) < 0)
         return conf_error(p, "Proxy_protocol: %s", why);
-    return 0;
+    return conf_check_milters(p);
 }
 
 static int conf_check_paths(struct conf_parser *p)

@@ -198,6 +198,9 @@ CONF_NUM(Rules_exec_max, "Rules_exec_max", 16, 1, 1000, CONF_F_NEW)
 CONF_TEXT(Proxy_protocol, "Proxy_protocol", "", CONF_F_NEW)
 CONF_NUM(Agent_port, "Agent_port", 0, 0, 65535, CONF_F_NEW)
 CONF_NUM(Metrics_port, "Metrics_port", 0, 0, 65535, CONF_F_NEW)
+CONF_TEXT(Milters, "Milters", "", CONF_F_NEW | CONF_F_DEF)
+CONF_NUM(Milter_timeout, "Milter_timeout", 30, 1, 3600, CONF_F_NEW | CONF_F_DEF)
+CONF_TEXT(Milter_default_action, "Milter_default_action", "tempfail", CONF_F_NEW | CONF_F_DEF)
 
 #undef CONF_NUM
 #undef CONF_TEXT

@@ -34,6 +34,7 @@ enum {
     N_DIRECTION = 0 METRICS_L_DIRECTION(CNT_),
     N_EVENT = 0 METRICS_L_EVENT(CNT_),
     N_VERDICT = 0 METRICS_L_VERDICT(CNT_),
+    N_MILTER = 0 METRICS_L_MILTER(CNT_),
     N_QUEUE = METRICS_QUEUES_MAX,
 };
 enum {
@@ -56,6 +57,7 @@ static const char *const v_STATUS[] = { METRICS_L_STATUS(STR_) };
 static const char *const v_DIRECTION[] = { METRICS_L_DIRECTION(STR_) };
 static const char *const v_EVENT[] = { METRICS_L_EVENT(STR_) };
 static const char *const v_VERDICT[] = { METRICS_L_VERDICT(STR_) };
+static const char *const v_MILTER[] = { METRICS_L_MILTER(STR_) };
 #define v_QUEUE NULL    /* spool_queues_name() */
 
 #define BOUND_(v) v,

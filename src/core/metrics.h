@@ -44,6 +44,10 @@
 #define METRICS_L_VERDICT(X) \
     X(VD_NONE, "none") X(VD_ACCEPT, "accept") X(VD_DENY, "deny") X(VD_DEFER, "defer") \
     X(VD_CLOSE, "close")
+#define METRICS_L_MILTER(X) \
+    X(MI_ACCEPT, "accept") X(MI_REJECT, "reject") X(MI_TEMPFAIL, "tempfail") \
+    X(MI_REPLY, "reply") X(MI_DISCARD, "discard") X(MI_QUARANTINE, "quarantine") \
+    X(MI_FAILED, "failed")
 /* The queues of spool_queues.h, by their index there (main, qlimit, the
  * alternates); the names are looked up when rendering. */
 #define METRICS_QUEUES_MAX 32
@@ -89,6 +93,9 @@
     X(RULES_VERDICTS, COUNTER, "selor_rules_verdicts_total", \
       "Rules runs that ended, by event and verdict.", \
       "event", EVENT, "verdict", VERDICT, NOHIST) \
+    X(MILTER_VERDICTS, COUNTER, "selor_milter_verdicts_total", \
+      "Milter answers other than continue, and milters that failed.", \
+      "verdict", MILTER, NULL, NONE, NOHIST) \
     X(REDIS_COMMANDS, COUNTER, "selor_redis_commands_total", \
       "Redis round trips of coordination scripts (answered or failed).", \
       NULL, NONE, NULL, NONE, NOHIST) \
@@ -123,6 +130,7 @@ enum { METRICS_L_STATUS(METRICS_ENUM_) };
 enum { METRICS_L_DIRECTION(METRICS_ENUM_) };
 enum { METRICS_L_EVENT(METRICS_ENUM_) };
 enum { METRICS_L_VERDICT(METRICS_ENUM_) };
+enum { METRICS_L_MILTER(METRICS_ENUM_) };
 
 #define METRICS_FAMILY_ENUM_(id, t, n, h, k1, s1, k2, s2, b) METRIC_##id,
 enum metric { METRICS_FAMILIES(METRICS_FAMILY_ENUM_) METRICS_NFAMILIES };

@@ -84,6 +84,70 @@ int net_parse_hostport(const char *s, int default_port, struct net_hostport *out
     return 0;
 }
 
+static int net_parse_inet_spec(const char *s, struct net_socket_spec *out, char *why,
+                               size_t whylen)
+{
+    struct net_hostport hp;
+    char tmp[300];
+    const char *at = strchr(s, '@');
+
+    if (at) {   /* sendmail's PORT@HOST */
+        if (snprintf(tmp, sizeof(tmp), "[%s]:%.*s", at + 1, (int)(at - s), s) >=
+            (int)sizeof(tmp))
+            return net_why(why, whylen, "address too long in \"%s\"", s);
+        s = tmp;
+    }
+    if (net_parse_hostport(s, 0, &hp, why, whylen) < 0)
+        return -1;
+    if (strcmp(hp.host, "localhost") == 0)
+        snprintf(hp.host, sizeof(hp.host), "127.0.0.1");
+    if (net_sockaddr(hp.host, hp.port, &out->ss, &out->sslen) < 0)
+        return net_why(why, whylen, "\"%s\" is not an IP address (or localhost)", hp.host);
+    return 0;
+}
+
+int net_parse_socket_spec(const char *s, struct net_socket_spec *out, char *why,
+                          size_t whylen)
+{
+    struct net_socket_spec tmp;
+
+    if (out == NULL)
+        out = &tmp;
+    memset(out, 0, sizeof(*out));
+    if (strncmp(s, "inet:", 5) == 0)
+        return net_parse_inet_spec(s + 5, out, why, whylen);
+    if (strncmp(s, "inet6:", 6) == 0)
+        return net_parse_inet_spec(s + 6, out, why, whylen);
+    if (strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0) {
+        const char *path = strchr(s, ':') + 1;
+        if (path[0] != '/' || strlen(path) >= sizeof(out->path))
+            return net_why(why, whylen, "\"%s\": the socket path must be absolute and "
+                           "shorter than 108 bytes", s);
+        snprintf(out->path, sizeof(out->path), "%s", path);
+        return 0;
+    }
+    return net_why(why, whylen, "\"%s\" is not inet:HOST:PORT or unix:PATH", s);
+}
+
+int net_word(const char *s, int i, char *out, size_t size)
+{
+    for (;;) {
+        size_t n;
+        s += strspn(s, " \t,");
+        if (*s == '\0')
+            return -1;
+        n = strcspn(s, " \t,");
+        if (i-- == 0) {
+            if (n >= size)
+                return -1;
+            memcpy(out, s, n);
+            out[n] = '\0';
+            return 0;
+        }
+        s += n;
+    }
+}
+
 int net_list_item(const char *s, int i, int default_port, struct net_hostport *out)
 {
     char item[300];

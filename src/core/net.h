@@ -25,6 +25,23 @@ int net_parse_list(const char *s, int default_port, char *why, size_t whylen);
 /* Splits element i (0-based) of a comma list; -1 past the end. */
 int net_list_item(const char *s, int i, int default_port, struct net_hostport *out);
 
+/*
+ * A filter's socket as milter configurations write it: "inet:HOST:PORT"
+ * (also "inet:PORT@HOST", "inet6:[ADDR]:PORT"), with an IP literal or
+ * localhost; "unix:PATH" or "local:PATH".  Fills ss (len) for inet, path
+ * for unix (one of them, the other empty); -1 with why otherwise.
+ */
+struct net_socket_spec {
+    struct sockaddr_storage ss;
+    socklen_t sslen;             /* 0: a unix socket */
+    char path[108];
+};
+int net_parse_socket_spec(const char *s, struct net_socket_spec *out, char *why,
+                          size_t whylen);
+/* The i-th word (0-based) of a list separated by spaces or commas, into
+ * out; -1 past the end or when a word does not fit. */
+int net_word(const char *s, int i, char *out, size_t size);
+
 /* Numeric IP and port to sockaddr; -1 if ip is not an IP literal. */
 int net_sockaddr(const char *ip, int port, struct sockaddr_storage *ss,
                  socklen_t *len);

@@ -58,7 +58,7 @@ static const struct rules_keyword rules_keywords[] = {
     {"Qlimit", RULES_A_QLIMIT, 1, 0, TXN},
     {"Defer", RULES_A_DEFER, 1, 0, SESSION | EV(QSTART) | EV(DL_RCPT)},
     {"Log", RULES_A_LOG, 1, 1, ALL},
-    {"Header", RULES_A_HEADER, 1, 1, EV(FROM) | EV(RCPT) | EV(DATA_CMD)},
+    {"Header", RULES_A_HEADER, 1, 1, EV(FROM) | EV(RCPT) | EV(DATA_CMD) | EV(DATA)},
     {"Delay", RULES_A_DELAY, 1, 1, SESSION},
     {"Exec", RULES_A_EXEC, 1, 1, ALL},
 };

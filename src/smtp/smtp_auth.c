@@ -425,8 +425,10 @@ void smtp_auth_command(struct smtp_session *s, const struct smtp_cmd *c)
     s->authx.login[0] = '\0';
     if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
         s->authx.step = SMTP_AUTH_PLAIN;
+        s->authx.mech = "PLAIN";
     } else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
         s->authx.step = SMTP_AUTH_USER;
+        s->authx.mech = "LOGIN";
     } else {
         smtp_policy_refuse(s, SMTP_AUTH_UNKNOWN_MECH, "5.4", 0);
         return;

@@ -71,25 +71,36 @@ static void smtp_received(struct smtp_session *s, struct buf *h)
     smtp_rules_headers(s, h);
 }
 
+static void smtp_content_rules(struct smtp_session *s);
+
 static void smtp_spool_drained(void *arg)
 {
     smtp_session_process(arg);
 }
 
-/* After Event.data_cmd: the message begins (354), unless refused. */
-static void smtp_data_judged(struct smtp_session *s)
+/* After the milters' data step: the message begins (354), unless refused. */
+static void smtp_data_filtered(struct smtp_session *s)
 {
     const struct config *conf = s->conf;
+    const struct smtp_milter_outcome *o = smtp_milter_outcome(s);
     struct buf hdr = BUF_INIT(0);
     int waited = s->state == SMTP_S_WAIT;
 
-    if (smtp_policy_verdict(s, conf->Msg_refused, "DATA (rules)"))
+    char reply[sizeof(o->reply)];
+
+    if (o->verdict) {   /* the reply outlives the transaction's end */
+        snprintf(reply, sizeof(reply), "%s", o->reply);
+        smtp_session_refused(s, "DATA (milter)", reply);
+        smtp_policy_txn_reset(s);
+        smtp_policy_refuse(s, reply, "7.1", 0);
         return;
-    smtp_policy_add_copies(s);
-    queue_id_next(&s->w->idgen, s->txn.qid);
+    }
     s->txn.msg = spool_msg_new(&s->w->spool, &s->own, s->txn.qid);
     smtp_received(s, &hdr);
+    s->txn.nheaders_written = s->txn.nheaders;
     spool_msg_write(s->txn.msg, hdr.data, hdr.len);
+    if (smtp_milter_on(s))
+        smtp_milter_capture(s, hdr.data, hdr.len);
     buf_free(&hdr);
     smtp_data_init(&s->txn.data, (size_t)conf->Max_mail_size,
                    (size_t)conf->Max_header_size);
@@ -99,6 +110,19 @@ static void smtp_data_judged(struct smtp_session *s)
     smtp_session_set_state(s, SMTP_S_DATA, NULL);
     if (waited)
         smtp_session_process(s);
+}
+
+/* After Event.data_cmd: the milters are told, unless refused. */
+static void smtp_data_judged(struct smtp_session *s)
+{
+    if (smtp_policy_verdict(s, s->conf->Msg_refused, "DATA (rules)"))
+        return;
+    smtp_policy_add_copies(s);
+    queue_id_next(&s->w->idgen, s->txn.qid);
+    if (smtp_milter_on(s))
+        smtp_milter_data(s, smtp_data_filtered);
+    else
+        smtp_data_filtered(s);
 }
 
 void smtp_message_data(struct smtp_session *s)
@@ -199,6 +223,11 @@ static void smtp_commit(struct smtp_session *s)
         qf.flags |= QF_F_QLIMIT;
         spool_msg_set_qlimit(t->msg);
     }
+    if (t->hold) {
+        qf.flags |= QF_F_HOLD;
+        log_warn("%s: queued held: %s (selorctl release %s delivers it)", t->qid, t->hold,
+                 t->qid);
+    }
     for (size_t i = 0; i < t->nrcpt; i++)
         qf_add_rcpt(&qf, t->rcpt[i].addr, t->rcpt[i].orcpt)->via = t->rcpt[i].via;
     smtp_commit_rules(s);
@@ -206,6 +235,32 @@ static void smtp_commit(struct smtp_session *s)
     qf_free(&qf);
     spool_msg_commit(t->msg, l.data, l.len, smtp_commit_done, s);
     buf_free(&l);
+}
+
+static void smtp_content_headed(void *arg)
+{
+    smtp_commit(arg);
+}
+
+/*
+ * Header! of Event.data: the content is written by then, so it is
+ * rewritten with the fields on top (above Received:, as a filter's fields
+ * would be), before the commit.
+ */
+static void smtp_commit_with_headers(struct smtp_session *s)
+{
+    struct smtp_txn *t = &s->txn;
+    struct buf h = BUF_INIT(0);
+
+    if (t->nheaders == t->nheaders_written) {
+        smtp_commit(s);
+        return;
+    }
+    for (size_t i = t->nheaders_written; i < t->nheaders; i++)
+        buf_printf(&h, "%s\n", t->headers[i]);
+    t->nheaders_written = t->nheaders;
+    spool_msg_rewrite(t->msg, &h, 0, NULL, smtp_content_headed, s);
+    buf_free(&h);
 }
 
 /* After Event.data: refused (Deny!, Defer!, a 4xx/5xx Data_reply!), the
@@ -227,7 +282,7 @@ static void smtp_content_judged(struct smtp_session *s)
     else if (s->txn.data_reply && s->txn.data_reply[0] != '2')
         msg = s->txn.data_reply;
     if (msg == NULL) {
-        smtp_commit(s);
+        smtp_commit_with_headers(s);
         return;
     }
     smtp_session_refused(s, "content (rules)", msg);
@@ -248,6 +303,64 @@ static void smtp_content_judged_none(struct smtp_session *s)
 {
     memset(&s->rules.run.out, 0, sizeof(s->rules.run.out));
     smtp_content_judged(s);
+}
+
+/* then(s) once the content is whole in its file (s->rules.msgfile), for
+ * those who read it there; a spool that failed goes to the commit, which
+ * reports it. */
+static void smtp_content_whole(struct smtp_session *s, void (*then)(void *arg))
+{
+    switch (spool_msg_write_out(s->txn.msg, s->rules.msgfile, sizeof(s->rules.msgfile),
+                                then, s)) {
+    case 1: then(s); break;
+    case 0: break;
+    default: smtp_commit(s); break;
+    }
+}
+
+/* After the milters' end of message: refused, discarded, or on to the
+ * rules (the content file is the filtered one by now). */
+static void smtp_content_filtered(struct smtp_session *s)
+{
+    const struct smtp_milter_outcome *o = smtp_milter_outcome(s);
+    const struct config *conf = s->conf;
+
+    if (o->verdict) {
+        smtp_session_refused(s, "content (milter)", o->reply);
+        smtp_session_reply(s, o->reply, "7.1", NULL, NULL);
+        smtp_policy_txn_reset(s);
+        smtp_session_set_state(s, SMTP_S_COMMAND, "content refused by a milter");
+        smtp_session_process(s);
+        return;
+    }
+    if (o->discard) {
+        log_summary(s->txn.qid, "discarded by a milter from=<%s> nrcpt=%zu client=%s",
+                    s->txn.from, s->txn.nrcpt, s->ip);
+        s->msgs++;
+        smtp_session_reply(s, conf->Msg_mail_accepted, "0.0", s->txn.qid, NULL);
+        smtp_policy_txn_reset(s);
+        smtp_session_set_state(s, SMTP_S_COMMAND, "discarded by a milter");
+        smtp_session_process(s);
+        return;
+    }
+    if (o->hold)
+        s->txn.hold = arena_strdup(&s->txn.mem, o->hold_reason);
+    if (s->txn.nrcpt == 0) {   /* a milter removed them all */
+        smtp_session_refused(s, "content (milter)", "no recipient left");
+        smtp_session_reply(s, SMTP_MILTER_REJECT, "7.1", NULL, NULL);
+        smtp_policy_txn_reset(s);
+        smtp_session_set_state(s, SMTP_S_COMMAND, "no recipient left");
+        smtp_session_process(s);
+        return;
+    }
+    smtp_content_rules(s);
+}
+
+static void smtp_content_to_milters(void *arg)
+{
+    struct smtp_session *s = arg;
+
+    smtp_milter_eom(s, s->rules.msgfile, smtp_content_filtered);
 }
 
 /* The end of data: refuse what broke a limit, commit the rest. */
@@ -276,17 +389,21 @@ static void smtp_data_end(struct smtp_session *s)
     smtp_session_set_state(s, SMTP_S_COMMIT, NULL);
     s->rules.size = (long)s->txn.data.size;
     s->rules.msgfile[0] = '\0';
+    if (!smtp_milter_on(s)) {
+        smtp_content_rules(s);
+        return;
+    }
+    smtp_content_whole(s, smtp_content_to_milters);   /* they read it from its file */
+}
+
+/* Event.data, with the content in its file for the rules' programs. */
+static void smtp_content_rules(struct smtp_session *s)
+{
     if (rules_for(s->rules.set, s->conf->Event_data) == NULL) {
         smtp_content_judged_none(s);
         return;
     }
-    /* The rules' programs get the message whole, in its file. */
-    switch (spool_msg_write_out(s->txn.msg, s->rules.msgfile, sizeof(s->rules.msgfile),
-                                smtp_content_written, s)) {
-    case 1: smtp_content_written(s); break;
-    case 0: break;
-    default: smtp_commit(s); break;   /* the commit reports the spool's error */
-    }
+    smtp_content_whole(s, smtp_content_written);   /* the programs get it in its file */
 }
 
 int smtp_message_input(struct smtp_session *s)
@@ -302,6 +419,8 @@ int smtp_message_input(struct smtp_session *s)
     buf_consume(&s->in, used);
     if (s->chunk.len) {
         spool_msg_write(s->txn.msg, s->chunk.data, s->chunk.len);
+        if (smtp_milter_on(s))
+            smtp_milter_capture(s, s->chunk.data, s->chunk.len);
         buf_reset(&s->chunk);
     }
     /* Reading stops while the spool is behind (smtp_server.c): whoever

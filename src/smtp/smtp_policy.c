@@ -37,6 +37,7 @@ void smtp_policy_txn_reset(struct smtp_session *s)
 {
     struct smtp_txn *t = &s->txn;
 
+    smtp_milter_txn_end(s);
     if (t->msg)
         spool_msg_abort(t->msg);
     t->msg = NULL;
@@ -72,6 +73,49 @@ static int smtp_txn_add_rcpt(struct smtp_txn *t, const char *addr, const char *o
     strset_add(&t->rcpt_set, t->rcpt[t->nrcpt].addr);
     t->nrcpt++;
     return 0;
+}
+
+int smtp_policy_add_rcpt(struct smtp_session *s, const char *addr, const char *via)
+{
+    char low[ADDR_PATH_MAX + 2];
+
+    snprintf(low, sizeof(low), "%s", addr);
+    addr_lower(low);
+    return smtp_txn_add_rcpt(&s->txn, low, addr, via);
+}
+
+/* Keeps the recipients that keep(i) says; the set of addresses follows. */
+static void smtp_txn_keep_rcpts(struct smtp_txn *t, int (*keep)(const struct smtp_rcpt *r,
+                                                                 const void *arg),
+                                const void *arg)
+{
+    size_t n = 0;
+
+    strset_free(&t->rcpt_set);
+    for (size_t i = 0; i < t->nrcpt; i++) {
+        if (!keep(&t->rcpt[i], arg))
+            continue;
+        t->rcpt[n++] = t->rcpt[i];
+        strset_add(&t->rcpt_set, t->rcpt[i].addr);
+    }
+    t->nrcpt = n;
+}
+
+static int smtp_rcpt_not_named(const struct smtp_rcpt *r, const void *arg)
+{
+    return strcasecmp(r->addr, arg) != 0 && strcasecmp(r->orcpt, arg) != 0;
+}
+
+void smtp_policy_del_rcpt(struct smtp_session *s, const char *addr)
+{
+    smtp_txn_keep_rcpts(&s->txn, smtp_rcpt_not_named, addr);
+}
+
+static int smtp_rcpt_before_mark(const struct smtp_rcpt *r, const void *arg)
+{
+    const struct smtp_txn *t = arg;
+
+    return (size_t)(r - t->rcpt) < t->rcpt_mark;
 }
 
 /* Cp!: a copy of the message for each address the event's rules named. */
@@ -353,15 +397,35 @@ static int smtp_sender_listed(const char *list, const char *from)
     return 0;
 }
 
-static void smtp_mail_accept(struct smtp_session *s)
+/* After the milters' mail step: refused, or the sender is taken. */
+static void smtp_mail_filtered(struct smtp_session *s)
 {
     const struct config *conf = s->conf;
+    const struct smtp_milter_outcome *o = smtp_milter_outcome(s);
 
+    char reply[sizeof(o->reply)];
+
+    if (o->verdict) {   /* the reply outlives the transaction's end */
+        snprintf(reply, sizeof(reply), "%s", o->reply);
+        smtp_session_refused(s, "sender (milter)", reply);
+        smtp_policy_txn_reset(s);
+        smtp_refuse(s, reply, "7.1", NULL, 0);
+        return;
+    }
     s->txn.active = 1;
     smtp_policy_add_copies(s);
     if (conf->Qlimit_senders[0] && smtp_sender_listed(conf->Qlimit_senders, s->txn.from))
         smtp_policy_set_qlimit(s);
     smtp_accept_reply(s, conf->Msg_allowed_sender, "1.0");
+}
+
+static void smtp_mail_accept(struct smtp_session *s)
+{
+    s->txn.active = 1;
+    if (smtp_milter_active(s))
+        smtp_milter_mail(s, smtp_mail_filtered);
+    else
+        smtp_mail_filtered(s);
 }
 
 /*
@@ -515,17 +579,38 @@ static void smtp_do_mail(struct smtp_session *s, const struct smtp_cmd *c)
 
 /* ---- RCPT ---- */
 
-static void smtp_rcpt_accepted(struct smtp_session *s, int ok)
+/* After the milters' rcpt step: the recipient is refused (what this RCPT
+ * added goes again), or taken. */
+static void smtp_rcpt_filtered(struct smtp_session *s)
 {
     const struct config *conf = s->conf;
+    const struct smtp_milter_outcome *o = smtp_milter_outcome(s);
 
-    if (!ok) {
-        smtp_refuse(s, conf->Msg_toomany_rcpts, "5.3", NULL, 0);
+    if (o->verdict) {
+        smtp_txn_keep_rcpts(&s->txn, smtp_rcpt_before_mark, &s->txn);
+        smtp_session_refused(s, "recipient (milter)", o->reply);
+        smtp_refuse(s, o->reply, "7.1", NULL, 0);
         return;
     }
     s->txn.rcpt_cmds++;
     smtp_policy_add_copies(s);   /* Cp! of Event.rcpt: with an accepted recipient only */
     smtp_accept_reply(s, conf->Msg_allowed_rcpt, "1.5");
+}
+
+static void smtp_rcpt_accepted(struct smtp_session *s, int ok)
+{
+    char addr[ADDR_PATH_MAX + 2];
+
+    if (!ok) {
+        smtp_refuse(s, s->conf->Msg_toomany_rcpts, "5.3", NULL, 0);
+        return;
+    }
+    if (!smtp_milter_on(s)) {
+        smtp_rcpt_filtered(s);
+        return;
+    }
+    addr_format(&s->pending_path.addr, addr, sizeof(addr));
+    smtp_milter_rcpt(s, arena_strdup(&s->txn.mem, addr), smtp_rcpt_filtered);
 }
 
 /* Rcpt_level_check 1: the domain of a relayed recipient must exist. */
@@ -730,6 +815,7 @@ static void smtp_do_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
         smtp_refuse(s, conf->Msg_invalid_domain, "1.3", p->addr.local, 0);
         return;
     }
+    s->txn.rcpt_mark = s->txn.nrcpt;
     addr_format(&p->addr, addr, sizeof(addr));
     addr_lower(addr);
     if (accounts_resolve(&s->w->node->mods, conf, &s->own, addr, &req, smtp_lookup_done,

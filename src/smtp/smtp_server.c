@@ -500,6 +500,7 @@ static void smtp_session_free(struct async_owner *o)
 
     smtp_session_unlink(w, s);
     smtp_rules_free(s);
+    smtp_milter_free(s);
     config_release(s->gen);
     buf_free(&s->in);
     buf_free(&s->out);
@@ -526,6 +527,7 @@ static void smtp_close(struct smtp_session *s, const char *why)
     log_central(NULL, "%s %s * disconnect msgs=%u", s->cid, s->ip, s->msgs);
     smtp_announce_held(s);
     smtp_policy_txn_free(s);
+    smtp_milter_close(s);
     uv_close((uv_handle_t *)&s->timer, smtp_handle_closed);
     stream_close(&s->io, smtp_handle_closed);
 }

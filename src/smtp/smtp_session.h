@@ -33,11 +33,15 @@ struct smtp_worker;
 struct spool_msg;
 struct accounts_result;
 struct smtp_session;
+struct smtp_milters;
 
 #define SMTP_MAX_TARGETS 10000        /* recipients of one message after aliases */
 #define SMTP_SOFT_ERRORS 10           /* from here each error reply waits a second */
 #define SMTP_MAX_ERRORS 20            /* refused commands before we hang up */
 #define SMTP_ERROR_DELAY 1            /* seconds, past SMTP_SOFT_ERRORS */
+#define SMTP_MILTERS_MAX 8            /* milters in Milters */
+#define SMTP_MILTER_REJECT "550 5.7.1 Command rejected"
+#define SMTP_MILTER_TEMPFAIL "451 4.7.1 Service unavailable - try again later"
 
 enum smtp_state {
     SMTP_S_CONNECT,   /* limits and reverse DNS checked; no greeting yet */
@@ -71,6 +75,9 @@ struct smtp_txn {
     const char *data_reply;    /* Data_reply!: the answer at the end of data */
     const char *headers[RULES_MAX_HEADERS];   /* Header! fields */
     size_t nheaders;
+    size_t nheaders_written;   /* those in the content (Event.data's come after) */
+    size_t rcpt_mark;          /* recipients before the RCPT under way */
+    const char *hold;          /* queued held (a milter's quarantine): why */
     struct smtp_data data;
     struct spool_msg *msg;
     char qid[QUEUE_ID_MAX];
@@ -90,6 +97,8 @@ enum smtp_auth_step {
 
 struct smtp_auth_state {
     enum smtp_auth_step step;
+    const char *mech;                  /* "PLAIN" or "LOGIN": the exchange's, then
+                                          the login's ({auth_type} for milters) */
     unsigned fails;                    /* failed logins (Auth_tolerance) */
     char login[SMTP_AUTH_FIELD_MAX];
     char password[SMTP_AUTH_FIELD_MAX];   /* wiped as soon as it was handed on */
@@ -154,6 +163,17 @@ struct smtp_session {
     struct smtp_txn txn;
     struct smtp_rules_state rules;
     struct buf announce;        /* "queue id\n" accepted, announced at close */
+    struct smtp_milters *milters;    /* smtp_milter.c; NULL until a MAIL needs one */
+};
+
+/* What the milters said to the last step (smtp_milter.c). */
+enum { SMTP_MILTER_GO, SMTP_MILTER_REFUSE };
+struct smtp_milter_outcome {
+    int verdict;             /* SMTP_MILTER_REFUSE: answer reply */
+    char reply[512];         /* "550 5.7.1 ..." */
+    int discard;             /* accept the message and drop it */
+    int hold;                /* queue it held (quarantine) */
+    char hold_reason[300];
 };
 
 /* ---- smtp_server.c: life, state, I/O ---- */
@@ -212,6 +232,10 @@ int smtp_message_input(struct smtp_session *s);
 void smtp_policy_txn_reset(struct smtp_session *s);
 /* The transaction's memory goes (the session closes). */
 void smtp_policy_txn_free(struct smtp_session *s);
+/* Recipients a milter adds (no relay check: the filter is trusted) or
+ * removes; -1 when the message has its maximum. */
+int smtp_policy_add_rcpt(struct smtp_session *s, const char *addr, const char *via);
+void smtp_policy_del_rcpt(struct smtp_session *s, const char *addr);
 /* A refused command (counted as an error; see smtp_policy.c), for the
  * other command files: msg is a Msg_* option or a fixed "NNN text". */
 void smtp_policy_refuse(struct smtp_session *s, const char *msg, const char *detail,
@@ -239,6 +263,34 @@ void smtp_rules_txn_end(struct smtp_session *s);
 const struct rules_outcome *smtp_rules_outcome(const struct smtp_session *s);
 /* A verdict's reply: Reply! when given, else dflt (a Msg_* value). */
 const char *smtp_rules_reply(const struct smtp_session *s, const char *dflt);
+
+/* ---- smtp_milter.c: the milters of a session ---- */
+
+/* Milters are configured in the session's view (asked at MAIL). */
+int smtp_milter_active(const struct smtp_session *s);
+/* This transaction runs through milters (MAIL asked them). */
+int smtp_milter_on(const struct smtp_session *s);
+/*
+ * The steps: each runs the milters in order, then next(s) with the result
+ * in smtp_milter_outcome (the session waits meanwhile, as for rules).
+ * mail opens the connections the transaction's Milters name; eom needs the
+ * content whole in file and sends the header section captured before.
+ */
+void smtp_milter_mail(struct smtp_session *s, void (*next)(struct smtp_session *s));
+void smtp_milter_rcpt(struct smtp_session *s, const char *rcpt,
+                      void (*next)(struct smtp_session *s));
+void smtp_milter_data(struct smtp_session *s, void (*next)(struct smtp_session *s));
+void smtp_milter_eom(struct smtp_session *s, const char *file,
+                     void (*next)(struct smtp_session *s));
+/* Content as it goes to the spool: its header section is kept. */
+void smtp_milter_capture(struct smtp_session *s, const char *p, size_t n);
+const struct smtp_milter_outcome *smtp_milter_outcome(const struct smtp_session *s);
+/* The transaction ended (the milters get abort if they were in it). */
+void smtp_milter_txn_end(struct smtp_session *s);
+/* The session closes: the connections go; _free: its memory, once no
+ * request uses it. */
+void smtp_milter_close(struct smtp_session *s);
+void smtp_milter_free(struct smtp_session *s);
 
 /* ---- smtp_auth.c: AUTH (RFC 4954) ---- */
 

@@ -55,6 +55,9 @@ struct spool_msg {
     void *drain_arg;
     spool_drain_fn *written;   /* spool_msg_write_out: all content on disk */
     void *written_arg;
+    struct buf body;     /* spool_msg_rewrite: the new body (io: the new head) */
+    size_t body_off;
+    int body_given;
     uv_work_t work;
     struct spool_msg *next;
 };
@@ -349,6 +352,7 @@ static void spool_msg_free(struct spool_msg *m)
     buf_free(&m->mem);
     buf_free(&m->io);
     buf_free(&m->ltext);
+    buf_free(&m->body);
     mem_free(m);
 }
 
@@ -400,6 +404,8 @@ static void spool_cleanup_work(uv_work_t *w)
     spool_path(path, sizeof(path), m->sp->temp_path, 'c', m->id);
     unlink(path);
     spool_path(path, sizeof(path), m->sp->temp_path, 'l', m->id);
+    unlink(path);
+    spool_path(path, sizeof(path), m->sp->temp_path, 'n', m->id);
     unlink(path);
 }
 
@@ -599,6 +605,97 @@ static void spool_flush_after(uv_work_t *w, int status)
         m->written = NULL;
         fn(m->written_arg);
     }
+}
+
+/* Copies from fd at off to the end into out; 0 or errno. */
+static int spool_copy_rest(int fd, off_t off, int out)
+{
+    char b[65536];
+    ssize_t r;
+    int e;
+
+    while ((r = pread(fd, b, sizeof(b), off)) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return errno;
+        if ((e = spool_write_fd(out, b, (size_t)r)) != 0)
+            return e;
+        off += r;
+    }
+    return 0;
+}
+
+/* Thread pool: Temp_path/n<ID> gets the new content, then replaces c<ID>. */
+static void spool_rewrite_work(uv_work_t *w)
+{
+    struct spool_msg *m = w->data;
+    char cpath[4096], npath[4096];
+    int old, nfd;
+    struct stat st;
+
+    if (m->err)
+        return;
+    spool_path(cpath, sizeof(cpath), m->sp->temp_path, 'c', m->id);
+    spool_path(npath, sizeof(npath), m->sp->temp_path, 'n', m->id);
+    old = open(cpath, O_RDONLY | O_CLOEXEC);
+    nfd = open(npath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (old < 0 || nfd < 0)
+        m->err = errno;
+    if (m->err == 0)
+        m->err = spool_write_fd(nfd, m->io.data, m->io.len);
+    if (m->err == 0)
+        m->err = m->body_given ? spool_write_fd(nfd, m->body.data, m->body.len)
+                               : spool_copy_rest(old, (off_t)m->body_off, nfd);
+    if (m->err == 0 && fstat(nfd, &st) < 0)
+        m->err = errno;
+    if (m->err == 0 && rename(npath, cpath) < 0)
+        m->err = errno;
+    if (old >= 0)
+        close(old);
+    if (m->err) {
+        if (nfd >= 0)
+            close(nfd);
+        unlink(npath);
+        return;
+    }
+    close(m->cfd);
+    m->cfd = nfd;
+    m->size = (size_t)st.st_size;
+}
+
+static void spool_rewrite_after(uv_work_t *w, int status)
+{
+    struct spool_msg *m = w->data;
+    spool_drain_fn *fn = m->written;
+
+    m->busy = 0;
+    m->written = NULL;
+    buf_free(&m->body);
+    if (status && m->err == 0)
+        m->err = EIO;
+    spool_next(m);
+    if (fn && async_req_live(&m->req))
+        fn(m->written_arg);
+}
+
+void spool_msg_rewrite(struct spool_msg *m, struct buf *head, size_t body_off,
+                       struct buf *body, spool_drain_fn *fn, void *arg)
+{
+    buf_reset(&m->io);
+    buf_swap(&m->io, head);
+    buf_reset(head);
+    buf_free(&m->body);
+    m->body_given = body != NULL;
+    if (body) {
+        buf_swap(&m->body, body);
+        buf_reset(body);
+    }
+    m->body_off = body_off;
+    m->written = fn;
+    m->written_arg = arg;
+    m->busy = 1;
+    uv_queue_work(m->sp->loop, &m->work, spool_rewrite_work, spool_rewrite_after);
 }
 
 int spool_msg_write_out(struct spool_msg *m, char *path, size_t size, spool_drain_fn *fn,

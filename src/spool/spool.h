@@ -74,6 +74,15 @@ size_t spool_msg_size(const struct spool_msg *m);
 int spool_msg_write_out(struct spool_msg *m, char *path, size_t size, spool_drain_fn *fn,
                         void *arg);
 /*
+ * The content changed before the commit (milters): the file becomes head,
+ * then body when given, else the old content from byte body_off on.  Call
+ * once the content is whole in its file (spool_msg_write_out); head and
+ * body are taken (emptied).  fn(arg) when done, on the loop, unless the
+ * owner went; an error shows at the commit.
+ */
+void spool_msg_rewrite(struct spool_msg *m, struct buf *head, size_t body_off,
+                       struct buf *body, spool_drain_fn *fn, void *arg);
+/*
  * Makes the message durable: the c file, then the l file (ltext, with the
  * settings and hits given above), each fsynced and renamed into the queue's
  * directory, then the directory fsynced.  done is called once, on the

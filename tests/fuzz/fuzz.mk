@@ -26,7 +26,7 @@ FUZZ_OBJ     := $(FUZZ_DIR)/obj
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS    ?=
 FUZZ_ALL     := smtp_cmd smtp_data addr queue_file config passwd smtp_reply bounce \
-                smtp_auth srs spf rules smtp_proxy
+                smtp_auth srs spf rules smtp_proxy milter
 FUZZ_NAMES   ?= $(FUZZ_ALL)
 
 # Read once, on first use (recursive: nothing runs at parse time).
@@ -61,6 +61,8 @@ FUZZ_EXTRA_spf := $(FUZZ_OBJ)/src/core/spf_parse.o $(FUZZ_OBJ)/src/core/spf_macr
 # The rules' parser and matchers (and what they check arguments with).
 FUZZ_EXTRA_rules := $(addprefix $(FUZZ_OBJ)/src/rules/,rules_parse.o rules_match.o \
                       rules_set.o rules_exec.o) $(FUZZ_OBJ)/src/core/spf_header.o
+# The milter wire format and header changes.
+FUZZ_EXTRA_milter := $(FUZZ_OBJ)/src/smtp/milter_proto.o $(FUZZ_OBJ)/src/smtp/milter_head.o
 FUZZ_BINS     = $(foreach n,$(FUZZ_ALL),$(FUZZ_DIR)/fuzz_$(n))
 
 $(FUZZ_OBJ)/src/%.o: src/%.c

@@ -451,14 +451,19 @@ class Dns:
     ...]} (IPv4 or IPv6), txt: {"name": ["record", ...]}, one TXT record
     each; a record is one string, or a tuple of the strings it is made of
     (dnsmasq cuts strings longer than 255 bytes into several).
+    tcp_fork: serve each TCP connection in a child process (dnsmasq's
+    normal way) rather than in the one process, which a client that keeps
+    an idle TCP connection open (rspamd) would block for every other query.
     """
 
-    def __init__(self, base, mx=None, hosts=None, ptrs=None, prefix=(), txt=None):
+    def __init__(self, base, mx=None, hosts=None, ptrs=None, prefix=(), txt=None,
+                 tcp_fork=False):
         self.prefix = list(prefix)
         self.port = free_port()
         self.dir = os.path.join(base, "dns")
         os.makedirs(self.dir, exist_ok=True)
-        args = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
+        args = ["dnsmasq", "--keep-in-foreground" if tcp_fork else "--no-daemon",
+                "--conf-file=/dev/null", "--no-resolv",
                 "--no-hosts", "--port=%d" % self.port, "--listen-address=127.0.0.1",
                 "--bind-interfaces", "--user=root", "--log-facility=-", "--local=/test/",
                 "--pid-file=%s/dnsmasq.pid" % self.dir]

@@ -240,6 +240,31 @@ def test_data_cmd_and_data_events(nodes):
     assert b"X-Rules: hits=4 ip=127.0.0.1" in n.read_content(q)
 
 
+def test_header_added_by_the_data_event(nodes, workdir):
+    """Header! in Event.data: the content is rewritten before the commit,
+    the field on top, the rest byte for byte as it came."""
+    prog = write(os.path.join(workdir, "scan.sh"),
+                 "#!/bin/sh\ngrep -q VIRUS-TEST \"$1\" && echo found\n")   # $1: the file
+    os.chmod(prog, 0o755)
+    n = rules_node(nodes, {
+        "data_cmd": 'Header! "X-Early: before data"\n',
+        "data": 'Exec? "%s" Header! "X-Scan: %%X (%%Q)"\n'
+                'Header! "X-Second: %%I"\n' % prog}).start()
+    body = b"Subject: scan me\r\n\r\nVIRUS-TEST here\r\n..dot line\r\n"   # stuffed
+    s = greeted(n)
+    r = send(s, "a@remote.test", ["alice@example.com"], body=body)
+    assert r["end"].startswith("250"), r
+    (q,) = n.queue_files()
+    content = n.read_content(q)
+    top, _, rest = content.partition(b"Received: ")
+    assert top.startswith(b"X-Scan: found (%s)\n" % q.encode()), content
+    assert b"\nX-Second: 127.0.0.1\n" in top
+    assert b"X-Early: before data\n" in rest
+    assert rest.endswith(b"Subject: scan me\n\nVIRUS-TEST here\n.dot line\n"), content
+    assert "size %d\n" % len(content) in n.read_qf(q)
+    assert os.listdir(n.tmp) == []
+
+
 def test_exec_condition_with_a_time_limit(nodes, workdir):
     prog = write(os.path.join(workdir, "check.sh"),
                  "#!/bin/sh\ncase \"$1\" in slow*) sleep 10;; bad*) echo listed; exit 0;; esac\n"
