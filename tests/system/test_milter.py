@@ -239,7 +239,8 @@ def test_added_recipient_and_new_sender(nodes, procs, milters):
     recs, rcpts = parse_lfile(w.node.read_qf(qid))
     assert recs["from"] == ["new@remote.test"]
     # (the alias fwd@example.com is expanded when the message is queued)
-    assert sorted(rc[3] for rc in rcpts) == ["extra@remote.test", "fwd@remote.test"]
+    assert sorted((rc[3], rc[6]) for rc in rcpts) == [("extra@remote.test", "milter"),
+                                                      ("fwd@remote.test", "alias:passwd")]
     code, out = w.ctl("queue", "show", qid)
     assert code == 0, out
     assert "<new@remote.test>" in out and "<extra@remote.test>" in out, out
@@ -252,22 +253,37 @@ def test_added_recipient_and_new_sender(nodes, procs, milters):
         ["extra@remote.test", "fwd@remote.test"]
 
 
-def test_header_and_body_changes(nodes, procs, milters):
+def queued_and_delivered(w, qid, check):
+    """check(content, where) on the c file, then on what the sink got."""
+    content = w.node.read_content(qid)
+    check(content, "c file")
+    recs, _ = parse_lfile(w.node.read_qf(qid))
+    assert int(recs["size"][0]) == len(content)
+    assert w.ctl("flush", qid)[0] == 0
+    wait_for(w.delivered, timeout=30, what="delivery")
+    check(w.delivered()[0][1], "at the sink")
+
+
+def split(content):
+    """(header section, body) with LF line ends: the c file has LF, the
+    sink gets CR LF."""
+    head, _, body = content.replace(b"\r\n", b"\n").partition(b"\n\n")
+    return head, body
+
+
+def test_header_changes(nodes, procs, milters):
     m = milters("lib", spec={
         "addheader": [["X-Added", "added value"]],
         "insheader": [[0, "X-Inserted", "first"]],
-        "chgheader": [["Subject", 1, "changed subject"], ["X-Drop", 1, ""]],
-        "replacebody": "replaced body\r\nline two\r\n"})
+        "chgheader": [["Subject", 1, "changed subject"], ["X-Drop", 1, ""]]})
     w = World(nodes, procs, [m], options={"Immed_delivery": 0, "Qsleep_time": 3600})
     r = w.send(body=b"Subject: original\r\nX-Drop: me\r\nX-Keep: kept\r\n\r\n"
                b"original body\r\n")
     assert r["end"].startswith("250"), r
-    qid = r["qid"]
 
     def check(content, where):
-        # the c file has LF line ends, the sink gets CR LF
-        head, _, body = content.replace(b"\r\n", b"\n").partition(b"\n\n")
-        assert body == b"replaced body\nline two\n", (where, body)
+        head, body = split(content)
+        assert body == b"original body\n", (where, body)
         assert re.search(rb"^X-Added: ?added value$", head, re.M), (where, head)
         assert re.search(rb"^Subject: ?changed subject$", head, re.M), (where, head)
         assert b"original" not in head, (where, head)
@@ -278,13 +294,25 @@ def test_header_and_body_changes(nodes, procs, milters):
         ins = head.find(b"X-Inserted: first")
         rcv = head.find(b"by mx.n1.test")
         assert 0 <= ins < rcv, (where, head)
-    content = w.node.read_content(qid)
-    check(content, "c file")
-    recs, _ = parse_lfile(w.node.read_qf(qid))
-    assert int(recs["size"][0]) == len(content)
-    assert w.ctl("flush", qid)[0] == 0
-    wait_for(w.delivered, timeout=30, what="delivery")
-    check(w.delivered()[0][1], "at the sink")
+    queued_and_delivered(w, r["qid"], check)
+
+
+@pytest.mark.parametrize("final", ["accept", "continue"])
+def test_body_replacement(nodes, procs, milters, final):
+    """The milter replaces the body, then answers accept (what most
+    milters do, libmilter's SMFIS_ACCEPT) or continue at the end of the
+    message: the same for the MTA."""
+    m = milters("lib", spec={"replacebody": "replaced body\r\nline two\r\n",
+                             "at": {"eom": final}})
+    w = World(nodes, procs, [m], options={"Immed_delivery": 0, "Qsleep_time": 3600})
+    r = w.send(body=b"Subject: body\r\n\r\noriginal body\r\n")
+    assert r["end"].startswith("250"), r
+
+    def check(content, where):
+        head, body = split(content)
+        assert body == b"replaced body\nline two\n", (where, body)
+        assert re.search(rb"^Subject: body$", head, re.M), (where, head)
+    queued_and_delivered(w, r["qid"], check)
 
 
 def test_quarantine_holds_until_release(nodes, procs, milters):
@@ -299,8 +327,8 @@ def test_quarantine_holds_until_release(nodes, procs, milters):
     assert code == 0 and re.search(r"^%s .*\(held\)" % qid, out, re.M), out
     code, out = w.ctl("queue", "show", qid)
     assert code == 0 and ("(held)" in out or re.search(r"^flags: +1$", out, re.M)), out
-    wait_for(lambda: "suspicious attachment" in w.node.log() + w.node.log("warning"),
-             timeout=10, what="the quarantine reason logged")
+    wait_for(lambda: "%s: queued held: suspicious attachment by %s" % (qid, m.addr)
+             in w.node.log("warning"), timeout=10, what="the quarantine reason logged")
     assert w.ctl("flush")[0] == 0
     time.sleep(3)
     assert w.delivered() == []
@@ -319,7 +347,8 @@ def test_discard_answers_250_and_drops(nodes, procs, milters):
     wait_for(w.spool_clean, timeout=10, what="nothing in the spool")
     time.sleep(3)
     assert w.delivered() == []
-    assert "discard" in (w.node.log() + w.node.log("summary")).lower()
+    wait_for(lambda: "discarded by a milter" in w.node.log("summary"), timeout=10,
+             what="the discard in Sumary_log")
 
 
 def test_reject_and_tempfail_with_custom_replies(nodes, procs, milters):
@@ -384,7 +413,7 @@ def test_macros_envelope_and_headers(nodes, procs, milters):
     names = [h[0] for h in eom["headers"]]
     assert names[0] == "Received", names
     assert ["Subject", "macro test"] in eom["headers"], eom["headers"]
-    assert ["X-Folded", "one\r\n\ttwo"] in eom["headers"], eom["headers"]
+    assert ["X-Folded", "one\n\ttwo"] in eom["headers"], eom["headers"]
     assert eom["body"] == "line\r\n"
     # a client that did not authenticate has no {auth_authen}
     r = w.send()
@@ -393,11 +422,12 @@ def test_macros_envelope_and_headers(nodes, procs, milters):
     assert not m.events("mail")[1]["macros"].get("{auth_authen}")
 
 
+# docs/milter.md: the client's port, {daemon_addr} and {rcpt_mailer} are
+# not sent (the interface first announced them)
 SPEC_MACROS = {
-    "C": ["j", "{daemon_name}", "{daemon_addr}", "v", "_", "{client_addr}",
-          "{client_name}", "{client_port}"],
+    "C": ["j", "{daemon_name}", "v", "_", "{client_addr}", "{client_name}"],
     "M": ["{auth_type}", "{auth_authen}", "{mail_addr}", "{mail_host}", "{mail_mailer}"],
-    "R": ["{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}"],
+    "R": ["{rcpt_addr}", "{rcpt_host}"],
     "T": ["i"], "N": ["i"], "E": ["i"],
 }
 
@@ -435,7 +465,7 @@ def test_protocol_steps_as_sent(nodes, procs, milters):
     if ev[0].get("version") != 6:
         wrong.append("negotiation %s" % ev[0])
     conn = [e for e in ev if e["ev"] == "connect"][0]
-    if conn.get("address") != "127.0.0.1" or conn.get("port") != port:
+    if conn.get("address") != "127.0.0.1" or conn.get("port") not in (0, port):
         wrong.append("connect %s, the client is 127.0.0.1 port %d" % (conn, port))
     for step, names in SPEC_MACROS.items():
         got = [e["macros"] for e in ev if e["ev"] == "macro" and e["for"] == step]
@@ -446,8 +476,9 @@ def test_protocol_steps_as_sent(nodes, procs, milters):
         if absent:
             wrong.append("macros before %s lack %s (got %s)" % (step, absent, got[0]))
     cm = ([e["macros"] for e in ev if e["ev"] == "macro" and e["for"] == "C"] or [{}])[0]
-    if cm.get("{client_port}") not in (None, str(port)):
-        wrong.append("{client_port} %s, the client's port is %d" % (cm["{client_port}"], port))
+    if cm.get("{daemon_name}") != w.node.options["Server_name"] or \
+            cm.get("{client_addr}") != "127.0.0.1":
+        wrong.append("connect macros %s" % cm)
     for step in "TNE":
         iv = [e["macros"].get("i") for e in ev if e["ev"] == "macro" and e["for"] == step]
         if iv[:1] != [r1["qid"]] or iv[-1:] != [r3["qid"]]:
@@ -458,8 +489,9 @@ def test_protocol_steps_as_sent(nodes, procs, milters):
     headers = [e["args"] for e in ev if e["ev"] == "header"]
     if headers[0][0] != "Received":
         wrong.append("first header %s" % headers[0])
-    if ["X-Folded", "one\r\n  two"] not in headers:
-        wrong.append("folded header sent as %r, expected 'one\\r\\n  two'" % [
+    # folded lines joined with LF and their whitespace, as Postfix sends them
+    if ["X-Folded", "one\n  two"] not in headers:
+        wrong.append("folded header sent as %r, expected 'one\\n  two'" % [
             h for h in headers if h[0] == "X-Folded"])
     if ["Subject", "steps"] not in headers:
         wrong.append("Subject sent as %r" % [h for h in headers if h[0] == "Subject"])
