@@ -117,7 +117,8 @@ def header_section(content):
 
 # ---- failures and Milter_default_action ----
 
-END_OF_DATA_FAILURES = ["close-body", "hang-eom"]
+END_OF_DATA_FAILURES = ["close-body", "hang-eom", "garbage-eom", "oversize-eom",
+                        "unasked-eom"]
 BEFORE_MAIL_FAILURES = ["hang-connect", "refused"]
 
 
@@ -170,6 +171,42 @@ def test_tempfail_answer_is_451_whatever_the_default_action(nodes, procs, milter
     assert r["end"] == TEMPFAIL, r
     assert m.events("eom")
     wait_for(w.spool_clean, timeout=10, what="no queue or temp files left")
+
+
+def test_failed_milter_is_skipped_the_next_one_runs(nodes, procs, milters):
+    """Milter_default_action accept: the milter that cannot be reached is
+    left out, the one after it still sees and changes the message."""
+    down = "inet:127.0.0.1:%d" % selortest.free_port()
+    up = milters("lib", spec={"addheader": [["X-Second", "ran"]]})
+    w = World(nodes, procs, milters_value="%s %s" % (down, up.addr),
+              options={"Milter_default_action": "accept", "Immed_delivery": 0})
+    r = w.send()
+    assert r["end"].startswith("250"), r
+    assert len(up.messages()) == 1
+    head, _ = split(w.node.read_content(r["qid"]))
+    assert re.search(rb"^X-Second: ?ran$", head, re.M), head
+
+
+def test_client_leaving_while_the_milter_is_asked(nodes, procs, milters):
+    """The client goes away while the milter hangs at the end of the
+    message: the wait is cancelled (the milter connection is closed long
+    before Milter_timeout), nothing stays in the spool, the node serves on."""
+    m = milters("raw", mode="hang-eom", only_from="leaving@")
+    w = World(nodes, procs, [m], options={"Milter_timeout": 30})
+    s = w.session()
+    for line in (b"MAIL FROM:<leaving@remote.test>", b"RCPT TO:<fwd@example.com>", b"DATA"):
+        cmd(s, line)
+    s.sendall(BODY + b".\r\n")
+    wait_for(lambda: m.events("hanging"), timeout=10, what="the milter to hang")
+    t = time.monotonic()
+    s.close()
+    wait_for(lambda: m.events("closed_by_mta") or m.events("error"), timeout=10,
+             what="Selor to close the milter connection")
+    assert time.monotonic() - t < 10
+    wait_for(w.spool_clean, timeout=10, what="no queue or temp files left (tmp %s)"
+             % os.listdir(w.node.tmp))
+    r = w.send(sender="after@remote.test")
+    assert r["end"].startswith("250"), r
 
 
 def test_hanging_milter_does_not_stall_the_worker(nodes, procs, milters):

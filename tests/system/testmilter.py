@@ -45,6 +45,11 @@ reply expected at every step) for what libmilter will not do.  MODE:
     close-body    closes the connection at the first body chunk
     hang-eom      never answers the end of the message (keeps reading)
     hang-connect  never answers the connect step
+    garbage-eom   answers the end of the message with an unknown reply ('Z')
+    oversize-eom  answers it with a packet header announcing 2 GB, then
+                  nothing
+    unasked-eom   adds a header ('h') although it negotiated no action,
+                  then 'c'
 
 With --only-from TEXT the misbehaviour is kept for transactions whose
 MAIL FROM contains TEXT (the connect step always misbehaves).
@@ -371,6 +376,16 @@ def raw_conn(sock, conn, args, log):
             if bad_txn and cmd == b"E" and mode == "tempfail-eom":
                 send_packet(sock, b"t")
                 continue
+            if bad_txn and cmd == b"E" and mode == "garbage-eom":
+                send_packet(sock, b"Z", b"nonsense")
+                continue
+            if bad_txn and cmd == b"E" and mode == "oversize-eom":
+                sock.sendall(struct.pack(">I", 0x7FFFFFFF) + b"h")
+                continue
+            if bad_txn and cmd == b"E" and mode == "unasked-eom":
+                send_packet(sock, b"h", b"X-Unasked\0value\0")
+                send_packet(sock, b"c")
+                continue
             if bad_txn and cmd == b"B" and mode == "close-body":
                 log(conn=conn, ev="closing", at="body")
                 return
@@ -477,7 +492,8 @@ def main():
     p.add_argument("--spec")
     p.add_argument("--mode", default="continue",
                    choices=["continue", "tempfail-eom", "close-body", "hang-eom",
-                            "hang-connect"])
+                            "hang-connect", "garbage-eom", "oversize-eom",
+                            "unasked-eom"])
     p.add_argument("--only-from")
     args = p.parse_args()
     if args.kind == "lib":
