@@ -259,7 +259,10 @@ static void mi_macros(struct smtp_milters *mi, int cmd)
         mi_macro(b, "i", s->txn.qid);
         break;
     }
-    milter_proto_end(b, start);
+    if (b->len == start + 6)
+        b->len = start;   /* nothing to say at this step */
+    else
+        milter_proto_end(b, start);
 }
 
 static void mi_connect_pkt(struct smtp_milters *mi)
@@ -830,21 +833,24 @@ void smtp_milter_data(struct smtp_session *s, void (*next)(struct smtp_session *
 void smtp_milter_capture(struct smtp_session *s, const char *p, size_t n)
 {
     struct smtp_milters *mi = s->milters;
-    size_t from;
+    size_t max = (size_t)s->conf->Max_header_size + MI_CAPTURE_EXTRA, from, take;
     char *end;
 
     if (mi == NULL || mi->cap_done)
         return;
+    /* a chunk may hold the header and much of the body: what fits is kept */
     from = mi->cap.len ? mi->cap.len - 1 : 0;
-    if (mi->cap.len + n > (size_t)s->conf->Max_header_size + MI_CAPTURE_EXTRA) {
-        mi->cap_done = 1;   /* the header is too big: the message is refused */
-        return;
-    }
-    buf_append(&mi->cap, p, n);
-    end = memmem(mi->cap.data + from, mi->cap.len - from, "\n\n", 2);
+    take = max > mi->cap.len ? max - mi->cap.len : 0;
+    if (take > n)
+        take = n;
+    buf_append(&mi->cap, p, take);
+    end = mi->cap.len > from ? memmem(mi->cap.data + from, mi->cap.len - from, "\n\n", 2)
+                             : NULL;
     if (end) {
         mi->cap.len = (size_t)(end - mi->cap.data) + 2;
         mi->cap_done = 1;
+    } else if (take < n) {
+        mi->cap_done = 1;   /* a header this big is refused by the DATA parser */
     }
 }
 
