@@ -39,6 +39,13 @@
 #    against the same node without rules, both up, in the same run:
 #    --rules-rounds rounds, alternating (without, with; with, without;
 #    without, with; ...); the medians.
+# 7. milter (when python3-milter is installed): the accept load of 1.
+#    against one node calling an accept-everything milter
+#    (tests/system/testmilter.py: libmilter through python3-milter, CONTINUE
+#    at every step, ACCEPT at the end of the message, one milter connection
+#    per session) and against the same node without it, both up, in the
+#    same run: --milter-rounds rounds alternating as in 6.; the medians.
+#    Short runs: the Python milter, not Selor, sets the pace.
 #
 # Usage: sh tests/bench/bench.sh [options]
 #   --msgs N       messages in each measured accept run (default: sized from
@@ -69,6 +76,10 @@
 #   --rules-rounds K  rounds of the rules measurement (default 3; more on a
 #                  busy machine: the ratio of two identical nodes varies
 #                  by 10-15% from run to run when other work competes)
+#   --no-milter    skip the milter measurement
+#   --milter-msgs N   messages in each milter/no-milter accept run (default
+#                  2000; each node first gets a warm-up of 200)
+#   --milter-rounds K rounds of the milter measurement (default 2)
 #   --keep         keep the work directory (its path is printed)
 #
 # Environment: BENCH_OPTS (options read before the command line's, e.g.
@@ -81,6 +92,7 @@
 #   accept: selor 1834 msg/s, postfix 362 msg/s, ratio 5.07x
 # and the lines before it the others, e.g.
 #   rules: 50 rules 1712 msg/s, no rules 1790 msg/s, ratio 0.96
+#   milter: accept-all milter 820 msg/s, no milter 1790 msg/s, ratio 0.46
 #   end-to-end: selor 969 msg/s, postfix 814 msg/s, ratio 1.19x
 #   cluster: redis round trips per message: accept 2.16, delivery 5.89 (3.57
 #     of them the flushes); commands run by Redis, the scripts' included:
@@ -141,6 +153,11 @@ RULES_MSGS=10000
 RULES_ROUNDS=3
 RULES_WARMUP=1000
 RULES_N=50
+DO_MILTER=1
+MILTER_MSGS=2000
+MILTER_ROUNDS=2
+MILTER_WARMUP=200
+MILTER_PID=""
 PGD=""
 KEEP=0
 
@@ -172,18 +189,26 @@ while [ $# -gt 0 ]; do
     --no-rules) DO_RULES=0; shift ;;
     --rules-msgs) RULES_MSGS=$2; shift 2 ;;
     --rules-rounds) RULES_ROUNDS=$2; shift 2 ;;
+    --no-milter) DO_MILTER=0; shift ;;
+    --milter-msgs) MILTER_MSGS=$2; shift 2 ;;
+    --milter-rounds) MILTER_ROUNDS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage ;;
     *) echo "bench: unknown option $1" >&2; usage ;;
     esac
 done
-for v in "$E2E_MSGS" "$CLUSTER_MSGS" "$RULES_MSGS" "$RULES_ROUNDS"; do
+for v in "$E2E_MSGS" "$CLUSTER_MSGS" "$RULES_MSGS" "$RULES_ROUNDS" "$MILTER_MSGS" \
+         "$MILTER_ROUNDS"; do
     case "$v" in
     ''|*[!0-9]*) echo "bench: $v is not a number" >&2; exit 2 ;;
     esac
 done
 if [ "$RULES_MSGS" -lt 1 ] || [ "$RULES_ROUNDS" -lt 1 ]; then
     echo "bench: --rules-msgs and --rules-rounds must be at least 1" >&2
+    exit 2
+fi
+if [ "$MILTER_MSGS" -lt 1 ] || [ "$MILTER_ROUNDS" -lt 1 ]; then
+    echo "bench: --milter-msgs and --milter-rounds must be at least 1" >&2
     exit 2
 fi
 if [ "$CLUSTER_MSGS" -lt 3 ] || [ $((CLUSTER_MSGS % 3)) -ne 0 ]; then
@@ -419,6 +444,11 @@ cleanup() {
     stop_postfix
     stop_pid "$SINK_PID"
     stop_pid "$REDIS_PID"
+    # libmilter takes seconds to end on SIGTERM, and nothing of it is kept
+    if [ -n "$MILTER_PID" ]; then
+        kill -KILL "$MILTER_PID" 2>/dev/null
+        wait "$MILTER_PID" 2>/dev/null
+    fi
     [ -z "$PGD" ] || "$PY" "$LIB" pg-stop "$PGD"
     if [ "$KEEP" = 1 ]; then
         say "work directory kept: $W"
@@ -1575,6 +1605,119 @@ EOF
     RULES_LINE="rules: $RULES_N rules $RU_RATE1 msg/s, no rules $RU_RATE0 msg/s, ratio $(calc %.2f "$RU_RATE1 / $RU_RATE0")"
 fi
 
+# ================================================================ 7. milter
+
+MILTER_LINE=""
+if [ "$DO_MILTER" = 1 ] && ! "$PY" -c "import Milter" 2>/dev/null; then
+    MILTER_LINE="milter: not measured: python3-milter (import Milter) is not installed"
+elif [ "$DO_MILTER" = 1 ]; then
+    MID=$(mkdir_rand milter)
+    MI_PORT=$("$PY" "$LIB" freeport)
+    # the milter logs one short line per message it accepted: the check
+    # that every message of the node with the milter went through it
+    "$PY" "$ROOT/tests/system/testmilter.py" lib --port "$MI_PORT" \
+        --log "$MID/milter.log" --spec '{"accept_all": true, "log": "eom"}' \
+        > "$MID/milter.out" 2> "$MID/milter.err" &
+    MILTER_PID=$!
+    i=0
+    while ! grep -q '^READY' "$MID/milter.out" 2>/dev/null && [ $i -lt 100 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    if ! grep -q '^READY' "$MID/milter.out"; then
+        say "milter: the test milter did not start:"
+        sed 's/^/    /' "$MID/milter.err"
+        exit 2
+    fi
+    # mi_node ND MILTER: a node of 1. (accepting only); MILTER 1 calls the
+    # milter, 0 does not
+    mi_node() {
+        node_conf "$1" 1 "$1/spool" "$MAILBOX" <<EOF
+Qsleep_time 3600
+Immed_delivery 0
+$(if [ "$2" = 1 ]; then echo "Milters \"inet:127.0.0.1:$MI_PORT\""; fi)
+EOF
+        echo 1 > "$1/expect"      # the probe
+        if [ "$2" = 1 ]; then : > "$1/with-milter"; fi
+    }
+    # mi_accept ND LABEL N: one accept run of N messages against ND,
+    # verified (with the milter, the milter must have accepted every
+    # message the node accepted); sets RATE, USMSG (the node's CPU
+    # microseconds per message) and MUSMSG (the milter's)
+    mi_accept() {
+        sync
+        c0=$(cpu "$(npid "$1")")
+        m0=$(cpu "$MILTER_PID")
+        run_load "$(port "$1")" "$3" "$1/$2.out"
+        c1=$(cpu "$(npid "$1")")
+        m1=$(cpu "$MILTER_PID")
+        exp=$(($(cat "$1/expect") + $3))
+        echo "$exp" > "$1/expect"
+        ma_ok=1
+        load_errors "$2" "$1/$2.out" && ma_ok=0
+        set -- "$1" "$2" "$3" $(count_queue "$1/spool")
+        if [ "$4" -ne "$exp" ] || [ "$5" -ne "$exp" ]; then
+            say "$2: expected $exp l and c files in $1/spool, found $4 l and $5 c files"
+            ma_ok=0
+        fi
+        acc=$(summary_count ' accepted from=' "$1")
+        if [ "$acc" -ne "$exp" ]; then
+            say "$2: the summary log has $acc accepted lines, expected $exp"
+            ma_ok=0
+        fi
+        if [ -f "$1/with-milter" ]; then
+            seen=$(lines "$MID/milter.log")
+            if [ "$seen" -ne "$exp" ]; then
+                say "$2: the milter accepted $seen messages, expected $exp (was it called?)"
+                ma_ok=0
+            fi
+        fi
+        node_health "$1" "$2" || ma_ok=0
+        [ $ma_ok = 1 ] || fail "in $2: $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $3 -f $SENDER -t $RCPT 127.0.0.1:$(port "$1")"
+        RATE=$(calc %.0f "$3 / $ELAPSED")
+        USMSG=$(calc %.0f "($c1 - $c0) * 1000000 / $3")
+        MUSMSG=$(calc %.0f "($m1 - $m0) * 1000000 / $3")
+        say "$2: $3 messages in $ELAPSED s = $RATE msg/s"
+        say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$3")"
+    }
+    MN0=$(mkdir_rand selor-nomilter)
+    MN1=$(mkdir_rand selor-milter)
+    mi_node "$MN0" 0
+    mi_node "$MN1" 1
+    node_start "$MN0" "selor no milter"
+    node_start "$MN1" "selor milter"
+    node_probe "$MN0" "selor no milter"
+    node_probe "$MN1" "selor milter"
+    node_mark "$MN0" "selor no milter"
+    node_mark "$MN1" "selor milter"
+    mi_accept "$MN0" "selor no milter warm-up" "$MILTER_WARMUP"
+    mi_accept "$MN1" "selor milter warm-up" "$MILTER_WARMUP"
+    # the order alternates as in 6.: without, with; with, without; ...
+    MI_RATES0="" MI_RATES1="" MI_US0="" MI_US1="" MI_MUS=""
+    r=1
+    while [ $r -le "$MILTER_ROUNDS" ]; do
+        if [ $((r % 2)) = 1 ]; then order="0 1"; else order="1 0"; fi
+        r=$((r + 1))
+        for k in $order; do
+            if [ "$k" = 1 ]; then
+                mi_accept "$MN1" "selor milter" "$MILTER_MSGS"
+                MI_RATES1="$MI_RATES1 $RATE" MI_US1="$MI_US1 $USMSG" MI_MUS="$MI_MUS $MUSMSG"
+            else
+                mi_accept "$MN0" "selor no milter" "$MILTER_MSGS"
+                MI_RATES0="$MI_RATES0 $RATE" MI_US0="$MI_US0 $USMSG"
+            fi
+        done
+    done
+    node_stop "$MN0"
+    node_stop "$MN1"
+    kill -KILL "$MILTER_PID" 2>/dev/null
+    wait "$MILTER_PID" 2>/dev/null
+    MILTER_PID=""
+    MI_RATE0=$(median $MI_RATES0)
+    MI_RATE1=$(median $MI_RATES1)
+    say "milter: runs with the milter:$MI_RATES1 msg/s ($(median $MI_US1) us/msg of server CPU, $(median $MI_MUS) us/msg in the milter); without:$MI_RATES0 msg/s ($(median $MI_US0) us/msg)"
+    MILTER_LINE="milter: accept-all milter $MI_RATE1 msg/s, no milter $MI_RATE0 msg/s, ratio $(calc %.2f "$MI_RATE1 / $MI_RATE0")"
+fi
+
 # ================================================================ results
 
 FSYNC_LINE=""
@@ -1599,6 +1742,7 @@ say "finished in $(( $(date +%s) - START )) s; load average $(cut -d' ' -f1-3 /p
 [ -n "$TLS_LINE" ] && echo "$TLS_LINE"
 [ -n "$PGSQL_LINES" ] && echo "$PGSQL_LINES"
 [ -n "$RULES_LINE" ] && echo "$RULES_LINE"
+[ -n "$MILTER_LINE" ] && echo "$MILTER_LINE"
 [ -n "$E2E_LINE" ] && echo "$E2E_LINE"
 [ -n "$CLUSTER_LINES" ] && echo "$CLUSTER_LINES"
 if [ "$DO_ACCEPT" = 0 ]; then
