@@ -376,10 +376,10 @@ static int ctl_queue_show(const struct config *c, const char *id)
         return 1;
     arena_init(&a, 1024);
     printf("id:       %s (%s queue)\nfrom:     <%s>\nclient:   %s %s (helo %s)\n"
-           "accepted: %ld by %s\nsize:     %ld\nflags:    %u\n", qf.id, queue,
+           "accepted: %ld by %s\nsize:     %ld\nflags:    %u%s\n", qf.id, queue,
            ctl_safe(&a, qf.from), ctl_safe(&a, qf.client_ip), ctl_safe(&a, qf.client_name),
            ctl_safe(&a, qf.helo), qf.created, qf.sid[0] ? ctl_safe(&a, qf.sid) : "-",
-           qf.size, qf.flags);
+           qf.size, qf.flags, qf.flags & QF_F_HOLD ? " (held)" : "");
     printf("hits:     %ld\n", qf.hits);
     for (size_t i = 0; i < qf.nsettings; i++)
         printf("%s %s=\"%s\"\n", i ? "         " : "settings:",
