@@ -98,6 +98,7 @@ static void mi_close_all(struct smtp_milters *mi)
     mi->n = 0;
     mi->in_msg = 0;
     mi->refuse[0] = '\0';
+    mi->list[0] = '\0';   /* the next MAIL opens them again */
 }
 
 int smtp_milter_active(const struct smtp_session *s)
@@ -933,6 +934,12 @@ void smtp_milter_txn_end(struct smtp_session *s)
     memset(&mi->out, 0, sizeof(mi->out));
     buf_reset(&mi->cap);
     mi->cap_done = 0;
+}
+
+void smtp_milter_reset(struct smtp_session *s)
+{
+    if (s->milters)
+        mi_close_all(s->milters);
 }
 
 void smtp_milter_close(struct smtp_session *s)

@@ -239,6 +239,7 @@ static void smtp_helo_judged(struct smtp_session *s)
         return;
     }
     s->greeted = 1;
+    smtp_milter_reset(s);   /* the next MAIL tells the milters the new name */
     if (!s->esmtp) {
         smtp_session_reply_raw(s, "250 %s\r\n", conf->Server_name);
     } else {

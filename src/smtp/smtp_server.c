@@ -433,6 +433,7 @@ static int smtp_tls_start(struct smtp_session *s)
  */
 void smtp_session_starttls(struct smtp_session *s)
 {
+    smtp_milter_reset(s);   /* the milters hear the TLS session at the next MAIL */
     smtp_flush(s);
     if (s->state == SMTP_S_CLOSED)
         return;

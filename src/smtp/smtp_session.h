@@ -287,6 +287,9 @@ void smtp_milter_capture(struct smtp_session *s, const char *p, size_t n);
 const struct smtp_milter_outcome *smtp_milter_outcome(const struct smtp_session *s);
 /* The transaction ended (the milters get abort if they were in it). */
 void smtp_milter_txn_end(struct smtp_session *s);
+/* HELO/EHLO or STARTTLS: the connections go (the next MAIL opens them
+ * and replays connect and helo with what is new). */
+void smtp_milter_reset(struct smtp_session *s);
 /* The session closes: the connections go; _free: its memory, once no
  * request uses it. */
 void smtp_milter_close(struct smtp_session *s);

@@ -581,3 +581,35 @@ def test_def_chooses_milters_per_client(nodes, procs, milters):
     assert [e["macros"].get("{client_addr}") for e in per_ip.messages()] == ["127.0.0.5"]
     assert [e["mail_from"].strip("<>") for e in per_sender.messages()] == ["bulk@remote.test"]
     assert len(w.node.queue_files("l")) == 4
+
+
+def test_starttls_and_a_new_ehlo_reopen_the_milters(nodes, procs, milters, workdir):
+    """The milters learn what changed in the session: after STARTTLS (and
+    after a new EHLO) the next MAIL opens new connections, whose connect
+    and helo steps carry the TLS macros and the new name."""
+    import ssl
+    from test_tls import TLS_MOD, make_cert
+    cert, key = make_cert(workdir, "mx.n1.test")
+    m = milters("lib", spec={})
+    w = World(nodes, procs, [m], options={"Tls_module": TLS_MOD, "Tls_enable": 1,
+                                          "Tls_pubkey": cert, "Tls_privkey": key})
+    s = w.session()
+    assert transaction(s, "a@remote.test", ["fwd@example.com"])["end"].startswith("250")
+    assert cmd(s, b"STARTTLS").startswith("220")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s.sock = ctx.wrap_socket(s.sock)
+    assert cmd(s, b"EHLO after-tls.test").startswith("250")
+    assert transaction(s, "a@remote.test", ["fwd@example.com"])["end"].startswith("250")
+    assert cmd(s, b"EHLO again.test").startswith("250")
+    assert transaction(s, "a@remote.test", ["fwd@example.com"])["end"].startswith("250")
+    cmd(s, b"QUIT")
+    wait_for(lambda: len(m.events("close")) == 3, timeout=10,
+             what="three milter connections, each closed")
+    helos = m.events("helo")
+    assert [h["helo"] for h in helos] == ["client.test", "after-tls.test", "again.test"]
+    assert not helos[0]["macros"].get("{tls_version}"), helos[0]
+    assert helos[1]["macros"].get("{tls_version}") in ("TLSv1.2", "TLSv1.3"), helos[1]
+    assert helos[1]["macros"].get("{cipher}"), helos[1]
+    assert len(m.messages()) == 3
