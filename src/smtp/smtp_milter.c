@@ -45,6 +45,26 @@ enum mi_step { MI_MAIL, MI_RCPT, MI_DATA, MI_EOM };
 enum mi_sub { MI_OPEN, MI_CONNECT, MI_HELO, MI_CMD, MI_HEADERS, MI_EOH, MI_BODY, MI_END,
               MI_DONE };
 
+#define MI_T(x) (1u << (x))
+/* Where each part may lead (mi_set_sub checks): on through the step;
+ * done with this milter from anywhere (accept, a failure, the steps it
+ * did not want); from done to where the next milter starts. */
+static const unsigned mi_next[] = {
+    [MI_OPEN] = MI_T(MI_CONNECT) | MI_T(MI_DONE),
+    [MI_CONNECT] = MI_T(MI_HELO) | MI_T(MI_DONE),
+    [MI_HELO] = MI_T(MI_CMD) | MI_T(MI_DONE),
+    [MI_CMD] = MI_T(MI_DONE),
+    [MI_HEADERS] = MI_T(MI_HEADERS) | MI_T(MI_EOH) | MI_T(MI_DONE),
+    [MI_EOH] = MI_T(MI_BODY) | MI_T(MI_DONE),
+    [MI_BODY] = MI_T(MI_END) | MI_T(MI_DONE),
+    [MI_END] = MI_T(MI_DONE),
+    [MI_DONE] = MI_T(MI_OPEN) | MI_T(MI_CMD) | MI_T(MI_HEADERS) | MI_T(MI_DONE),
+};
+static const char *const mi_sub_names[] = {
+    "open", "connect", "helo", "command", "header", "end of header", "body",
+    "end of message", "done",
+};
+
 struct smtp_milters {
     struct smtp_session *s;
     char list[1024];                        /* the Milters value they are for */
@@ -78,6 +98,20 @@ struct smtp_milters {
 };
 
 static void mi_go(struct smtp_milters *mi);
+
+/* The one place a milter's part of a step changes: checked, logged. */
+static void mi_set_sub(struct smtp_milters *mi, enum mi_sub to)
+{
+    struct smtp_session *s = mi->s;
+
+    if (!(mi_next[mi->sub] & MI_T(to)))
+        log_panic("%s: milter step %s -> %s is not allowed", s->cid,
+                  mi_sub_names[mi->sub], mi_sub_names[to]);
+    if (s->conf->Log_lvl == 0 && to != mi->sub)
+        log_central(s->txn.qid[0] ? s->txn.qid : NULL, "%s %s * milter %zu: %s -> %s",
+                    s->cid, s->ip, mi->cur + 1, mi_sub_names[mi->sub], mi_sub_names[to]);
+    mi->sub = to;
+}
 
 /* ---- the session's milters ---- */
 
@@ -475,12 +509,12 @@ static int mi_final(struct smtp_milters *mi, const struct milter_pkt *p)
         if (mi->sub == MI_END)
             mi_advance(mi);   /* its changes stand: a new body too */
         else
-            mi->sub = MI_DONE;
+            mi_set_sub(mi, MI_DONE);
         return 0;
     case MILTER_R_SKIP:
         if (mi->sub != MI_BODY)
             return -1;
-        mi->sub = MI_END;
+        mi_set_sub(mi, MI_END);
         return 0;
     case MILTER_R_DISCARD:
         if (early)
@@ -521,7 +555,7 @@ static int mi_reply(void *arg, const struct milter_pkt *p, int failed)
     } else if (p == NULL) {
         mi_advance(mi);                          /* written; no reply asked */
     } else if (mi->sub == MI_OPEN) {
-        mi->sub = MI_CONNECT;                    /* negotiated */
+        mi_set_sub(mi, MI_CONNECT);              /* negotiated */
     } else if ((r = mi_modification(mi, p)) != 0) {
         if (r > 0)
             return 1;
@@ -549,13 +583,13 @@ static enum mi_sub mi_first(const struct smtp_milters *mi)
 static void mi_advance(struct smtp_milters *mi)
 {
     switch (mi->sub) {
-    case MI_CONNECT: mi->sub = MI_HELO; break;
-    case MI_HELO: mi->sub = MI_CMD; break;
+    case MI_CONNECT: mi_set_sub(mi, MI_HELO); break;
+    case MI_HELO: mi_set_sub(mi, MI_CMD); break;
     case MI_HEADERS:
         if (++mi->hdr >= mi->head.n)
-            mi->sub = MI_EOH;
+            mi_set_sub(mi, MI_EOH);
         break;
-    case MI_EOH: mi->sub = MI_BODY; break;
+    case MI_EOH: mi_set_sub(mi, MI_BODY); break;
     case MI_BODY: break;            /* body_at moved when the chunk was sent */
     case MI_END:
         if (mi->replacing) {
@@ -564,9 +598,9 @@ static void mi_advance(struct smtp_milters *mi)
             mi->body_len = mi->body.len;
             mi->replacing = 0;
         }
-        mi->sub = MI_DONE;
+        mi_set_sub(mi, MI_DONE);
         break;
-    default: mi->sub = MI_DONE; break;
+    default: mi_set_sub(mi, MI_DONE); break;
     }
 }
 
@@ -726,7 +760,7 @@ static int mi_act(struct smtp_milters *mi)
         return 1;
     case MI_BODY:
         if ((pf & MILTER_P_NOBODY) || mi->body_at >= mi->body_len) {
-            mi->sub = MI_END;
+            mi_set_sub(mi, MI_END);
             return 0;
         }
         mi_body_next(mi);
@@ -763,8 +797,9 @@ static void mi_go(struct smtp_milters *mi)
             return;
         }
         if (mi->sub == MI_DONE || mi->skip[mi->cur]) {
+            mi_set_sub(mi, MI_DONE);
             if (++mi->cur < mi->n) {
-                mi->sub = mi_first(mi);
+                mi_set_sub(mi, mi_first(mi));
                 mi->hdr = 0;
                 mi->body_at = 0;
             }
@@ -801,7 +836,7 @@ static void mi_start(struct smtp_session *s, enum mi_step step,
     mi->cur = 0;
     mi->hdr = 0;
     mi->body_at = 0;
-    mi->sub = mi->n ? mi_first(mi) : MI_DONE;
+    mi->sub = mi->n ? mi_first(mi) : MI_DONE;   /* a step starts: no transition */
     mi_go(mi);
 }
 
