@@ -84,8 +84,10 @@ struct smtp_milters {
     const char *rcpt;
     struct buf pkt;
     /* the message */
-    struct buf cap;                         /* the content's start: the header section */
+    struct buf cap;                         /* the content's start: the header section,
+                                               and a small message whole */
     int cap_done;
+    int body_mem;                           /* the body is all in cap */
     struct milter_head head;
     size_t body_off, body_len, body_at;
     char file[4200];
@@ -676,8 +678,9 @@ static void mi_body_next(struct smtp_milters *mi)
 
     if (n > MI_BODY_RAW)
         n = MI_BODY_RAW;
-    if (mi->body_replaced) {
-        mi_body_pkt(mi, mi->body.data + mi->body_at, n);
+    if (mi->body_replaced || mi->body_mem) {
+        mi_body_pkt(mi, (mi->body_replaced ? mi->body.data
+                                           : mi->cap.data + mi->body_off) + mi->body_at, n);
         mi->body_at += n;
         mi_send(mi, MILTER_P_NR_BODY);
         return;
@@ -872,25 +875,19 @@ void smtp_milter_data(struct smtp_session *s, void (*next)(struct smtp_session *
 void smtp_milter_capture(struct smtp_session *s, const char *p, size_t n)
 {
     struct smtp_milters *mi = s->milters;
-    size_t max = (size_t)s->conf->Max_header_size + MI_CAPTURE_EXTRA, from, take;
-    char *end;
+    size_t max = (size_t)s->conf->Max_header_size + MI_CAPTURE_EXTRA, take;
 
     if (mi == NULL || mi->cap_done)
         return;
-    /* a chunk may hold the header and much of the body: what fits is kept */
-    from = mi->cap.len ? mi->cap.len - 1 : 0;
+    /* What fits is kept: the header section (a bigger one is refused by
+     * the DATA parser), and most messages whole, whose body then needs no
+     * reading from the file. */
     take = max > mi->cap.len ? max - mi->cap.len : 0;
     if (take > n)
         take = n;
     buf_append(&mi->cap, p, take);
-    end = mi->cap.len > from ? memmem(mi->cap.data + from, mi->cap.len - from, "\n\n", 2)
-                             : NULL;
-    if (end) {
-        mi->cap.len = (size_t)(end - mi->cap.data) + 2;
+    if (take < n)
         mi->cap_done = 1;
-    } else if (take < n) {
-        mi->cap_done = 1;   /* a header this big is refused by the DATA parser */
-    }
 }
 
 void smtp_milter_eom(struct smtp_session *s, const char *file,
@@ -904,6 +901,7 @@ void smtp_milter_eom(struct smtp_session *s, const char *file,
     milter_head_init(&mi->head);
     mi->body_off = milter_head_parse(&mi->head, mi->cap.data, mi->cap.len);
     mi->body_len = size > mi->body_off ? size - mi->body_off : 0;
+    mi->body_mem = !mi->cap_done && mi->cap.len == size;
     mi->body_replaced = 0;
     mi->replacing = 0;
     buf_free(&mi->body);

@@ -613,3 +613,22 @@ def test_starttls_and_a_new_ehlo_reopen_the_milters(nodes, procs, milters, workd
     assert helos[1]["macros"].get("{tls_version}") in ("TLSv1.2", "TLSv1.3"), helos[1]
     assert helos[1]["macros"].get("{cipher}"), helos[1]
     assert len(m.messages()) == 3
+
+
+@pytest.mark.parametrize("size", [60 * 1024, 3 * 1024 * 1024])
+def test_changes_to_a_big_message(nodes, procs, milters, size):
+    """A small message's body goes to the milter from memory, a big one's
+    from its file in chunks; either way the milter gets it whole, with CR LF,
+    and a header change rewrites the file with the body byte for byte."""
+    m = milters("lib", spec={"addheader": [["X-Big", "seen"]]})
+    w = World(nodes, procs, [m], options={"Max_mail_size": 10 * 1024 * 1024})
+    lines = [b"line %07d " % i + b"x" * 60 for i in range(size // 72)]
+    body = b"\r\n".join(lines) + b"\r\n"
+    r = w.send(body=b"Subject: big\r\n\r\n" + body)
+    assert r["end"].startswith("250"), r
+    wait_for(lambda: m.messages(), timeout=30, what="the milter's end of message")
+    assert m.messages()[0]["body"].encode() == body
+    head, got = split(w.node.read_content(r["qid"]))
+    assert re.search(rb"^X-Big: ?seen$", head, re.M), head
+    assert got == body.replace(b"\r\n", b"\n")
+    assert w.spool_clean() is False and os.listdir(w.node.tmp) == []
