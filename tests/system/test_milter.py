@@ -632,3 +632,16 @@ def test_changes_to_a_big_message(nodes, procs, milters, size):
     assert re.search(rb"^X-Big: ?seen$", head, re.M), head
     assert got == body.replace(b"\r\n", b"\n")
     assert w.spool_clean() is False and os.listdir(w.node.tmp) == []
+
+
+@pytest.mark.parametrize("option,value,says", [
+    ("Milters", "tcp:127.0.0.1:1234", "is not inet:HOST:PORT or unix:PATH"),
+    ("Milters", "inet:mx.example.com:1234", "is not an IP address"),
+    ("Milters", "unix:relative/path", "must be absolute"),
+    ("Milters", " ".join("inet:127.0.0.1:%d" % p for p in range(9000, 9009)), "more than 8"),
+    ("Milter_default_action", "continue", "must be accept, tempfail or reject"),
+])
+def test_bad_milter_settings_are_config_errors(nodes, option, value, says):
+    n = nodes(options={option: value})
+    rc, out = n.check()
+    assert rc != 0 and "selor.conf:" in out and option in out and says in out, out
