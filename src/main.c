@@ -79,9 +79,16 @@ static void main_queue_path(const char *path, void *arg)
     spool_queues_add(path);
 }
 
-/* A Def! the rules engine cannot check alone: the modules a Modseq_* names. */
+/* A Def! the rules engine cannot check alone: the syntax of some options,
+ * the modules a Modseq_* names. */
 static int main_check_def(int idx, const char *value, struct buf *why, void *arg)
 {
+    char text[400];
+
+    if (config_value_check(idx, value, text, sizeof(text)) < 0) {
+        buf_puts(why, text);
+        return -1;
+    }
     return accounts_check_seq(arg, idx, value, why);
 }
 

@@ -413,23 +413,41 @@ static int conf_check_sentinels(struct conf_parser *p)
     return 0;
 }
 
+int config_value_check(int idx, const char *value, char *why, size_t whylen)
+{
+    char word[300], wwhy[200];
+
+    if (idx == CONF_IDX_Milters) {
+        for (int i = 0; net_word(value, i, word, sizeof(word)) == 0; i++) {
+            if (i >= 8) {
+                snprintf(why, whylen, "Milters: more than 8 milters");
+                return -1;
+            }
+            if (net_parse_socket_spec(word, NULL, wwhy, sizeof(wwhy)) < 0) {
+                snprintf(why, whylen, "Milters: %s", wwhy);
+                return -1;
+            }
+        }
+    } else if (idx == CONF_IDX_Milter_default_action && strcmp(value, "accept") != 0 &&
+               strcmp(value, "tempfail") != 0 && strcmp(value, "reject") != 0) {
+        snprintf(why, whylen, "Milter_default_action must be accept, tempfail or reject, "
+                 "not \"%.100s\"", value);
+        return -1;
+    }
+    return 0;
+}
+
 /* Milters: at most 8 sockets; the default action one of three words. */
 static int conf_check_milters(struct conf_parser *p)
 {
-    const struct config *c = p->c;
-    const char *act = c->Milter_default_action;
-    char word[300], why[200];
-    int i;
+    static const int idx[] = {CONF_IDX_Milters, CONF_IDX_Milter_default_action};
+    char why[400];
 
-    p->line = c->line[CONF_IDX_Milters];
-    for (i = 0; net_word(c->Milters, i, word, sizeof(word)) == 0; i++)
-        if (i >= 8 || net_parse_socket_spec(word, NULL, why, sizeof(why)) < 0)
-            return conf_error(p, "Milters: %s", i >= 8 ? "more than 8 milters" : why);
-    p->line = c->line[CONF_IDX_Milter_default_action];
-    if (strcmp(act, "accept") != 0 && strcmp(act, "tempfail") != 0 &&
-        strcmp(act, "reject") != 0)
-        return conf_error(p, "Milter_default_action must be accept, tempfail or reject, "
-                             "not \"%s\"", act);
+    for (size_t i = 0; i < sizeof(idx) / sizeof(idx[0]); i++) {
+        p->line = p->c->line[idx[i]];
+        if (config_value_check(idx[i], *conf_text_field(p->c, idx[i]), why, sizeof(why)) < 0)
+            return conf_error(p, "%s", why);
+    }
     return 0;
 }
 

@@ -143,4 +143,11 @@ const char *config_suggest(const char *name);
 /* The node's control socket (selorctl): Pid_file with .ctl for .pid. */
 void config_ctl_path(const struct config *c, char *out, size_t size);
 
+/*
+ * A value for option idx as a Def! gives it, checked as the file's is for
+ * the options with a syntax of their own (Milters, Milter_default_action;
+ * the others pass): 0, or -1 with why.
+ */
+int config_value_check(int idx, const char *value, char *why, size_t whylen);
+
 #endif

@@ -645,3 +645,21 @@ def test_bad_milter_settings_are_config_errors(nodes, option, value, says):
     n = nodes(options={option: value})
     rc, out = n.check()
     assert rc != 0 and "selor.conf:" in out and option in out and says in out, out
+
+
+def test_def_of_a_bad_milter_setting_is_a_load_error(nodes, workdir):
+    """A Def! is checked as selor.conf is: FILE:LINE:COLUMN."""
+    path = os.path.join(workdir, "c.rules")
+    n = nodes(options={"Event.connection": path})
+    for rule, says in [
+            ('Ip? "10.1.1.1" Def! "Milters \'inet:10.1.1.1\'"\n', "Milters: no port"),
+            ('Ip? "10.1.1.1" Def! "Milter_default_action \'maybe\'"\n',
+             "must be accept, tempfail or reject")]:
+        with open(path, "w") as f:
+            f.write(rule)
+        rc, out = n.check()
+        assert rc == 1 and "%s:1:16: Def!: " % path in out and says in out, out
+    with open(path, "w") as f:
+        f.write('Ip? "10.1.1.1" Def! "Milters \'unix:/run/x.sock inet:127.0.0.1:1\'"\n')
+    rc, out = n.check()
+    assert rc == 0, out
