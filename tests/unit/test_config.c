@@ -572,6 +572,10 @@ static const char *other_value(int i, char *buf, size_t len)
         snprintf(buf, len, "\"10.0.0.0/8 192.0.2.7, 2001:db8::/32\"");
     } else if (strcmp(o->name, "Relay_host") == 0) {
         snprintf(buf, len, "\"smarthost.example.net:587\"");
+    } else if (strcmp(o->name, "Milters") == 0) {
+        snprintf(buf, len, "\"inet:127.0.0.1:11332, unix:/run/opendkim/opendkim.sock\"");
+    } else if (strcmp(o->name, "Milter_default_action") == 0) {
+        snprintf(buf, len, "\"accept\"");
     } else if (o->flags & CONF_F_PATH) {
         snprintf(buf, len, "\"/changed/%s\"", o->name);
     } else if (strncmp(o->name, "Msg_", 4) == 0) {
