@@ -44,7 +44,7 @@ RULES_SRC := $(addprefix src/rules/,rules_parse.c rules_set.c rules_eval.c rules
 SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
              $(addprefix src/ops/,ops.c ops_agent.c ops_http.c) \
              $(addprefix src/smtp/,smtp_worker.c smtp_server.c smtp_policy.c smtp_message.c smtp_auth.c smtp_rules.c \
-               smtp_cmd.c smtp_data.c smtp_reply.c smtp_proxy.c smtp_milter.c milter.c \
+               smtp_cmd.c smtp_data.c smtp_reply.c smtp_proxy.c smtp_milter.c smtp_milter_pkt.c milter.c \
                milter_proto.c milter_head.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
                delivery_domains.c delivery_conf.c delivery_rules.c delivery_plan.c \

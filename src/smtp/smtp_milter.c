@@ -32,10 +32,10 @@
 #include "milter.h"
 #include "milter_head.h"
 #include "net.h"
+#include "smtp_milter_pkt.h"
 #include "smtp_session.h"
 #include "smtp_worker.h"
 #include "spool.h"
-#include "version.h"
 
 #define MI_BODY_RAW 32000        /* content bytes per chunk: twice that with CR LF fits */
 #define MI_CAPTURE_EXTRA 65536   /* header capture past Max_header_size (ours) */
@@ -239,119 +239,6 @@ static void mi_failed(struct smtp_milters *mi, const char *why)
     else
         mi_verdict(mi, SMTP_MILTER_REFUSE, act[0] == 'r' ? SMTP_MILTER_REJECT
                                                          : SMTP_MILTER_TEMPFAIL);
-}
-
-/* ---- what is sent ---- */
-
-static void mi_macro(struct buf *b, const char *name, const char *value)
-{
-    if (value && value[0]) {
-        milter_proto_str(b, name);
-        milter_proto_str(b, value);
-    }
-}
-
-static void mi_macros(struct smtp_milters *mi, int cmd)
-{
-    struct smtp_session *s = mi->s;
-    struct buf *b = &mi->pkt;
-    size_t start = milter_proto_begin(b, MILTER_C_MACRO);
-    char tmp[600];
-    const char *at;
-
-    buf_putc(b, (char)cmd);
-    switch (cmd) {
-    case MILTER_C_CONNECT:
-        mi_macro(b, "j", s->conf->Server_name);
-        mi_macro(b, "{daemon_name}", s->conf->Server_name);
-        mi_macro(b, "v", "Selor " SELOR_VERSION);
-        snprintf(tmp, sizeof(tmp), "%s [%s]", s->rdns[0] ? s->rdns : "unknown", s->ip);
-        mi_macro(b, "_", tmp);
-        mi_macro(b, "{client_addr}", s->ip);
-        mi_macro(b, "{client_name}", s->rdns[0] ? s->rdns : "unknown");
-        mi_macro(b, "{client_ptr}", s->rdns[0] ? s->rdns : "unknown");
-        break;
-    case MILTER_C_HELO:
-        if (s->tls) {
-            mi_macro(b, "{tls_version}", stream_tls_version(&s->io));
-            mi_macro(b, "{cipher}", stream_tls_cipher(&s->io));
-            snprintf(tmp, sizeof(tmp), "%d", stream_tls_bits(&s->io));
-            mi_macro(b, "{cipher_bits}", tmp);
-        }
-        break;
-    case MILTER_C_MAIL:
-        mi_macro(b, "{auth_authen}", s->auth);
-        mi_macro(b, "{auth_type}", s->auth[0] ? s->authx.mech : NULL);
-        mi_macro(b, "{mail_addr}", s->txn.from);
-        at = strrchr(s->txn.from, '@');
-        mi_macro(b, "{mail_host}", at ? at + 1 : "");
-        mi_macro(b, "{mail_mailer}", "smtp");
-        break;
-    case MILTER_C_RCPT:
-        mi_macro(b, "{rcpt_addr}", mi->rcpt);
-        at = strrchr(mi->rcpt, '@');
-        mi_macro(b, "{rcpt_host}", at ? at + 1 : "");
-        break;
-    default:
-        mi_macro(b, "i", s->txn.qid);
-        break;
-    }
-    if (b->len == start + 6)
-        b->len = start;   /* nothing to say at this step */
-    else
-        milter_proto_end(b, start);
-}
-
-static void mi_connect_pkt(struct smtp_milters *mi)
-{
-    struct smtp_session *s = mi->s;
-    char host[300];
-    size_t start;
-
-    snprintf(host, sizeof(host), s->rdns[0] ? "%s" : "[%s]", s->rdns[0] ? s->rdns : s->ip);
-    mi_macros(mi, MILTER_C_CONNECT);
-    start = milter_proto_begin(&mi->pkt, MILTER_C_CONNECT);
-    milter_proto_str(&mi->pkt, host);
-    buf_putc(&mi->pkt, strchr(s->ip, ':') ? '6' : '4');
-    buf_append(&mi->pkt, "\0\0", 2);   /* the client's port: not kept */
-    milter_proto_str(&mi->pkt, s->ip);
-    milter_proto_end(&mi->pkt, start);
-}
-
-static void mi_addr_pkt(struct smtp_milters *mi, int cmd, const char *addr, const char *arg)
-{
-    size_t start;
-    char path[ADDR_PATH_MAX + 4];
-
-    mi_macros(mi, cmd);
-    start = milter_proto_begin(&mi->pkt, cmd);
-    snprintf(path, sizeof(path), "<%s>", addr);
-    milter_proto_str(&mi->pkt, path);
-    if (arg)
-        milter_proto_str(&mi->pkt, arg);
-    milter_proto_end(&mi->pkt, start);
-}
-
-static void mi_header_pkt(struct smtp_milters *mi, size_t i, int leadspc)
-{
-    size_t start = milter_proto_begin(&mi->pkt, MILTER_C_HEADER);
-
-    milter_proto_str(&mi->pkt, mi->head.f[i].name);
-    milter_proto_str(&mi->pkt, milter_head_value(&mi->head.f[i], leadspc));
-    milter_proto_end(&mi->pkt, start);
-}
-
-/* A body chunk in the wire's form: every line end CR LF. */
-static void mi_body_pkt(struct smtp_milters *mi, const char *p, size_t n)
-{
-    size_t start = milter_proto_begin(&mi->pkt, MILTER_C_BODY);
-
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '\n')
-            buf_putc(&mi->pkt, '\r');
-        buf_putc(&mi->pkt, p[i]);
-    }
-    milter_proto_end(&mi->pkt, start);
 }
 
 /* ---- replies ---- */
@@ -666,7 +553,7 @@ static void mi_body_read_after(void *arg, int status)
         mi_go(mi);
         return;
     }
-    mi_body_pkt(mi, mi->raw.data, mi->raw.len);
+    smtp_milter_pkt_body(&mi->pkt, mi->raw.data, mi->raw.len);
     mi->body_at += mi->raw.len;
     mi_send(mi, MILTER_P_NR_BODY);
 }
@@ -679,7 +566,7 @@ static void mi_body_next(struct smtp_milters *mi)
     if (n > MI_BODY_RAW)
         n = MI_BODY_RAW;
     if (mi->body_replaced || mi->body_mem) {
-        mi_body_pkt(mi, (mi->body_replaced ? mi->body.data
+        smtp_milter_pkt_body(&mi->pkt, (mi->body_replaced ? mi->body.data
                                            : mi->cap.data + mi->body_off) + mi->body_at, n);
         mi->body_at += n;
         mi_send(mi, MILTER_P_NR_BODY);
@@ -696,12 +583,12 @@ static void mi_body_next(struct smtp_milters *mi)
 static void mi_headers(struct smtp_milters *mi, int leadspc, int noreply)
 {
     if (!noreply) {
-        mi_header_pkt(mi, mi->hdr, leadspc);
+        smtp_milter_pkt_header(&mi->pkt, &mi->head.f[mi->hdr], leadspc);
         mi_send(mi, 0);
         return;
     }
     while (mi->hdr < mi->head.n)
-        mi_header_pkt(mi, mi->hdr++, leadspc);
+        smtp_milter_pkt_header(&mi->pkt, &mi->head.f[mi->hdr++], leadspc);
     mi->hdr = mi->head.n - 1;   /* the write's completion advances past the last */
     milter_send(mi->m[mi->cur], &mi->pkt, 0, mi_reply, mi);
 }
@@ -720,30 +607,31 @@ static int mi_act(struct smtp_milters *mi)
     case MI_CONNECT:
         if (pf & MILTER_P_NOCONNECT)
             break;
-        mi_connect_pkt(mi);
+        smtp_milter_pkt_connect(&mi->pkt, s);
         mi_send(mi, MILTER_P_NR_CONN);
         return 1;
     case MI_HELO:
         if (pf & MILTER_P_NOHELO)
             break;
-        mi_macros(mi, MILTER_C_HELO);
+        smtp_milter_pkt_macros(&mi->pkt, s, MILTER_C_HELO, NULL);
         milter_proto_put(&mi->pkt, MILTER_C_HELO, s->helo, strlen(s->helo) + 1);
         mi_send(mi, MILTER_P_NR_HELO);
         return 1;
     case MI_CMD:
         if (mi->step == MI_MAIL && !(pf & MILTER_P_NOMAIL)) {
-            mi_addr_pkt(mi, MILTER_C_MAIL, s->txn.from,
-                        strcmp(s->txn.body, "8BITMIME") == 0 ? "BODY=8BITMIME" : NULL);
+            smtp_milter_pkt_addr(&mi->pkt, s, MILTER_C_MAIL, s->txn.from,
+                                 strcmp(s->txn.body, "8BITMIME") == 0 ? "BODY=8BITMIME"
+                                                                      : NULL);
             mi_send(mi, MILTER_P_NR_MAIL);
             return 1;
         }
         if (mi->step == MI_RCPT && !(pf & MILTER_P_NORCPT)) {
-            mi_addr_pkt(mi, MILTER_C_RCPT, mi->rcpt, NULL);
+            smtp_milter_pkt_addr(&mi->pkt, s, MILTER_C_RCPT, mi->rcpt, NULL);
             mi_send(mi, MILTER_P_NR_RCPT);
             return 1;
         }
         if (mi->step == MI_DATA && neg->version >= 4 && !(pf & MILTER_P_NODATA)) {
-            mi_macros(mi, MILTER_C_DATA);
+            smtp_milter_pkt_macros(&mi->pkt, s, MILTER_C_DATA, NULL);
             milter_proto_put(&mi->pkt, MILTER_C_DATA, NULL, 0);
             mi_send(mi, MILTER_P_NR_DATA);
             return 1;
@@ -757,7 +645,7 @@ static int mi_act(struct smtp_milters *mi)
     case MI_EOH:
         if (pf & MILTER_P_NOEOH)
             break;
-        mi_macros(mi, MILTER_C_EOH);
+        smtp_milter_pkt_macros(&mi->pkt, s, MILTER_C_EOH, NULL);
         milter_proto_put(&mi->pkt, MILTER_C_EOH, NULL, 0);
         mi_send(mi, MILTER_P_NR_EOH);
         return 1;
@@ -769,7 +657,7 @@ static int mi_act(struct smtp_milters *mi)
         mi_body_next(mi);
         return 1;
     case MI_END:
-        mi_macros(mi, MILTER_C_EOB);
+        smtp_milter_pkt_macros(&mi->pkt, s, MILTER_C_EOB, NULL);
         milter_proto_put(&mi->pkt, MILTER_C_EOB, NULL, 0);
         mi_send(mi, 0);
         return 1;
