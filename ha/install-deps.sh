@@ -14,7 +14,8 @@ postgresql openssl procps iproute2 util-linux
 clang libclang-rt-14-dev llvm fuse3 python3-pyfuse3 faketime libfaketime
 postsrsd haproxy python3-prometheus-client redis-sentinel
 pandoc lintian dpkg-dev man-db
-rspamd opendkim opendkim-tools python3-dkim python3-milter"
+rspamd opendkim opendkim-tools python3-dkim python3-milter
+clamav-daemon clamav-freshclam clamav-milter"
 
 missing=""
 for p in $PKGS; do
@@ -47,9 +48,11 @@ if [ -n "$missing" ]; then
     # process on free loopback ports with its own configuration.  postsrsd
     # (the SRS interoperability test; its service holds ports 10001/10002
     # and a secret in /etc), redis-sentinel (test_sentinel.py; port 26379),
-    # haproxy (test_proxy.py, test_haproxy_cluster.py), rspamd and opendkim
-    # (the milter tests run their own, on loopback ports).
-    for svc in postsrsd redis-sentinel haproxy rspamd opendkim; do
+    # haproxy (test_proxy.py, test_haproxy_cluster.py), rspamd, opendkim
+    # and ClamAV (the milter tests run their own, on loopback ports;
+    # freshclam would download the virus databases: the test has its own).
+    for svc in postsrsd redis-sentinel haproxy rspamd opendkim \
+               clamav-daemon clamav-freshclam clamav-milter; do
         case " $missing " in *" $svc "*) no_service "$svc" ;; esac
     done
 fi

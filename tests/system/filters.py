@@ -1,4 +1,5 @@
-"""filters - Debian's own milters (rspamd, OpenDKIM) for Selor's system tests.
+"""filters - Debian's own milters (rspamd, OpenDKIM, clamav-milter) for Selor's
+system tests.
 
 Each class starts the real daemon as a process of the test, listening on a
 free loopback port, with every file it writes (configuration, keys, pid,
@@ -8,6 +9,7 @@ same packages stay stopped: nothing here touches /etc or /var.
 
     rs = Rspamd(workdir)            # rs.milter  == "inet:127.0.0.1:PORT"
     dk = OpenDkim(workdir)          # dk.txt_name, dk.txt_value: the DNS key
+    av = ClamAv(workdir)            # clamd + clamav-milter, EICAR only
     ...
     rs.stop(); dk.stop()
 
@@ -287,6 +289,120 @@ class OpenDkim(_Daemon):
         them)."""
         v = self.txt_value
         return {self.txt_name: [tuple(v[i:i + 250] for i in range(0, len(v), 250))]}
+
+# ---- ClamAV ----
+
+EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+# The name clamd reports for EICAR with the test's database: a name of our
+# own, so a match proves that this database (and no other) was used.
+EICAR_SIG = "Selor.Test.EICAR"
+
+
+def _clamd_answers(sock, proc, log):
+    """True once clamd answers PING on its unix socket."""
+    if proc.poll() is not None:
+        raise AssertionError("clamd exited with %s:\n%s" % (proc.returncode, _tail(log)))
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(sock)
+            s.sendall(b"zPING\0")
+            return s.recv(16).startswith(b"PONG")
+    except OSError:
+        return False
+
+
+class ClamAv(_Daemon):
+    """clamd and clamav-milter, each with a configuration of its own.
+
+    No official database (freshclam cannot download here, and it would take
+    clamd half a minute to load): DatabaseDirectory holds one body
+    signature (.ndb, hex of the string) that finds EICAR anywhere in a
+    file, named EICAR_SIG; clamd 1.4 starts with it alone in a second.
+    clamav-milter hands each message to clamd over clamd's unix socket
+    (INSTREAM), and listens for the MTA on a loopback port.
+    on_infected: "Reject" or "Quarantine" (clamav-milter's OnInfected);
+    reject_msg: its RejectMsg (%v: the virus name), or None for none (a
+    bare reject: the MTA's own text).
+    As root both stay root (no User line): no user of their own is needed,
+    clamd reads nothing but the stream clamav-milter sends it.
+    log() is clamav-milter's log (LogInfected/LogClean Full)."""
+
+    def __init__(self, base, name="clamav", on_infected="Reject", reject_msg=None):
+        self.dir = os.path.join(base, name)
+        self.db = os.path.join(self.dir, "db")
+        os.makedirs(self.db, exist_ok=True)
+        with open(os.path.join(self.db, "selor-test.ndb"), "w") as f:
+            # Name:TargetType(0 = any file):Offset(* = anywhere):HexSignature
+            f.write("%s:0:*:%s\n" % (EICAR_SIG, EICAR.encode().hex()))
+        self.clamd_sock = os.path.join(self.dir, "clamd.sock")
+        self.clamd_log = os.path.join(self.dir, "clamd.log")
+        self.clamd_conf = os.path.join(self.dir, "clamd.conf")
+        with open(self.clamd_conf, "w") as f:
+            f.write("\n".join([
+                "Foreground yes",
+                "LocalSocket %s" % self.clamd_sock,
+                "LocalSocketMode 660",
+                "FixStaleSocket yes",
+                "DatabaseDirectory %s" % self.db,
+                "TemporaryDirectory %s" % self.dir,
+                "PidFile %s" % os.path.join(self.dir, "clamd.pid"),
+                "LogFile %s" % self.clamd_log,
+                "LogTime yes",
+                # Nothing to reload in a test run.
+                "SelfCheck 0",
+                "",
+            ]))
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "clamav-milter.conf")
+        self.logfile = os.path.join(self.dir, "clamav-milter.log")
+        with open(self.conf, "w") as f:
+            f.write("\n".join([
+                "Foreground yes",
+                "MilterSocket inet:%d@127.0.0.1" % self.port,
+                "ClamdSocket unix:%s" % self.clamd_sock,
+                "PidFile %s" % os.path.join(self.dir, "clamav-milter.pid"),
+                "TemporaryDirectory %s" % self.dir,
+                "OnClean Accept",
+                "OnInfected %s" % on_infected,
+                "OnFail Defer",
+            ] + (["RejectMsg %s" % reject_msg] if reject_msg else []) + [
+                "ReadTimeout 15",   # below the tests' Milter_timeout (20)
+                "AddHeader Replace",
+                "LogFile %s" % self.logfile,
+                "LogTime yes",
+                "LogInfected Full",
+                "LogClean Full",
+                "",
+            ]))
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.clamd = None
+        try:
+            with open(self.stderr_path, "ab") as err:
+                self.clamd = subprocess.Popen(["clamd", "-c", self.clamd_conf],
+                                              stdout=err, stderr=err, start_new_session=True)
+            wait_for(lambda: _clamd_answers(self.clamd_sock, self.clamd, self.stderr_path),
+                     timeout=60, interval=0.1, what="clamd to answer PING")
+            with open(self.stderr_path, "ab") as err:
+                self.proc = subprocess.Popen(["clamav-milter", "-c", self.conf],
+                                             stdout=err, stderr=err, start_new_session=True)
+            wait_for(lambda: _listening(self.port, self.proc, "clamav-milter",
+                                        self.stderr_path),
+                     timeout=20, interval=0.1, what="clamav-milter to listen")
+        except AssertionError:
+            self.stop()
+            raise
+
+    @property
+    def milter(self):
+        return "inet:127.0.0.1:%d" % self.port
+
+    def stop(self):
+        _Daemon.stop(self)
+        _stop_group(self.clamd)
+        self.clamd = None
+
 
 # ---- DKIM verification against the test's DNS server ----
 

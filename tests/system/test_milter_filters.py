@@ -1,5 +1,6 @@
 """Selor's milter client against Debian's own filters: rspamd (its proxy
-worker in milter mode) and OpenDKIM, real daemons started by the test
+worker in milter mode), OpenDKIM and clamav-milter (with clamd and a
+one-signature database), real daemons started by the test
 (tests/system/filters.py), real clients, a Sink behind Relay_host.
 
 - rspamd refuses GTUBE at the end of the content with its own reply, and
@@ -10,7 +11,10 @@ worker in milter mode) and OpenDKIM, real daemons started by the test
 - both in one Milters line, each seeing the message as the one before
   left it;
 - a Def! in the rules gives the signing milter to authenticated clients
-  only.
+  only;
+- clamav-milter refuses a message carrying EICAR (OnInfected Reject) with
+  its own 5xx, or has Selor hold it (OnInfected Quarantine); clean mail
+  gets its X-Virus-Scanned header.
 
 rspamd takes seconds to start: one per module, as are OpenDKIM and the
 DNS server; nodes and sinks are per test.
@@ -18,6 +22,8 @@ DNS server; nodes and sinks are per test.
 import re
 import shutil
 import smtplib
+import subprocess
+import time
 
 import pytest
 
@@ -64,6 +70,20 @@ def dns(base, opendkim, opendkim_all):
     d = selortest.Dns(base, txt=txt, tcp_fork=True)
     yield d
     d.stop()
+
+
+@pytest.fixture(scope="module")
+def clamav(base):
+    c = filters.ClamAv(base, reject_msg="Virus found: %v")
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def clamav_quarantine(base):
+    c = filters.ClamAv(base, name="clamav-quarantine", on_infected="Quarantine")
+    yield c
+    c.stop()
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +287,90 @@ def test_def_milters_for_authenticated_clients(nodes, procs, opendkim_all, dns, 
                       rcpts=["alice@example.com"], frm=USER, auth=False)
     assert code == 250, (code, text)
     assert b"DKIM-Signature" in at_mda(n2, "all unauth")
+
+
+# ---- ClamAV ----
+
+def infected_message(subject):
+    """A MIME message whose attachment (base64, as mailers send files) is
+    the EICAR test file: clamd finds it only by decoding the part."""
+    import base64
+    att = base64.encodebytes(filters.EICAR.encode()).decode().replace("\n", "\r\n")
+    body = ("--b1\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n"
+            "--b1\r\nContent-Type: application/octet-stream; name=eicar.com\r\n"
+            "Content-Transfer-Encoding: base64\r\n"
+            "Content-Disposition: attachment; filename=eicar.com\r\n\r\n%s"
+            "--b1--\r\n" % att)
+    assert filters.EICAR not in body
+    return message(subject, body).replace(
+        b"Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+        b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n", 1)
+
+
+def send_qid(node, msg, rcpts=("z@remote.test",)):
+    """Sends msg after AUTH: (code, text) of the reply to the content."""
+    with node.smtp() as c:
+        c.ehlo("client.test")
+        assert c.login(USER, PW)[0] == 235
+        assert c.mail(USER)[0] == 250
+        for r in rcpts:
+            assert c.rcpt(r)[0] == 250
+        code, text = c.data(msg)
+    return code, text.decode(errors="replace")
+
+
+def selorctl(node, *args):
+    r = subprocess.run([selortest.SELORCTL, "-c", node.conf] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+VIRUS = filters.EICAR_SIG + ".UNOFFICIAL"
+
+
+def test_clamav_rejects_eicar(nodes, procs, clamav):
+    sink = procs.sink("127.0.0.1", 0)
+    n = milter_node(nodes, sink, clamav.milter)
+    code, text = send(n, infected_message("eicar attached"))
+    # clamav-milter's RejectMsg ("Virus found: %v") as its 550 5.7.1 reply;
+    # clamd names a signature of a database of one's own "NAME.UNOFFICIAL".
+    assert (code, text) == (550, "5.7.1 Virus found: %s" % VIRUS), (code, text)
+    wait_for(lambda: re.search(r"Message \S+ from <%s> to <z@remote.test> with subject "
+                               r"'eicar attached' .* infected by %s$" % (USER, re.escape(VIRUS)),
+                               clamav.log(), re.M),
+             timeout=10, what="clamav-milter to log the virus")
+    assert n.queue_files("l") == [] and n.queue_files("c") == []
+    # Clean mail right after it, on the same node, is scanned and delivered.
+    assert send(n, message("clamav clean")) == (250, "")
+    content = at_sink(sink, "clamav clean")
+    h = headers(content)
+    assert re.search(rb"^X-Virus-Scanned: clamav-milter \d\S* at \S+\r?$", h, re.M), h
+    assert re.search(rb"^X-Virus-Status: Clean\r?$", h, re.M), h
+    assert_crlf_only(content)
+    assert sink.messages() and all(b"eicar attached" not in c for _, c in sink.messages())
+
+
+def test_clamav_quarantine_holds_eicar(nodes, procs, clamav_quarantine):
+    sink = procs.sink("127.0.0.1", 0)
+    n = milter_node(nodes, sink, clamav_quarantine.milter)
+    code, text = send_qid(n, infected_message("eicar held"))
+    assert code == 250, (code, text)
+    qid = re.search(r"(\d+(?:_\d+)+)", text).group(1)
+    code, out = selorctl(n, "queue", "show", qid)
+    assert code == 0 and re.search(r"^flags: +1 \(held\)$", out, re.M), out
+    # clamav-milter tags it (AddHeader) and logs it with Selor's queue ID
+    # (the i macro), and Selor logs the reason it gave.
+    head = n.read_content(qid).split(b"\n\n", 1)[0]
+    assert re.search(rb"^X-Virus-Status: Infected \(%s\)$" % re.escape(VIRUS).encode(),
+                     head, re.M), head
+    wait_for(lambda: "Message %s from <%s>" % (qid, USER) in clamav_quarantine.log() and
+             "infected by %s" % VIRUS in clamav_quarantine.log(),
+             timeout=10, what="clamav-milter to log the virus")
+    wait_for(lambda: "%s: queued held: quarantined by clamav-milter by %s" %
+             (qid, clamav_quarantine.milter) in n.log("warning"),
+             timeout=10, what="Selor to log the quarantine")
+    # Held: a queue run does not deliver it.
+    assert selorctl(n, "flush")[0] == 0
+    time.sleep(2)
+    assert sink.messages() == []
+    assert qid in n.queue_files("l")
