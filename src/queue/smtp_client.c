@@ -24,6 +24,9 @@
  *   REUSE     smtp_client_reuse: the next transaction begins from a 0 ms
  *             timer (never inside the call) with RSET or MAIL
  *   RSET      the reply to RSET (the last transaction ended midway)
+ *   DRAIN     MAIL, or every RCPT, was refused while pipelined RCPTs or
+ *             DATA still owe replies: they are read before the result is
+ *             given, so the session can be parked clean (msg->keep only)
  *   CLOSED    the handles are closing; the last close callback frees
  * Every state change goes through sc_set_state.  One timer serves the
  * connect timeout, each reply wait, the QUIT moment and the deferred
@@ -68,6 +71,8 @@ static void sc_cancel(struct async_req *r);
 static void sc_after_ehlo(struct smtp_client *c);
 static void sc_send_mail(struct smtp_client *c);
 static void sc_idle_end(struct smtp_client *c);
+static void sc_drain_end(struct smtp_client *c, int healthy);
+static void sc_expect(struct smtp_client *c, enum sc_state st);
 
 /* ---- state, texts ---- */
 
@@ -170,6 +175,17 @@ static void sc_end(struct smtp_client *c, int code, const char *text, int polite
         sc_idle_end(c);
         return;
     }
+    if (c->state == SC_S_DRAIN) {     /* lost, timeout, nonsense */
+        sc_drain_end(c, 0);
+        return;
+    }
+    if (polite && code != 421 && smtp_client_drain_first(c)) {
+        c->drain_stage = sc_stage(c);
+        c->drain_code = code;
+        snprintf(c->drain_text, sizeof(c->drain_text), "%s", text);
+        sc_expect(c, SC_S_DRAIN);
+        return;
+    }
     c->res.reusable = polite && code != 421 && smtp_client_can_park(c);
     sc_finish(c, sc_stage(c), code, text);
     if (c->state == SC_S_CLOSED || c->state == SC_S_IDLE)  /* cancelled, parked */
@@ -178,6 +194,29 @@ static void sc_end(struct smtp_client *c, int code, const char *text, int polite
         sc_leave(c);
     else
         sc_close(c);
+}
+
+/* The refusal whose pipelined replies were awaited; healthy: they all
+ * came, and none was a 354 (the server would read content) or a 421. */
+static void sc_drain_end(struct smtp_client *c, int healthy)
+{
+    c->res.reusable = healthy;
+    c->res.lost = 0;           /* the refusal decided, not what came after */
+    sc_finish(c, c->drain_stage, c->drain_code, c->drain_text);
+    if (c->state == SC_S_CLOSED || c->state == SC_S_IDLE)
+        return;
+    if (healthy)
+        sc_leave(c);
+    else
+        sc_close(c);
+}
+
+static void sc_got_drained(struct smtp_client *c)
+{
+    if (c->rin.code / 100 == 3 || c->rin.code == 421)
+        sc_drain_end(c, 0);
+    else if (c->unanswered == 0)
+        sc_drain_end(c, 1);
 }
 
 static void sc_end_reply(struct smtp_client *c, int polite)
@@ -403,43 +442,6 @@ static void sc_got_greeting(struct smtp_client *c)
     sc_send_ehlo(c, SC_S_EHLO);
 }
 
-/* One EHLO line after the first: "KEYWORD [params]", case-insensitive. */
-static void sc_ehlo_keyword(struct smtp_client *c, const char *p, size_t n)
-{
-    size_t k = 0;
-
-    while (k < n && p[k] != ' ')
-        k++;
-    if (k == 10 && strncasecmp(p, "PIPELINING", k) == 0) {
-        c->res.pipelining = 1;
-    } else if (k == 8 && strncasecmp(p, "STARTTLS", k) == 0) {
-        c->starttls_offered = 1;
-    } else if (k == 8 && strncasecmp(p, "8BITMIME", k) == 0) {
-        c->res.eightbit = 1;
-    } else if (k == 4 && strncasecmp(p, "SIZE", k) == 0) {
-        long long v = 0;
-
-        for (size_t i = k + 1; i < n && p[i] >= '0' && p[i] <= '9'; i++)
-            v = v > (LLONG_MAX - 9) / 10 ? LLONG_MAX : v * 10 + (p[i] - '0');
-        c->res.size_limit = v;
-        c->size_offered = 1;
-    }
-}
-
-static void sc_parse_ehlo(struct smtp_client *c)
-{
-    const char *p = c->rin.text.data, *end = p + c->rin.text.len, *nl;
-
-    c->res.esmtp = 1;
-    for (int line = 0; p && p < end; line++, p = nl + 1) {
-        nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL)
-            nl = end;
-        if (line > 0)  /* the first line is the server's name */
-            sc_ehlo_keyword(c, p, (size_t)(nl - p));
-    }
-}
-
 static int sc_bad_envelope(const struct smtp_client_msg *m)
 {
     if (strpbrk(m->from, "\r\n") || strpbrk(m->helo_name, "\r\n"))
@@ -501,7 +503,7 @@ static void sc_got_ehlo(struct smtp_client *c)
         sc_send_ehlo(c, SC_S_HELO);
         return;
     }
-    sc_parse_ehlo(c);
+    smtp_client_parse_ehlo(c);
     sc_after_ehlo(c);
 }
 
@@ -714,6 +716,7 @@ static void sc_got_reply(struct smtp_client *c)
     case SC_S_CONTENT: sc_got_final(c); break;
     case SC_S_LEAVING: sc_got_leaving(c); break;
     case SC_S_RSET: sc_got_rset(c); break;
+    case SC_S_DRAIN: sc_got_drained(c); break;
     case SC_S_IDLE: sc_end_reply(c, 0); break;   /* a 421, or nonsense */
     default: break;
     }

@@ -1,7 +1,8 @@
 /*
  * smtp_client_int.h - the outgoing SMTP session as the files that run it
- * see it (smtp_client.c: the dialogue; smtp_client_txn.c: what one
- * transaction starts from, and whether a session may be parked).  Must
+ * see it (smtp_client.c: the dialogue; smtp_client_txn.c: what the server
+ * offers, what one transaction starts from, and whether a session may be
+ * parked).  Must
  * not: be included outside src/queue/smtp_client*.c.
  */
 #ifndef SELOR_SMTP_CLIENT_INT_H
@@ -36,6 +37,7 @@ enum sc_state {
     SC_S_IDLE,
     SC_S_REUSE,
     SC_S_RSET,
+    SC_S_DRAIN,
     SC_S_CLOSED,
 };
 
@@ -59,6 +61,9 @@ struct smtp_client {
     long timeout_ms;            /* each reply (msg's, kept while parked) */
     long transactions;          /* begun on this connection */
     int dirty;                  /* the last transaction ended midway: RSET */
+    enum smtp_client_stage drain_stage;   /* DRAIN: the result to give */
+    int drain_code;
+    char drain_text[SMTP_CLIENT_ANSWER_MAX];
     enum sc_state state;
     char peer[80];              /* "1.2.3.4:25", "[::1]:25" for messages */
     int handles_open;
@@ -90,5 +95,9 @@ struct smtp_client {
 void smtp_client_txn_reset(struct smtp_client *c, size_t n);
 /* The server waits for a command and owes us nothing: it may be parked. */
 int smtp_client_can_park(const struct smtp_client *c);
+/* A refusal with pipelined replies still owed: read them first (DRAIN). */
+int smtp_client_drain_first(const struct smtp_client *c);
+/* The EHLO reply in c->rin: what the server offers. */
+void smtp_client_parse_ehlo(struct smtp_client *c);
 
 #endif

@@ -38,8 +38,8 @@ def message_ids(sink):
     return out
 
 
-def delivered(node, conn=None):
-    lines = [l for l in node.log("summary").splitlines() if " delivered to=<" in l]
+def delivered(node, conn=None, to=""):
+    lines = [l for l in node.log("summary").splitlines() if " delivered to=<%s" % to in l]
     return [l for l in lines if conn is None or (" conn=%s " % conn) in l]
 
 
@@ -104,6 +104,22 @@ def test_sink_drops_idle_connection_found_dead_on_use(nodes, procs):
 def test_sink_closes_idle_connection(nodes, procs):
     # the sink closes at once: the cache forgets the session while idle
     dead_cached_connection(nodes, procs, ["--idle-close", "1"])
+
+
+def test_refused_transaction_keeps_the_connection(nodes, procs):
+    # PIPELINING: MAIL, RCPT and DATA go in one write; the RCPT is refused
+    # and DATA's 554 is read before the session is parked; the next
+    # message goes on it, after RSET
+    w = World(nodes, procs, remote=["nobody@remote.test", "bob@remote.test"],
+              sink_args=["--rcpt-rule", "nobody@remote.test=550"])
+    send_many(w, 1, "nobody@remote.test", "refused")
+    wait_for(lambda: "failed to=<nobody@remote.test>" in w.node.log("summary"),
+             timeout=30, what="the refusal")
+    send_many(w, 1, "bob@remote.test", "after")
+    wait_for(lambda: delivered(w.node, to="bob@"), timeout=30, what="delivery")
+    assert len(delivered(w.node, "reused", "bob@")) == 1, w.node.log("summary")
+    assert w.sink.stats()["total_connections"] == 1
+    assert message_ids(w.sink) == ["<after.0@client.test>"]
 
 
 def one_by_one(w, n):
