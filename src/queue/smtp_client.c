@@ -691,7 +691,7 @@ static void sc_got_final(struct smtp_client *c)
     if (sc_unexpected(c, 2))
         return;
     sc_reply_text(c, text, sizeof(text));
-    c->res.reusable = !early && smtp_client_can_park(c);
+    c->res.reusable = !early && c->rin.code != 421 && smtp_client_can_park(c);
     sc_finish(c, SMTP_CLIENT_DONE, c->rin.code, text);
     if (c->state == SC_S_CLOSED || c->state == SC_S_IDLE)
         return;

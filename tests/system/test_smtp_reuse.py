@@ -70,18 +70,19 @@ def test_200_messages_few_connections(nodes, procs):
 
 
 def test_idle_session_quits_after_reuse_time(nodes, procs):
-    w = World(nodes, procs, remote=["bob@remote.test"], options={"Smtp_reuse_time": 1})
+    w = World(nodes, procs, remote=["bob@remote.test"], options={"Smtp_reuse_time": 2})
     send_many(w, 1, "bob@remote.test", "idle")
     wait_for(lambda: len(delivered(w.node)) == 1, timeout=30, what="delivery")
     assert w.sink.stats()["connections"] == 1          # parked
-    wait_for(lambda: w.sink.stats()["connections"] == 0, timeout=5, what="idle QUIT")
+    wait_for(lambda: w.sink.stats()["connections"] == 0, timeout=8, what="idle QUIT")
     assert w.sink.stats()["quits"] == 1
 
 
 def dead_cached_connection(nodes, procs, sink_args):
     """One message parks a session; the sink closes it after 1 s idle; the
-    next message, 2 s later (within Smtp_reuse_time 5), still goes."""
-    w = World(nodes, procs, remote=["bob@remote.test"], sink_args=sink_args)
+    next message, 2 s later (within Smtp_reuse_time), still goes."""
+    w = World(nodes, procs, remote=["bob@remote.test"], sink_args=sink_args,
+              options={"Smtp_reuse_time": 30})
     send_many(w, 1, "bob@remote.test", "first")
     wait_for(lambda: len(delivered(w.node)) == 1, timeout=30, what="first delivery")
     time.sleep(2.0)
@@ -111,7 +112,8 @@ def test_refused_transaction_keeps_the_connection(nodes, procs):
     # and DATA's 554 is read before the session is parked; the next
     # message goes on it, after RSET
     w = World(nodes, procs, remote=["nobody@remote.test", "bob@remote.test"],
-              sink_args=["--rcpt-rule", "nobody@remote.test=550"])
+              sink_args=["--rcpt-rule", "nobody@remote.test=550"],
+              options={"Smtp_reuse_time": 30})
     send_many(w, 1, "nobody@remote.test", "refused")
     wait_for(lambda: "failed to=<nobody@remote.test>" in w.node.log("summary"),
              timeout=30, what="the refusal")
@@ -129,7 +131,8 @@ def one_by_one(w, n):
 
 
 def test_reuse_max_1_is_one_connection_per_message(nodes, procs):
-    w = World(nodes, procs, remote=["bob@remote.test"], options={"Smtp_reuse_max": 1})
+    w = World(nodes, procs, remote=["bob@remote.test"],
+              options={"Smtp_reuse_max": 1, "Smtp_reuse_time": 30})
     one_by_one(w, 6)
     assert w.sink.stats()["total_connections"] == 6
     assert len(delivered(w.node, "new")) == 6
@@ -143,7 +146,8 @@ def test_reuse_time_0_is_off(nodes, procs):
 
 
 def test_reuse_max_bounds_transactions_per_connection(nodes, procs):
-    w = World(nodes, procs, remote=["bob@remote.test"], options={"Smtp_reuse_max": 3})
+    w = World(nodes, procs, remote=["bob@remote.test"],
+              options={"Smtp_reuse_max": 3, "Smtp_reuse_time": 30})
     one_by_one(w, 7)
     st = w.sink.stats()
     assert st["max_transactions"] == 3 and st["total_connections"] == 3, st
