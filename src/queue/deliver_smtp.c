@@ -12,9 +12,9 @@
  * reuse:  before connecting to an address, an idle session to it (same
  *         port, TLS policy and name, HELO name) is taken from the cache;
  *         after a healthy transaction the session is parked there.  A
- *         cached session that the server had closed (lost, or 421, before
- *         any content went) is replaced by a fresh connection to the same
- *         address: not a failure, nothing is logged.  The log's host label
+ *         cached session that the server had closed (lost, timed out or
+ *         421 before any content went) is replaced by a fresh connection
+ *         to the same address: not a failure, nothing is logged.  The log's host label
  *         says conn=reused or conn=new.
  */
 #include <arpa/inet.h>
@@ -194,11 +194,12 @@ static void ds_connect(struct deliver_smtp *d, int from_cache)
     d->client = smtp_client_start(d->loop, &d->own, a, &d->msg, ds_client_done, d);
 }
 
-/* A cached session the server had closed meanwhile: it went before any
- * content did, so nothing of the message was taken. */
+/* A cached session the server (or a firewall) had closed meanwhile: lost,
+ * timed out or 421, before any content went, so nothing of the message
+ * was taken. */
 static int ds_dead_cached(const struct smtp_client_result *r, int sent)
 {
-    return r->reused && !sent && (r->lost || r->code == 421) &&
+    return r->reused && !sent && (r->lost || r->code == 0 || r->code == 421) &&
            (r->stage == SMTP_CLIENT_MAIL || r->stage == SMTP_CLIENT_RCPT ||
             r->stage == SMTP_CLIENT_DATA);
 }

@@ -6,7 +6,7 @@ Run it as a separate process (it is what Selor delivers to in the tests):
     /usr/bin/python3 tests/system/sink.py --host 127.0.0.1 --port N --dir DIR \\
         [--rcpt-rule PATTERN=ACTION ...] [--data-rule ACTION] [--greeting CODE] \\
         [--no-pipelining] [--no-esmtp] [--size N] [--delay-data SECONDS] \\
-        [--idle-close SECONDS] [--idle-drop SECONDS]
+        [--idle-close SECONDS] [--idle-drop SECONDS] [--idle-hang SECONDS]
 
 It prints "READY <port>" on standard output (flushed) once it listens, so a
 fixture can start it and wait for that line; --port 0 picks a free port and
@@ -38,6 +38,10 @@ Options:
                         gets no reply: the sink closes the connection then
                         (the client finds a cached connection dead only
                         when it uses it again).
+  --idle-hang SECONDS   a command that comes after this long without one
+                        gets no reply, nor does anything after it: the
+                        connection stays open until the client closes it
+                        (a peer that vanished behind a firewall).
 
 ACTION is "accept", a reply code such as "450" or "550" (refuse every
 time), or CODExN such as "450x2" (refuse the first N times it applies,
@@ -286,7 +290,12 @@ class Session:
                                               self.args.idle_close)
             except asyncio.TimeoutError:
                 return None
-        if self.args.idle_drop and time.monotonic() - self.last > self.args.idle_drop:
+        idle = time.monotonic() - self.last
+        if self.args.idle_drop and idle > self.args.idle_drop:
+            return None
+        if self.args.idle_hang and idle > self.args.idle_hang:
+            while await self.reader.read(4096):
+                pass
             return None
         return line
 
@@ -472,6 +481,7 @@ def parse_args(argv):
     ap.add_argument("--tls-broken", action="store_true")
     ap.add_argument("--idle-close", type=float, default=0.0)
     ap.add_argument("--idle-drop", type=float, default=0.0)
+    ap.add_argument("--idle-hang", type=float, default=0.0)
     return ap.parse_args(argv)
 
 

@@ -78,11 +78,12 @@ def test_idle_session_quits_after_reuse_time(nodes, procs):
     assert w.sink.stats()["quits"] == 1
 
 
-def dead_cached_connection(nodes, procs, sink_args):
+def dead_cached_connection(nodes, procs, sink_args, options=None):
     """One message parks a session; the sink closes it after 1 s idle; the
     next message, 2 s later (within Smtp_reuse_time), still goes."""
-    w = World(nodes, procs, remote=["bob@remote.test"], sink_args=sink_args,
-              options={"Smtp_reuse_time": 30})
+    opts = {"Smtp_reuse_time": 30}
+    opts.update(options or {})
+    w = World(nodes, procs, remote=["bob@remote.test"], sink_args=sink_args, options=opts)
     send_many(w, 1, "bob@remote.test", "first")
     wait_for(lambda: len(delivered(w.node)) == 1, timeout=30, what="first delivery")
     time.sleep(2.0)
@@ -100,6 +101,12 @@ def test_sink_drops_idle_connection_found_dead_on_use(nodes, procs):
     # the sink says nothing until the next MAIL, then closes: the cached
     # session is found dead on use and replaced by a fresh connection
     dead_cached_connection(nodes, procs, ["--idle-drop", "1"])
+
+
+def test_sink_hangs_on_idle_connection(nodes, procs):
+    # the sink stops answering: the reused session times out at MAIL
+    # (Timeout 2) and a fresh connection takes the message
+    dead_cached_connection(nodes, procs, ["--idle-hang", "1"], {"Timeout": 2})
 
 
 def test_sink_closes_idle_connection(nodes, procs):
@@ -152,3 +159,16 @@ def test_reuse_max_bounds_transactions_per_connection(nodes, procs):
     st = w.sink.stats()
     assert st["max_transactions"] == 3 and st["total_connections"] == 3, st
     assert len(delivered(w.node, "reused")) == 4
+
+
+def test_reused_session_keeps_its_tls(nodes, procs, workdir):
+    # Tls_delivery 2: the certificate is verified once, on the connection
+    # that is then reused; the second message goes under the same TLS
+    from test_tls import tls_world
+    w = tls_world(nodes, procs, workdir, 2)
+    one_by_one(w, 2)
+    lines = delivered(w.node)
+    assert " conn=new" in lines[0] and " conn=reused" in lines[1], lines
+    assert all(" tls=TLSv1.3/" in l and "/verified " in l for l in lines), lines
+    assert [e.get("tls") for e in w.sink.log()] == ["TLSv1.3", "TLSv1.3"]
+    assert w.sink.stats()["total_connections"] == 1
