@@ -10,12 +10,13 @@
  * batches: at most Tarpit_limit recipients a transaction; the next batch
  *         starts Tarpit_sleep seconds after the previous one ended.
  * reuse:  before connecting to an address, an idle session to it (same
- *         port, TLS policy and name, HELO name) is taken from the cache;
+ *         port, TLS policy and name, HELO name) is taken from the cache
+ *         (not for the batches after the first: each gets a new one);
  *         after a healthy transaction the session is parked there.  A
  *         cached session that the server had closed (lost, timed out or
  *         421 before any content went) is replaced by a fresh connection
- *         to the same address: not a failure, nothing is logged.  The log's host label
- *         says conn=reused or conn=new.
+ *         to the same address: not a failure, nothing is logged.  The
+ *         log's host label says conn=reused or conn=new.
  */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -294,7 +295,9 @@ static void ds_try_addr(struct deliver_smtp *d)
         return;
     }
     d->msg.tls_host = d->hosts[d->host_i].name;
-    ds_connect(d, 1);
+    /* a Tarpit_limit batch after the first: a new connection, as the
+     * server that limits recipients expects */
+    ds_connect(d, d->batch_start == 0);
 }
 
 /* ---- addresses of a host ---- */
