@@ -48,8 +48,8 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
                milter_proto.c milter_head.c) \
              $(addprefix src/queue/,queue.c queue_ctl.c delivery.c delivery_report.c \
                delivery_domains.c delivery_conf.c delivery_rules.c delivery_plan.c \
-               lease.c deliver_smtp.c \
-               smtp_client.c deliver_local.c) \
+               lease.c deliver_smtp.c smtp_cache.c \
+               smtp_client.c smtp_client_txn.c smtp_encode.c deliver_local.c) \
              cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
              cluster/coord_net.c cluster/coord_sentinel.c cluster/coord_redis_lua.c \
              $(RULES_SRC)
@@ -112,7 +112,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c src/smtp/smtp_proxy.c \
               src/smtp/milter_proto.c src/smtp/milter_head.c \
-              src/queue/smtp_client.c src/queue/deliver_local.c src/core/dns.c \
+              src/queue/smtp_client.c src/queue/smtp_client_txn.c \
+              src/queue/smtp_encode.c src/queue/deliver_local.c src/core/dns.c \
               src/queue/lease.c src/queue/delivery_conf.c cluster/coord.c \
               cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_net.c \
               cluster/coord_sentinel.c cluster/coord_redis_lua.c $(RULES_SRC)

@@ -9,6 +9,14 @@
  *         next host; any answer from MAIL on decides the batch.
  * batches: at most Tarpit_limit recipients a transaction; the next batch
  *         starts Tarpit_sleep seconds after the previous one ended.
+ * reuse:  before connecting to an address, an idle session to it (same
+ *         port, TLS policy and name, HELO name) is taken from the cache
+ *         (not for the batches after the first: each gets a new one);
+ *         after a healthy transaction the session is parked there.  A
+ *         cached session that the server had closed (lost, timed out or
+ *         421 before any content went) is replaced by a fresh connection
+ *         to the same address: not a failure, nothing is logged.  The
+ *         log's host label says conn=reused or conn=new.
  */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -22,6 +30,7 @@
 #include "dns.h"
 #include "mem.h"
 #include "net.h"
+#include "smtp_cache.h"
 #include "smtp_client.h"
 
 #define DS_SMTP_PORT 25
@@ -48,6 +57,8 @@ struct deliver_smtp {
     size_t naddrs, addr_i;
     struct smtp_client_msg msg;
     struct smtp_client *client;      /* the session under way */
+    int reused;                      /* it came from the cache */
+    char key[SMTP_CACHE_KEY_MAX];    /* its destination in the cache */
     int committed;                   /* some content was sent in full */
     int tls_fallback;                /* this address again, in clear */
     char last_error[DELIVER_ANSWER_MAX];
@@ -56,6 +67,7 @@ struct deliver_smtp {
 
 static void ds_route_host(struct deliver_smtp *d);
 static void ds_try_addr(struct deliver_smtp *d);
+static void ds_client_done(void *arg, const struct smtp_client_result *r);
 
 /* ---- ending ---- */
 
@@ -149,9 +161,48 @@ static void ds_host_label(struct deliver_smtp *d, const struct smtp_client_resul
     int port;
 
     net_ntop((struct sockaddr *)&d->addrs[d->addr_i], ip, sizeof(ip), &port);
-    snprintf(out, size, "%s[%s]:%d tls=%s%s%s%s", d->hosts[d->host_i].name, ip, port,
-             r->tls_version[0] ? r->tls_version : "no", r->tls_version[0] ? "/" : "",
-             r->tls_cipher, r->tls_version[0] && r->tls_verified ? "/verified" : "");
+    snprintf(out, size, "%s[%s]:%d tls=%s%s%s%s conn=%s", d->hosts[d->host_i].name, ip,
+             port, r->tls_version[0] ? r->tls_version : "no", r->tls_version[0] ? "/" : "",
+             r->tls_cipher, r->tls_version[0] && r->tls_verified ? "/verified" : "",
+             r->reused ? "reused" : "new");
+}
+
+/* Smtp_reuse_time and Smtp_reuse_max of the run's configuration. */
+static int ds_reuse_on(const struct deliver_smtp *d)
+{
+    const struct config *c = d->rq->conf;
+
+    return d->rq->cache && c->Smtp_reuse_time > 0 && c->Smtp_reuse_max > 0;
+}
+
+/* A session for the current address: a parked one when from_cache and
+ * the cache has one, else a new connection. */
+static void ds_connect(struct deliver_smtp *d, int from_cache)
+{
+    const struct sockaddr *a = (const struct sockaddr *)&d->addrs[d->addr_i];
+    struct smtp_client *c = NULL;
+
+    d->msg.keep = ds_reuse_on(d);
+    smtp_cache_key(a, &d->msg, d->key, sizeof(d->key));
+    if (from_cache && d->msg.keep)
+        c = smtp_cache_take(d->rq->cache, d->key);
+    d->reused = c != NULL;
+    if (c) {
+        d->client = c;
+        smtp_client_reuse(c, &d->own, &d->msg, ds_client_done, d);
+        return;
+    }
+    d->client = smtp_client_start(d->loop, &d->own, a, &d->msg, ds_client_done, d);
+}
+
+/* A cached session the server (or a firewall) had closed meanwhile: lost,
+ * timed out or 421, before any content went, so nothing of the message
+ * was taken. */
+static int ds_dead_cached(const struct smtp_client_result *r, int sent)
+{
+    return r->reused && !sent && (r->lost || r->code == 0 || r->code == 421) &&
+           (r->stage == SMTP_CLIENT_MAIL || r->stage == SMTP_CLIENT_RCPT ||
+            r->stage == SMTP_CLIENT_DATA);
 }
 
 static int ds_connection_failure(const struct smtp_client_result *r)
@@ -163,19 +214,26 @@ static int ds_connection_failure(const struct smtp_client_result *r)
 static void ds_client_done(void *arg, const struct smtp_client_result *r)
 {
     struct deliver_smtp *d = arg;
+    struct smtp_client *c = d->client;
+    int sent = smtp_client_content_sent(c);
     char host[300];
 
-    d->committed |= smtp_client_content_sent(d->client);
+    d->committed |= sent;
     d->client = NULL;
     ds_host_label(d, r, host, sizeof(host));
+    if (r->reusable && d->msg.keep)
+        smtp_cache_put(d->rq->cache, d->key, c, d->rq->conf->Smtp_reuse_time,
+                       d->rq->conf->Smtp_reuse_max);
+    if (ds_dead_cached(r, sent)) {
+        ds_connect(d, 0);        /* once: a fresh connection is not "reused" */
+        return;
+    }
     /* Tls_delivery 1: a handshake that failed is tried again in clear,
      * as opportunistic TLS does (once per address) */
     if (r->tls_failed && d->rq->conf->Tls_delivery == 1 && !d->tls_fallback) {
         d->tls_fallback = 1;
         d->msg.tls = 0;
-        d->client = smtp_client_start(d->loop, &d->own,
-                                      (struct sockaddr *)&d->addrs[d->addr_i], &d->msg,
-                                      ds_client_done, d);
+        ds_connect(d, 0);
         return;
     }
     d->tls_fallback = 0;
@@ -237,8 +295,9 @@ static void ds_try_addr(struct deliver_smtp *d)
         return;
     }
     d->msg.tls_host = d->hosts[d->host_i].name;
-    d->client = smtp_client_start(d->loop, &d->own, (struct sockaddr *)&d->addrs[d->addr_i],
-                                  &d->msg, ds_client_done, d);
+    /* a Tarpit_limit batch after the first: a new connection, as the
+     * server that limits recipients expects */
+    ds_connect(d, d->batch_start == 0);
 }
 
 /* ---- addresses of a host ---- */

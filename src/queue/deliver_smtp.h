@@ -7,8 +7,12 @@
  * mail), trying the addresses of each host in turn while the failure is
  * one of connection (refused, timeout, greeting or HELO refused), the
  * Tarpit_limit batches with Tarpit_sleep between them, and turning the SMTP
- * client's answers into a result per recipient.  Must not: touch the spool
- * or decide retry times (delivery.c does).
+ * client's answers into a result per recipient; with Smtp_reuse_time and
+ * Smtp_reuse_max, asking the cache (smtp_cache.h) for an idle session to
+ * the address it would connect to, parking the session after a healthy
+ * transaction, and replacing a cached session found dead, once, by a
+ * fresh connection to the same address.  Must not: touch the spool or
+ * decide retry times (delivery.c does).
  */
 #ifndef SELOR_DELIVER_SMTP_H
 #define SELOR_DELIVER_SMTP_H
@@ -38,6 +42,7 @@ struct deliver_smtp_req {
     const struct config *conf;
     struct dns *dns;
     const struct stream_tls *tls;     /* for Tls_delivery */
+    struct smtp_cache *cache;         /* idle sessions to reuse (NULL: none) */
     const char *domain;               /* lower case */
     const char *from;                 /* "" for the null sender */
     const char *const *rcpts;

@@ -627,6 +627,7 @@ static void dl_start_smtp(struct dl_job *j)
     q->conf = d->conf;
     q->dns = d->env->dns;
     q->tls = d->env->tls;
+    q->cache = d->env->scache;
     q->domain = arena_strdup(&d->mem, delivery_domain_of(j->addrs[0]));
     q->from = j->from;
     q->rcpts = j->addrs;

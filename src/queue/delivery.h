@@ -26,6 +26,7 @@ struct dns;
 struct module_set;
 struct queue_id_gen;
 struct rules_exec_pool;
+struct smtp_cache;
 
 struct delivery_env {
     uv_loop_t *loop;
@@ -36,6 +37,7 @@ struct delivery_env {
     struct queue_id_gen *idgen;
     struct rules_exec_pool *exec;      /* the rules' programs */
     struct delivery_domains domains;   /* Dremote_max_procs, paused domains */
+    struct smtp_cache *scache;         /* idle SMTP sessions (connection reuse) */
 };
 
 struct delivery;

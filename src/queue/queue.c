@@ -41,6 +41,7 @@
 #include "rules_exec.h"
 #include "queue_ctl.h"
 #include "queue_id.h"
+#include "smtp_cache.h"
 #include "spool.h"
 #include "spool_queues.h"
 
@@ -402,6 +403,8 @@ static void queue_maybe_exit(struct queue_proc *q)
     rules_exec_pool_free(q->env.exec);
     q->env.exec = NULL;
     queue_ctl_close(q->ctl);
+    smtp_cache_free(q->env.scache);     /* parked sessions say QUIT */
+    q->env.scache = NULL;
     dns_free(q->env.dns);
     module_detach_all(&q->node->mods);
     coord_detach(q->node->coord);
@@ -507,6 +510,7 @@ void queue_main(struct selor_node *node)
     q->env.dns = dns_new(&q->loop, selor_conf->Dns_servers, err, sizeof(err));
     if (q->env.dns == NULL)
         log_fatal("%s", err);
+    q->env.scache = smtp_cache_new();
     q->env.exec = rules_exec_pool_new(&q->loop, (int)selor_conf->Rules_exec_max, 1000);
     rules_watch_start(&q->loop, selor_conf, queue_rules_changed, q, spool_queues_check_new);
     coord_watch(node->coord, queue_wake, q);

@@ -19,6 +19,14 @@
  *             final reply is awaited
  *   LEAVING   the result has been given; replies still owed are read, then
  *             QUIT is sent and its reply waited for a short moment
+ *   IDLE      parked (smtp_client_park): nothing owed, the idle timer runs;
+ *             anything the server sends, or EOF, ends it (gone)
+ *   REUSE     smtp_client_reuse: the next transaction begins from a 0 ms
+ *             timer (never inside the call) with RSET or MAIL
+ *   RSET      the reply to RSET (the last transaction ended midway)
+ *   DRAIN     MAIL, or every RCPT, was refused while pipelined RCPTs or
+ *             DATA still owe replies: they are read before the result is
+ *             given, so the session can be parked clean (msg->keep only)
  *   CLOSED    the handles are closing; the last close callback frees
  * Every state change goes through sc_set_state.  One timer serves the
  * connect timeout, each reply wait, the QUIT moment and the deferred
@@ -50,135 +58,21 @@
 #include "metrics.h"
 #include "net.h"
 #include "smtp_client.h"
+#include "smtp_client_int.h"
+#include "smtp_encode.h"
 #include "smtp_reply.h"
 #include "stream.h"
-
-#define SC_LINE_MAX 4096             /* a reply line (RFC 5321 says 512) */
-#define SC_REPLY_MAX (64 * 1024)     /* a multi-line reply */
-#define SC_READ_SIZE 4096            /* one read from the socket */
-#define SC_CHUNK (64 * 1024)         /* encoded content per write */
-#define SC_QUIT_WAIT_MS 1000         /* the short moment QUIT gets */
-
-enum sc_state {
-    SC_S_CONNECT,
-    SC_S_GREETING,
-    SC_S_EHLO,
-    SC_S_HELO,
-    SC_S_STARTTLS,
-    SC_S_TLS,
-    SC_S_MAIL,
-    SC_S_RCPT,
-    SC_S_DATA,
-    SC_S_CONTENT,
-    SC_S_LEAVING,
-    SC_S_CLOSED,
-};
-
-/* What each recipient's RCPT got. */
-enum sc_rcpt {
-    SC_R_UNASKED,   /* no reply yet: gets the session's end */
-    SC_R_ACCEPTED,  /* gets the final reply (or the error that broke us) */
-    SC_R_REFUSED,   /* keeps its RCPT reply */
-};
-
-struct smtp_client {
-    struct async_req req;       /* for the owner: done reaches it */
-    struct stream io;           /* the connection, plain or TLS */
-    uv_timer_t timer;
-    uv_connect_t connect;
-    const struct smtp_client_msg *msg;
-    smtp_client_done_fn *done;
-    void *arg;
-    enum sc_state state;
-    char peer[80];              /* "1.2.3.4:25", "[::1]:25" for messages */
-    int handles_open;
-    int finished;               /* the result was given, or cancelled */
-    int quit_sent;
-    int size_offered;           /* SIZE in the EHLO reply: send SIZE= */
-    int starttls_offered;       /* STARTTLS in the EHLO reply */
-    int unanswered;             /* commands (and greeting) owed a reply */
-    int deferred;               /* a failure found before connecting */
-    int deferred_code;
-    char deferred_text[SMTP_CLIENT_ANSWER_MAX];
-    size_t rcpt_next;           /* whose RCPT reply comes next */
-    size_t accepted;
-    size_t last_refused;
-    long long encoded_size;     /* content as sent, without the final "." */
-    size_t content_pos;         /* msg->content encoded and queued so far */
-    int content_done;           /* everything up to "." is queued */
-    int writes_pending;
-    struct buf in;              /* read, not yet parsed (a partial line) */
-    struct smtp_reply_in rin;   /* the reply being read */
-    unsigned char *rstate;      /* enum sc_rcpt per recipient */
-    struct smtp_client_result res;
-    char rbuf[SC_READ_SIZE];
-    char pbuf[SC_READ_SIZE];    /* plaintext out of TLS */
-};
 
 static void sc_on_timer(uv_timer_t *t);
 static void sc_close(struct smtp_client *c);
 static void sc_leave(struct smtp_client *c);
 static void sc_send_content(struct smtp_client *c);
+static void sc_cancel(struct async_req *r);
 static void sc_after_ehlo(struct smtp_client *c);
-
-/* ---- content encoding ---- */
-
-/*
- * The line starting at pos: its length without the line end in *textlen;
- * returns where the next line starts.  A line ends at LF, CR LF, or a bare
- * CR: content goes out with CR only in CR LF, so a server that would end
- * data at <CR>.<CR> never sees a line of ours start after a bare CR
- * without its dot-stuffing (SMTP smuggling through Selor).
- */
-static size_t sc_line(const char *content, size_t len, size_t pos, size_t *textlen)
-{
-    const char *nl = memchr(content + pos, '\n', len - pos);
-    size_t lim = nl ? (size_t)(nl - content) : len;
-    const char *cr = memchr(content + pos, '\r', lim - pos);
-
-    if (cr) {
-        size_t t = (size_t)(cr - content);
-        *textlen = t - pos;
-        return t + 1 < len && content[t + 1] == '\n' ? t + 2 : t + 1;
-    }
-    *textlen = lim - pos;
-    return nl ? lim + 1 : len;
-}
-
-/* Encodes whole lines from pos until out holds want bytes; the new pos. */
-static size_t sc_encode_some(const char *content, size_t len, size_t pos,
-                             struct buf *out, size_t want)
-{
-    while (pos < len && out->len < want) {
-        size_t n, next = sc_line(content, len, pos, &n);
-
-        if (content[pos] == '.')
-            buf_putc(out, '.');
-        buf_append(out, content + pos, n);
-        buf_append(out, "\r\n", 2);
-        pos = next;
-    }
-    return pos;
-}
-
-static long long sc_encoded_size(const char *content, size_t len)
-{
-    long long size = 0;
-    size_t pos = 0;
-
-    while (pos < len) {
-        size_t n, next = sc_line(content, len, pos, &n);
-
-        size += (long long)n + 2 + (content[pos] == '.');
-        pos = next;
-    }
-    return size;
-}
-
-void smtp_client_encode(const char *content, size_t len, struct buf *out)
-{
-    sc_encode_some(content, len, 0, out, SIZE_MAX);
-}
+static void sc_send_mail(struct smtp_client *c);
+static void sc_idle_end(struct smtp_client *c);
+static void sc_drain_end(struct smtp_client *c, int healthy);
+static void sc_expect(struct smtp_client *c, enum sc_state st);
 
 /* ---- state, texts ---- */
 
@@ -196,7 +90,9 @@ static enum smtp_client_stage sc_stage(const struct smtp_client *c)
     case SC_S_HELO:
     case SC_S_STARTTLS:
     case SC_S_TLS: return SMTP_CLIENT_HELO;
-    case SC_S_MAIL: return SMTP_CLIENT_MAIL;
+    case SC_S_MAIL:
+    case SC_S_REUSE:
+    case SC_S_RSET: return SMTP_CLIENT_MAIL;
     case SC_S_RCPT: return SMTP_CLIENT_RCPT;
     default: return SMTP_CLIENT_DATA;
     }
@@ -211,6 +107,7 @@ static const char *sc_awaited(const struct smtp_client *c)
     case SC_S_STARTTLS: return "STARTTLS";
     case SC_S_TLS: return "the TLS handshake";
     case SC_S_MAIL: return "MAIL";
+    case SC_S_RSET: return "RSET";
     case SC_S_RCPT: return "RCPT";
     case SC_S_DATA: return "DATA";
     case SC_S_CONTENT: return "end of data";
@@ -253,6 +150,7 @@ static void sc_finish(struct smtp_client *c, enum smtp_client_stage stage, int c
     if (c->finished)
         return;
     c->finished = 1;
+    c->dirty = c->state != SC_S_CONTENT;
     r->stage = stage;
     r->ok = stage == SMTP_CLIENT_DONE && code / 100 == 2;
     r->code = code;
@@ -273,13 +171,52 @@ static void sc_finish(struct smtp_client *c, enum smtp_client_stage stage, int c
  */
 static void sc_end(struct smtp_client *c, int code, const char *text, int polite)
 {
+    if (c->state == SC_S_IDLE) {
+        sc_idle_end(c);
+        return;
+    }
+    if (c->state == SC_S_DRAIN) {     /* lost, timeout, nonsense */
+        sc_drain_end(c, 0);
+        return;
+    }
+    if (polite && code != 421 && smtp_client_drain_first(c)) {
+        c->drain_stage = sc_stage(c);
+        c->drain_code = code;
+        snprintf(c->drain_text, sizeof(c->drain_text), "%s", text);
+        sc_expect(c, SC_S_DRAIN);
+        return;
+    }
+    c->res.reusable = polite && code != 421 && smtp_client_can_park(c);
     sc_finish(c, sc_stage(c), code, text);
-    if (c->state == SC_S_CLOSED)  /* done cancelled us */
+    if (c->state == SC_S_CLOSED || c->state == SC_S_IDLE)  /* cancelled, parked */
         return;
     if (polite)
         sc_leave(c);
     else
         sc_close(c);
+}
+
+/* The refusal whose pipelined replies were awaited; healthy: they all
+ * came, and none was a 354 (the server would read content) or a 421. */
+static void sc_drain_end(struct smtp_client *c, int healthy)
+{
+    c->res.reusable = healthy;
+    c->res.lost = 0;           /* the refusal decided, not what came after */
+    sc_finish(c, c->drain_stage, c->drain_code, c->drain_text);
+    if (c->state == SC_S_CLOSED || c->state == SC_S_IDLE)
+        return;
+    if (healthy)
+        sc_leave(c);
+    else
+        sc_close(c);
+}
+
+static void sc_got_drained(struct smtp_client *c)
+{
+    if (c->rin.code / 100 == 3 || c->rin.code == 421)
+        sc_drain_end(c, 0);
+    else if (c->unanswered == 0)
+        sc_drain_end(c, 1);
 }
 
 static void sc_end_reply(struct smtp_client *c, int polite)
@@ -315,6 +252,7 @@ static void sc_lost(struct smtp_client *c, int err)
         sc_close(c);
         return;
     }
+    c->res.lost = 1;
     if (err == UV_EOF)
         sc_fail(c, "connection lost %s %s", how, what);
     else
@@ -357,7 +295,7 @@ static void sc_timer(struct smtp_client *c, long ms)
 static void sc_expect(struct smtp_client *c, enum sc_state st)
 {
     sc_set_state(c, st);
-    sc_timer(c, c->msg->timeout_ms);
+    sc_timer(c, c->timeout_ms);
 }
 
 /* ---- output ---- */
@@ -422,7 +360,7 @@ static void sc_send_content(struct smtp_client *c)
     struct buf b = BUF_INIT(0);
     int last;
 
-    c->content_pos = sc_encode_some(m->content, m->len, c->content_pos, &b, SC_CHUNK);
+    c->content_pos = smtp_encode_some(m->content, m->len, c->content_pos, &b, SC_CHUNK);
     last = c->content_pos >= m->len;
     if (last) {
         buf_append(&b, ".\r\n", 3);
@@ -450,7 +388,7 @@ static void sc_quit_if_due(struct smtp_client *c)
 
 static void sc_leave(struct smtp_client *c)
 {
-    long ms = c->msg->timeout_ms < SC_QUIT_WAIT_MS ? c->msg->timeout_ms : SC_QUIT_WAIT_MS;
+    long ms = c->timeout_ms < SC_QUIT_WAIT_MS ? c->timeout_ms : SC_QUIT_WAIT_MS;
 
     sc_set_state(c, SC_S_LEAVING);
     sc_timer(c, ms);
@@ -504,43 +442,6 @@ static void sc_got_greeting(struct smtp_client *c)
     sc_send_ehlo(c, SC_S_EHLO);
 }
 
-/* One EHLO line after the first: "KEYWORD [params]", case-insensitive. */
-static void sc_ehlo_keyword(struct smtp_client *c, const char *p, size_t n)
-{
-    size_t k = 0;
-
-    while (k < n && p[k] != ' ')
-        k++;
-    if (k == 10 && strncasecmp(p, "PIPELINING", k) == 0) {
-        c->res.pipelining = 1;
-    } else if (k == 8 && strncasecmp(p, "STARTTLS", k) == 0) {
-        c->starttls_offered = 1;
-    } else if (k == 8 && strncasecmp(p, "8BITMIME", k) == 0) {
-        c->res.eightbit = 1;
-    } else if (k == 4 && strncasecmp(p, "SIZE", k) == 0) {
-        long long v = 0;
-
-        for (size_t i = k + 1; i < n && p[i] >= '0' && p[i] <= '9'; i++)
-            v = v > (LLONG_MAX - 9) / 10 ? LLONG_MAX : v * 10 + (p[i] - '0');
-        c->res.size_limit = v;
-        c->size_offered = 1;
-    }
-}
-
-static void sc_parse_ehlo(struct smtp_client *c)
-{
-    const char *p = c->rin.text.data, *end = p + c->rin.text.len, *nl;
-
-    c->res.esmtp = 1;
-    for (int line = 0; p && p < end; line++, p = nl + 1) {
-        nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL)
-            nl = end;
-        if (line > 0)  /* the first line is the server's name */
-            sc_ehlo_keyword(c, p, (size_t)(nl - p));
-    }
-}
-
 static int sc_bad_envelope(const struct smtp_client_msg *m)
 {
     if (strpbrk(m->from, "\r\n") || strpbrk(m->helo_name, "\r\n"))
@@ -563,7 +464,7 @@ static void sc_send_mail(struct smtp_client *c)
     int n = 1;
 
     sc_set_state(c, SC_S_MAIL);
-    c->encoded_size = sc_encoded_size(m->content, m->len);
+    c->encoded_size = smtp_encode_size(m->content, m->len);
     if (c->res.size_limit > 0 && c->encoded_size > c->res.size_limit) {
         char text[SMTP_CLIENT_ANSWER_MAX];
 
@@ -602,7 +503,7 @@ static void sc_got_ehlo(struct smtp_client *c)
         sc_send_ehlo(c, SC_S_HELO);
         return;
     }
-    sc_parse_ehlo(c);
+    smtp_client_parse_ehlo(c);
     sc_after_ehlo(c);
 }
 
@@ -708,6 +609,16 @@ static void sc_got_mail(struct smtp_client *c)
         sc_send_rcpt(c);
 }
 
+static void sc_got_rset(struct smtp_client *c)
+{
+    if (sc_unexpected(c, 2))
+        return;
+    if (c->rin.code / 100 != 2)
+        sc_end_reply(c, c->rin.code != 421);
+    else
+        sc_send_mail(c);
+}
+
 /* Every RCPT answered: DATA, unless nobody was accepted. */
 static void sc_rcpts_done(struct smtp_client *c)
 {
@@ -780,8 +691,9 @@ static void sc_got_final(struct smtp_client *c)
     if (sc_unexpected(c, 2))
         return;
     sc_reply_text(c, text, sizeof(text));
+    c->res.reusable = !early && c->rin.code != 421 && smtp_client_can_park(c);
     sc_finish(c, SMTP_CLIENT_DONE, c->rin.code, text);
-    if (c->state == SC_S_CLOSED)
+    if (c->state == SC_S_CLOSED || c->state == SC_S_IDLE)
         return;
     if (early)
         sc_close(c);
@@ -803,6 +715,9 @@ static void sc_got_reply(struct smtp_client *c)
     case SC_S_DATA: sc_got_data(c); break;
     case SC_S_CONTENT: sc_got_final(c); break;
     case SC_S_LEAVING: sc_got_leaving(c); break;
+    case SC_S_RSET: sc_got_rset(c); break;
+    case SC_S_DRAIN: sc_got_drained(c); break;
+    case SC_S_IDLE: sc_end_reply(c, 0); break;   /* a 421, or nonsense */
     default: break;
     }
 }
@@ -883,6 +798,64 @@ static void sc_read(void *arg, ssize_t n, const char *data)
     sc_process(c);
 }
 
+/* ---- reuse: parked between transactions ---- */
+
+/* Parked, it ended on its own: the cache hears of it, then it closes. */
+static void sc_idle_end(struct smtp_client *c)
+{
+    if (async_req_end(&c->req) && c->gone)
+        c->gone(c->gone_arg);
+    sc_close(c);
+}
+
+static void sc_idle_over(struct smtp_client *c)
+{
+    if (async_req_end(&c->req) && c->gone)
+        c->gone(c->gone_arg);
+    sc_leave(c);
+}
+
+void smtp_client_park(struct smtp_client *c, struct async_owner *o, long idle_ms,
+                      smtp_client_gone_fn *gone, void *arg)
+{
+    async_req_start(&c->req, o, sc_cancel, 0);
+    c->msg = NULL;
+    c->done = NULL;
+    c->arg = NULL;
+    c->gone = gone;
+    c->gone_arg = arg;
+    sc_set_state(c, SC_S_IDLE);
+    sc_timer(c, idle_ms);
+}
+
+void smtp_client_reuse(struct smtp_client *c, struct async_owner *o,
+                       const struct smtp_client_msg *msg, smtp_client_done_fn *done,
+                       void *arg)
+{
+    async_req_end(&c->req);      /* no longer the cache's */
+    async_req_start(&c->req, o, sc_cancel, 0);
+    c->gone = NULL;
+    c->msg = msg;
+    c->done = done;
+    c->arg = arg;
+    c->timeout_ms = msg->timeout_ms;
+    smtp_client_txn_reset(c, msg->nrcpt);
+    sc_set_state(c, SC_S_REUSE);
+    sc_timer(c, 0);
+}
+
+static void sc_reuse_begin(struct smtp_client *c)
+{
+    if (c->res.nrcpt == 0) {
+        sc_end(c, 0, "no recipients", 1);
+    } else if (c->dirty) {
+        sc_expect(c, SC_S_RSET);
+        sc_send_line(c, "RSET\r\n");
+    } else {
+        sc_send_mail(c);
+    }
+}
+
 /* ---- connecting, timers ---- */
 
 static void sc_on_timer(uv_timer_t *t)
@@ -898,6 +871,12 @@ static void sc_on_timer(uv_timer_t *t)
         break;
     case SC_S_LEAVING:
         sc_close(c);
+        break;
+    case SC_S_IDLE:
+        sc_idle_over(c);
+        break;
+    case SC_S_REUSE:
+        sc_reuse_begin(c);
         break;
     case SC_S_CLOSED:
         break;
@@ -960,8 +939,6 @@ static void sc_format_peer(struct smtp_client *c, const struct sockaddr *addr)
         snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
 }
 
-static void sc_cancel(struct async_req *r);
-
 struct smtp_client *smtp_client_start(uv_loop_t *loop, struct async_owner *o,
                                       const struct sockaddr *addr,
                                       const struct smtp_client_msg *msg,
@@ -974,13 +951,11 @@ struct smtp_client *smtp_client_start(uv_loop_t *loop, struct async_owner *o,
     c->msg = msg;
     c->done = done;
     c->arg = arg;
+    c->timeout_ms = msg->timeout_ms;
     async_req_start(&c->req, o, sc_cancel, 0);
     buf_init(&c->in, SC_LINE_MAX + 2 + SC_READ_SIZE);
     buf_init(&c->rin.text, SC_REPLY_MAX);
-    c->rstate = mem_zalloc(n);
-    c->res.nrcpt = n;
-    c->res.rcpt_code = mem_zalloc(n * sizeof(*c->res.rcpt_code));
-    c->res.rcpt_answer = mem_zalloc(n * sizeof(*c->res.rcpt_answer));
+    smtp_client_txn_reset(c, n);
     sc_format_peer(c, addr);
     sc_set_state(c, SC_S_CONNECT);
     stream_init(&c->io, loop, c, c->rbuf, sizeof(c->rbuf), c->pbuf, sizeof(c->pbuf));

@@ -6,8 +6,11 @@
  * fallback, reading the extensions (PIPELINING, SIZE, 8BITMIME), one mail
  * transaction (MAIL, every RCPT, DATA; pipelined when the server offers
  * PIPELINING), sending the content with CR LF line ends and dot-stuffing,
- * QUIT, and a result for every recipient.  Several clients run at once on
- * one loop.  Must not: choose where to connect (deliver_smtp.c resolves MX
+ * QUIT, and a result for every recipient.  A session left healthy after a
+ * transaction may be parked idle instead of saying QUIT, and later carry
+ * another transaction (RSET when the last ended midway, then MAIL): the
+ * keeping of parked sessions is smtp_cache.c's.  Several clients run at
+ * once on one loop.  Must not: choose where to connect (deliver_smtp.c resolves MX
  * and picks addresses), retry, or touch the spool.
  */
 #ifndef SELOR_SMTP_CLIENT_H
@@ -34,6 +37,7 @@ struct smtp_client_msg {
     int tls;                     /* Tls_delivery: 0 never, 1 when offered, 2 required */
     const char *tls_host;        /* the name the certificate must carry (2) */
     const struct stream_tls *tls_engine;   /* Tls_module's (NULL: none) */
+    int keep;                    /* the caller may park the session afterwards */
 };
 
 /* How far the session got. */
@@ -74,6 +78,11 @@ struct smtp_client_result {
      * verified, or the handshake failed (Tls_delivery 1 retries in clear). */
     char tls_version[16], tls_cipher[64];
     int tls_verified, tls_failed;
+    /* Reuse: the connection carried a transaction before this one; the
+     * server closed it or it broke (EOF, read or write error); it is
+     * healthy and waits for a command (msg->keep: smtp_client_park may
+     * keep it, in done only). */
+    int reused, lost, reusable;
 };
 
 struct async_owner;
@@ -91,6 +100,26 @@ struct smtp_client *smtp_client_start(uv_loop_t *loop, struct async_owner *o,
                                       const struct sockaddr *addr,
                                       const struct smtp_client_msg *msg,
                                       smtp_client_done_fn *done, void *arg);
+/*
+ * In done only, when the result says reusable: the session is not QUIT
+ * but kept idle for owner o (its cache) at most idle_ms.  gone(arg) runs
+ * when it ends on its own (the idle time is over: QUIT; the server closed
+ * it or spoke), unless o cancelled it first (QUIT, then close).
+ */
+typedef void smtp_client_gone_fn(void *arg);
+void smtp_client_park(struct smtp_client *c, struct async_owner *o, long idle_ms,
+                      smtp_client_gone_fn *gone, void *arg);
+/*
+ * A parked session carries a new transaction for owner o: as
+ * smtp_client_start, but on the open connection (the helo name, TLS and
+ * what the server offered stay those of the session; the timeouts come
+ * from msg).  done never runs before this returns.
+ */
+void smtp_client_reuse(struct smtp_client *c, struct async_owner *o,
+                       const struct smtp_client_msg *msg, smtp_client_done_fn *done,
+                       void *arg);
+/* Transactions begun on this connection (the current one included). */
+long smtp_client_transactions(const struct smtp_client *c);
 /* Stops the session (QUIT is not waited for); done will not be called. */
 void smtp_client_cancel(struct smtp_client *c);
 /* The final "." is on its way: the server may take the message whatever

@@ -1007,6 +1007,7 @@ EOF
     fi
     node_mark "$ED" "e2e selor"
     E2E_EXPECT=1
+    E2E_CONN=0
 
     # e2e_selor LABEL N
     e2e_selor() {
@@ -1025,6 +1026,11 @@ EOF
         RATE=$(calc %.0f "$2 / $E2E")
         say "e2e selor $1: $2 messages in $E2E s = $RATE msg/s (accepted in $ELAPSED s)"
         e2e_cpu "$(calc %.2f "$c1 - $c0")" "$2"
+        # one summary line a recipient; conn=new: its message opened a connection
+        cn=$(summary_count ' conn=new ' "$ED")
+        say "    outbound SMTP connections: $((cn - E2E_CONN)) for $2 messages" \
+            "= $(calc %.0f "($cn - $E2E_CONN) * 1000 / $2") per 1000 (Smtp_reuse_*)"
+        E2E_CONN=$cn
     }
     # e2e_cpu SERVER_CPU N: CPU from the first message until the sink had the last
     e2e_cpu() {

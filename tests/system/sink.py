@@ -5,7 +5,8 @@ Run it as a separate process (it is what Selor delivers to in the tests):
 
     /usr/bin/python3 tests/system/sink.py --host 127.0.0.1 --port N --dir DIR \\
         [--rcpt-rule PATTERN=ACTION ...] [--data-rule ACTION] [--greeting CODE] \\
-        [--no-pipelining] [--no-esmtp] [--size N] [--delay-data SECONDS]
+        [--no-pipelining] [--no-esmtp] [--size N] [--delay-data SECONDS] \\
+        [--idle-close SECONDS] [--idle-drop SECONDS] [--idle-hang SECONDS]
 
 It prints "READY <port>" on standard output (flushed) once it listens, so a
 fixture can start it and wait for that line; --port 0 picks a free port and
@@ -30,6 +31,17 @@ Options:
   --tls-cert PEM --tls-key PEM  offer STARTTLS with this certificate.
   --tls-broken          offer STARTTLS, answer 220, then send garbage
                         instead of a TLS handshake (a broken TLS server).
+  --idle-close SECONDS  a connection that sends no command for this long
+                        is closed by the sink, at once (the client sees
+                        EOF while idle).
+  --idle-drop SECONDS   a command that comes after this long without one
+                        gets no reply: the sink closes the connection then
+                        (the client finds a cached connection dead only
+                        when it uses it again).
+  --idle-hang SECONDS   a command that comes after this long without one
+                        gets no reply, nor does anything after it: the
+                        connection stays open until the client closes it
+                        (a peer that vanished behind a firewall).
 
 ACTION is "accept", a reply code such as "450" or "550" (refuse every
 time), or CODExN such as "450x2" (refuse the first N times it applies,
@@ -60,7 +72,11 @@ What it writes into DIR:
                         then rename) on every change: connections,
                         max_connections, in_data (transactions between
                         354 and the final reply), max_in_data,
-                        total_connections, messages (stored).
+                        total_connections, messages (stored),
+                        idle_closed (connections closed by --idle-close
+                        or --idle-drop), max_transactions (the most
+                        transactions one connection carried), quits
+                        (connections the client ended with QUIT).
 
 Test authors: tests/unit/test_smtp_client.c (C, via fork/exec) shows the
 whole cycle; from Python, start it with subprocess.Popen(stdout=PIPE),
@@ -131,6 +147,7 @@ class Sink:
             "connections": 0, "max_connections": 0,
             "in_data": 0, "max_in_data": 0,
             "total_connections": 0, "messages": 0,
+            "idle_closed": 0, "max_transactions": 0, "quits": 0,
         }
         self.write_stats()
 
@@ -228,6 +245,8 @@ class Session:
         self.in_data = False
         self.txn = None
         self.tls = None
+        self.transactions = 0
+        self.last = time.monotonic()   # the last command's reply
 
     async def reply(self, code, text=None):
         self.writer.write(("%d %s\r\n" % (code, text or REPLY_TEXT.get(code, "ok"))).encode())
@@ -239,12 +258,16 @@ class Session:
         await self.reply(code, "sink.test ESMTP sink" if self.greeted_ok
                          else "sink.test service not available")
         while True:
-            line = await self.reader.readuntil(b"\n")
+            line = await self.next_line()
+            if line is None:
+                self.sink.count("idle_closed", 1)
+                return
             cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
             verb, _, arg = cmd.partition(" ")
             verb = verb.upper()
             if verb == "QUIT":
                 self.end_transaction()  # logged before the client sees 221
+                self.sink.count("quits", 1)
                 await self.reply(221, "2.0.0 bye")
                 return
             if not self.greeted_ok:
@@ -255,6 +278,26 @@ class Session:
                 await self.reply(500, "5.5.2 command not recognized")
                 continue
             await handler(arg)
+            self.last = time.monotonic()
+
+    async def next_line(self):
+        """The next command line, or None when the idle rules close."""
+        if not self.args.idle_close:
+            line = await self.reader.readuntil(b"\n")
+        else:
+            try:
+                line = await asyncio.wait_for(self.reader.readuntil(b"\n"),
+                                              self.args.idle_close)
+            except asyncio.TimeoutError:
+                return None
+        idle = time.monotonic() - self.last
+        if self.args.idle_drop and idle > self.args.idle_drop:
+            return None
+        if self.args.idle_hang and idle > self.args.idle_hang:
+            while await self.reader.read(4096):
+                pass
+            return None
+        return line
 
     # ---- transaction ----
 
@@ -345,6 +388,10 @@ class Session:
                 await self.reply(552, "5.3.4 message size exceeds the limit")
                 return
         self.txn = {"mail_from": addr, "mail_params": params, "rcpts": [], "refused": []}
+        self.transactions += 1
+        if self.transactions > self.sink.stats["max_transactions"]:
+            self.sink.stats["max_transactions"] = self.transactions
+            self.sink.write_stats()
         await self.reply(250, "2.1.0 sender ok")
 
     async def cmd_rcpt(self, arg):
@@ -432,6 +479,9 @@ def parse_args(argv):
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--tls-broken", action="store_true")
+    ap.add_argument("--idle-close", type=float, default=0.0)
+    ap.add_argument("--idle-drop", type=float, default=0.0)
+    ap.add_argument("--idle-hang", type=float, default=0.0)
     return ap.parse_args(argv)
 
 

@@ -291,6 +291,7 @@ struct outcome {
     char rcpt_answer[MAX_RCPT][SMTP_CLIENT_ANSWER_MAX];
     int esmtp, pipelining, eightbit;
     long long size_limit;
+    int reused, reusable, lost;
 };
 
 static int in_start;  /* done must never run inside smtp_client_start */
@@ -314,6 +315,9 @@ static void on_done(void *arg, const struct smtp_client_result *r)
     o->pipelining = r->pipelining;
     o->eightbit = r->eightbit;
     o->size_limit = r->size_limit;
+    o->reused = r->reused;
+    o->reusable = r->reusable;
+    o->lost = r->lost;
 }
 
 static const char *const rcpts3[] = { "a@x.test", "b@x.test", "c@x.test" };
@@ -1379,6 +1383,154 @@ static void test_encode_appends(void **state)
     buf_free(&b);
 }
 
+/* ---- reuse: park, reuse, idle end (smtp_client_park, _reuse) ---- */
+
+/* The cache's part in these tests: one parked session at most. */
+struct parking {
+    struct async_owner own;
+    struct smtp_client *c;
+    struct outcome first, second;
+    struct smtp_client_msg m2;
+    long idle_ms, wait_ms;    /* parked for; park_next runs after */
+    int gone, cancel;     /* cancel: the owner cancels instead of reusing */
+    uv_timer_t t;
+};
+
+static void park_gone(void *arg)
+{
+    ((struct parking *)arg)->gone++;
+}
+
+static void park_next(uv_timer_t *t)
+{
+    struct parking *p = t->data;
+
+    if (p->cancel)
+        async_owner_cancel(&p->own);
+    else if (p->gone == 0)
+        smtp_client_reuse(p->c, &owner, &p->m2, on_done, &p->second);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void park_done(void *arg, const struct smtp_client_result *r)
+{
+    struct parking *p = arg;
+
+    on_done(&p->first, r);
+    if (!r->reusable)
+        return;
+    smtp_client_park(p->c, &p->own, p->idle_ms, park_gone, p);
+    uv_timer_start(&p->t, park_next, (uint64_t)p->wait_ms, 0);
+}
+
+/* One message parks the session; then park_next reuses, or lets it end. */
+static void run_parked(struct sink *s, struct parking *p, const char *const *rcpt2)
+{
+    static const char *const r1[] = { "one@x.test" };
+    struct smtp_client_msg m = make_msg(r1, 1, "first\n");
+    struct sockaddr_storage ss = addr_of("127.0.0.1", s->port);
+    uv_loop_t loop;
+
+    m.keep = 1;
+    p->m2 = make_msg(rcpt2, 1, "second\n");
+    uv_loop_init(&loop);
+    uv_timer_init(&loop, &p->t);
+    p->t.data = p;
+    p->c = smtp_client_start(&loop, &owner, (struct sockaddr *)&ss, &m, park_done, p);
+    finish_loop(&loop);
+}
+
+static void test_park_and_reuse(void **state)
+{
+    static const char *const r2[] = { "two@x.test" };
+    struct sink *s = sink_start("127.0.0.1", NULL);
+    struct parking p = { .idle_ms = 5000, .wait_ms = 50 };
+    char *stats;
+
+    run_parked(s, &p, r2);
+    assert_true(p.first.ok && p.first.reusable && !p.first.reused);
+    assert_int_equal(p.second.called, 1);
+    assert_true(p.second.ok && p.second.reused);
+    assert_int_equal(p.gone, 0);
+    stats = read_file(s->dir, "stats.json", NULL);
+    assert_contains(stats, "\"total_connections\": 1");
+    assert_contains(stats, "\"messages\": 2");
+    assert_contains(stats, "\"quits\": 1");
+    free(stats);
+}
+
+/* A refusal with pipelined replies owed: they are read, RSET comes first. */
+static void test_park_after_refusal(void **state)
+{
+    static const char *const r2[] = { "two@x.test" };
+    struct sink *s = sink_start("127.0.0.1", "--rcpt-rule", "one@x.test=550", NULL);
+    struct parking p = { .idle_ms = 5000, .wait_ms = 50 };
+    char *log;
+
+    run_parked(s, &p, r2);
+    assert_int_equal(p.first.code, 550);
+    assert_true(p.first.reusable);
+    assert_true(p.second.ok && p.second.reused);
+    log = sink_log(s, 2);
+    assert_contains(log, "\"rcpts\": [\"two@x.test\"]");
+    free(log);
+}
+
+static void test_park_idle_time(void **state)
+{
+    struct sink *s = sink_start("127.0.0.1", NULL);
+    struct parking p = { .idle_ms = 100, .wait_ms = 300 };
+    char *stats;
+
+    run_parked(s, &p, rcpts3);
+    assert_int_equal(p.gone, 1);           /* the idle time ended it: QUIT */
+    assert_int_equal(p.second.called, 0);
+    stats = read_file(s->dir, "stats.json", NULL);
+    assert_contains(stats, "\"quits\": 1");
+    free(stats);
+}
+
+static void test_park_owner_cancels(void **state)
+{
+    struct sink *s = sink_start("127.0.0.1", NULL);
+    struct parking p = { .idle_ms = 5000, .wait_ms = 50, .cancel = 1 };
+
+    run_parked(s, &p, rcpts3);
+    assert_int_equal(p.gone, 0);           /* cancelled: not told */
+    assert_int_equal(p.second.called, 0);
+}
+
+/* Closed by the server while parked: gone, and nothing else. */
+static void test_park_server_closes(void **state)
+{
+    struct sink *s = sink_start("127.0.0.1", "--idle-close", "0.1", NULL);
+    struct parking p = { .idle_ms = 5000, .wait_ms = 600 };   /* after the close */
+
+    run_parked(s, &p, rcpts3);
+    assert_int_equal(p.gone, 1);
+    assert_int_equal(p.second.called, 0);
+}
+
+/* keep: a 354 to the pipelined DATA while draining closes, not parked. */
+static void test_script_354_while_draining(void **state)
+{
+    static const char *const steps[] = {
+        "220 hi\r\n", "250-hello\r\n250 PIPELINING\r\n",
+        "250 ok\r\n", "550 no\r\n", "354 go ahead anyway\r\n",
+    };
+    struct smtp_client_msg m = make_msg(rcpts3, 1, "hi\n");
+    struct outcome o;
+    struct buf got;
+
+    m.keep = 1;
+    run_script(steps, NSTEPS(steps), &m, &o, &got);
+    assert_int_equal(o.stage, SMTP_CLIENT_RCPT);
+    assert_int_equal(o.code, 550);
+    assert_false(o.reusable);
+    assert_null(strstr(got.data, "QUIT"));
+    buf_free(&got);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, stop_sinks)
 
 int main(void)
@@ -1415,6 +1567,12 @@ int main(void)
         T(test_script_354_without_rcpt),
         T(test_script_early_reply),
         T(test_connect_timeout),
+        T(test_park_and_reuse),
+        T(test_park_after_refusal),
+        T(test_park_idle_time),
+        T(test_park_owner_cancels),
+        T(test_park_server_closes),
+        T(test_script_354_while_draining),
     };
 
     signal(SIGPIPE, SIG_IGN);
