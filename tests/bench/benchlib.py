@@ -303,15 +303,17 @@ def script_name(args):
         return "CONN"
     if kind == "slots":
         return "SLOT"
+    # the key counts of cluster/coord_redis.c's calls: announce 2 and claim 5
+    # (first key "due"), claim by ID 5, renew 3 and release 4 (first key "lock")
     if kind == "due":
         queue = keys[0].rsplit(":", 1)[-1]
-        return "%s(%s)" % ("CLAIM" if nkeys == 4 else "ANNOUNCE", queue)
+        return "%s(%s)" % ({5: "CLAIM", 2: "ANNOUNCE"}.get(nkeys, "?"), queue)
     if kind == "lock":
-        if nkeys == 4:
+        if nkeys == 5:
             return "CLAIM_ID"
-        if len(argv) == 4:
+        if nkeys == 3:
             return "RENEW"
-        if len(argv) == 3:
+        if nkeys == 4 and len(argv) >= 2:
             due = argv[1]
             return "RELEASE(%s)" % ("done" if due == "-1" else "due now" if due == "0"
                                     else "later")
