@@ -1430,6 +1430,41 @@ EOF
 pgsql: accept $PG_ACC_30 msg/s (cache 30 s), $PG_ACC_0 msg/s (cache off), passwd $PW_ACC msg/s"
 fi
 
+# ab_accept ND LABEL N CHECK: one accept run of N messages against ND for
+# the measurements that compare two nodes (6. rules, 7. milter), verified:
+# no load errors, N more l and c files and summary lines, the node healthy,
+# and CHECK ND LABEL EXPECTED (what the variant adds); sets RATE and USMSG
+# (the node's CPU microseconds per message)
+ab_accept() {
+    # what earlier runs left dirty is written out before, not during the
+    # run, whichever node it came from
+    sync
+    c0=$(cpu "$(npid "$1")")
+    run_load "$(port "$1")" "$3" "$1/$2.out"
+    c1=$(cpu "$(npid "$1")")
+    exp=$(($(cat "$1/expect") + $3))
+    echo "$exp" > "$1/expect"
+    ab_ok=1
+    load_errors "$2" "$1/$2.out" && ab_ok=0
+    set -- "$1" "$2" "$3" "$4" $(count_queue "$1/spool")
+    if [ "$5" -ne "$exp" ] || [ "$6" -ne "$exp" ]; then
+        say "$2: expected $exp l and c files in $1/spool, found $5 l and $6 c files"
+        ab_ok=0
+    fi
+    acc=$(summary_count ' accepted from=' "$1")
+    if [ "$acc" -ne "$exp" ]; then
+        say "$2: the summary log has $acc accepted lines, expected $exp"
+        ab_ok=0
+    fi
+    "$4" "$1" "$2" "$exp" || ab_ok=0
+    node_health "$1" "$2" || ab_ok=0
+    [ $ab_ok = 1 ] || fail "in $2: $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $3 -f $SENDER -t $RCPT 127.0.0.1:$(port "$1")"
+    RATE=$(calc %.0f "$3 / $ELAPSED")
+    USMSG=$(calc %.0f "($c1 - $c0) * 1000000 / $3")
+    say "$2: $3 messages in $ELAPSED s = $RATE msg/s"
+    say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$3")"
+}
+
 # ================================================================ 6. rules
 
 RULES_LINE=""
@@ -1532,44 +1567,16 @@ EOF
         echo 1 > "$1/expect"      # the probe
         if [ "$2" = 1 ]; then : > "$1/with-rules"; fi
     }
-    # ru_accept ND LABEL N: one accept run of N messages against ND,
-    # verified (with rules, every message must have collected its 3 hits);
-    # sets RATE and USMSG (the node's CPU microseconds per message)
-    ru_accept() {
-        # what earlier runs left dirty is written out before, not during
-        # the run, whichever node it came from
-        sync
-        c0=$(cpu "$(npid "$1")")
-        run_load "$(port "$1")" "$3" "$1/$2.out"
-        c1=$(cpu "$(npid "$1")")
-        exp=$(($(cat "$1/expect") + $3))
-        echo "$exp" > "$1/expect"
-        ra_ok=1
-        load_errors "$2" "$1/$2.out" && ra_ok=0
-        set -- "$1" "$2" "$3" $(count_queue "$1/spool")
-        if [ "$4" -ne "$exp" ] || [ "$5" -ne "$exp" ]; then
-            say "$2: expected $exp l and c files in $1/spool, found $4 l and $5 c files"
-            ra_ok=0
-        fi
-        acc=$(summary_count ' accepted from=' "$1")
-        if [ "$acc" -ne "$exp" ]; then
-            say "$2: the summary log has $acc accepted lines, expected $exp"
-            ra_ok=0
-        fi
-        if [ -f "$1/with-rules" ]; then
-            hits=$(summary_count ' hits=3 client=' "$1")
-            if [ "$hits" -ne "$exp" ]; then
-                say "$2: $hits messages with hits=3 in the summary log, expected $exp (did the rules run?)"
-                ra_ok=0
-            fi
-        fi
-        node_health "$1" "$2" || ra_ok=0
-        [ $ra_ok = 1 ] || fail "in $2: $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $3 -f $SENDER -t $RCPT 127.0.0.1:$(port "$1")"
-        RATE=$(calc %.0f "$3 / $ELAPSED")
-        USMSG=$(calc %.0f "($c1 - $c0) * 1000000 / $3")
-        say "$2: $3 messages in $ELAPSED s = $RATE msg/s"
-        say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$3")"
+    # ru_hits ND LABEL EXPECTED: with rules, every message must have
+    # collected its 3 hits
+    ru_hits() {
+        [ -f "$1/with-rules" ] || return 0
+        hits=$(summary_count ' hits=3 client=' "$1")
+        [ "$hits" -eq "$3" ] && return 0
+        say "$2: $hits messages with hits=3 in the summary log, expected $3 (did the rules run?)"
+        return 1
     }
+    ru_accept() { ab_accept "$1" "$2" "$3" ru_hits; }
     RN0=$(mkdir_rand selor-norules)
     RN1=$(mkdir_rand selor-rules)
     ru_node "$RN0" 0
@@ -1645,45 +1652,22 @@ EOF
         echo 1 > "$1/expect"      # the probe
         if [ "$2" = 1 ]; then : > "$1/with-milter"; fi
     }
-    # mi_accept ND LABEL N: one accept run of N messages against ND,
-    # verified (with the milter, the milter must have accepted every
-    # message the node accepted); sets RATE, USMSG (the node's CPU
-    # microseconds per message) and MUSMSG (the milter's)
+    # mi_seen ND LABEL EXPECTED: with the milter, the milter must have
+    # accepted every message the node accepted
+    mi_seen() {
+        [ -f "$1/with-milter" ] || return 0
+        seen=$(lines "$MID/milter.log")
+        [ "$seen" -eq "$3" ] && return 0
+        say "$2: the milter accepted $seen messages, expected $3 (was it called?)"
+        return 1
+    }
+    # mi_accept ND LABEL N: ab_accept, and MUSMSG (the milter's CPU
+    # microseconds per message)
     mi_accept() {
-        sync
-        c0=$(cpu "$(npid "$1")")
         m0=$(cpu "$MILTER_PID")
-        run_load "$(port "$1")" "$3" "$1/$2.out"
-        c1=$(cpu "$(npid "$1")")
+        ab_accept "$1" "$2" "$3" mi_seen
         m1=$(cpu "$MILTER_PID")
-        exp=$(($(cat "$1/expect") + $3))
-        echo "$exp" > "$1/expect"
-        ma_ok=1
-        load_errors "$2" "$1/$2.out" && ma_ok=0
-        set -- "$1" "$2" "$3" $(count_queue "$1/spool")
-        if [ "$4" -ne "$exp" ] || [ "$5" -ne "$exp" ]; then
-            say "$2: expected $exp l and c files in $1/spool, found $4 l and $5 c files"
-            ma_ok=0
-        fi
-        acc=$(summary_count ' accepted from=' "$1")
-        if [ "$acc" -ne "$exp" ]; then
-            say "$2: the summary log has $acc accepted lines, expected $exp"
-            ma_ok=0
-        fi
-        if [ -f "$1/with-milter" ]; then
-            seen=$(lines "$MID/milter.log")
-            if [ "$seen" -ne "$exp" ]; then
-                say "$2: the milter accepted $seen messages, expected $exp (was it called?)"
-                ma_ok=0
-            fi
-        fi
-        node_health "$1" "$2" || ma_ok=0
-        [ $ma_ok = 1 ] || fail "in $2: $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $3 -f $SENDER -t $RCPT 127.0.0.1:$(port "$1")"
-        RATE=$(calc %.0f "$3 / $ELAPSED")
-        USMSG=$(calc %.0f "($c1 - $c0) * 1000000 / $3")
         MUSMSG=$(calc %.0f "($m1 - $m0) * 1000000 / $3")
-        say "$2: $3 messages in $ELAPSED s = $RATE msg/s"
-        say "    $(cpu_report "$(calc %.2f "$c1 - $c0")" "$3")"
     }
     MN0=$(mkdir_rand selor-nomilter)
     MN1=$(mkdir_rand selor-milter)

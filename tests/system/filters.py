@@ -136,6 +136,11 @@ class _Daemon:
     proc = None
     logfile = None
 
+    @property
+    def milter(self):
+        """The Milters entry of a daemon on its loopback port."""
+        return "inet:127.0.0.1:%d" % self.port
+
     def log(self):
         try:
             with open(self.logfile, errors="replace") as f:
@@ -198,10 +203,6 @@ class Rspamd(_Daemon):
         except AssertionError:
             self.stop()
             raise
-
-    @property
-    def milter(self):
-        return "inet:127.0.0.1:%d" % self.port
 
     def stop(self):
         _Daemon.stop(self)
@@ -278,10 +279,6 @@ class OpenDkim(_Daemon):
         value = "".join(re.findall(r'"([^"]*)"', text))
         assert value.startswith("v=DKIM1;") and "p=" in value, text
         return value
-
-    @property
-    def milter(self):
-        return "inet:127.0.0.1:%d" % self.port
 
     def dns_txt(self):
         """The key as a Dns(txt=...) entry: dnsmasq takes strings of at most
@@ -393,10 +390,6 @@ class ClamAv(_Daemon):
         except AssertionError:
             self.stop()
             raise
-
-    @property
-    def milter(self):
-        return "inet:127.0.0.1:%d" % self.port
 
     def stop(self):
         _Daemon.stop(self)
