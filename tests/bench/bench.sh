@@ -763,22 +763,29 @@ node_probe "$SD" selor
 SELOR_EXPECT=1
 node_mark "$SD" selor
 
+# node_check ND LABEL OUTFILE EXPECTED: verifies node ND after a run: no
+# load errors in OUTFILE, EXPECTED l and c files and accepted lines, the
+# node healthy
+node_check() {
+    nc_ok=0
+    load_errors "$2" "$3" && nc_ok=1
+    set -- "$1" "$2" "$3" "$4" $(count_queue "$1/spool")
+    if [ "$5" -ne "$4" ] || [ "$6" -ne "$4" ]; then
+        say "$2: expected $4 l and c files in $1/spool, found $5 l and $6 c files"
+        nc_ok=1
+    fi
+    acc=$(summary_count ' accepted from=' "$1")
+    if [ "$acc" -ne "$4" ]; then
+        say "$2: the summary log has $acc accepted lines, expected $4"
+        nc_ok=1
+    fi
+    node_health "$1" "$2" || nc_ok=1
+    return $nc_ok
+}
+
 # selor_check LABEL OUTFILE: verifies the node after a run
 selor_check() {
-    ok=1
-    load_errors "selor $1" "$2" && ok=0
-    set -- "$1" "$2" $(count_queue "$SPOOL")
-    if [ "$3" -ne "$SELOR_EXPECT" ] || [ "$4" -ne "$SELOR_EXPECT" ]; then
-        say "selor $1: expected $SELOR_EXPECT l and c files in $SPOOL, found $3 l and $4 c files"
-        ok=0
-    fi
-    acc=$(summary_count ' accepted from=' "$SD")
-    if [ "$acc" -ne "$SELOR_EXPECT" ]; then
-        say "selor $1: summary log has $acc accepted lines, expected $SELOR_EXPECT"
-        ok=0
-    fi
-    node_health "$SD" "selor $1" || ok=0
-    [ $ok = 1 ]
+    node_check "$SD" "selor $1" "$2" "$SELOR_EXPECT"
 }
 
 if postfix_setup discard; then
@@ -1445,19 +1452,8 @@ ab_accept() {
     exp=$(($(cat "$1/expect") + $3))
     echo "$exp" > "$1/expect"
     ab_ok=1
-    load_errors "$2" "$1/$2.out" && ab_ok=0
-    set -- "$1" "$2" "$3" "$4" $(count_queue "$1/spool")
-    if [ "$5" -ne "$exp" ] || [ "$6" -ne "$exp" ]; then
-        say "$2: expected $exp l and c files in $1/spool, found $5 l and $6 c files"
-        ab_ok=0
-    fi
-    acc=$(summary_count ' accepted from=' "$1")
-    if [ "$acc" -ne "$exp" ]; then
-        say "$2: the summary log has $acc accepted lines, expected $exp"
-        ab_ok=0
-    fi
+    node_check "$1" "$2" "$1/$2.out" "$exp" || ab_ok=0
     "$4" "$1" "$2" "$exp" || ab_ok=0
-    node_health "$1" "$2" || ab_ok=0
     [ $ab_ok = 1 ] || fail "in $2: $SMTP_SOURCE -s $SESSIONS -l $SIZE -m $3 -f $SENDER -t $RCPT 127.0.0.1:$(port "$1")"
     RATE=$(calc %.0f "$3 / $ELAPSED")
     USMSG=$(calc %.0f "($c1 - $c0) * 1000000 / $3")
