@@ -32,7 +32,7 @@ LIBS    := $(PKG_LIBS) -luuid -lcrypt -lcrypto -ldl -lm
 # Code shared by every program.
 CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c config.c config_reload.c \
               net.c addr.c stream.c srs.c strset.c metrics.c) \
-            $(addprefix src/spool/,queue_id.c queue_file.c spool.c spool_queues.c queue_edit.c) \
+            $(addprefix src/spool/,queue_id.c queue_file.c spool.c spool_commit.c spool_queues.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c
 # SPF (RFC 7208): check_host() on src/core/dns.c, used by the rules and
 # tests/tools/spf_tool.

@@ -10,7 +10,7 @@ PKGS="build-essential pkg-config
 libuv1-dev libhiredis-dev libc-ares-dev libpq-dev uuid-dev libssl-dev
 libcrypt-dev libcmocka-dev
 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl redis-server dnsmasq-base maildrop postfix
-postgresql openssl procps iproute2 util-linux
+postgresql openssl procps iproute2 util-linux strace
 clang libclang-rt-14-dev llvm fuse3 python3-pyfuse3 faketime libfaketime
 postsrsd haproxy python3-prometheus-client redis-sentinel
 pandoc lintian dpkg-dev man-db

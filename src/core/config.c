@@ -433,14 +433,21 @@ int config_value_check(int idx, const char *value, char *why, size_t whylen)
         snprintf(why, whylen, "Milter_default_action must be accept, tempfail or reject, "
                  "not \"%.100s\"", value);
         return -1;
+    } else if (idx == CONF_IDX_Spool_flush && strcmp(value, "auto") != 0 &&
+               strcmp(value, "syncfs") != 0 && strcmp(value, "fsync") != 0) {
+        snprintf(why, whylen, "Spool_flush must be auto, syncfs or fsync, not \"%.100s\"",
+                 value);
+        return -1;
     }
     return 0;
 }
 
-/* Milters: at most 8 sockets; the default action one of three words. */
-static int conf_check_milters(struct conf_parser *p)
+/* Milters: at most 8 sockets; the default action and Spool_flush one of
+ * three words each. */
+static int conf_check_words(struct conf_parser *p)
 {
-    static const int idx[] = {CONF_IDX_Milters, CONF_IDX_Milter_default_action};
+    static const int idx[] = {CONF_IDX_Milters, CONF_IDX_Milter_default_action,
+                              CONF_IDX_Spool_flush};
     char why[400];
 
     for (size_t i = 0; i < sizeof(idx) / sizeof(idx[0]); i++) {
@@ -482,7 +489,7 @@ static int conf_check_addresses(struct conf_parser *p)
     p->line = c->line[CONF_IDX_Proxy_protocol];
     if (net_networks_check(c->Proxy_protocol, why, sizeof(why)) < 0)
         return conf_error(p, "Proxy_protocol: %s", why);
-    return conf_check_milters(p);
+    return conf_check_words(p);
 }
 
 static int conf_check_paths(struct conf_parser *p)

@@ -203,6 +203,7 @@ CONF_NUM(Metrics_port, "Metrics_port", 0, 0, 65535, CONF_F_NEW)
 CONF_TEXT(Milters, "Milters", "", CONF_F_NEW | CONF_F_DEF)
 CONF_NUM(Milter_timeout, "Milter_timeout", 30, 1, 3600, CONF_F_NEW | CONF_F_DEF)
 CONF_TEXT(Milter_default_action, "Milter_default_action", "tempfail", CONF_F_NEW | CONF_F_DEF)
+CONF_TEXT(Spool_flush, "Spool_flush", "auto", CONF_F_NEW)
 
 #undef CONF_NUM
 #undef CONF_TEXT

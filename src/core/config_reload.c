@@ -28,7 +28,7 @@
  */
 static const char *const config_restart_names[] = {   /* as config_options.h spells them */
     "Port", "Bind_address", "Smtp_workers", "Sid", "User", "Group", "Pid_file",
-    "Temp_path", "Queue_path", "Module", "Tls_module", "Tls_cafile", "Passwd_file",
+    "Temp_path", "Queue_path", "Spool_flush", "Module", "Tls_module", "Tls_cafile", "Passwd_file",
     "Redis_server", "Redis_password", "Redis_db", "Redis_prefix", "Lock_lease",
     "Dns_servers", "Rules_exec_max", "Qsleep_time",
     "Event.limit", "Event.connection", "Event.helo", "Event.auth", "Event.from",

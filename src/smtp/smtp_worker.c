@@ -143,6 +143,11 @@ void smtp_worker_main(struct selor_node *node, int index, int listen_fd)
     if (spool_open(&w->spool, &w->loop, selor_conf->Queue_path,
                    selor_conf->Temp_path, &err) < 0)
         log_fatal("%s", buf_cstr(&err));
+    if (index == 0)
+        log_info("spool: commits flushed with %s (Spool_flush %s)",
+                 spool_set_flush(&w->spool, selor_conf->Spool_flush), selor_conf->Spool_flush);
+    else
+        spool_set_flush(&w->spool, selor_conf->Spool_flush);
     queue_id_init(&w->idgen, selor_conf->Sid);
     w->dns = dns_new(&w->loop, selor_conf->Dns_servers, errtext, sizeof(errtext));
     if (w->dns == NULL)

@@ -1,14 +1,9 @@
 /*
- * spool.c - NFS-safe spool operations (see spool.h, docs/spool.md).
- *
- * Commit of one message, on the thread pool:
- *   Temp_path/c<ID>: write, fsync, close
- *   Temp_path/l<ID>: write, fsync, close
- *   rename c into its queue's directory, then l (the l file is the commit
- *   point)
- * then, back on the loop, the message joins the next fsync of the queue
- * directories (one fsync of each directory renamed into covers every
- * rename finished before it started), and only then is its owner told.
+ * spool.c - NFS-safe spool operations (see spool.h, docs/spool.md): the
+ * synchronous primitives, the spool of a process, and a message being
+ * received (buffered, flushed to Temp_path/c<ID> in the background,
+ * rewritten for milters and Header!).  The commit itself, which many
+ * messages share, is spool_commit.c's.
  * The queue (main, qlimit or an alternate one) and what the rules left for
  * delivery (settings, hits) are chosen before the commit; an unusable
  * queue fails the commit before anything is written into a queue.
@@ -28,39 +23,12 @@
 #include "queue_file.h"
 #include "queue_id.h"
 #include "spool.h"
+#include "spool_int.h"
 #include "spool_queues.h"
 
 #define SPOOL_FLUSH_AT (256 * 1024)      /* start a background write */
 #define SPOOL_BACKLOG_AT (1024 * 1024)   /* ask the sender to pause */
 
-struct spool_msg {
-    struct async_req req;   /* for its owner: done and drain reach it */
-    struct spool *sp;
-    char id[QUEUE_ID_MAX];
-    struct buf mem;      /* content not yet given to a job */
-    struct buf io;       /* content the running job writes */
-    struct buf ltext;
-    int cfd;             /* temp c file; -1 until first written */
-    int qlimit;          /* committed into the qlimit queue */
-    size_t dir;          /* else into sp->dirs[dir] (spool_msg_set_queue) */
-    char bad_queue[16];  /* a queue this spool does not have: the commit fails */
-    struct queue_file *rules;  /* settings and hits for the l file (NULL: none) */
-    int busy;            /* a job is running */
-    int committing, aborted;
-    int err;             /* first errno; 0 = fine */
-    size_t size;
-    spool_done_fn *done;
-    void *done_arg;
-    spool_drain_fn *drain;
-    void *drain_arg;
-    spool_drain_fn *written;   /* spool_msg_write_out: all content on disk */
-    void *written_arg;
-    struct buf body;     /* spool_msg_rewrite: the new body (io: the new head) */
-    size_t body_off;
-    int body_given;
-    uv_work_t work;
-    struct spool_msg *next;
-};
 
 int spool_err_is_nodisk(int err)
 {
@@ -70,7 +38,7 @@ int spool_err_is_nodisk(int err)
 
 /* ---- synchronous primitives ---- */
 
-static int spool_write_fd(int fd, const char *p, size_t n)
+int spool_write_fd(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -84,17 +52,17 @@ static int spool_write_fd(int fd, const char *p, size_t n)
     return 0;
 }
 
-static struct spool_dir *spool_msg_qdir(const struct spool_msg *m)
+struct spool_dir *spool_msg_qdir(const struct spool_msg *m)
 {
     return &m->sp->dirs[m->qlimit ? 1 : m->dir];
 }
 
-static const char *spool_msg_dir(const struct spool_msg *m)
+const char *spool_msg_dir(const struct spool_msg *m)
 {
     return spool_msg_qdir(m)->path;
 }
 
-static void spool_path(char *out, size_t size, const char *dir, char kind,
+void spool_path(char *out, size_t size, const char *dir, char kind,
                        const char *id)
 {
     snprintf(out, size, "%s/%c%s", dir, kind, id);
@@ -105,7 +73,7 @@ static void spool_path(char *out, size_t size, const char *dir, char kind,
  * anyway: on NFS a retransmitted rename can fail after the first one
  * worked.  src is the source's identity, taken before (st_ino 0: unknown).
  */
-static int spool_rename_known(const char *from, const char *to, const struct stat *src)
+int spool_rename_known(const char *from, const char *to, const struct stat *src)
 {
     struct stat dst;
     int e;
@@ -147,10 +115,11 @@ int spool_fsync_dir_sync(const char *dir)
     return e;
 }
 
-/* Creates path exclusively, writes data, fsyncs; 0 or errno.  st (may be
- * NULL) receives the file's identity for the rename check. */
-static int spool_create_file(const char *path, const void *data, size_t len,
-                             struct stat *st)
+/* Creates path exclusively, writes data, fdatasyncs unless nosync (the
+ * caller flushes the filesystem); 0 or errno.  st (may be NULL) receives
+ * the file's identity for the rename check. */
+int spool_create_file(const char *path, const void *data, size_t len, struct stat *st,
+                      int nosync)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), e;
 
@@ -161,7 +130,7 @@ static int spool_create_file(const char *path, const void *data, size_t len,
     if (fd < 0)
         return errno;
     e = spool_write_fd(fd, data, len);
-    if (e == 0 && fsync(fd) < 0)
+    if (e == 0 && !nosync && fdatasync(fd) < 0)
         e = errno;
     if (st && (e || fstat(fd, st) < 0))
         st->st_ino = 0;
@@ -182,7 +151,7 @@ int spool_write_sync_checked(const char *dir, const char *tmpdir, const char *na
 
     snprintf(tmp, sizeof(tmp), "%s/%s.%ld", tmpdir, name, (long)getpid());
     snprintf(dst, sizeof(dst), "%s/%s", dir, name);
-    e = spool_create_file(tmp, data, len, &st);
+    e = spool_create_file(tmp, data, len, &st, 0);
     if (e == 0 && still_ours && !still_ours(arg))
         e = ECANCELED;
     if (e == 0)
@@ -291,6 +260,15 @@ int spool_open(struct spool *sp, uv_loop_t *loop, const char *queue_path,
     while (n > 1 && queue_path[n - 1] == '/')
         n--;
     sp->temp_path = mem_strdup(temp_path);
+    sp->group_tail = &sp->group_wait;
+    sp->tmp_fd = open(temp_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sp->tmp_fd < 0) {
+        buf_printf(err, "cannot open %s: %s", temp_path, strerror(errno));
+        mem_free(sp->temp_path);
+        sp->temp_path = NULL;
+        return -1;
+    }
+    spool_set_flush(sp, "auto");
     spool_dir_add(sp, "main", queue_path, n);
     snprintf(dir, sizeof(dir), "%.*s/qlimit", (int)n, queue_path);
     spool_dir_add(sp, "qlimit", dir, strlen(dir));
@@ -321,6 +299,9 @@ void spool_close(struct spool *sp)
     }
     mem_free(sp->dirs);
     mem_free(sp->temp_path);
+    if (sp->tmp_fd >= 0)
+        close(sp->tmp_fd);
+    sp->tmp_fd = -1;
     sp->dirs = NULL;
     sp->ndirs = 0;
     sp->temp_path = NULL;
@@ -343,7 +324,7 @@ struct spool_msg *spool_msg_new(struct spool *sp, struct async_owner *o, const c
     return m;
 }
 
-static void spool_msg_free(struct spool_msg *m)
+void spool_msg_free(struct spool_msg *m)
 {
     if (m->rules) {
         qf_free(m->rules);
@@ -374,9 +355,8 @@ void spool_msg_on_drain(struct spool_msg *m, spool_drain_fn *fn, void *arg)
 }
 
 /* Thread pool: append io to the temp c file. */
-static void spool_flush_work(uv_work_t *w)
+void spool_msg_flush_io(struct spool_msg *m)
 {
-    struct spool_msg *m = w->data;
     char path[4096];
 
     if (m->err)
@@ -392,10 +372,14 @@ static void spool_flush_work(uv_work_t *w)
     m->err = spool_write_fd(m->cfd, m->io.data, m->io.len);
 }
 
-/* Thread pool: remove whatever the message left in Temp_path. */
-static void spool_cleanup_work(uv_work_t *w)
+static void spool_flush_work(uv_work_t *w)
 {
-    struct spool_msg *m = w->data;
+    spool_msg_flush_io(w->data);
+}
+
+/* Thread pool: remove whatever the message left in Temp_path. */
+void spool_msg_cleanup(struct spool_msg *m)
+{
     char path[4096];
 
     if (m->cfd >= 0)
@@ -409,151 +393,9 @@ static void spool_cleanup_work(uv_work_t *w)
     unlink(path);
 }
 
-static void spool_commit_unwind(struct spool_msg *m, int renamed_c)
+static void spool_cleanup_work(uv_work_t *w)
 {
-    char path[4096];
-
-    if (renamed_c) {
-        spool_path(path, sizeof(path), spool_msg_dir(m), 'c', m->id);
-        unlink(path);
-    }
-    spool_cleanup_work(&m->work);
-}
-
-/* Thread pool: the whole commit up to the renames (see the file comment). */
-static void spool_commit_work(uv_work_t *w)
-{
-    struct spool_msg *m = w->data;
-    char tmp[4096], dst[4096];
-    struct stat cst, lst;
-    int e;
-
-    spool_flush_work(w);
-    if (m->err == 0 && fsync(m->cfd) < 0)
-        m->err = errno;
-    if (m->err || fstat(m->cfd, &cst) < 0)
-        cst.st_ino = 0;
-    if (m->cfd >= 0 && close(m->cfd) < 0 && m->err == 0)
-        m->err = errno;
-    m->cfd = -1;
-    if (m->err == 0) {
-        spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'l', m->id);
-        m->err = spool_create_file(tmp, m->ltext.data, m->ltext.len, &lst);
-    }
-    if (m->err) {
-        spool_commit_unwind(m, 0);
-        return;
-    }
-    spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'c', m->id);
-    spool_path(dst, sizeof(dst), spool_msg_dir(m), 'c', m->id);
-    e = spool_rename_known(tmp, dst, &cst);
-    if (e == 0) {
-        spool_path(tmp, sizeof(tmp), m->sp->temp_path, 'l', m->id);
-        spool_path(dst, sizeof(dst), spool_msg_dir(m), 'l', m->id);
-        e = spool_rename_known(tmp, dst, &lst);
-    }
-    if (e) {
-        m->err = e;
-        spool_commit_unwind(m, 1);
-    }
-}
-
-static void spool_dsync_work(uv_work_t *w)
-{
-    struct spool *sp = w->data;
-
-    sp->dsync_err = 0;
-    for (size_t i = 0; i < sp->ndirs; i++)
-        if (sp->dirs[i].dsync && fsync(sp->dirs[i].fd) < 0 && errno != EINVAL)
-            sp->dsync_err = errno;
-}
-
-static void spool_dsync_start(struct spool *sp);
-
-static void spool_finish(struct spool_msg *m, int err)
-{
-    if (async_req_end(&m->req) && m->done)
-        m->done(m->done_arg, err, m->id);
-    spool_msg_free(m);
-}
-
-/* Thread pool: a commit whose directory fsync failed is taken back, the
- * l file first (the message is gone at once), so the client's retry after
- * its 4xx is not a second copy. */
-static void spool_withdraw_work(uv_work_t *w)
-{
-    struct spool_msg *m = w->data;
-    char path[4096];
-
-    spool_path(path, sizeof(path), spool_msg_dir(m), 'l', m->id);
-    spool_unlink_sync(path);
-    spool_path(path, sizeof(path), spool_msg_dir(m), 'c', m->id);
-    spool_unlink_sync(path);
-    spool_fsync_dir_sync(spool_msg_dir(m));
-}
-
-static void spool_withdraw_after(uv_work_t *w, int status)
-{
-    struct spool_msg *m = w->data;
-
-    spool_finish(m, m->err);
-}
-
-static void spool_dsync_after(uv_work_t *w, int status)
-{
-    struct spool *sp = w->data;
-    struct spool_msg *m = sp->dsync_batch, *next;
-    int err = status ? EIO : sp->dsync_err;
-
-    sp->dsync_batch = NULL;
-    sp->dsync_busy = 0;
-    for (; m; m = next) {
-        next = m->next;
-        if (err == 0) {
-            spool_finish(m, 0);
-            continue;
-        }
-        m->err = err;
-        m->busy = 1;
-        uv_queue_work(sp->loop, &m->work, spool_withdraw_work, spool_withdraw_after);
-    }
-    if (sp->dsync_wait)
-        spool_dsync_start(sp);
-}
-
-static void spool_dsync_start(struct spool *sp)
-{
-    sp->dsync_busy = 1;
-    sp->dsync_batch = sp->dsync_wait;
-    sp->dsync_wait = NULL;
-    for (size_t i = 0; i < sp->ndirs; i++)
-        sp->dirs[i].dsync = 0;
-    for (struct spool_msg *m = sp->dsync_batch; m; m = m->next)
-        spool_msg_qdir(m)->dsync = 1;
-    sp->dsync_work.data = sp;
-    uv_queue_work(sp->loop, &sp->dsync_work, spool_dsync_work, spool_dsync_after);
-}
-
-static void spool_commit_after(uv_work_t *w, int status)
-{
-    struct spool_msg *m = w->data;
-    struct spool *sp = m->sp;
-
-    m->busy = 0;
-    if (status && m->err == 0)
-        m->err = EIO;
-    if (m->err == EXDEV)
-        log_warn("%s: cannot commit: Temp_path %s and the queue directory %s are not on "
-                 "the same filesystem (they must be); the client is told to try later",
-                 m->id, sp->temp_path, spool_msg_dir(m));
-    if (m->err) {
-        spool_finish(m, m->err);
-        return;
-    }
-    m->next = sp->dsync_wait;
-    sp->dsync_wait = m;
-    if (!sp->dsync_busy)
-        spool_dsync_start(sp);
+    spool_msg_cleanup(w->data);
 }
 
 static void spool_start(struct spool_msg *m, uv_work_cb work, uv_after_work_cb after)
@@ -578,7 +420,9 @@ static void spool_next(struct spool_msg *m)
         m->busy = 1;
         uv_queue_work(m->sp->loop, &m->work, spool_cleanup_work, spool_cleanup_after);
     } else if (m->committing) {
-        spool_start(m, spool_commit_work, spool_commit_after);
+        buf_reset(&m->io);
+        buf_swap(&m->io, &m->mem);
+        spool_commit_enqueue(m);
     } else if ((m->mem.len >= SPOOL_FLUSH_AT || (m->written && m->mem.len)) &&
                m->err == 0) {
         spool_start(m, spool_flush_work, spool_flush_after);

@@ -30,7 +30,7 @@ struct spool_dir {
     char name[16];       /* "main", "qlimit" or an alternate queue */
     char *path;          /* no trailing slash */
     int fd;              /* for directory fsync; -1: cannot be used */
-    int dsync;           /* the fsync under way covers a rename into it */
+    int dsync;           /* the group under way renamed into it */
 };
 
 struct spool {
@@ -38,10 +38,13 @@ struct spool {
     char *temp_path;
     struct spool_dir *dirs;   /* [0] main (Queue_path), [1] qlimit, then alternates */
     size_t ndirs;
-    struct spool_msg *dsync_wait;   /* renamed, waiting for a dir fsync */
-    struct spool_msg *dsync_batch;  /* covered by the fsync under way */
-    int dsync_busy, dsync_err;
-    uv_work_t dsync_work;
+    int tmp_fd;               /* Temp_path, for syncfs */
+    int flush_fs;             /* 1: one syncfs per group; 0: fdatasync per file */
+    struct spool_msg *group_wait, **group_tail;  /* for the next group, in order */
+    struct spool_msg *group;  /* the group being committed */
+    int group_busy;
+    uv_work_t group_work;
+    unsigned long groups, grouped;   /* groups committed, messages in them */
 };
 
 /* Result of a commit: 0, or the errno that stopped it. */
@@ -54,6 +57,15 @@ typedef void spool_drain_fn(void *arg);
 int spool_open(struct spool *sp, uv_loop_t *loop, const char *queue_path,
                const char *temp_path, struct buf *err);
 void spool_close(struct spool *sp);
+/*
+ * How a group of commits reaches the disk (Spool_flush): "syncfs" (one
+ * syncfs(2) of Temp_path's filesystem for the files of the whole group,
+ * one for its renames), "fsync" (fdatasync of each file, one fsync of each
+ * directory renamed into), or "auto": syncfs on local filesystems known to
+ * flush everything with it, fsync elsewhere (NFS, FUSE, unknown).  Returns
+ * the mode chosen, "syncfs" or "fsync".
+ */
+const char *spool_set_flush(struct spool *sp, const char *mode);
 
 /* A message being received for owner o: content is buffered, flushed in
  * the background.  The owner cancelling it is spool_msg_abort. */
@@ -84,9 +96,10 @@ void spool_msg_rewrite(struct spool_msg *m, struct buf *head, size_t body_off,
                        struct buf *body, spool_drain_fn *fn, void *arg);
 /*
  * Makes the message durable: the c file, then the l file (ltext, with the
- * settings and hits given above), each fsynced and renamed into the queue's
- * directory, then the directory fsynced.  done is called once, on the
- * loop; the message is freed after it.
+ * settings and hits given above), flushed to disk, renamed into the
+ * queue's directory, and the renames flushed, together with the other
+ * messages committing at the same time (spool_commit.c).  done is called
+ * once, on the loop, after all of it; the message is freed after it.
  */
 void spool_msg_commit(struct spool_msg *m, const char *ltext, size_t llen,
                       spool_done_fn *done, void *arg);

@@ -145,3 +145,98 @@ def test_full_spool_answers_nodisk_space(nodes, small_spool):
     assert sorted(accepted) == n.queue_files("l")
     assert sorted(accepted) == n.queue_files("c")
     assert os.listdir(n.tmp) == []
+
+
+def _strace_syncfs(pids, out, delay_us):
+    """strace on every thread of pids, each syncfs(2) held delay_us at its
+    entry: a group flush lasts long enough for a kill to land inside it."""
+    cmd = ["strace", "-f", "-qq", "-e", "trace=syncfs", "-o", out,
+           "-e", "inject=syncfs:delay_enter=%d" % delay_us]
+    for p in pids:
+        cmd += ["-p", str(p)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+SYNCFS_NR = {"x86_64": 306, "aarch64": 267}
+
+
+def _in_syscall(pid, nr):
+    """Whether a thread of pid is in system call nr now (/proc/.../syscall)."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return False
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/syscall" % (pid, t)) as f:
+                if f.read().split(" ", 1)[0] == str(nr):
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def test_sigkill_in_the_middle_of_a_group_flush(nodes):
+    """Spool_flush syncfs, each flush held 300 ms (strace), 10 clients
+    sending without pause: messages pile up into groups.  The node is
+    killed while a thread of a worker is in a group's syncfs (/proc shows
+    it).
+    Every message that got its 250 is in the queue, whole; nothing else
+    is, but for the messages in flight (at most one per client); no l file
+    is there without its c file."""
+    node = nodes(options={"Spool_flush": "syncfs"}).start()
+    assert "commits flushed with syncfs (Spool_flush syncfs)" in node.log("warning")
+    trace = os.path.join(node.dir, "strace.out")
+    tracer = _strace_syncfs(node.children(), trace, 300000)
+    acked, sent = [], []
+    stop = threading.Event()
+
+    def client(k):
+        try:
+            with node.smtp(timeout=20) as c:
+                c.ehlo("group.test")
+                while not stop.is_set():
+                    c.mail("g%d@remote.test" % k)
+                    c.rcpt("alice@example.com")
+                    sent.append(k)
+                    code, msg = c.data("Subject: group\r\n\r\n" + ("g" * 70 + "\r\n") * 20)
+                    if code == 250:
+                        acked.append(msg.decode().split()[1])
+        except Exception:  # the node dies under the clients
+            return
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(acked) >= 40, timeout=90, what="40 acknowledged messages")
+
+        workers = node.children()
+
+        def in_a_flush():   # a thread of the node stopped in syncfs(2)
+            return any(_in_syscall(p, SYNCFS_NR[os.uname().machine]) for p in workers)
+        wait_for(in_a_flush, timeout=30, interval=0.005, what="a syncfs under way")
+        node.kill(signal.SIGKILL)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        tracer.wait(timeout=30)
+    with open(trace) as f:
+        log = f.read()
+    # groups: more messages were acknowledged than flushes were made
+    flushes = log.count("syncfs(")
+    assert 0 < flushes < len(acked), (flushes, len(acked))
+    assert "+++ killed by SIGKILL +++" in log
+    on_disk = set(node.queue_files("l"))
+    assert set(acked) <= on_disk, set(acked) - on_disk
+    assert len(on_disk - set(acked)) <= len(threads)
+    for qid in on_disk:
+        recs, rcpts = parse_lfile(node.read_qf(qid))
+        assert recs["end"] == ["1"]
+        assert os.path.getsize(os.path.join(node.spool, "c" + qid)) == int(recs["size"][0])
+    # the restarted node serves on, with the same commit path
+    node.start()
+    with node.smtp() as c:
+        c.sendmail("a@remote.test", ["alice@example.com"], "Subject: after\r\n\r\nok\r\n")
+    assert len(node.queue_files("l")) == len(on_disk) + 1

@@ -576,6 +576,8 @@ static const char *other_value(int i, char *buf, size_t len)
         snprintf(buf, len, "\"inet:127.0.0.1:11332, unix:/run/opendkim/opendkim.sock\"");
     } else if (strcmp(o->name, "Milter_default_action") == 0) {
         snprintf(buf, len, "\"accept\"");
+    } else if (strcmp(o->name, "Spool_flush") == 0) {
+        snprintf(buf, len, "\"fsync\"");
     } else if (o->flags & CONF_F_PATH) {
         snprintf(buf, len, "\"/changed/%s\"", o->name);
     } else if (strncmp(o->name, "Msg_", 4) == 0) {
@@ -736,6 +738,8 @@ static void test_text_errors(void **state)
                "control character in the value of Server_name");
     load_fails("Server_name \"a\rz\"\n", 1,
                "control character in the value of Server_name");
+    load_fails("Port 2525\nSpool_flush \"sometimes\"\n", 2,
+               "Spool_flush must be auto, syncfs or fsync, not \"sometimes\"");
 }
 
 static void test_syntax_errors(void **state)
