@@ -8,6 +8,7 @@
  * everything the engine had to send at that moment.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -116,6 +117,17 @@ int stream_write(struct stream *st, const char *data, size_t len, stream_write_f
         return 0;
     }
     return stream_send(st, wr);
+}
+
+size_t stream_try_write(struct stream *st, const char *data, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int r;
+
+    if (st->closing || st->tls || st->handshaking || len == 0 || len > UINT32_MAX)
+        return 0;
+    r = uv_try_write((uv_stream_t *)&st->tcp, &b, 1);   /* UV_EAGAIN if queued */
+    return r > 0 ? (size_t)r : 0;
 }
 
 /* The handshake is over: what was written meanwhile goes now, in order. */

@@ -59,6 +59,14 @@ void stream_read_stop(struct stream *st);
 /* Copies data; done (may be NULL) runs when it is written.  < 0: failed
  * at once (done is not called). */
 int stream_write(struct stream *st, const char *data, size_t len, stream_write_fn *done);
+/*
+ * What the socket takes at once, written now, when nothing is queued
+ * before it (plain connections only): the bytes written, 0 when none.
+ * No callback runs; the caller writes the rest with stream_write.  Why:
+ * a reply written at once costs no write request, no callback and none
+ * of the epoll re-arming libuv does after each queued write.
+ */
+size_t stream_try_write(struct stream *st, const char *data, size_t len);
 /* From now on the bytes on the socket are TLS (server: we answer the
  * client's hello; client: ours goes out now).  done runs when the
  * handshake ends.  < 0 (no engine, no certificate) with why in

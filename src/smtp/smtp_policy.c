@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "accounts.h"
@@ -362,13 +363,26 @@ static int smtp_mail_params(struct smtp_session *s, const struct smtp_path *p)
     return 0;
 }
 
+/* The 1-minute load average, read at most once a second: the kernel
+ * updates it every 5 s, and a read is a syscall (at every MAIL). */
+static double smtp_load_avg(void)
+{
+    static time_t read_at;
+    static double avg;
+    time_t now = time(NULL);
+
+    if (now != read_at) {
+        read_at = now;
+        if (getloadavg(&avg, 1) != 1)
+            avg = 0.0;
+    }
+    return avg;
+}
+
 /* Lavg_negative: refuse new mail while the load is above it. */
 static int smtp_load_too_high(const struct config *conf)
 {
-    double avg[1];
-
-    return conf->Lavg_negative > 0 && getloadavg(avg, 1) == 1 &&
-           avg[0] > (double)conf->Lavg_negative;
+    return conf->Lavg_negative > 0 && smtp_load_avg() > (double)conf->Lavg_negative;
 }
 
 /* The qlimit queue: Qlimit! of the rules, or (deprecated) Qlimit_senders. */

@@ -176,7 +176,7 @@ static void smtp_write_done(void *arg, int status, size_t len)
 
 static void smtp_flush(struct smtp_session *s)
 {
-    size_t n = s->out.len;
+    size_t n = s->out.len, sent;
 
     if (s->state == SMTP_S_CLOSED)
         return;
@@ -185,6 +185,16 @@ static void smtp_flush(struct smtp_session *s)
             smtp_close(s, "last reply written");
         return;
     }
+    sent = stream_try_write(&s->io, s->out.data, n);
+    if (sent == n) {
+        buf_reset(&s->out);
+        buf_shrink(&s->out, 4096);
+        if (s->state == SMTP_S_CLOSING && s->out_pending == 0)
+            smtp_close(s, "last reply written");
+        return;
+    }
+    buf_consume(&s->out, sent);
+    n -= sent;
     s->out_pending += n;
     if (stream_write(&s->io, s->out.data, n, smtp_write_done) < 0) {
         s->out_pending -= n;
