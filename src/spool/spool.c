@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,7 @@ int spool_unlink_sync(const char *path)
     return errno;
 }
 
-int spool_fsync_dir_sync(const char *dir)
+static int spool_fsync_dir_once(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), e = 0;
 
@@ -113,6 +114,81 @@ int spool_fsync_dir_sync(const char *dir)
         e = errno;
     close(fd);
     return e;
+}
+
+/*
+ * Directory flushes shared between the threads of a process: a caller's
+ * change (an unlink, a rename) is covered by any fsync of the directory
+ * that starts after it, so a caller that finds one running waits for the
+ * next, which one of the waiters makes for all of them.  The queue
+ * process's delivery runs remove files from many threads at once.  The
+ * directory stays open: queue directories live as long as the node.
+ */
+#define SPOOL_DSYNC_DIRS 16
+
+struct spool_dsync {
+    char *path;
+    int fd;
+    int running, err;
+    unsigned long requested, synced;
+};
+
+static pthread_mutex_t spool_dsync_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spool_dsync_cond = PTHREAD_COND_INITIALIZER;
+static struct spool_dsync spool_dsyncs[SPOOL_DSYNC_DIRS];
+static size_t spool_ndsyncs;
+
+/* Under the lock: the entry of dir, opened the first time; NULL if the
+ * table is full or dir cannot be opened (the caller flushes alone). */
+static struct spool_dsync *spool_dsync_entry(const char *dir)
+{
+    struct spool_dsync *e;
+    int fd;
+
+    for (size_t i = 0; i < spool_ndsyncs; i++)
+        if (strcmp(spool_dsyncs[i].path, dir) == 0)
+            return &spool_dsyncs[i];
+    if (spool_ndsyncs == SPOOL_DSYNC_DIRS ||
+        (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return NULL;
+    e = &spool_dsyncs[spool_ndsyncs++];
+    memset(e, 0, sizeof(*e));
+    e->path = mem_strdup(dir);
+    e->fd = fd;
+    return e;
+}
+
+int spool_fsync_dir_sync(const char *dir)
+{
+    struct spool_dsync *e;
+    unsigned long mine, upto;
+    int err;
+
+    pthread_mutex_lock(&spool_dsync_lock);
+    e = spool_dsync_entry(dir);
+    if (e == NULL) {
+        pthread_mutex_unlock(&spool_dsync_lock);
+        return spool_fsync_dir_once(dir);
+    }
+    mine = ++e->requested;
+    while (e->synced < mine) {
+        if (e->running) {
+            pthread_cond_wait(&spool_dsync_cond, &spool_dsync_lock);
+            continue;
+        }
+        e->running = 1;
+        upto = e->requested;
+        pthread_mutex_unlock(&spool_dsync_lock);
+        err = fsync(e->fd) < 0 && errno != EINVAL ? errno : 0;
+        pthread_mutex_lock(&spool_dsync_lock);
+        e->running = 0;
+        e->synced = upto;
+        e->err = err;
+        pthread_cond_broadcast(&spool_dsync_cond);
+    }
+    err = e->err;   /* of an fsync that started after our change */
+    pthread_mutex_unlock(&spool_dsync_lock);
+    return err;
 }
 
 /* Creates path exclusively, writes data, fdatasyncs unless nosync (the
