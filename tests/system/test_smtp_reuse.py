@@ -130,6 +130,30 @@ def test_wait_for_a_connection_is_bounded(nodes, procs):
     no_deferral(w.node)
 
 
+def test_stop_with_deliveries_in_line(nodes, procs):
+    # Smtp_dest_conns 1, a sink that takes 30 s a message: one delivery
+    # holds the connection and the others wait in line when the node
+    # stops; at the end of the queue's grace time (15 s) every run goes,
+    # those in line too, cleanly (the sanitizers watch).  After a restart,
+    # to a quick sink, the messages that were in line arrive (the one cut
+    # in DATA is deferred: it is not looked at)
+    w = World(nodes, procs, remote=["bob@remote.test"], sink_args=["--delay-data", "30"],
+              options={"Smtp_dest_conns": 1, "Connect_timeout": 60, "Timeout": 60})
+    ids = send_many(w, 4, "bob@remote.test", "line")
+    wait_for(lambda: w.sink.stats()["in_data"] == 1, timeout=30, what="one in DATA")
+    time.sleep(1.0)
+    assert w.sink.stats()["total_connections"] == 1, w.sink.stats()
+    assert w.node.stop() == 0
+    assert message_ids(w.sink) == []
+    assert delivered(w.node) == []
+    w.sink.stop()
+    w.sink = procs.sink(w.sink_ip, 25)
+    w.node.start()
+    wait_for(lambda: len(message_ids(w.sink)) >= 3, timeout=60, what="3 deliveries")
+    seen = message_ids(w.sink)
+    assert len(set(seen)) == len(seen) and set(seen) <= set(ids), seen
+
+
 def test_idle_session_quits_after_reuse_time(nodes, procs):
     w = World(nodes, procs, remote=["bob@remote.test"], options={"Smtp_reuse_time": 2})
     send_many(w, 1, "bob@remote.test", "idle")
