@@ -112,7 +112,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c src/smtp/smtp_proxy.c \
               src/smtp/milter_proto.c src/smtp/milter_head.c \
-              src/queue/smtp_client.c src/queue/smtp_client_txn.c \
+              src/queue/smtp_client.c src/queue/smtp_client_txn.c src/queue/smtp_cache.c \
               src/queue/smtp_encode.c src/queue/deliver_local.c src/core/dns.c \
               src/queue/lease.c src/queue/delivery_conf.c cluster/coord.c \
               cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_net.c \

@@ -17,6 +17,14 @@
  *         421 before any content went) is replaced by a fresh connection
  *         to the same address: not a failure, nothing is logged.  The
  *         log's host label says conn=reused or conn=new.
+ * bound:  a new connection to a destination that has Smtp_dest_conns
+ *         open (in use or parked, across the process's runs) is not made:
+ *         the run waits in the cache's line for a session parked by
+ *         another run, or for a place when one closes, at most
+ *         Connect_timeout seconds, then connects anyway (a wait is never a
+ *         failure).  A Tarpit_limit batch after the first, and the fresh
+ *         connection that replaces a dead cached one or retries in clear,
+ *         do not wait (they follow a connection of this run's own).
  */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -59,6 +67,8 @@ struct deliver_smtp {
     struct smtp_client *client;      /* the session under way */
     int reused;                      /* it came from the cache */
     char key[SMTP_CACHE_KEY_MAX];    /* its destination in the cache */
+    int counted;                     /* the cache counts a connection for us */
+    struct smtp_cache_wait wait;     /* in line for key (the timer times it) */
     int committed;                   /* some content was sent in full */
     int tls_fallback;                /* this address again, in clear */
     char last_error[DELIVER_ANSWER_MAX];
@@ -175,24 +185,73 @@ static int ds_reuse_on(const struct deliver_smtp *d)
     return d->rq->cache && c->Smtp_reuse_time > 0 && c->Smtp_reuse_max > 0;
 }
 
-/* A session for the current address: a parked one when from_cache and
- * the cache has one, else a new connection. */
-static void ds_connect(struct deliver_smtp *d, int from_cache)
+/* The connection counted for us ended without being parked. */
+static void ds_uncount(struct deliver_smtp *d)
 {
-    const struct sockaddr *a = (const struct sockaddr *)&d->addrs[d->addr_i];
-    struct smtp_client *c = NULL;
+    if (d->counted)
+        smtp_cache_close(d->rq->cache, d->key);
+    d->counted = 0;
+}
 
-    d->msg.keep = ds_reuse_on(d);
-    smtp_cache_key(a, &d->msg, d->key, sizeof(d->key));
-    if (from_cache && d->msg.keep)
-        c = smtp_cache_take(d->rq->cache, d->key);
+/* Counted for us: a session c from the cache (RSET + MAIL), or a new one. */
+static void ds_open(struct deliver_smtp *d, struct smtp_client *c)
+{
     d->reused = c != NULL;
     if (c) {
         d->client = c;
         smtp_client_reuse(c, &d->own, &d->msg, ds_client_done, d);
         return;
     }
-    d->client = smtp_client_start(d->loop, &d->own, a, &d->msg, ds_client_done, d);
+    d->client = smtp_client_start(d->loop, &d->own,
+                                  (const struct sockaddr *)&d->addrs[d->addr_i], &d->msg,
+                                  ds_client_done, d);
+}
+
+/* The wait is over (woken, or Connect_timeout): go on what we were given. */
+static void ds_wait_over(uv_timer_t *t)
+{
+    struct deliver_smtp *d = t->data;
+
+    d->counted = 1;
+    ds_open(d, smtp_cache_wait_end(&d->wait));
+}
+
+/* Our turn came (called from inside the cache: only schedule). */
+static void ds_wake(void *arg)
+{
+    struct deliver_smtp *d = arg;
+
+    uv_timer_start(&d->timer, ds_wait_over, 0, 0);
+}
+
+/* A session for the current address: a parked one when from_cache and
+ * the cache has one, else a new connection, once the destination's bound
+ * leaves room (from_cache 0: at once). */
+static void ds_connect(struct deliver_smtp *d, int from_cache)
+{
+    const struct sockaddr *a = (const struct sockaddr *)&d->addrs[d->addr_i];
+    struct smtp_cache *sc = d->rq->cache;
+    struct smtp_client *c = NULL;
+
+    d->msg.keep = ds_reuse_on(d);
+    if (sc == NULL) {
+        ds_open(d, NULL);
+        return;
+    }
+    if (!d->counted) {      /* else: our own connection's place, same key */
+        smtp_cache_key(a, &d->msg, d->key, sizeof(d->key));
+        if (from_cache && d->msg.keep)
+            c = smtp_cache_take(sc, d->key);
+        if (c == NULL &&
+            !smtp_cache_open(sc, d->key, from_cache ? d->rq->conf->Smtp_dest_conns : 0)) {
+            smtp_cache_wait(sc, &d->own, d->key, &d->wait, ds_wake, d);
+            uv_timer_start(&d->timer, ds_wait_over,
+                           (uint64_t)d->rq->conf->Connect_timeout * 1000, 0);
+            return;
+        }
+        d->counted = 1;
+    }
+    ds_open(d, c);
 }
 
 /* A cached session the server (or a firewall) had closed meanwhile: lost,
@@ -221,13 +280,15 @@ static void ds_client_done(void *arg, const struct smtp_client_result *r)
     d->committed |= sent;
     d->client = NULL;
     ds_host_label(d, r, host, sizeof(host));
-    if (r->reusable && d->msg.keep)
+    if (r->reusable && d->msg.keep &&
         smtp_cache_put(d->rq->cache, d->key, c, d->rq->conf->Smtp_reuse_time,
-                       d->rq->conf->Smtp_reuse_max);
+                       d->rq->conf->Smtp_reuse_max))
+        d->counted = 0;          /* the cache's now */
     if (ds_dead_cached(r, sent)) {
-        ds_connect(d, 0);        /* once: a fresh connection is not "reused" */
+        ds_connect(d, 0);        /* once, in its place: a fresh connection is not "reused" */
         return;
     }
+    ds_uncount(d);
     /* Tls_delivery 1: a handshake that failed is tried again in clear,
      * as opportunistic TLS does (once per address) */
     if (r->tls_failed && d->rq->conf->Tls_delivery == 1 && !d->tls_fallback) {
@@ -450,7 +511,8 @@ static void ds_cancel(struct async_req *r)
     struct deliver_smtp *d = (struct deliver_smtp *)r;
 
     d->client = NULL;
-    async_owner_cancel(&d->own);
+    async_owner_cancel(&d->own);   /* the session, or our place in line */
+    ds_uncount(d);
     if (!uv_is_closing((uv_handle_t *)&d->timer)) {
         uv_timer_stop(&d->timer);
         uv_close((uv_handle_t *)&d->timer, ds_closed);

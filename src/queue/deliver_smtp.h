@@ -11,8 +11,10 @@
  * Smtp_reuse_max, asking the cache (smtp_cache.h) for an idle session to
  * the address it would connect to, parking the session after a healthy
  * transaction, and replacing a cached session found dead, once, by a
- * fresh connection to the same address.  Must not: touch the spool or
- * decide retry times (delivery.c does).
+ * fresh connection to the same address; with Smtp_dest_conns, waiting in
+ * the cache's line (at most Connect_timeout) instead of connecting beyond
+ * the destination's bound.  Must not: touch the spool or decide retry
+ * times (delivery.c does).
  */
 #ifndef SELOR_DELIVER_SMTP_H
 #define SELOR_DELIVER_SMTP_H

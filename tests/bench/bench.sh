@@ -93,7 +93,8 @@
 # and the lines before it the others, e.g.
 #   rules: 50 rules 1712 msg/s, no rules 1790 msg/s, ratio 0.96
 #   milter: accept-all milter 820 msg/s, no milter 1790 msg/s, ratio 0.46
-#   end-to-end: selor 969 msg/s, postfix 814 msg/s, ratio 1.19x
+#   end-to-end: selor 969 msg/s, postfix 814 msg/s, ratio 1.19x;
+#     connections per 1000 messages: selor 2, postfix 3      (one line)
 #   cluster: redis round trips per message: accept 2.16, delivery 5.89 (3.57
 #     of them the flushes); commands run by Redis, the scripts' included:
 #     accept 7.65, delivery 36.17      (one line)
@@ -1035,8 +1036,9 @@ EOF
         e2e_cpu "$(calc %.2f "$c1 - $c0")" "$2"
         # one summary line a recipient; conn=new: its message opened a connection
         cn=$(summary_count ' conn=new ' "$ED")
+        CONN_K=$(calc %.0f "($cn - $E2E_CONN) * 1000 / $2")
         say "    outbound SMTP connections: $((cn - E2E_CONN)) for $2 messages" \
-            "= $(calc %.0f "($cn - $E2E_CONN) * 1000 / $2") per 1000 (Smtp_reuse_*)"
+            "= $CONN_K per 1000 (Smtp_reuse_*, Smtp_dest_conns)"
         E2E_CONN=$cn
     }
     # e2e_cpu SERVER_CPU N: CPU from the first message until the sink had the last
@@ -1050,6 +1052,7 @@ EOF
     e2e_selor warmup "$E2E_WARMUP"
     e2e_selor run "$E2E_MSGS"
     E2E_SELOR=$RATE
+    E2E_SELOR_CONN=$CONN_K
     node_stop "$ED"
 
     E2E_PF=""
@@ -1068,21 +1071,30 @@ EOF
             if postfix_check "e2e $1" "$PF/$1.out"; then
                 say "e2e postfix $1: $2 messages in $pe2e s = $RATE msg/s (accepted in $pel s)"
                 e2e_cpu "$(calc %.2f "$c1 - $c0")" "$2"
+                # one smtp status=sent line a recipient; conn_use=N (the
+                # Nth use) on a reused connection, none on a new one
+                cn=$(grep "$PF_SENT" "$PF_LOG" | grep -vc ' conn_use=')
+                CONN_K=$(calc %.0f "($cn - $PF_CONN) * 1000 / $2")
+                say "    outbound SMTP connections: $((cn - PF_CONN)) for $2 messages" \
+                    "= $CONN_K per 1000 (smtp status=sent lines without conn_use=)"
+                PF_CONN=$cn
             else
                 PF_REASON="end-to-end $1 failed: $PF_BAD"
                 RATE=""
             fi
         }
+        PF_CONN=0
         say "e2e postfix: warm-up, $E2E_WARMUP messages"
         e2e_postfix warmup "$E2E_WARMUP"
         [ -n "$RATE" ] && e2e_postfix run "$E2E_MSGS"
         E2E_PF=$RATE
+        E2E_PF_CONN=$CONN_K
         stop_postfix
     fi
     if [ -n "$E2E_PF" ]; then
-        E2E_LINE="end-to-end: selor $E2E_SELOR msg/s, postfix $E2E_PF msg/s, ratio $(calc %.2f "$E2E_SELOR / $E2E_PF")x"
+        E2E_LINE="end-to-end: selor $E2E_SELOR msg/s, postfix $E2E_PF msg/s, ratio $(calc %.2f "$E2E_SELOR / $E2E_PF")x; connections per 1000 messages: selor $E2E_SELOR_CONN, postfix $E2E_PF_CONN"
     else
-        E2E_LINE="end-to-end: selor $E2E_SELOR msg/s (postfix not measured: $PF_REASON)"
+        E2E_LINE="end-to-end: selor $E2E_SELOR msg/s (postfix not measured: $PF_REASON); connections per 1000 messages: selor $E2E_SELOR_CONN"
     fi
 fi
 

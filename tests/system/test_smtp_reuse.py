@@ -6,7 +6,7 @@ conn=reused for every delivery."""
 import re
 import time
 
-from selortest import wait_for
+from selortest import loopback_addr, wait_for
 from test_delivery import World, fwd
 
 
@@ -50,12 +50,11 @@ def no_deferral(node):
 
 
 def test_200_messages_few_connections(nodes, procs):
-    # Connections = the most deliveries to the domain at once, plus new ones
-    # after Smtp_reuse_max transactions or an idle time.  Dremote_max_procs
-    # (default 20) bounds the first: a burst that outruns the deliveries
-    # can legitimately hold 20 connections at once, so it is 10 here.
-    w = World(nodes, procs, remote=["bob@remote.test"],
-              options={"Dremote_max_procs": 10})
+    # At the defaults: up to 20 deliveries to the domain at once
+    # (Dremote_max_procs), on at most 10 connections (Smtp_dest_conns), the
+    # others waiting for a session another delivery hands back; new ones
+    # come after Smtp_reuse_max transactions or an idle time.
+    w = World(nodes, procs, remote=["bob@remote.test"])
     ids = send_many(w, 200, "bob@remote.test", "many")
     wait_for(lambda: len(w.sink.messages()) >= 200, timeout=120, what="200 deliveries")
     wait_for(lambda: len(delivered(w.node)) >= 200, timeout=30, what="200 summary lines")
@@ -72,6 +71,87 @@ def test_200_messages_few_connections(nodes, procs):
     w.node.stop()             # the parked sessions say QUIT
     wait_for(lambda: w.sink.stats()["connections"] == 0, what="connections closed")
     assert w.sink.stats()["quits"] == conns, w.sink.stats()
+
+
+def test_busy_destination_does_not_hold_up_another(nodes, procs):
+    # remote.test's sink takes 1.5 s per message: of its 20 deliveries
+    # at once, 10 have a connection and 10 wait in line for one; other.test
+    # meanwhile gets its message at once, on its own connection
+    other_ip = loopback_addr()
+    other = procs.sink(other_ip, 25)
+    w = World(nodes, procs, remote=["bob@remote.test", "carol@other.test"],
+              sink_args=["--delay-data", "1.5"], options={"Connect_timeout": 60},
+              extra_mx={"other.test": [(10, "mx.other.test")]},
+              extra_hosts={"mx.other.test": other_ip})
+    ids = send_many(w, 40, "bob@remote.test", "busy")
+    wait_for(lambda: w.sink.stats()["max_connections"] >= 10, timeout=30,
+             what="10 connections to the busy sink")
+    start = time.monotonic()
+    send_many(w, 1, "carol@other.test", "other")
+    wait_for(lambda: len(other.messages()) == 1, timeout=30, what="other.test delivery")
+    took = time.monotonic() - start
+    busy_left = 40 - len(w.sink.messages())
+    assert took < 1.5 and busy_left > 0, (took, busy_left)
+    wait_for(lambda: len(delivered(w.node, to="bob@")) == 40, timeout=120,
+             what="40 deliveries")
+    st = w.sink.stats()
+    assert st["max_connections"] == 10 and st["total_connections"] == 10, st
+    assert sorted(message_ids(w.sink)) == sorted(ids)
+    assert len(delivered(w.node, "reused", "bob@")) == 30
+    no_deferral(w.node)
+
+
+def test_waiting_run_gets_the_session_handed_back(nodes, procs):
+    # Smtp_dest_conns 1: every delivery waits for the one connection
+    w = World(nodes, procs, remote=["bob@remote.test"], sink_args=["--delay-data", "0.2"],
+              options={"Smtp_dest_conns": 1, "Connect_timeout": 60})
+    ids = send_many(w, 8, "bob@remote.test", "one")
+    wait_for(lambda: len(delivered(w.node)) == 8, timeout=60, what="8 deliveries")
+    st = w.sink.stats()
+    assert st["total_connections"] == 1 and st["max_transactions"] == 8, st
+    assert sorted(message_ids(w.sink)) == sorted(ids)
+    no_deferral(w.node)
+
+
+def test_wait_for_a_connection_is_bounded(nodes, procs):
+    # the one connection is busy for 4 s; the second delivery waits
+    # Connect_timeout (1 s), then connects anyway: no deferral
+    w = World(nodes, procs, remote=["bob@remote.test"], sink_args=["--delay-data", "4"],
+              options={"Smtp_dest_conns": 1, "Connect_timeout": 1})
+    start = time.monotonic()
+    ids = send_many(w, 2, "bob@remote.test", "two")
+    wait_for(lambda: len(delivered(w.node)) == 2, timeout=30, what="2 deliveries")
+    took = time.monotonic() - start
+    st = w.sink.stats()
+    assert st["total_connections"] == 2 and st["max_connections"] == 2, st
+    assert took < 7.5, took           # side by side, not one after the other
+    assert sorted(message_ids(w.sink)) == sorted(ids)
+    assert len(delivered(w.node, "new")) == 2
+    no_deferral(w.node)
+
+
+def test_stop_with_deliveries_in_line(nodes, procs):
+    # Smtp_dest_conns 1, a sink that takes 30 s a message: one delivery
+    # holds the connection and the others wait in line when the node
+    # stops; at the end of the queue's grace time (15 s) every run goes,
+    # those in line too, cleanly (the sanitizers watch).  After a restart,
+    # to a quick sink, the messages that were in line arrive (the one cut
+    # in DATA is deferred: it is not looked at)
+    w = World(nodes, procs, remote=["bob@remote.test"], sink_args=["--delay-data", "30"],
+              options={"Smtp_dest_conns": 1, "Connect_timeout": 60, "Timeout": 60})
+    ids = send_many(w, 4, "bob@remote.test", "line")
+    wait_for(lambda: w.sink.stats()["in_data"] == 1, timeout=30, what="one in DATA")
+    time.sleep(1.0)
+    assert w.sink.stats()["total_connections"] == 1, w.sink.stats()
+    assert w.node.stop() == 0
+    assert message_ids(w.sink) == []
+    assert delivered(w.node) == []
+    w.sink.stop()
+    w.sink = procs.sink(w.sink_ip, 25)
+    w.node.start()
+    wait_for(lambda: len(message_ids(w.sink)) >= 3, timeout=60, what="3 deliveries")
+    seen = message_ids(w.sink)
+    assert len(set(seen)) == len(seen) and set(seen) <= set(ids), seen
 
 
 def test_idle_session_quits_after_reuse_time(nodes, procs):
