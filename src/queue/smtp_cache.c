@@ -261,6 +261,21 @@ int smtp_cache_put(struct smtp_cache *sc, const char *key, struct smtp_client *c
 
 /* ---- waiting ---- */
 
+static void scw_leave_line(struct smtp_cache_wait *w)
+{
+    struct smtp_cache_dest *x = w->dest;
+
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        x->first = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        x->last = w->prev;
+    w->in_line = 0;
+}
+
 /* The run went while in line, or after its turn came: what it was given
  * goes to the next one. */
 static void scw_cancel(struct async_req *r)
@@ -269,15 +284,7 @@ static void scw_cancel(struct async_req *r)
     struct smtp_cache_dest *x = w->dest;
 
     if (w->in_line) {
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            x->first = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-        else
-            x->last = w->prev;
-        w->in_line = 0;
+        scw_leave_line(w);
         scd_maybe_free(x);
     } else if (w->handed) {
         struct smtp_cache_entry *e = w->handed;
@@ -320,15 +327,7 @@ struct smtp_client *smtp_cache_wait_end(struct smtp_cache_wait *w)
         c = sce_take(w->handed);
         w->handed = NULL;
     } else if (w->in_line) {      /* its time ran out: one over the bound */
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            x->first = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-        else
-            x->last = w->prev;
-        w->in_line = 0;
+        scw_leave_line(w);
         x->open++;
     }
     w->granted = 0;
