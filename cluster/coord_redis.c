@@ -125,8 +125,9 @@ struct cr_call {
     void *arg;
     char queue[16];
     char ip[64];
-    char login[256];               /* AUTH lockout: for the fallback */
+    char login[256];               /* AUTH lockout: for the fallback; ANNOUNCE: the ID */
     long num;                      /* AUTH lockout: limit or ttl, for the fallback */
+    int mode;                      /* ANNOUNCE: for the wake-up after the answer */
     struct coord_claim cl;
 };
 
@@ -734,6 +735,14 @@ static void cr_rate(struct coord *c, struct async_owner *o, const char *key, lon
 
 /* ---- the due-time index, claims, locks ---- */
 
+/* Wakes this node's queue process once Redis has the file in its index
+ * (or the call failed): woken before, its claim could find nothing and it
+ * would not ask again until the next wake-up or tick. */
+static void cr_announce_reply(struct cr_call *call, redisReply *r, int live)
+{
+    coord_announce(call->cr->local, call->queue, call->login, call->num, call->mode);
+}
+
 static void cr_announce(struct coord *c, const char *queue, const char *qid, long due,
                         int mode)
 {
@@ -741,10 +750,15 @@ static void cr_announce(struct coord *c, const char *queue, const char *qid, lon
     char kdue[256], klock[256], sdue[32];
     struct cr_call *call;
 
-    coord_announce(cr->local, queue, qid, due, mode);   /* wakes this node's queue */
-    if (!cr_ready(cr))
+    if (!cr_ready(cr)) {
+        coord_announce(cr->local, queue, qid, due, mode);   /* wakes this node's queue */
         return;   /* the scan puts it in the index once Redis is back */
-    call = cr_call_new(cr, NULL, CR_S_ANNOUNCE, cr_ignore_reply, NULL);
+    }
+    call = cr_call_new(cr, NULL, CR_S_ANNOUNCE, cr_announce_reply, NULL);
+    snprintf(call->queue, sizeof(call->queue), "%s", queue);
+    snprintf(call->login, sizeof(call->login), "%s", qid);
+    call->num = due;
+    call->mode = mode;
     cr_key(cr, kdue, sizeof(kdue), "due", queue);
     cr_key(cr, klock, sizeof(klock), "lock", qid);
     snprintf(sdue, sizeof(sdue), "%ld", due > 0 ? due : (long)time(NULL));
