@@ -8,7 +8,8 @@
  * index rebuilds itself after a restart.  The pump claims due files (main
  * queue first, then the lower-priority qlimit queue, each within its limit:
  * Max_qprocs, Qlimit_max_procs) and starts a delivery run for each, unless
- * the load average is above Lavg_queue.  The alternate queues rules send
+ * the load average is above Lavg_queue.  Claims go in batches, and the
+ * ended runs' releases go with them (one Redis round trip for many files).  The alternate queues rules send
  * mail to (Def! Queue_path, spool_queues.h) are in main's index: they share
  * its claims and its Max_qprocs slots; the run finds the file's directory.  The scan also removes debris a
  * crash can leave: c files without an l file, old temporary files.
