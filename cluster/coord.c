@@ -79,6 +79,15 @@ void coord_release(struct coord *c, const struct coord_claim *cl, long next_due)
     c->ops->release(c, cl, next_due);
 }
 
+void coord_claim_batch(struct coord *c, struct async_owner *o, const char *queue,
+                       long limit, long now, size_t want, const struct coord_release *rel,
+                       size_t nrel, coord_batch_fn *fn, void *arg)
+{
+    if (want > COORD_BATCH_MAX)
+        want = COORD_BATCH_MAX;
+    c->ops->claim_batch(c, o, queue, limit, now, want, rel, nrel, fn, arg);
+}
+
 void coord_slot_acquire(struct coord *c, struct async_owner *o, const char *pool,
                         long limit, coord_slot_fn *fn, void *arg)
 {

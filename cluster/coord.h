@@ -61,9 +61,21 @@ enum coord_announce_mode {
     COORD_ANN_FORCE,   /* set its due time (unless someone holds it) */
 };
 
+/* One claim given back through coord_claim_batch (next_due as coord_release's). */
+struct coord_release {
+    struct coord_claim cl;
+    long next_due;
+};
+
+/* The most files one coord_claim_batch claims. */
+#define COORD_BATCH_MAX 32
+
 typedef void coord_conn_fn(void *arg, int verdict);
 typedef void coord_claim_fn(void *arg, int status, const struct coord_claim *cl);
 typedef void coord_status_fn(void *arg, int status);
+/* n files claimed (cl[0..n-1]); status COORD_OK when all that were asked for
+ * came (more may be due), else why fewer: COORD_EMPTY, COORD_FULL, COORD_DOWN. */
+typedef void coord_batch_fn(void *arg, int status, const struct coord_claim *cl, size_t n);
 typedef void coord_slot_fn(void *arg, int status, uint64_t slot);
 typedef void coord_wake_fn(void *arg);
 /* verdict: COORD_OK, or COORD_LIMIT when the address or the login is locked out */
@@ -88,6 +100,9 @@ struct coord_ops {
     void (*renew)(struct coord *c, struct async_owner *o, const struct coord_claim *cl,
                   coord_status_fn *fn, void *arg);
     void (*release)(struct coord *c, const struct coord_claim *cl, long next_due);
+    void (*claim_batch)(struct coord *c, struct async_owner *o, const char *queue,
+                        long limit, long now, size_t want, const struct coord_release *rel,
+                        size_t nrel, coord_batch_fn *fn, void *arg);
     void (*slot_acquire)(struct coord *c, struct async_owner *o, const char *pool,
                          long limit, coord_slot_fn *fn, void *arg);
     void (*slot_release)(struct coord *c, const char *pool, uint64_t slot);
@@ -142,6 +157,17 @@ void coord_renew(struct coord *c, struct async_owner *o, const struct coord_clai
  * due then, -1 means the file is gone (delivered, deleted), COORD_DUE_KEEP
  * leaves the index as the claim left it. */
 void coord_release(struct coord *c, const struct coord_claim *cl, long next_due);
+/*
+ * One request (one round trip with Redis) for a queue process's many files:
+ * gives back the nrel claims of rel (any queue; as coord_release, in that
+ * order, whatever the owner does later), then claims up to `want` (at most
+ * COORD_BATCH_MAX) due files of queue as coord_claim_next would, one after
+ * the other.  want 0: the releases only (o and fn may be NULL).  An answer
+ * after o cancelled is dropped and its files are given back, due now.
+ */
+void coord_claim_batch(struct coord *c, struct async_owner *o, const char *queue,
+                       long limit, long now, size_t want, const struct coord_release *rel,
+                       size_t nrel, coord_batch_fn *fn, void *arg);
 /* Counting semaphores whose slots are leases (Dlocal_max_procs). */
 void coord_slot_acquire(struct coord *c, struct async_owner *o, const char *pool,
                         long limit, coord_slot_fn *fn, void *arg);

@@ -572,6 +572,40 @@ static void emb_release(struct coord *c, const struct coord_claim *cl, long next
         emb_set_due(q, f, next_due);
 }
 
+/* The files one batch claimed so far (emb_claim_next answers at once). */
+struct emb_batch {
+    struct coord_claim cl[COORD_BATCH_MAX];
+    size_t n;
+    int status;
+};
+
+static void emb_batch_one(void *arg, int status, const struct coord_claim *cl)
+{
+    struct emb_batch *b = arg;
+
+    b->status = status;
+    if (status == COORD_OK)
+        b->cl[b->n++] = *cl;
+}
+
+static void emb_claim_batch(struct coord *c, struct async_owner *o, const char *queue,
+                            long limit, long now, size_t want,
+                            const struct coord_release *rel, size_t nrel,
+                            coord_batch_fn *fn, void *arg)
+{
+    struct emb_batch b;
+
+    for (size_t i = 0; i < nrel; i++)
+        emb_release(c, &rel[i].cl, rel[i].next_due);
+    if (want == 0)
+        return;
+    b.n = 0;
+    b.status = COORD_OK;
+    while (b.n < want && b.status == COORD_OK)
+        emb_claim_next(c, o, queue, limit, now, emb_batch_one, &b);
+    fn(arg, b.n == want ? COORD_OK : b.status, b.cl, b.n);
+}
+
 /* ---- announcements ---- */
 
 static void emb_announce(struct coord *c, const char *queue, const char *qid,
@@ -710,6 +744,7 @@ static const struct coord_ops emb_ops = {
     .claim_id = emb_claim_id,
     .renew = emb_renew,
     .release = emb_release,
+    .claim_batch = emb_claim_batch,
     .slot_acquire = emb_slot_acquire,
     .slot_release = emb_slot_release,
     .auth_check = emb_auth_check,

@@ -120,12 +120,14 @@ struct cr_call {
         coord_slot_fn *slot;
         coord_auth_fn *auth;
         coord_drain_fn *drain;
+        coord_batch_fn *batch;
     } fn;
     void *arg;
     char queue[16];
     char ip[64];
-    char login[256];               /* AUTH lockout: for the fallback */
+    char login[256];               /* AUTH lockout: for the fallback; ANNOUNCE: the ID */
     long num;                      /* AUTH lockout: limit or ttl, for the fallback */
+    int mode;                      /* ANNOUNCE: for the wake-up after the answer */
     struct coord_claim cl;
 };
 
@@ -733,6 +735,14 @@ static void cr_rate(struct coord *c, struct async_owner *o, const char *key, lon
 
 /* ---- the due-time index, claims, locks ---- */
 
+/* Wakes this node's queue process once Redis has the file in its index
+ * (or the call failed): woken before, its claim could find nothing and it
+ * would not ask again until the next wake-up or tick. */
+static void cr_announce_reply(struct cr_call *call, redisReply *r, int live)
+{
+    coord_announce(call->cr->local, call->queue, call->login, call->num, call->mode);
+}
+
 static void cr_announce(struct coord *c, const char *queue, const char *qid, long due,
                         int mode)
 {
@@ -740,10 +750,15 @@ static void cr_announce(struct coord *c, const char *queue, const char *qid, lon
     char kdue[256], klock[256], sdue[32];
     struct cr_call *call;
 
-    coord_announce(cr->local, queue, qid, due, mode);   /* wakes this node's queue */
-    if (!cr_ready(cr))
+    if (!cr_ready(cr)) {
+        coord_announce(cr->local, queue, qid, due, mode);   /* wakes this node's queue */
         return;   /* the scan puts it in the index once Redis is back */
-    call = cr_call_new(cr, NULL, CR_S_ANNOUNCE, cr_ignore_reply, NULL);
+    }
+    call = cr_call_new(cr, NULL, CR_S_ANNOUNCE, cr_announce_reply, NULL);
+    snprintf(call->queue, sizeof(call->queue), "%s", queue);
+    snprintf(call->login, sizeof(call->login), "%s", qid);
+    call->num = due;
+    call->mode = mode;
     cr_key(cr, kdue, sizeof(kdue), "due", queue);
     cr_key(cr, klock, sizeof(klock), "lock", qid);
     snprintf(sdue, sizeof(sdue), "%ld", due > 0 ? due : (long)time(NULL));
@@ -782,20 +797,21 @@ static void cr_release(struct coord *c, const struct coord_claim *cl, long next_
 /* The claim's fourth field: the owner ("SID token") whose lock lapsed
  * without a release.  Another node's: a takeover (this node's own, after
  * Redis was away, is none). */
-static void cr_note_takeover(struct coord_redis *cr, const redisReply *r, const char *qid)
+static void cr_note_prev(struct coord_redis *cr, const char *prev, const char *qid)
 {
-    const char *prev;
-    size_t n;
+    size_t n = strcspn(prev, " ");
 
-    if (r->elements < 4 || r->element[3]->type != REDIS_REPLY_STRING)
-        return;
-    prev = r->element[3]->str;
-    n = strcspn(prev, " ");
     if (n == 0 || (n == strlen(cr->node) && strncmp(prev, cr->node, n) == 0))
         return;
     metrics_inc(METRIC_LOCK_TAKEOVERS);
     log_info("%s: taken over from node %.*s (its lock lapsed without a release)", qid,
              (int)(n > 64 ? 64 : n), prev);
+}
+
+static void cr_note_takeover(struct coord_redis *cr, const redisReply *r, const char *qid)
+{
+    if (r->elements >= 4 && r->element[3]->type == REDIS_REPLY_STRING)
+        cr_note_prev(cr, r->element[3]->str, qid);
 }
 
 static void cr_claim_reply(struct cr_call *call, redisReply *r, int live)
@@ -915,6 +931,129 @@ static void cr_release(struct coord *c, const struct coord_claim *cl, long next_
     snprintf(snext, sizeof(snext), "%ld", next_due);
     cr_eval(call, 4, (const char *const[]){klock, kslots, kdue, kheld, owner, snext, cl->qid,
                                            NULL});
+}
+
+/* ---- batches: many files' releases and claims in one round trip ---- */
+
+static void cr_claim_batch(struct coord *c, struct async_owner *o, const char *queue,
+                           long limit, long now, size_t want,
+                           const struct coord_release *rel, size_t nrel,
+                           coord_batch_fn *fn, void *arg);
+
+static void cr_batch_reply(struct cr_call *call, redisReply *r, int live)
+{
+    struct coord_claim got[COORD_BATCH_MAX];
+    struct coord_release back[COORD_BATCH_MAX];
+    const char *word = NULL;
+    int st = COORD_DOWN;
+    size_t n = 0;
+
+    if (call->num == 0)
+        return;        /* releases only: nobody waits */
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_STRING)
+        word = r->element[0]->str;
+    if (word && strcmp(word, "OK") == 0)
+        st = COORD_OK;
+    else if (word && strcmp(word, "EMPTY") == 0)
+        st = COORD_EMPTY;
+    else if (word && strcmp(word, "FULL") == 0)
+        st = COORD_FULL;      /* else PAUSED (Redis lost its data) or no answer */
+    for (size_t i = 1; word && i + 2 < r->elements && n < COORD_BATCH_MAX; i += 3) {
+        const redisReply *id = r->element[i], *prev = r->element[i + 2];
+        if (id->type != REDIS_REPLY_STRING)
+            break;
+        got[n] = call->cl;
+        snprintf(got[n].qid, sizeof(got[n].qid), "%s", id->str);
+        got[n].token = (uint64_t)cr_int(r->element[i + 1]);
+        if (prev->type == REDIS_REPLY_STRING)
+            cr_note_prev(call->cr, prev->str, got[n].qid);
+        n++;
+    }
+    if (live) {
+        call->fn.batch(call->arg, st, got, n);
+        return;
+    }
+    /* Nobody wants these files any more: due again now, for whoever is free. */
+    for (size_t i = 0; i < n; i++) {
+        back[i].cl = got[i];
+        back[i].next_due = (long)time(NULL);
+    }
+    if (n)
+        cr_claim_batch(&call->cr->base, NULL, call->cl.queue, 0, 0, 0, back, n, NULL, NULL);
+}
+
+static void cr_claim_batch(struct coord *c, struct async_owner *o, const char *queue,
+                           long limit, long now, size_t want,
+                           const struct coord_release *rel, size_t nrel,
+                           coord_batch_fn *fn, void *arg)
+{
+    struct coord_redis *cr = (struct coord_redis *)c;
+    char kdue[256], kslots[256], ktok[256], kepoch[256], kheld[256], slimit[32],
+        slease[32], scand[16], swant[16];
+    const char **args;
+    char (*owner)[128], (*snext)[32];
+    struct cr_call *call;
+    size_t k;
+    int drained = cr->draining && want > 0;
+
+    if (drained)
+        want = 0;        /* it takes no new work; what it gives back still goes */
+    if (!cr_ready(cr)) {
+        if (want || drained)    /* the releases: the leases end by themselves */
+            fn(arg, drained ? COORD_EMPTY : COORD_DOWN, NULL, 0);
+        return;
+    }
+    if (want == 0 && nrel == 0) {
+        if (drained)
+            fn(arg, COORD_EMPTY, NULL, 0);
+        return;
+    }
+    call = cr_call_new(cr, want ? o : NULL, CR_S_BATCH, cr_batch_reply, arg);
+    call->fn.batch = fn;
+    call->num = (long)want;
+    call->cl.asked_ms = coord_mono_ms();
+    snprintf(call->cl.queue, sizeof(call->cl.queue), "%s", queue);
+    call->cl.slot = limit > 0;
+    cr_key(cr, kdue, sizeof(kdue), "due", queue);
+    cr_key(cr, kslots, sizeof(kslots), "slots", queue);
+    cr_key(cr, ktok, sizeof(ktok), "token", NULL);
+    cr_key(cr, kepoch, sizeof(kepoch), "epoch", NULL);
+    cr_key(cr, kheld, sizeof(kheld), "held", NULL);
+    snprintf(slimit, sizeof(slimit), "%ld", limit);
+    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
+    snprintf(scand, sizeof(scand), "%d", CR_SCAN_CANDIDATES);
+    snprintf(swant, sizeof(swant), "%zu", want);
+    args = mem_zalloc((11 + 4 * nrel + 1) * sizeof(*args));
+    owner = mem_zalloc((nrel + 1) * sizeof(*owner));
+    snext = mem_zalloc((nrel + 1) * sizeof(*snext));
+    args[0] = kdue;
+    args[1] = kslots;
+    args[2] = ktok;
+    args[3] = kepoch;
+    args[4] = kheld;
+    args[5] = slimit;
+    args[6] = slease;
+    args[7] = cr->node;
+    args[8] = cr->prefix;
+    args[9] = scand;
+    args[10] = swant;
+    k = 11;
+    for (size_t i = 0; i < nrel; i++) {
+        cr_owner(&rel[i].cl, cr->node, owner[i], sizeof(owner[i]));
+        snprintf(snext[i], sizeof(snext[i]), "%ld", rel[i].next_due);
+        args[k++] = rel[i].cl.queue;
+        args[k++] = rel[i].cl.qid;
+        args[k++] = owner[i];
+        args[k++] = snext[i];
+    }
+    args[k] = NULL;
+    cr_eval(call, 5, args);
+    mem_free(args);
+    mem_free(owner);
+    mem_free(snext);
+    if (drained)
+        fn(arg, COORD_EMPTY, NULL, 0);
 }
 
 /* ---- slots (Dlocal_max_procs) ---- */
@@ -1169,6 +1308,7 @@ static const struct coord_ops cr_ops = {
     .claim_id = cr_claim_id,
     .renew = cr_renew,
     .release = cr_release,
+    .claim_batch = cr_claim_batch,
     .slot_acquire = cr_slot_acquire,
     .slot_release = cr_slot_release,
     .slot_renew = cr_slot_renew,

@@ -162,4 +162,55 @@ const char *const cr_scripts[CR_NSCRIPTS] = {
     "redis.call('PEXPIRE', KEYS[1], win)\n"
     "if n > limit then return 1 end\n"
     "return 0\n",
+
+    /* BATCH: KEYS due, slots, token, epoch, held (of the queue claimed from);
+     * ARGV limit, lease ms, node, key prefix, candidates, want, then four per
+     * release: queue, qid, owner, next due (as RELEASE's).  The releases
+     * first (their slots free room for the claims), then up to `want`
+     * claims as CLAIM makes them.  Reply: status ('OK' when all wanted came,
+     * 'EMPTY', 'FULL', 'PAUSED'), then qid, token, previous owner per file. */
+    CR_LUA_NOW CR_LUA_TOKEN CR_LUA_EPOCH
+    "local pre, lease = ARGV[4], tonumber(ARGV[2])\n"
+    "for i = 7, #ARGV - 3, 4 do\n"
+    "  local q, qid, owner, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])\n"
+    "  local lock = pre .. 'lock:' .. qid\n"
+    "  redis.call('ZREM', pre .. 'slots:' .. q, owner)\n"
+    "  if redis.call('GET', lock) == owner then\n"
+    "    redis.call('DEL', lock)\n"
+    "    redis.call('HDEL', KEYS[5], qid)\n"
+    "    if nxt >= 0 then redis.call('ZADD', pre .. 'due:' .. q, nxt, qid)\n"
+    "    elseif nxt == -1 then redis.call('ZREM', pre .. 'due:' .. q, qid) end\n"
+    "  end\n"
+    "end\n"
+    "local want = tonumber(ARGV[6])\n"
+    "if want <= 0 then return {'OK'} end\n"
+    "if paused(KEYS[4], lease) then return {'PAUSED'} end\n"
+    "local limit, room = tonumber(ARGV[1]), want\n"
+    "if limit > 0 then\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)\n"
+    "  local free = limit - redis.call('ZCARD', KEYS[2])\n"
+    "  if free <= 0 then return {'FULL'} end\n"
+    "  if free < room then room = free end\n"
+    "end\n"
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, tonumber(ARGV[5]) + room)\n"
+    "local out, got = {'EMPTY'}, 0\n"
+    "for i = 1, #ids do\n"
+    "  if got >= room then break end\n"
+    "  local lock = pre .. 'lock:' .. ids[i]\n"
+    "  if redis.call('EXISTS', lock) == 0 then\n"
+    "    local tok = new_token(KEYS[3])\n"
+    "    local owner = ARGV[3] .. ' ' .. string.format('%d', tok)\n"
+    "    redis.call('SET', lock, owner, 'PX', lease)\n"
+    "    if limit > 0 then redis.call('ZADD', KEYS[2], now_ms + lease, owner) end\n"
+    "    local prev = redis.call('HGET', KEYS[5], ids[i]) or ''\n"
+    "    redis.call('HSET', KEYS[5], ids[i], owner)\n"
+    "    got = got + 1\n"
+    "    out[#out + 1] = ids[i]\n"
+    "    out[#out + 1] = tok\n"
+    "    out[#out + 1] = prev\n"
+    "  end\n"
+    "  redis.call('ZADD', KEYS[1], now_s + math.ceil(lease / 1000), ids[i])\n"
+    "end\n"
+    "if got == want then out[1] = 'OK' elseif got == room then out[1] = 'FULL' end\n"
+    "return out\n",
 };

@@ -17,6 +17,7 @@ enum cr_script {
     CR_S_AUTH_CHECK,
     CR_S_AUTH_FAIL,
     CR_S_RATE,
+    CR_S_BATCH,
     CR_NSCRIPTS
 };
 

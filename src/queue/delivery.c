@@ -274,7 +274,9 @@ static void dl_over(struct delivery *d, long next_due)
     d->phase = DL_OVER;
     lease_stop(&d->lease);
     metrics_add(METRIC_FENCING_ABORTS, d->fenced != 0);
-    if (!d->fenced)
+    if (!d->fenced && d->env->release)
+        d->env->release(d->env->release_arg, &d->claim, next_due);
+    else if (!d->fenced)
         coord_release(d->env->coord, &d->claim, next_due);
     uv_close((uv_handle_t *)&d->slot_timer, dl_timer_closed);
 }

@@ -38,6 +38,10 @@ struct delivery_env {
     struct rules_exec_pool *exec;      /* the rules' programs */
     struct delivery_domains domains;   /* Dremote_max_procs, paused domains */
     struct smtp_cache *scache;         /* idle SMTP sessions (connection reuse) */
+    /* Gives a run's claim back (the queue process batches them); NULL:
+     * coord_release at once. */
+    void (*release)(void *arg, const struct coord_claim *cl, long next_due);
+    void *release_arg;
 };
 
 struct delivery;

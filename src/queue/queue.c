@@ -8,7 +8,8 @@
  * index rebuilds itself after a restart.  The pump claims due files (main
  * queue first, then the lower-priority qlimit queue, each within its limit:
  * Max_qprocs, Qlimit_max_procs) and starts a delivery run for each, unless
- * the load average is above Lavg_queue.  The alternate queues rules send
+ * the load average is above Lavg_queue.  Claims go in batches, and the
+ * ended runs' releases go with them (one Redis round trip for many files).  The alternate queues rules send
  * mail to (Def! Queue_path, spool_queues.h) are in main's index: they share
  * its claims and its Max_qprocs slots; the run finds the file's directory.  The scan also removes debris a
  * crash can leave: c files without an l file, old temporary files.
@@ -50,6 +51,8 @@
 #define QUEUE_MAX_RUNS 500        /* runs at once when no limit is set */
 #define QUEUE_TICK_MS 1000
 #define QUEUE_STOP_GRACE_MS 15000
+#define QUEUE_CLAIM_BATCH 16      /* files one claim may bring */
+#define QUEUE_RELEASE_WAIT_MS 20  /* a release waits this long for a claim to go with */
 
 struct queue_found {
     char queue[16];                /* its index (spool_queues_coord) */
@@ -62,13 +65,17 @@ struct queue_proc {
     struct selor_node *node;
     struct delivery_env env;
     struct queue_id_gen idgen;
-    uv_timer_t tick, scan_timer, stop_timer;
+    uv_timer_t tick, scan_timer, stop_timer, release_timer;
     uv_prepare_t log_flush;
     uv_signal_t sig_term, sig_int, sig_usr1, sig_usr2;
     int scanning, stopping;
     int pump_active, pump_again, claim_pending, claim_qlimit;
     uint64_t qlimit_after_ms;       /* the qlimit queue was empty: ask later */
     uint64_t claims_after_ms;       /* claims came back too late: ask later */
+    int main_dry;                   /* main had no more due: ask on a wake or a tick */
+    unsigned long wakes, claim_wakes;   /* wake-ups, and their count when last asked */
+    struct coord_release *rel;      /* claims of ended runs not given back yet */
+    size_t nrel, rel_alloc;
     unsigned long nruns;
     struct delivery **runs;
     size_t runs_alloc;
@@ -149,21 +156,78 @@ static int queue_claim_too_late(struct queue_proc *q, const struct coord_claim *
     return 1;
 }
 
-static void queue_claimed(void *arg, int status, const struct coord_claim *cl)
+/*
+ * Round trips (docs/performance.md): a run's release is not sent alone.  It
+ * waits for the next claim, which carries it (one request gives back many
+ * files and claims many), or QUEUE_RELEASE_WAIT_MS at most; a release
+ * frees the slot the claim after it uses.  And a claim that found nothing
+ * is not repeated until a wake-up (an announcement) or the tick says there
+ * may be more.
+ */
+static void queue_release_flush(struct queue_proc *q)
+{
+    struct coord_release *rel = q->rel;
+    size_t n = q->nrel;
+
+    uv_timer_stop(&q->release_timer);
+    if (n == 0)
+        return;
+    q->rel = NULL;
+    q->nrel = q->rel_alloc = 0;
+    coord_claim_batch(q->env.coord, NULL, "main", 0, 0, 0, rel, n, NULL, NULL);
+    mem_free(rel);
+}
+
+static void queue_release_wait_over(uv_timer_t *t)
+{
+    queue_release_flush(t->data);
+}
+
+/* delivery_env's release: the claim goes back with the next request. */
+static void queue_release(void *arg, const struct coord_claim *cl, long next_due)
 {
     struct queue_proc *q = arg;
-    int qlimit = q->claim_qlimit;
+
+    if (q->nrel == q->rel_alloc) {
+        q->rel_alloc = q->rel_alloc ? q->rel_alloc * 2 : 32;
+        q->rel = mem_realloc(q->rel, q->rel_alloc * sizeof(*q->rel));
+    }
+    q->rel[q->nrel].cl = *cl;
+    q->rel[q->nrel++].next_due = next_due;
+    if (q->stopping)
+        queue_release_flush(q);
+    else if (!uv_is_active((uv_handle_t *)&q->release_timer))
+        uv_timer_start(&q->release_timer, queue_release_wait_over, QUEUE_RELEASE_WAIT_MS, 0);
+}
+
+static void queue_claimed(void *arg, int status, const struct coord_claim *cl, size_t n)
+{
+    struct queue_proc *q = arg;
+    int qlimit = q->claim_qlimit, late = 0;
 
     q->claim_pending = 0;
-    if (status == COORD_OK && !q->stopping && queue_claim_too_late(q, cl)) {
-        coord_release(q->env.coord, cl, (long)time(NULL));
+    for (size_t i = 0; i < n; i++) {
+        if (q->stopping)
+            queue_release(q, &cl[i], 0);
+        else if (late || queue_claim_too_late(q, &cl[i])) {
+            late = 1;
+            queue_release(q, &cl[i], (long)time(NULL));
+        } else
+            queue_run_start(q, &cl[i]);
+    }
+    if (late) {
+        queue_release_flush(q);
         return;
     }
-    if (status == COORD_OK && !q->stopping) {
-        queue_run_start(q, cl);
-        q->pump_again = 1;
+    if (!qlimit && status == COORD_EMPTY && q->claim_wakes == q->wakes)
+        q->main_dry = 1;      /* no wake-up since it was asked: nothing new */
+    if (q->stopping) {
+        /* nothing more */
     } else if (status == COORD_OK) {
-        coord_release(q->env.coord, cl, 0);
+        /* all that was asked came: more may be due (main first, unless dry) */
+        q->pump_again = qlimit && q->main_dry ? 2 : 1;
+    } else if (!qlimit && status == COORD_EMPTY && !q->main_dry) {
+        q->pump_again = 1;            /* woken while asking: what came meanwhile */
     } else if (!qlimit && status != COORD_DOWN && queue_now_ms() >= q->qlimit_after_ms) {
         q->pump_again = 2;            /* main is empty or full: try qlimit */
     } else if (qlimit) {
@@ -178,11 +242,21 @@ static void queue_claimed(void *arg, int status, const struct coord_claim *cl)
 static void queue_claim(struct queue_proc *q, int qlimit)
 {
     long limit = qlimit ? selor_conf->Qlimit_max_procs : selor_conf->Max_qprocs;
+    struct coord_release *rel = q->rel;
+    size_t want = QUEUE_CLAIM_BATCH, nrel = q->nrel;
 
+    if (QUEUE_MAX_RUNS - q->nruns < want)
+        want = QUEUE_MAX_RUNS - q->nruns;
     q->claim_qlimit = qlimit;
     q->claim_pending = 1;
-    coord_claim_next(q->env.coord, &q->own, qlimit ? "qlimit" : "main", limit,
-                     (long)time(NULL), queue_claimed, q);
+    q->claim_wakes = q->wakes;
+    /* the releases waiting go with it (a run may end, and add one, meanwhile) */
+    q->rel = NULL;
+    q->nrel = q->rel_alloc = 0;
+    uv_timer_stop(&q->release_timer);
+    coord_claim_batch(q->env.coord, &q->own, qlimit ? "qlimit" : "main", limit,
+                      (long)time(NULL), want, rel, nrel, queue_claimed, q);
+    mem_free(rel);
 }
 
 /* Claims due files until none is due, every slot is taken or the cap is hit. */
@@ -194,8 +268,8 @@ static void queue_pump(struct queue_proc *q)
     if (queue_load_too_high())
         return;
     q->pump_active = 1;
-    if (q->pump_again == 0)
-        q->pump_again = 1;      /* a fresh start: the main queue first */
+    if (q->pump_again == 0)   /* a fresh start: the main queue first, unless it is dry */
+        q->pump_again = !q->main_dry ? 1 : queue_now_ms() >= q->qlimit_after_ms ? 2 : 0;
     while (q->pump_again && !q->claim_pending && q->nruns < QUEUE_MAX_RUNS) {
         int qlimit = q->pump_again == 2;
         q->pump_again = 0;
@@ -206,7 +280,11 @@ static void queue_pump(struct queue_proc *q)
 
 static void queue_wake(void *arg)
 {
-    queue_pump(arg);
+    struct queue_proc *q = arg;
+
+    q->wakes++;
+    q->main_dry = 0;
+    queue_pump(q);
 }
 
 static void queue_scan_start(struct queue_proc *q);
@@ -219,6 +297,7 @@ static void queue_tick(uv_timer_t *t)
     metrics_set(METRIC_DELIVERY_RUNS, 0, (int64_t)q->nruns);
     if (coord_take_rescan(q->env.coord))
         queue_scan_start(q);    /* the index may be gone: rebuild it now */
+    q->main_dry = 0;            /* files fall due with time, other nodes announce */
     queue_pump(q);
 }
 
@@ -362,6 +441,7 @@ static void queue_scan_after(void *arg, int status)
     for (size_t i = 0; i < q->nfound; i++)
         coord_announce(q->env.coord, q->found[i].queue, q->found[i].qid,
                        queue_scan_due(q->found[i].qid), COORD_ANN_NEW);
+    q->main_dry = 0;
     queue_pump(q);
 }
 
@@ -390,7 +470,9 @@ static void queue_maybe_exit(struct queue_proc *q)
     if (q->nruns > 0 || q->stopping != 1)
         return;
     q->stopping = 2;
+    queue_release_flush(q);
     async_owner_cancel(&q->own);   /* a claim answered from now on goes back */
+    uv_close((uv_handle_t *)&q->release_timer, queue_close_cb);
     uv_close((uv_handle_t *)&q->tick, queue_close_cb);
     uv_close((uv_handle_t *)&q->scan_timer, queue_close_cb);
     uv_close((uv_handle_t *)&q->stop_timer, queue_close_cb);
@@ -425,6 +507,7 @@ static void queue_stop(uv_signal_t *sig, int signum)
     if (q->stopping)
         return;
     q->stopping = 1;
+    queue_release_flush(q);
     uv_timer_stop(&q->tick);
     uv_timer_stop(&q->scan_timer);
     uv_timer_start(&q->stop_timer, queue_grace_over, QUEUE_STOP_GRACE_MS, 0);
@@ -482,7 +565,8 @@ static void queue_handles(struct queue_proc *q)
     uv_timer_init(&q->loop, &q->tick);
     uv_timer_init(&q->loop, &q->scan_timer);
     uv_timer_init(&q->loop, &q->stop_timer);
-    q->tick.data = q->scan_timer.data = q->stop_timer.data = q;
+    uv_timer_init(&q->loop, &q->release_timer);
+    q->tick.data = q->scan_timer.data = q->stop_timer.data = q->release_timer.data = q;
     uv_timer_start(&q->tick, queue_tick, QUEUE_TICK_MS, QUEUE_TICK_MS);
     uv_timer_start(&q->scan_timer, queue_scan_tick, 0,
                    (uint64_t)selor_conf->Qsleep_time * 1000);
@@ -511,6 +595,8 @@ void queue_main(struct selor_node *node)
     if (q->env.dns == NULL)
         log_fatal("%s", err);
     q->env.scache = smtp_cache_new();
+    q->env.release = queue_release;
+    q->env.release_arg = q;
     q->env.exec = rules_exec_pool_new(&q->loop, (int)selor_conf->Rules_exec_max, 1000);
     rules_watch_start(&q->loop, selor_conf, queue_rules_changed, q, spool_queues_check_new);
     coord_watch(node->coord, queue_wake, q);

@@ -304,9 +304,13 @@ def script_name(args):
     if kind == "slots":
         return "SLOT"
     # the key counts of cluster/coord_redis.c's calls: announce 2 and claim 5
-    # (first key "due"), claim by ID 5, renew 3 and release 4 (first key "lock")
+    # (first key "due"), claim by ID 5, renew 3 and release 4 (first key "lock");
+    # BATCH has CLAIM's keys and more than its 5 arguments (argv[5]: the files
+    # wanted; 0 when it only gives files back)
     if kind == "due":
         queue = keys[0].rsplit(":", 1)[-1]
+        if nkeys == 5 and len(argv) > 5:
+            return "BATCH(%s)" % ("releases" if argv[5] == "0" else queue)
         return "%s(%s)" % ({5: "CLAIM", 2: "ANNOUNCE"}.get(nkeys, "?"), queue)
     if kind == "lock":
         if nkeys == 5:

@@ -140,6 +140,77 @@ static void test_slots_limit_claims(void **state)
     coord_destroy(co);
 }
 
+struct batch {
+    int status, calls;
+    struct coord_claim cl[COORD_BATCH_MAX];
+    size_t n;
+};
+
+static void on_batch(void *arg, int status, const struct coord_claim *cl, size_t n)
+{
+    struct batch *b = arg;
+
+    b->status = status;
+    b->calls++;
+    b->n = n;
+    memcpy(b->cl, cl, n * sizeof(*cl));
+}
+
+/* One request gives files back (their slots first) and claims several. */
+static void test_claim_batch(void **state)
+{
+    struct coord *co = make(0, 15, 1);
+    struct coord_release rel[2];
+    struct batch b = {0};
+
+    (void)state;
+    for (int i = 0; i < 5; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "%d_0_0_0", i);
+        coord_announce(co, "main", id, i, COORD_ANN_NEW);
+    }
+    coord_claim_batch(co, NULL, "main", 3, 10, 2, NULL, 0, on_batch, &b);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(b.status, COORD_OK);       /* all that was asked for came */
+    assert_int_equal(b.n, 2);
+    assert_string_equal(b.cl[0].qid, "0_0_0_0");
+    assert_string_equal(b.cl[1].qid, "1_0_0_0");
+    assert_true(b.cl[1].token > b.cl[0].token);
+    /* a third slot is left of Max_qprocs 3: the limit stops the batch */
+    coord_claim_batch(co, NULL, "main", 3, 10, 4, NULL, 0, on_batch, &b);
+    assert_int_equal(b.status, COORD_FULL);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.cl[0].qid, "2_0_0_0");
+    /* given back as gone: its slot is free for the claim of the same call */
+    rel[0].cl = b.cl[0];
+    rel[0].next_due = -1;
+    coord_claim_batch(co, NULL, "main", 3, 10, 0, NULL, 0, NULL, NULL);   /* nothing */
+    b.calls = 0;
+    coord_claim_batch(co, NULL, "main", 3, 10, 1, rel, 1, on_batch, &b);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(b.status, COORD_OK);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.cl[0].qid, "3_0_0_0");
+    /* given back due later; the due files run out before the batch is full */
+    rel[1].cl = b.cl[0];
+    rel[1].next_due = 1000;
+    coord_claim_batch(co, NULL, "main", 0, 10, 8, &rel[1], 1, on_batch, &b);
+    assert_int_equal(b.status, COORD_EMPTY);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.cl[0].qid, "4_0_0_0");
+    /* releases only: no answer; the file is due again when its release said */
+    b.calls = 0;
+    rel[0].cl = b.cl[0];
+    coord_claim_batch(co, NULL, "main", 0, 10, 0, rel, 1, on_batch, &b);
+    assert_int_equal(b.calls, 0);
+    coord_claim_batch(co, NULL, "main", 0, 999, 1, NULL, 0, on_batch, &b);
+    assert_int_equal(b.status, COORD_EMPTY);
+    coord_claim_batch(co, NULL, "main", 0, 1000, 1, NULL, 0, on_batch, &b);
+    assert_int_equal(b.status, COORD_OK);
+    assert_string_equal(b.cl[0].qid, "3_0_0_0");
+    coord_destroy(co);
+}
+
 static void test_claim_id(void **state)
 {
     struct coord *co = make(0, 15, 1);
@@ -368,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_announce_new_does_not_move_a_known_file),
         cmocka_unit_test(test_slots_limit_claims),
         cmocka_unit_test(test_claim_id),
+        cmocka_unit_test(test_claim_batch),
         cmocka_unit_test(test_pool_slots),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_connection_limit_off_and_window),
