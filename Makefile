@@ -50,12 +50,12 @@ SELOR_SRC := src/main.c src/master.c src/tls_reload.c src/core/dns.c \
                delivery_domains.c delivery_conf.c delivery_rules.c delivery_plan.c \
                lease.c deliver_smtp.c smtp_cache.c \
                smtp_client.c smtp_client_txn.c smtp_encode.c deliver_local.c) \
-             cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
+             cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_redis_limits.c \
              cluster/coord_net.c cluster/coord_sentinel.c cluster/coord_redis_lua.c \
              $(RULES_SRC)
 CTL_SRC  := src/selorctl.c src/selorctl_summary.c cluster/coord_ctl.c src/rules/rules_test.c \
             src/core/dns.c $(RULES_SRC) \
-            cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c \
+            cluster/coord.c cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_redis_limits.c \
             cluster/coord_net.c cluster/coord_sentinel.c cluster/coord_redis_lua.c
 MODULES  := passwd tls pgsql
 # A module's sources: MOD_SRC_<name>, or modules/<name>/selor_<name>.c alone.
@@ -115,7 +115,7 @@ UNIT_EXTRA := src/smtp/smtp_cmd.c src/smtp/smtp_data.c src/smtp/smtp_reply.c src
               src/queue/smtp_client.c src/queue/smtp_client_txn.c src/queue/smtp_cache.c \
               src/queue/smtp_encode.c src/queue/deliver_local.c src/core/dns.c \
               src/queue/lease.c src/queue/delivery_conf.c cluster/coord.c \
-              cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_net.c \
+              cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_redis_limits.c cluster/coord_net.c \
               cluster/coord_sentinel.c cluster/coord_redis_lua.c $(RULES_SRC)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC) $(UNIT_EXTRA))
@@ -139,7 +139,7 @@ $(B)/tools/%: $(B)/obj/tests/tools/%.o $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC))
 # A tool's code beyond CORE_SRC.  coord_tool drives the Redis backend,
 # which falls back on the embedded one.
 $(B)/tools/coord_tool: $(patsubst %.c,$(B)/obj/%.o,cluster/coord.c \
-                         cluster/coord_embedded.c cluster/coord_redis.c \
+                         cluster/coord_embedded.c cluster/coord_redis.c cluster/coord_redis_limits.c \
                          cluster/coord_net.c cluster/coord_sentinel.c \
                          cluster/coord_redis_lua.c src/core/dns.c)
 $(B)/tools/spf_tool: $(patsubst %.c,$(B)/obj/%.o,src/core/dns.c $(SPF_SRC))

@@ -10,11 +10,8 @@
  * they keep growing after Redis lost its data), delivery slots that are
  * leases, and the node registry (heartbeats, draining).  docs/cluster.md
  * lists the keys.
- * Failed logins are counted (the AUTH lockout) in two keys per failure, the
- * client's address and the login, each expiring by itself.
- * Rate counts (coord_rate) are one sorted set of recent events per key,
- * judged and trimmed by one script; when Redis is unreachable they answer
- * COORD_DOWN (the caller decides), since a node alone cannot know the rate.
+ * The limits (connection counts, the AUTH lockout, rates, delivery slots)
+ * are coord_redis_limits.c's; both files share coord_redis_int.h.
  * When Redis is unreachable: connections are judged and failed logins
  * counted by this node alone (the embedded backend), announcements are dropped (the spool scan
  * rebuilds the index), claims answer COORD_DOWN (deliveries pause), and
@@ -62,81 +59,14 @@
 #define CR_ALIVE_TTL_MS 10000
 #define CR_SCAN_CANDIDATES 16
 
-struct coord_redis {
-    struct coord base;
-    struct coord *local;           /* this node alone: Redis down, wake-ups */
-    const struct config *conf;
-    struct net_hostport hp;        /* Redis_server */
-    struct csen *sen;              /* Redis_sentinels, or NULL */
-    struct dns *dns;               /* names of Redis and the sentinels */
-    struct async_owner own;        /* name lookups */
-    struct coord_resolve res;
-    int finding;                   /* an address is being looked for */
-    unsigned attempt;              /* failed connections (picks the address) */
-    char ip[64];                   /* the address connected to */
-    int port;
-    int role_ok;                   /* ROLE said master (always without Sentinel) */
-    char primary[80];              /* the primary ROLE confirmed last */
-    char told_by[300];             /* the sentinel that named the address */
-    char where[300];               /* Redis, for the logs */
-    char prefix[128];
-    char node[64];                 /* Sid (or host name) of this node */
-    long lease_ms;
-    uv_loop_t *loop;
-    redisAsyncContext *ac;
-    int connected;
-    int ever_connected;
-    int down_logged;
-    long retry_ms;
-    uv_timer_t retry_timer, heartbeat_timer, connect_timer;
-    int timers_on;
-    char sha[CR_NSCRIPTS][41];
-    int scripts_ready;
-    unsigned long commands;        /* round trips sent (benchmark) */
-    uint64_t slot_seq;
-    int watching, draining, rescan;
-    long inflight;
-    char rules[24];                /* the hash of the node's rules (selorctl nodes) */
-    coord_wake_fn *wake;
-    void *wake_arg;
-};
-
-/* A command waiting for its reply.  One with an answer belongs to its
- * owner through req; one without (announce, release) belongs to nobody. */
-struct cr_call {
-    struct coord_redis *cr;
-    struct async_req req;
-    int owned;
-    enum cr_script script;         /* for a NOSCRIPT retry */
-    int argc;
-    char **argv;
-    size_t *argvlen;
-    /* live: the owner still wants the answer; if not, give back what it grants */
-    void (*reply)(struct cr_call *call, redisReply *r, int live);
-    union {
-        coord_conn_fn *conn;
-        coord_claim_fn *claim;
-        coord_status_fn *status;
-        coord_slot_fn *slot;
-        coord_auth_fn *auth;
-        coord_drain_fn *drain;
-        coord_batch_fn *batch;
-    } fn;
-    void *arg;
-    char queue[16];
-    char ip[64];
-    char login[256];               /* AUTH lockout: for the fallback; ANNOUNCE: the ID */
-    long num;                      /* AUTH lockout: limit or ttl, for the fallback */
-    int mode;                      /* ANNOUNCE: for the wake-up after the answer */
-    struct coord_claim cl;
-};
+#include "coord_redis_int.h"
 
 static void cr_connect(struct coord_redis *cr);
 
 /* ---- keys ---- */
 
-static void cr_key(const struct coord_redis *cr, char *out, size_t size,
-                   const char *a, const char *b)
+void cr_key(const struct coord_redis *cr, char *out, size_t size,
+            const char *a, const char *b)
 {
     snprintf(out, size, "%s%s%s%s", cr->prefix, a, b ? ":" : "", b ? b : "");
 }
@@ -440,7 +370,7 @@ static void cr_connect(struct coord_redis *cr)
         coord_resolve(&cr->res, cr->dns, &cr->own, &cr->hp, cr_resolved, cr);
 }
 
-static int cr_ready(const struct coord_redis *cr)
+int cr_ready(const struct coord_redis *cr)
 {
     return cr->ac && cr->connected && cr->role_ok && cr->scripts_ready;
 }
@@ -505,7 +435,7 @@ static void cr_send(struct cr_call *call, int use_sha)
  * Runs a script with nkeys keys followed by arguments (NULL-terminated
  * list of strings after the keys).
  */
-static void cr_eval(struct cr_call *call, int nkeys, const char *const *args)
+void cr_eval(struct cr_call *call, int nkeys, const char *const *args)
 {
     int n = 0;
 
@@ -525,10 +455,9 @@ static void cr_eval(struct cr_call *call, int nkeys, const char *const *args)
 }
 
 /* o: the owner of the answer, or NULL for a call nobody waits for. */
-static struct cr_call *cr_call_new(struct coord_redis *cr, struct async_owner *o,
-                                   enum cr_script s,
-                                   void (*reply)(struct cr_call *, redisReply *, int),
-                                   void *arg)
+struct cr_call *cr_call_new(struct coord_redis *cr, struct async_owner *o,
+                            enum cr_script s,
+                            void (*reply)(struct cr_call *, redisReply *, int), void *arg)
 {
     struct cr_call *call = mem_zalloc(sizeof(*call));
 
@@ -543,7 +472,7 @@ static struct cr_call *cr_call_new(struct coord_redis *cr, struct async_owner *o
     return call;
 }
 
-static long long cr_int(const redisReply *r)
+long long cr_int(const redisReply *r)
 {
     if (r == NULL)
         return -1;
@@ -554,183 +483,8 @@ static long long cr_int(const redisReply *r)
     return -1;
 }
 
-static void cr_ignore_reply(struct cr_call *call, redisReply *r, int live)
+void cr_ignore_reply(struct cr_call *call, redisReply *r, int live)
 {
-}
-
-/* ---- anti-DoS ---- */
-
-static void cr_conn_reply(struct cr_call *call, redisReply *r, int live)
-{
-    long long v = cr_int(r);
-
-    if (!live)
-        return;
-    if (v < 0) {   /* Redis failed meanwhile: this node judges alone (at once) */
-        coord_conn_check(call->cr->local, NULL, call->ip, call->fn.conn, call->arg);
-        return;
-    }
-    call->fn.conn(call->arg, v == 1 ? COORD_LIMIT : COORD_OK);
-}
-
-static void cr_conn_check(struct coord *c, struct async_owner *o, const char *ip,
-                          coord_conn_fn *fn, void *arg)
-{
-    struct coord_redis *cr = (struct coord_redis *)c;
-    const struct config *conf = cr->conf;
-    char key[256], buf[32], cnx[32], win[32];
-    struct cr_call *call;
-
-    if (conf->Limit_buf <= 0) {
-        fn(arg, COORD_OK);
-        return;
-    }
-    if (!cr_ready(cr)) {
-        coord_conn_check(cr->local, o, ip, fn, arg);
-        return;
-    }
-    call = cr_call_new(cr, o, CR_S_CONN, cr_conn_reply, arg);
-    call->fn.conn = fn;
-    snprintf(call->ip, sizeof(call->ip), "%s", ip);
-    cr_key(cr, key, sizeof(key), "conns", NULL);
-    snprintf(buf, sizeof(buf), "%ld", conf->Limit_buf);
-    snprintf(cnx, sizeof(cnx), "%ld", conf->Limit_cnx);
-    snprintf(win, sizeof(win), "%ld", conf->Limit_time * 1000);
-    cr_eval(call, 1, (const char *const[]){key, ip, buf, cnx, win, NULL});
-}
-
-/* ---- AUTH lockout ---- */
-
-/* The two count keys: the address, and the login in lower case. */
-static void cr_auth_keys(const struct coord_redis *cr, const char *ip, const char *login,
-                         char kip[256], char klogin[512])
-{
-    char low[256];
-    size_t i;
-
-    for (i = 0; login[i] && i < sizeof(low) - 1; i++)
-        low[i] = (char)tolower((unsigned char)login[i]);
-    low[i] = '\0';
-    cr_key(cr, kip, 256, "authfail:ip", ip);
-    cr_key(cr, klogin, 512, "authfail:login", low);
-}
-
-static void cr_auth_check_reply(struct cr_call *call, redisReply *r, int live)
-{
-    long long v = cr_int(r);
-
-    if (!live)
-        return;
-    if (v < 0) {   /* Redis failed meanwhile: this node's counts (at once) */
-        coord_auth_check(call->cr->local, NULL, call->ip, call->login, call->num,
-                         call->fn.auth, call->arg);
-        return;
-    }
-    call->fn.auth(call->arg, v == 1 ? COORD_LIMIT : COORD_OK);
-}
-
-static void cr_auth_check(struct coord *c, struct async_owner *o, const char *ip,
-                          const char *login, long limit, coord_auth_fn *fn, void *arg)
-{
-    struct coord_redis *cr = (struct coord_redis *)c;
-    char kip[256], klogin[512], slimit[32];
-    struct cr_call *call;
-
-    if (!cr_ready(cr)) {
-        coord_auth_check(cr->local, o, ip, login, limit, fn, arg);
-        return;
-    }
-    call = cr_call_new(cr, o, CR_S_AUTH_CHECK, cr_auth_check_reply, arg);
-    call->fn.auth = fn;
-    call->num = limit;
-    snprintf(call->ip, sizeof(call->ip), "%s", ip);
-    snprintf(call->login, sizeof(call->login), "%s", login);
-    cr_auth_keys(cr, ip, login, kip, klogin);
-    snprintf(slimit, sizeof(slimit), "%ld", limit);
-    cr_eval(call, 2, (const char *const[]){kip, klogin, slimit, NULL});
-}
-
-/* Nobody waits for it; a failure Redis could not count is counted here. */
-static void cr_auth_fail_reply(struct cr_call *call, redisReply *r, int live)
-{
-    if (r == NULL)
-        coord_auth_failed(call->cr->local, call->ip, call->login, call->num);
-}
-
-static void cr_auth_failed(struct coord *c, const char *ip, const char *login, long ttl)
-{
-    struct coord_redis *cr = (struct coord_redis *)c;
-    char kip[256], klogin[512], sttl[32];
-    struct cr_call *call;
-
-    if (!cr_ready(cr)) {
-        coord_auth_failed(cr->local, ip, login, ttl);
-        return;
-    }
-    call = cr_call_new(cr, NULL, CR_S_AUTH_FAIL, cr_auth_fail_reply, NULL);
-    call->num = ttl;
-    snprintf(call->ip, sizeof(call->ip), "%s", ip);
-    snprintf(call->login, sizeof(call->login), "%s", login);
-    cr_auth_keys(cr, ip, login, kip, klogin);
-    snprintf(sttl, sizeof(sttl), "%ld", ttl * 1000);
-    cr_eval(call, 2, (const char *const[]){kip, klogin, sttl, NULL});
-}
-
-/* ---- rate counts ---- */
-
-/* The key's text escaped into a key name: letters, digits and "@._-" as
- * they are, every other byte as %XX, so any text is safe, stays readable
- * for an operator, and is bounded (3 bytes per byte of at most
- * COORD_RATE_KEY_MAX). */
-#define CR_RATE_NAME_MAX (3 * COORD_RATE_KEY_MAX + 1)
-
-static void cr_rate_name(const char *key, char out[CR_RATE_NAME_MAX])
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-
-    for (size_t i = 0; key[i] && i < COORD_RATE_KEY_MAX; i++) {
-        unsigned char ch = (unsigned char)key[i];
-        if (isalnum(ch) || strchr("@._-", ch)) {
-            out[o++] = (char)ch;
-            continue;
-        }
-        out[o++] = '%';
-        out[o++] = hex[ch >> 4];
-        out[o++] = hex[ch & 15];
-    }
-    out[o] = '\0';
-}
-
-static void cr_rate_reply(struct cr_call *call, redisReply *r, int live)
-{
-    long long v = cr_int(r);
-
-    if (live)   /* a dropped answer granted nothing: the event just counts */
-        call->fn.status(call->arg, v == 0 ? COORD_OK : v == 1 ? COORD_LIMIT : COORD_DOWN);
-}
-
-static void cr_rate(struct coord *c, struct async_owner *o, const char *key, long limit,
-                    long window, coord_status_fn *fn, void *arg)
-{
-    struct coord_redis *cr = (struct coord_redis *)c;
-    char name[CR_RATE_NAME_MAX], kev[sizeof(cr->prefix) + 8 + CR_RATE_NAME_MAX],
-        slimit[32], swin[32], member[128];
-    struct cr_call *call;
-
-    if (!cr_ready(cr)) {
-        fn(arg, COORD_DOWN);
-        return;
-    }
-    call = cr_call_new(cr, o, CR_S_RATE, cr_rate_reply, arg);
-    call->fn.status = fn;
-    cr_rate_name(key, name);
-    cr_key(cr, kev, sizeof(kev), "rate", name);
-    snprintf(slimit, sizeof(slimit), "%ld", limit);
-    snprintf(swin, sizeof(swin), "%ld", window * 1000);
-    snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
-             (unsigned long long)++cr->slot_seq);
-    cr_eval(call, 1, (const char *const[]){kev, slimit, swin, member, NULL});
 }
 
 /* ---- the due-time index, claims, locks ---- */
@@ -1056,81 +810,6 @@ static void cr_claim_batch(struct coord *c, struct async_owner *o, const char *q
         fn(arg, COORD_EMPTY, NULL, 0);
 }
 
-/* ---- slots (Dlocal_max_procs) ---- */
-
-static void cr_slot_release(struct coord *c, const char *pool, uint64_t slot);
-
-static void cr_slot_reply(struct cr_call *call, redisReply *r, int live)
-{
-    long long v = cr_int(r);
-
-    if (!live) {   /* nobody waits for this slot: it goes back at once */
-        if (v == 1)
-            cr_slot_release(&call->cr->base, call->queue, call->cl.token);
-        return;
-    }
-    call->fn.slot(call->arg, v == 1 ? COORD_OK : v == 0 ? COORD_FULL : COORD_DOWN,
-                  v == 1 ? call->cl.token : 0);
-}
-
-static void cr_slot_acquire(struct coord *c, struct async_owner *o, const char *pool,
-                            long limit, coord_slot_fn *fn, void *arg)
-{
-    struct coord_redis *cr = (struct coord_redis *)c;
-    char key[256], slimit[32], slease[32], member[128];
-    struct cr_call *call;
-
-    if (limit <= 0) {
-        fn(arg, COORD_OK, ++cr->slot_seq);
-        return;
-    }
-    if (!cr_ready(cr)) {
-        coord_slot_acquire(cr->local, o, pool, limit, fn, arg);
-        return;
-    }
-    call = cr_call_new(cr, o, CR_S_SLOT, cr_slot_reply, arg);
-    call->fn.slot = fn;
-    call->cl.token = ++cr->slot_seq;
-    snprintf(call->queue, sizeof(call->queue), "%s", pool);
-    cr_key(cr, key, sizeof(key), "slots", pool);
-    snprintf(slimit, sizeof(slimit), "%ld", limit);
-    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
-    snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
-             (unsigned long long)call->cl.token);
-    cr_eval(call, 1, (const char *const[]){key, slimit, slease, member, NULL});
-}
-
-static void cr_slot_release(struct coord *c, const char *pool, uint64_t slot)
-{
-    struct coord_redis *cr = (struct coord_redis *)c;
-    char key[256], member[128];
-
-    coord_slot_release(cr->local, pool, slot);   /* if it came from there */
-    if (!cr_ready(cr))
-        return;   /* the lease ends by itself */
-    cr_key(cr, key, sizeof(key), "slots", pool);
-    snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
-             (unsigned long long)slot);
-    redisAsyncCommand(cr->ac, NULL, NULL, "ZREM %s %s", key, member);
-    cr->commands++;
-}
-
-static void cr_slot_renew(struct coord *c, const char *pool, uint64_t slot)
-{
-    struct coord_redis *cr = (struct coord_redis *)c;
-    char key[256], member[128], slease[32];
-    struct cr_call *call;
-
-    if (!cr_ready(cr))
-        return;
-    call = cr_call_new(cr, NULL, CR_S_SLOT_RENEW, cr_ignore_reply, NULL);
-    cr_key(cr, key, sizeof(key), "slots", pool);
-    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
-    snprintf(member, sizeof(member), "%s %d %llu", cr->node, (int)getpid(),
-             (unsigned long long)slot);
-    cr_eval(call, 1, (const char *const[]){key, slease, member, NULL});
-}
-
 /* ---- node registry ---- */
 
 static void cr_drain_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -1301,7 +980,7 @@ static const struct coord_ops cr_ops = {
     .attach = cr_attach,
     .detach = cr_detach,
     .destroy = cr_destroy,
-    .conn_check = cr_conn_check,
+    .conn_check = crl_conn_check,
     .announce = cr_announce,
     .watch = cr_watch,
     .claim_next = cr_claim_next,
@@ -1309,15 +988,15 @@ static const struct coord_ops cr_ops = {
     .renew = cr_renew,
     .release = cr_release,
     .claim_batch = cr_claim_batch,
-    .slot_acquire = cr_slot_acquire,
-    .slot_release = cr_slot_release,
-    .slot_renew = cr_slot_renew,
+    .slot_acquire = crl_slot_acquire,
+    .slot_release = crl_slot_release,
+    .slot_renew = crl_slot_renew,
     .take_rescan = cr_take_rescan,
     .set_inflight = cr_set_inflight,
     .set_rules = cr_set_rules,
-    .auth_check = cr_auth_check,
-    .auth_failed = cr_auth_failed,
-    .rate = cr_rate,
+    .auth_check = crl_auth_check,
+    .auth_failed = crl_auth_failed,
+    .rate = crl_rate,
     .drain_state = cr_drain_state,
 };
 
