@@ -519,10 +519,13 @@ class Dns:
         import struct
         q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + \
             b"\x04test\x00\x00\x06\x00\x01"
+        # Connected: a query sent before dnsmasq binds fails at once
+        # (ECONNREFUSED from the ICMP error) instead of after the timeout.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.5)
-            s.sendto(q, ("127.0.0.1", self.port))
             try:
+                s.connect(("127.0.0.1", self.port))
+                s.send(q)
                 return len(s.recv(512)) > 0
             except OSError:
                 return False
