@@ -70,9 +70,9 @@ def _stop_group(proc, timeout=15):
 # Hyperscan database whatever disable_hyperscan says, about 11 s on the
 # test machine, and keeps it in hs_cache_dir under a hash of the patterns
 # and the CPU (a file it cannot load it removes and builds again).  Kept
-# next to the build the tests run, each start after the first loads it.
-RSPAMD_HS_CACHE = os.path.join(os.path.dirname(os.path.abspath(selortest.SELOR)),
-                               "rspamd-hs-cache")
+# in the tree's build directory (make clean removes it), each start after
+# the first loads it.
+RSPAMD_HS_CACHE = os.path.join(selortest.ROOT, "build", "rspamd-hs-cache")
 
 GTUBE = ("XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
 
