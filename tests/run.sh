@@ -45,8 +45,10 @@ failed=$((failed + fzf))
 echo "== system tests"
 xml=$B/pytest.xml
 rm -f "$xml"
+# --durations: every run lists its slowest tests (before pytest's summary;
+# the last line stays ours).
 /usr/bin/python3 -m pytest tests/system -q -p no:cacheprovider --junitxml="$xml" \
-    ${PYTEST_ARGS:-}
+    --durations=30 ${PYTEST_ARGS:-}
 rc=$?
 if [ -f "$xml" ]; then
     set -- $(/usr/bin/python3 - "$xml" <<'PY'

@@ -7,6 +7,7 @@ report in any process of it.
 import os
 import shutil
 import sys
+import threading
 
 import pytest
 
@@ -32,12 +33,27 @@ class NodeFactory:
         return n
 
     def cleanup(self):
+        """Stops every node, all at once (a cluster's nodes each take their
+        own time to stop), and returns the sanitizers' reports."""
+        errors = []
+
+        def stop(n):
+            try:
+                try:
+                    n.stop(timeout=40)
+                except AssertionError:
+                    n.kill()
+            except BaseException as e:     # raised below, in the test's thread
+                errors.append(e)
+        threads = [threading.Thread(target=stop, args=(n,)) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
         reports = []
         for n in self.nodes:
-            try:
-                n.stop(timeout=40)
-            except AssertionError:
-                n.kill()
             reports += n.sanitizer_reports()
         return reports
 

@@ -10,8 +10,9 @@ client `delay` seconds after they arrived, in order.  DNS (UDP): each query
 is answered by the upstream server, `delay` seconds late (or the delay
 given for its query type: A, AAAA, MX, PTR).  The delays can be changed
 while it runs by writing "delay S" or "TYPE S" lines to the file given with
---control (read once a second).  Owns nothing else: it never changes what
-passes through.
+--control (looked at every 50 ms); a line "seq N" in it is written to
+CONTROL.ack once the file's delays apply.  Owns nothing else: it never
+changes what passes through.
 """
 import argparse
 import asyncio
@@ -27,7 +28,7 @@ class Settings:
         self.delay = delay
         self.per_type = dict(per_type)
         self.control = control
-        self.mtime = 0
+        self.seen = None
 
     def for_type(self, qtype):
         return self.per_type.get(QTYPES.get(qtype, ""), self.delay)
@@ -36,18 +37,30 @@ class Settings:
         while self.control:
             try:
                 st = os.stat(self.control)
-                if st.st_mtime != self.mtime:
-                    self.mtime = st.st_mtime
-                    with open(self.control) as f:
-                        for line in f:
-                            word = line.split()
-                            if len(word) == 2 and word[0] == "delay":
-                                self.delay = float(word[1])
-                            elif len(word) == 2:
-                                self.per_type[word[0].upper()] = float(word[1])
+                # A new file (the writer renames one into place) or a change.
+                if (st.st_ino, st.st_mtime_ns) != self.seen:
+                    self.seen = (st.st_ino, st.st_mtime_ns)
+                    self.apply()
             except (OSError, ValueError):
                 pass
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
+
+    def apply(self):
+        seq = None
+        with open(self.control) as f:
+            for line in f:
+                word = line.split()
+                if len(word) == 2 and word[0] == "seq":
+                    seq = word[1]
+                elif len(word) == 2 and word[0] == "delay":
+                    self.delay = float(word[1])
+                elif len(word) == 2:
+                    self.per_type[word[0].upper()] = float(word[1])
+        if seq is not None:
+            tmp = self.control + ".ack.new"
+            with open(tmp, "w") as f:
+                f.write(seq + "\n")
+            os.replace(tmp, self.control + ".ack")
 
 
 # ---- TCP ----

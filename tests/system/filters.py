@@ -66,6 +66,14 @@ def _stop_group(proc, timeout=15):
 
 # ---- rspamd ----
 
+# rspamd compiles its URL matcher (some 10000 TLD suffixes) into a
+# Hyperscan database whatever disable_hyperscan says, about 11 s on the
+# test machine, and keeps it in hs_cache_dir under a hash of the patterns
+# and the CPU (a file it cannot load it removes and builds again).  Kept
+# in the tree's build directory (make clean removes it), each start after
+# the first loads it.
+RSPAMD_HS_CACHE = os.path.join(selortest.ROOT, "build", "rspamd-hs-cache")
+
 GTUBE = ("XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
 
 # The top level: Debian's common.conf (all modules, scores, actions) and
@@ -120,6 +128,7 @@ dns {
 }
 disable_hyperscan = true;
 tempdir = "%(tmp)s";
+hs_cache_dir = "%(hs_cache)s";
 """,
     "logging.inc": "level = \"info\";\n",
     # Modules that ask servers on the Internet (or Redis) for every message.
@@ -132,9 +141,12 @@ tempdir = "%(tmp)s";
 
 
 class _Daemon:
-    """What the filters' classes share: a process group and a log file."""
+    """What the filters' classes share: a process group and a log file.
+    stop_wait: how long stop() gives the daemon after SIGTERM before
+    SIGKILL."""
     proc = None
     logfile = None
+    stop_wait = 15
 
     @property
     def milter(self):
@@ -149,7 +161,7 @@ class _Daemon:
             return ""
 
     def stop(self):
-        _stop_group(self.proc)
+        _stop_group(self.proc, self.stop_wait)
         self.proc = None
 
 
@@ -168,6 +180,11 @@ class Rspamd(_Daemon):
         local = os.path.join(self.etc, "local.d")
         for d in ("etc/local.d", "db", "run", "log", "tmp"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+        hs_cache = RSPAMD_HS_CACHE
+        try:
+            os.makedirs(hs_cache, exist_ok=True)
+        except OSError:
+            hs_cache = os.path.join(self.dir, "db")
         self.own_dns = None
         if dns is None:
             self.own_dns = selortest.Dns(self.dir, tcp_fork=True)
@@ -178,7 +195,8 @@ class Rspamd(_Daemon):
             f.write(RSPAMD_CONF % {"port": self.port})
         for n, text in RSPAMD_LOCAL.items():
             with open(os.path.join(local, n), "w") as f:
-                f.write(text % {"dns": dns, "tmp": os.path.join(self.dir, "tmp")}
+                f.write(text % {"dns": dns, "tmp": os.path.join(self.dir, "tmp"),
+                                "hs_cache": hs_cache}
                         if "%(" in text else text)
         self.logfile = os.path.join(self.dir, "log", "rspamd.log")
         self.stderr_path = os.path.join(self.dir, "stderr.log")
@@ -213,6 +231,14 @@ class Rspamd(_Daemon):
 
 # ---- OpenDKIM ----
 
+# OpenDKIM and clamav-milter run on libmilter, whose listener looks at the
+# stop flag a SIGTERM sets only when its poll() times out, every 5 s
+# (MI_CHK_TIME): a stop took 0 to 5 s, 5 s after a test's connections.
+# Nothing of theirs is looked at once a test is over (their logs are
+# written line by line), so SIGKILL follows soon.
+MILTER_STOP_WAIT = 0.2
+
+
 class OpenDkim(_Daemon):
     """opendkim signing for `domain` with a fresh RSA key (opendkim-genkey).
 
@@ -223,6 +249,7 @@ class OpenDkim(_Daemon):
     sent it.  With internal_hosts="127.0.0.1" it signs whatever
     a local MTA hands it.  Mode "sv": it verifies what it does not sign.
     txt_name/txt_value are the DNS TXT record that publishes the key."""
+    stop_wait = MILTER_STOP_WAIT
 
     def __init__(self, base, domain="local.test", selector="sel1", name="opendkim",
                  mode="sv", internal_hosts="192.0.2.1"):
@@ -325,6 +352,7 @@ class ClamAv(_Daemon):
     As root both stay root (no User line): no user of their own is needed,
     clamd reads nothing but the stream clamav-milter sends it.
     log() is clamav-milter's log (LogInfected/LogClean Full)."""
+    stop_wait = MILTER_STOP_WAIT
 
     def __init__(self, base, name="clamav", on_infected="Reject", reject_msg=None):
         self.dir = os.path.join(base, name)

@@ -519,10 +519,13 @@ class Dns:
         import struct
         q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + \
             b"\x04test\x00\x00\x06\x00\x01"
+        # Connected: a query sent before dnsmasq binds fails at once
+        # (ECONNREFUSED from the ICMP error) instead of after the timeout.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.5)
-            s.sendto(q, ("127.0.0.1", self.port))
             try:
+                s.connect(("127.0.0.1", self.port))
+                s.send(q)
                 return len(s.recv(512)) > 0
             except OSError:
                 return False
@@ -665,6 +668,7 @@ class DelayProxy:
         os.makedirs(base, exist_ok=True)
         fd, self.control = tempfile.mkstemp(prefix="delayproxy-", dir=base)
         os.close(fd)
+        self.seq = 0
         args = ["/usr/bin/python3", self.SCRIPT, kind, "--to", to, "--delay", str(delay),
                 "--control", self.control]
         for t, s in (per_type or {}).items():
@@ -680,14 +684,24 @@ class DelayProxy:
         return "127.0.0.1:%d" % self.port
 
     def set(self, delay=None, **per_type):
-        """Changes the delays (seconds); takes effect within half a second."""
-        lines = ([] if delay is None else ["delay %s" % delay]) + \
+        """Changes the delays (seconds); returns once the proxy applies them
+        (it acknowledges the file's sequence number)."""
+        self.seq += 1
+        lines = ["seq %d" % self.seq] + ([] if delay is None else ["delay %s" % delay]) + \
             ["%s %s" % (t, s) for t, s in per_type.items()]
         tmp = self.control + ".new"
         with open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
         os.replace(tmp, self.control)
-        time.sleep(0.5)
+        wait_for(lambda: self._acked() == str(self.seq), timeout=10, interval=0.02,
+                 what="delayproxy to apply its new delays")
+
+    def _acked(self):
+        try:
+            with open(self.control + ".ack") as f:
+                return f.read().strip()
+        except OSError:
+            return None
 
     def stop(self):
         if self.proc.poll() is None:

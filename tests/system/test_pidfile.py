@@ -212,13 +212,23 @@ def test_starts_while_holder_stops(nodes):
         a.start(write=False, wait=False)
         b.start(write=False, wait=False)
         h.proc.wait(timeout=40)
-        time.sleep(3)
+        # Each has decided: it exited, or it accepts (it binds its port only
+        # once it holds the lock).
+        selortest.wait_for(lambda: all(settled(n) for n in (a, b)), timeout=20,
+                           what="both starts to end or accept")
         running = [n for n in (a, b) if n.proc.poll() is None]
         assert len(running) <= 1, "both nodes run on one Pid_file"
         for n in running:
-            selortest.wait_for(n.accepting, timeout=20, what="the survivor accepts")
             assert_holds(n)
             assert n.stop() == 0
+
+
+def settled(n):
+    """n exited, or accepts connections."""
+    try:
+        return n.proc.poll() is not None or n.accepting()
+    except AssertionError:     # it exited meanwhile
+        return True
 
 
 def test_sigkill_leaves_a_file_the_next_start_takes(nodes):
