@@ -30,7 +30,7 @@ SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 LIBS    := $(PKG_LIBS) -luuid -lcrypt -lcrypto -ldl -lm
 
 # Code shared by every program.
-CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c config.c config_reload.c \
+CORE_SRC := $(addprefix src/core/,mem.c buf.c arena.c async.c log.c priv.c sysload.c config.c config_reload.c \
               net.c addr.c stream.c srs.c strset.c metrics.c) \
             $(addprefix src/spool/,queue_id.c queue_file.c spool.c spool_commit.c spool_queues.c queue_edit.c) \
             $(addprefix src/accounts/,module.c accounts.c) src/queue/bounce.c

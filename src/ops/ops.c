@@ -27,6 +27,7 @@
 #include "mem.h"
 #include "node.h"
 #include "ops.h"
+#include "sysload.h"
 
 #define OPS_TICK_MS 100
 #define OPS_DRAIN_MS 250        /* a drain is seen this quickly */
@@ -50,9 +51,7 @@ const char *ops_unready(const struct ops *o, char *buf, size_t size)
 
 double ops_load(void)
 {
-    double l[1];
-
-    return getloadavg(l, 1) == 1 ? l[0] : 0.0;
+    return sysload_avg1();
 }
 
 /*

@@ -38,6 +38,7 @@
 #include "metrics.h"
 #include "node.h"
 #include "queue.h"
+#include "sysload.h"
 #include "rules.h"
 #include "rules_exec.h"
 #include "queue_ctl.h"
@@ -89,11 +90,7 @@ struct queue_proc {
 
 static int queue_load_too_high(void)
 {
-    double avg[1];
-
-    if (selor_conf->Lavg_queue <= 0 || getloadavg(avg, 1) < 1)
-        return 0;
-    return avg[0] > (double)selor_conf->Lavg_queue;
+    return selor_conf->Lavg_queue > 0 && sysload_avg1() > (double)selor_conf->Lavg_queue;
 }
 
 static uint64_t queue_now_ms(void)

@@ -29,6 +29,7 @@
 #include "mem.h"
 #include "node.h"
 #include "smtp_session.h"
+#include "sysload.h"
 #include "smtp_worker.h"
 #include "spool.h"
 
@@ -363,26 +364,10 @@ static int smtp_mail_params(struct smtp_session *s, const struct smtp_path *p)
     return 0;
 }
 
-/* The 1-minute load average, read at most once a second: the kernel
- * updates it every 5 s, and a read is a syscall (at every MAIL). */
-static double smtp_load_avg(void)
-{
-    static time_t read_at;
-    static double avg;
-    time_t now = time(NULL);
-
-    if (now != read_at) {
-        read_at = now;
-        if (getloadavg(&avg, 1) != 1)
-            avg = 0.0;
-    }
-    return avg;
-}
-
 /* Lavg_negative: refuse new mail while the load is above it. */
 static int smtp_load_too_high(const struct config *conf)
 {
-    return conf->Lavg_negative > 0 && smtp_load_avg() > (double)conf->Lavg_negative;
+    return conf->Lavg_negative > 0 && sysload_avg1() > (double)conf->Lavg_negative;
 }
 
 /* The qlimit queue: Qlimit! of the rules, or (deprecated) Qlimit_senders. */

@@ -190,13 +190,20 @@ def check_killed_node_takeover(cl, timeout=60):
     cl.wait_startup_pause()
     for i in range(20):
         cl.send(victim, i)
-    wait_for(lambda: "mx1" in holders(cl).values(), timeout=20,
-             what="the victim holding deliveries")
+    # Frozen (SIGSTOP) before its locks are read, so that what it holds then
+    # is what it dies with: a delivery that ends between a read and the
+    # kill cannot empty the list.  Its locks outlive it by a lease.
+    held = []
+    for _ in range(20):
+        wait_for(lambda: "mx1" in holders(cl).values(), timeout=20,
+                 what="the victim holding deliveries")
+        victim.kill(signal.SIGSTOP)
+        held = [q for q, sid in holders(cl).items() if sid == "mx1"]
+        if held:
+            break
+        victim.kill(signal.SIGCONT)
     t0 = time.monotonic()
     victim.kill(signal.SIGKILL)
-    # Its locks outlive it by a lease: read now, they are exactly what it
-    # held when it died (a claim between a read and the kill would be missed).
-    held = [q for q, sid in holders(cl).items() if sid == "mx1"]
     assert held
     missing, doubled = all_delivered_once(cl, 0, 20, timeout=timeout)
     took = time.monotonic() - t0
