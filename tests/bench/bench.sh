@@ -85,7 +85,8 @@
 # Environment: BENCH_OPTS (options read before the command line's, e.g.
 # BENCH_OPTS="--fsync --rounds 3" make bench), SELOR_BIN (default
 # build/selor), SELORCTL_BIN (default build/selorctl), SELOR_MODULE
-# (default build/mod/selor_passwd.so), SMTP_SOURCE (default
+# (default build/mod/selor_passwd.so), SELOR_EXTRA_CONF (lines added to
+every node's selor.conf, e.g. 'Spool_flush "fsync"'), SMTP_SOURCE (default
 # /usr/sbin/smtp-source), SMTP_SINK (default /usr/sbin/smtp-sink).
 #
 # The last line is the accept result, e.g.
@@ -293,6 +294,7 @@ node_conf() {
         echo "Resolve_all 0"
         echo "From_level_check 0"
         cat
+        [ -z "${SELOR_EXTRA_CONF:-}" ] || printf '%s\n' "$SELOR_EXTRA_CONF"
     } > "$1/selor.conf"
 }
 
