@@ -515,7 +515,7 @@ static void cr_announce(struct coord *c, const char *queue, const char *qid, lon
     call->mode = mode;
     cr_key(cr, kdue, sizeof(kdue), "due", queue);
     cr_key(cr, klock, sizeof(klock), "lock", qid);
-    snprintf(sdue, sizeof(sdue), "%ld", due > 0 ? due : (long)time(NULL));
+    snprintf(sdue, sizeof(sdue), "%ld", due > 0 ? due : 0L);   /* 0: Redis's now */
     cr_eval(call, 2, (const char *const[]){kdue, klock, sdue, qid,
                                            mode == COORD_ANN_NEW ? "new" : "force",
                                            NULL});
@@ -583,12 +583,35 @@ static void cr_claim_reply(struct cr_call *call, redisReply *r, int live)
     call->fn.claim(call->arg, st, st == COORD_OK ? &call->cl : NULL);
 }
 
+/* The keys and numbers every claiming script starts with. */
+struct cr_claim_args {
+    char kdue[256], kslots[256], ktok[256], kepoch[256], kheld[256];
+    char slimit[32], slease[32], scand[16];
+};
+
+/* A claim call of queue for call->fn's owner: its keys and numbers. */
+static void cr_claim_prepare(struct coord_redis *cr, struct cr_call *call, const char *queue,
+                             long limit, struct cr_claim_args *a)
+{
+    call->cl.asked_ms = coord_mono_ms();
+    snprintf(call->cl.queue, sizeof(call->cl.queue), "%s", queue);
+    call->cl.slot = limit > 0;
+    cr_key(cr, a->kdue, sizeof(a->kdue), "due", queue);
+    cr_key(cr, a->kslots, sizeof(a->kslots), "slots", queue);
+    cr_key(cr, a->ktok, sizeof(a->ktok), "token", NULL);
+    cr_key(cr, a->kepoch, sizeof(a->kepoch), "epoch", NULL);
+    cr_key(cr, a->kheld, sizeof(a->kheld), "held", NULL);
+    snprintf(a->slimit, sizeof(a->slimit), "%ld", limit);
+    snprintf(a->slease, sizeof(a->slease), "%ld", cr->lease_ms);
+    snprintf(a->scand, sizeof(a->scand), "%d", CR_SCAN_CANDIDATES);
+}
+
 static void cr_claim_next(struct coord *c, struct async_owner *o, const char *queue,
                           long limit, long now, coord_claim_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
-    char kdue[256], kslots[256], ktok[256], kepoch[256], klock[256], kheld[256],
-        slimit[32], slease[32], scand[16];
+    struct cr_claim_args a;
+    char klock[256];
     struct cr_call *call;
 
     if (!cr_ready(cr) || cr->draining) {
@@ -597,20 +620,11 @@ static void cr_claim_next(struct coord *c, struct async_owner *o, const char *qu
     }
     call = cr_call_new(cr, o, CR_S_CLAIM, cr_claim_reply, arg);
     call->fn.claim = fn;
-    call->cl.asked_ms = coord_mono_ms();
-    snprintf(call->cl.queue, sizeof(call->cl.queue), "%s", queue);
-    call->cl.slot = limit > 0;
-    cr_key(cr, kdue, sizeof(kdue), "due", queue);
-    cr_key(cr, kslots, sizeof(kslots), "slots", queue);
-    cr_key(cr, ktok, sizeof(ktok), "token", NULL);
-    cr_key(cr, kepoch, sizeof(kepoch), "epoch", NULL);
-    cr_key(cr, kheld, sizeof(kheld), "held", NULL);
+    cr_claim_prepare(cr, call, queue, limit, &a);
     snprintf(klock, sizeof(klock), "%slock:", cr->prefix);   /* + qid in the script */
-    snprintf(slimit, sizeof(slimit), "%ld", limit);
-    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
-    snprintf(scand, sizeof(scand), "%d", CR_SCAN_CANDIDATES);
-    cr_eval(call, 5, (const char *const[]){kdue, kslots, ktok, kepoch, kheld, slimit, slease,
-                                           cr->node, klock, scand, NULL});
+    cr_eval(call, 5, (const char *const[]){a.kdue, a.kslots, a.ktok, a.kepoch, a.kheld,
+                                           a.slimit, a.slease, cr->node, klock, a.scand,
+                                           NULL});
 }
 
 static void cr_claim_id(struct coord *c, struct async_owner *o, const char *queue,
@@ -743,8 +757,8 @@ static void cr_claim_batch(struct coord *c, struct async_owner *o, const char *q
                            coord_batch_fn *fn, void *arg)
 {
     struct coord_redis *cr = (struct coord_redis *)c;
-    char kdue[256], kslots[256], ktok[256], kepoch[256], kheld[256], slimit[32],
-        slease[32], scand[16], swant[16];
+    struct cr_claim_args a;
+    char swant[16];
     const char **args;
     char (*owner)[128], (*snext)[32];
     struct cr_call *call;
@@ -766,31 +780,21 @@ static void cr_claim_batch(struct coord *c, struct async_owner *o, const char *q
     call = cr_call_new(cr, want ? o : NULL, CR_S_BATCH, cr_batch_reply, arg);
     call->fn.batch = fn;
     call->num = (long)want;
-    call->cl.asked_ms = coord_mono_ms();
-    snprintf(call->cl.queue, sizeof(call->cl.queue), "%s", queue);
-    call->cl.slot = limit > 0;
-    cr_key(cr, kdue, sizeof(kdue), "due", queue);
-    cr_key(cr, kslots, sizeof(kslots), "slots", queue);
-    cr_key(cr, ktok, sizeof(ktok), "token", NULL);
-    cr_key(cr, kepoch, sizeof(kepoch), "epoch", NULL);
-    cr_key(cr, kheld, sizeof(kheld), "held", NULL);
-    snprintf(slimit, sizeof(slimit), "%ld", limit);
-    snprintf(slease, sizeof(slease), "%ld", cr->lease_ms);
-    snprintf(scand, sizeof(scand), "%d", CR_SCAN_CANDIDATES);
+    cr_claim_prepare(cr, call, queue, limit, &a);
     snprintf(swant, sizeof(swant), "%zu", want);
     args = mem_zalloc((11 + 4 * nrel + 1) * sizeof(*args));
     owner = mem_zalloc((nrel + 1) * sizeof(*owner));
     snext = mem_zalloc((nrel + 1) * sizeof(*snext));
-    args[0] = kdue;
-    args[1] = kslots;
-    args[2] = ktok;
-    args[3] = kepoch;
-    args[4] = kheld;
-    args[5] = slimit;
-    args[6] = slease;
+    args[0] = a.kdue;
+    args[1] = a.kslots;
+    args[2] = a.ktok;
+    args[3] = a.kepoch;
+    args[4] = a.kheld;
+    args[5] = a.slimit;
+    args[6] = a.slease;
     args[7] = cr->node;
     args[8] = cr->prefix;
-    args[9] = scand;
+    args[9] = a.scand;
     args[10] = swant;
     k = 11;
     for (size_t i = 0; i < nrel; i++) {

@@ -116,10 +116,15 @@ const char *const cr_scripts[CR_NSCRIPTS] = {
     "elseif next == -1 then redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
     "return 1\n",
 
-    /* ANNOUNCE: KEYS due, lock; ARGV due, qid, mode ("new"/"force") */
+    /* ANNOUNCE: KEYS due, lock; ARGV due (0: now, by Redis's clock: a node
+     * whose clock is ahead must not announce "now" in the future), qid,
+     * mode ("new"/"force") */
+    CR_LUA_NOW
     "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end\n"
-    "if ARGV[3] == 'new' then return redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) end\n"
-    "return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n",
+    "local due = tonumber(ARGV[1])\n"
+    "if due <= 0 then due = now_s end\n"
+    "if ARGV[3] == 'new' then return redis.call('ZADD', KEYS[1], 'NX', due, ARGV[2]) end\n"
+    "return redis.call('ZADD', KEYS[1], due, ARGV[2])\n",
 
     /* SLOT: KEYS slots; ARGV limit, lease ms, member */
     CR_LUA_NOW
