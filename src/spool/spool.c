@@ -63,8 +63,7 @@ const char *spool_msg_dir(const struct spool_msg *m)
     return spool_msg_qdir(m)->path;
 }
 
-void spool_path(char *out, size_t size, const char *dir, char kind,
-                       const char *id)
+void spool_path(char *out, size_t size, const char *dir, char kind, const char *id)
 {
     snprintf(out, size, "%s/%c%s", dir, kind, id);
 }

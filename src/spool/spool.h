@@ -44,7 +44,6 @@ struct spool {
     struct spool_msg *group;  /* the group being committed */
     int group_busy;
     uv_work_t group_work;
-    unsigned long groups, grouped;   /* groups committed, messages in them */
 };
 
 /* Result of a commit: 0, or the errno that stopped it. */

@@ -210,15 +210,9 @@ static void spool_commit_after(uv_work_t *w, int status)
 
 static void spool_commit_start(struct spool *sp)
 {
-    unsigned long n = 0;
-
     sp->group = sp->group_wait;
     sp->group_wait = NULL;
     sp->group_tail = &sp->group_wait;
-    for (struct spool_msg *m = sp->group; m; m = m->next)
-        n++;
-    sp->groups++;
-    sp->grouped += n;
     sp->group_busy = 1;
     sp->group_work.data = sp;
     uv_queue_work(sp->loop, &sp->group_work, spool_commit_work, spool_commit_after);
